@@ -1,0 +1,23 @@
+"""Shared test helpers: where the shared data lives, and skipping cleanly when it is absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DATA = SHARED / "data"
+
+
+def shared_path(*parts: str) -> Path:
+    """Path under ../shared/data, or skip the test with the reason when it is not there."""
+    path = DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs the shared data at {path} (absent on this machine)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def emodb_dir() -> Path:
+    return shared_path("emodb", "wav")
