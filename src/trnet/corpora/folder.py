@@ -1,0 +1,105 @@
+"""Bring-your-own emotion corpus: a folder of audio plus a CSV (RAVDESS-style).
+
+The CSV (default `ROOT/labels.csv`) has columns `file,label,speaker` and optionally
+`session,gender`; `file` is relative to ROOT (or absolute). The leave-one-speaker-out
+protocol validates on the other speaker of the test speaker's session, so sessions must pair
+speakers: a `session` column must give every session exactly two speakers, and without one
+the speakers are paired in sorted order ((1st, 2nd) -> session 1, ...), which the summary
+says. Labels outside the class set (LABELS unless `labels` is given) are set aside and
+counted. Gender (F/M) is optional; without it the fold order within a session is by id.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from trnet.corpora import LABELS, CorpusError, LoadResult, audio_frames, natural_key, require_dir
+
+REQUIRED = ("file", "label", "speaker")
+GENDERS = {"f": "F", "female": "F", "w": "F", "woman": "F", "m": "M", "male": "M", "man": "M", "": ""}
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    if not path.is_file():
+        raise CorpusError(f"{path}: not found (expected a CSV with columns {','.join(REQUIRED)}[,session,gender])")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        missing = [c for c in REQUIRED if c not in columns]
+        if missing:
+            raise CorpusError(f"{path}: lacks column(s) {missing}; expected {','.join(REQUIRED)}[,session,gender]")
+        reader.fieldnames = columns
+        return columns, [{k: (v or "").strip() for k, v in row.items() if k} for row in reader]
+
+
+def _single(values: dict[str, set[str]], what: str, csv_path: Path) -> dict[str, str]:
+    """speaker -> its one value of `what`; a speaker with two is an error."""
+    clash = {spk: vals for spk, vals in values.items() if len(vals) > 1}
+    if clash:
+        spk, vals = next(iter(clash.items()))
+        raise CorpusError(f"{csv_path}: speaker {spk} has several {what} values {sorted(vals)}")
+    return {spk: next(iter(vals)) for spk, vals in values.items()}
+
+
+def load(root: Path, csv_path: Path | None = None, labels: Sequence[str] | None = None) -> LoadResult:
+    """Read the CSV, keep rows whose label is in the class set, and give each speaker a session."""
+    root = Path(root)
+    if root.is_file():  # the CSV itself was given
+        root, csv_path = root.parent, root
+    root = require_dir(root, "a folder of audio with labels.csv")
+    csv_path = Path(csv_path) if csv_path else root / "labels.csv"
+    columns, entries = _read_csv(csv_path)
+    classes = tuple(label.strip().lower() for label in labels) if labels else LABELS
+    rows: list[dict[str, Any]] = []
+    set_aside: Counter[str] = Counter()
+    sessions: dict[str, set[str]] = defaultdict(set)
+    genders: dict[str, set[str]] = defaultdict(set)
+    for line, entry in enumerate(entries, start=2):
+        label, speaker = entry["label"].lower(), entry["speaker"]
+        if not entry["file"] or not speaker:
+            raise CorpusError(f"{csv_path}:{line}: empty file or speaker")
+        if label not in classes:
+            set_aside[f"label {label or '(empty)'}"] += 1
+            continue
+        audio = root / entry["file"]
+        if not audio.is_file():
+            raise CorpusError(f"{csv_path}:{line}: {audio} not found (file is relative to {root})")
+        gender = GENDERS.get(entry.get("gender", "").lower())
+        if gender is None:
+            raise CorpusError(f"{csv_path}:{line}: gender {entry['gender']!r} is not F/M")
+        if "session" in columns:
+            if not entry["session"]:
+                raise CorpusError(f"{csv_path}:{line}: empty session")
+            sessions[speaker].add(entry["session"])
+        genders[speaker].add(gender)
+        frames, sr = audio_frames(audio)
+        rel = audio.relative_to(root) if audio.is_relative_to(root) else Path(audio.name)
+        rows.append(dict(id=rel.with_suffix("").as_posix().replace("/", "__"), path=str(audio), label=label,
+                         speaker=speaker, session="", gender=gender, duration=frames / sr))
+    if not rows:
+        raise CorpusError(f"{csv_path}: no row with a label in {', '.join(classes)} (use --labels to set the class set)")
+    speakers = sorted({r["speaker"] for r in rows}, key=natural_key)
+    notes: list[str] = []
+    if "session" in columns:
+        session_of = _single(sessions, "session", csv_path)
+        members: dict[str, list[str]] = defaultdict(list)
+        for spk in speakers:
+            members[session_of[spk]].append(spk)
+        bad = {s: m for s, m in members.items() if len(m) != 2}
+        if bad:
+            s, m = next(iter(bad.items()))
+            raise CorpusError(f"{csv_path}: session {s} has {len(m)} speaker(s) ({', '.join(m)}); each session must pair exactly 2")
+    else:
+        if len(speakers) % 2:
+            raise CorpusError(f"{csv_path}: {len(speakers)} speakers cannot be paired into sessions; add a session column")
+        session_of = {spk: str(i // 2 + 1) for i, spk in enumerate(speakers)}
+        pairs = ", ".join(f"{i // 2 + 1}=({speakers[i]},{speakers[i + 1]})" for i in range(0, len(speakers), 2))
+        notes.append(f"no session column: speakers paired in sorted order into sessions {pairs}")
+    gender_of = _single(genders, "gender", csv_path)
+    for row in rows:
+        row["session"], row["gender"] = session_of[row["speaker"]], gender_of[row["speaker"]]
+    return LoadResult("utterances", rows, dict(sorted(set_aside.items())), notes)

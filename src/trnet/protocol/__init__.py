@@ -1,0 +1,2 @@
+"""Experimental protocol: leave-one-speaker-out folds, SNR mixing, and source-disjoint noise
+assignment (SPEC §2, §3)."""

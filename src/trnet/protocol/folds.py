@@ -1,0 +1,58 @@
+"""Leave-one-speaker-out folds (SPEC §3, authors' code): one fold per speaker; the other
+speaker of the same session validates (model selection never sees the test speaker), and the
+speakers of all other sessions train."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from trnet.corpora import natural_key
+
+GENDER_ORDER = {"F": 0, "M": 1}
+
+
+@dataclass(frozen=True)
+class Fold:
+    index: int
+    test_speaker: str
+    val_speaker: str
+    train_speakers: tuple[str, ...]
+
+
+def loso_folds(rows: Sequence[dict[str, Any]]) -> list[Fold]:
+    """One fold per speaker: sessions in sorted order, within a session F before M (then by
+    id), so fold k means the same speaker on every machine (IEMOCAP: Ses01F, Ses01M, ...)."""
+    members: dict[str, set[str]] = defaultdict(set)
+    gender: dict[str, str] = {}
+    session_of: dict[str, str] = {}
+    for r in rows:
+        spk, session = r["speaker"], str(r["session"])
+        if session_of.setdefault(spk, session) != session:
+            raise ValueError(f"speaker {spk} appears in sessions {session_of[spk]} and {session}")
+        members[session].add(spk)
+        gender.setdefault(spk, r.get("gender", ""))
+    sessions = sorted(members, key=natural_key)
+    for s in sessions:
+        if len(members[s]) != 2:
+            raise ValueError(f"session {s} has {len(members[s])} speaker(s) ({', '.join(sorted(members[s]))}); "
+                             "leave-one-speaker-out needs exactly 2 per session")
+    ordered = {s: sorted(members[s], key=lambda spk: (GENDER_ORDER.get(gender[spk], 2), natural_key(spk)))
+               for s in sessions}
+    folds: list[Fold] = []
+    for s in sessions:
+        train = tuple(spk for t in sessions if t != s for spk in ordered[t])
+        first, second = ordered[s]
+        folds += [Fold(len(folds), first, second, train), Fold(len(folds) + 1, second, first, train)]
+    return folds
+
+
+def split(rows: Sequence[dict[str, Any]], fold: Fold) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train, val, test) rows of a fold, each in manifest order."""
+    train_set = set(fold.train_speakers)
+    train = [r for r in rows if r["speaker"] in train_set]
+    val = [r for r in rows if r["speaker"] == fold.val_speaker]
+    test = [r for r in rows if r["speaker"] == fold.test_speaker]
+    return train, val, test
