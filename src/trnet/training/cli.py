@@ -1,0 +1,31 @@
+"""`trnet train --config SYSTEM --fold K --seed S --store DIR --out RUNS`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="system name (e.g. trnet, baseline-e) or a config TOML path")
+    p.add_argument("--fold", type=int, required=True, help="LOSO fold index (0 .. 2 x sessions - 1)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--store", type=Path, required=True, help="condition store (trnet conditions)")
+    p.add_argument("--out", type=Path, required=True, help="runs directory; the run goes to OUT/<system>/fold<K>-seed<S>")
+    p.add_argument("--epochs", type=int, help="override the config's maximum epochs")
+    p.add_argument("--train-noise", help="noise corpus of the store to train on (default: esc50, else the first)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--quiet", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from trnet.training.trainer import spec_from_names, train
+
+    spec = spec_from_names(
+        args.config, args.fold, args.seed, args.store, args.out, epochs=args.epochs, train_noise=args.train_noise, device=args.device
+    )
+    path = train(spec, quiet=args.quiet)
+    print(f"run: {path}")
+    return 0

@@ -1,0 +1,89 @@
+"""Batches from the condition store (SPEC §7).
+
+Training: every example draws its condition uniformly from {clean, each SNR of the training
+noise corpus} at every step (the authors' recipe), or clean only for Baseline-c. Validation:
+the validation speaker under every condition of the same set, fixed. All randomness comes
+from (seed, epoch), so a resumed run sees exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from trnet.corpora import LABELS
+from trnet.store import Condition, ConditionStore
+
+CROP_MULTIPLE = 16  # encoder downsamples time by 2^4
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor  # noisy LMFB [B, T, 80]
+    xe: torch.Tensor  # enhanced LMFB
+    xs: torch.Tensor  # clean LMFB (the target of eq. 5 and the teacher's input)
+    frames: torch.Tensor  # valid frames [B]
+    y: torch.Tensor  # class index [B]
+    index: np.ndarray  # store rows
+    conditions: list[Condition]
+
+    def to(self, device: torch.device | str) -> Batch:
+        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(move(self.x), move(self.xe), move(self.xs), move(self.frames), move(self.y), self.index, self.conditions)
+
+
+def label_indices(store: ConditionStore) -> np.ndarray:
+    return np.array([LABELS.index(r["label"]) for r in store.rows], dtype=np.int64)
+
+
+def condition_set(store: ConditionStore, train_conditions: str, noise: str | None) -> list[Condition]:
+    """{clean} for clean training; {clean, (noise, snr) for every SNR} otherwise."""
+    if train_conditions == "clean":
+        return ["clean"]
+    if noise not in store.noises:
+        raise ValueError(f"training noise {noise!r} is not in the store (it has {store.noises})")
+    return ["clean", *[(noise, s) for s in store.snrs]]
+
+
+def make_batch(store: ConditionStore, labels: np.ndarray, index: np.ndarray, conds: Sequence[Condition], crop: bool = True) -> Batch:
+    """Gather a batch; with `crop`, cut the time axis to the longest valid length (rounded up
+    to a multiple of 16). Padded frames change no output, so this only saves compute."""
+    x, xe, xs = store.gather(index, conds)
+    frames = store.frames[index]
+    if crop:
+        t = int(min(x.shape[1], -(-max(int(frames.max()), 1) // CROP_MULTIPLE) * CROP_MULTIPLE))
+        x, xe, xs = x[:, :t], xe[:, :t], xs[:, :t]
+    return Batch(
+        torch.from_numpy(np.ascontiguousarray(x)),
+        torch.from_numpy(np.ascontiguousarray(xe)),
+        torch.from_numpy(np.ascontiguousarray(xs)),
+        torch.from_numpy(frames.copy()),
+        torch.from_numpy(labels[index]),
+        index,
+        list(conds),
+    )
+
+
+def train_batches(
+    store: ConditionStore, labels: np.ndarray, rows: np.ndarray, conds: list[Condition], batch_size: int, seed: int, epoch: int
+) -> Iterator[Batch]:
+    """One epoch: shuffled order and a per-example condition, both fixed by (seed, epoch)."""
+    rng = np.random.default_rng([seed, epoch, 0x7E7])
+    order = rng.permutation(rows)
+    draws = rng.integers(0, len(conds), size=len(order))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        if len(idx) < 2:  # BatchNorm needs 2+ examples; a single leftover waits for next epoch
+            break
+        yield make_batch(store, labels, idx, [conds[d] for d in draws[start : start + batch_size]])
+
+
+def eval_batches(store: ConditionStore, labels: np.ndarray, rows: np.ndarray, cond: Condition, batch_size: int) -> Iterator[Batch]:
+    """Every row under one fixed condition; rows sorted by length so that cropping saves most."""
+    rows = np.asarray(rows)[np.argsort(store.frames[rows], kind="stable")]
+    for start in range(0, len(rows), batch_size):
+        idx = rows[start : start + batch_size]
+        yield make_batch(store, labels, idx, [cond] * len(idx))
