@@ -1,0 +1,45 @@
+"""Exact masking of padded frames. Every model input is [B, T, ...] with a valid length per
+utterance; frames at index >= length are padding. The helpers here keep padding from reaching
+any output, so a batch gives the same result whether its padding holds zeros, garbage, or is
+cropped away (training crops each batch to its longest utterance)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from trnet.features import frame_mask
+
+
+def zero_padding(x: Tensor, lengths: Tensor, dim: int) -> Tensor:
+    """x with every time step at index >= length (along `dim`) set to 0, NaN and inf included."""
+    shape = [1] * x.dim()
+    shape[0], shape[dim] = x.shape[0], x.shape[dim]
+    return x.masked_fill(~frame_mask(lengths, x.shape[dim]).view(shape), 0.0)
+
+
+def halve(lengths: Tensor) -> Tensor:
+    """Valid length after a stride-2 conv (kernel 5, padding 2; or 1x1, no padding) or a
+    ceil-mode 2x pool: floor((L - 1) / 2) + 1 = ceil(L / 2)."""
+    return (lengths - 1) // 2 + 1
+
+
+class MaskedBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d over [B, C, T, F] whose training statistics (and so its running statistics)
+    come from the valid time steps only: padding is neither counted nor able to shift them.
+    In eval mode it is the plain per-element affine map of nn.BatchNorm2d."""
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:  # type: ignore[override]
+        if not self.training:
+            return super().forward(x)
+        valid = frame_mask(lengths, x.shape[2])[:, None, :, None]
+        n = valid.sum() * x.shape[3]  # valid elements per channel
+        x0 = x.masked_fill(~valid, 0.0)
+        mean = x0.sum((0, 2, 3)) / n
+        var = ((x0 - mean[:, None, None]).masked_fill(~valid, 0.0) ** 2).sum((0, 2, 3)) / n
+        with torch.no_grad():
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var * n / (n - 1).clamp_min(1), self.momentum)  # unbiased, as nn.BatchNorm
+            self.num_batches_tracked += 1
+        y = (x0 - mean[:, None, None]) * torch.rsqrt(var[:, None, None] + self.eps)
+        return y * self.weight[:, None, None] + self.bias[:, None, None]

@@ -1,0 +1,166 @@
+"""The one model class (paper Figure 1, §4.4). The seven compared systems are configurations of
+it (SPEC §6), read from src/trnet/configs/<name>.toml:
+
+    input "x"      encoder(X)                                        Baseline-c, Baseline-n
+    input "xe"     encoder(X_e)                                      Baseline-e
+    input "ne"     shared encoder on X and X_e, h_x and h_e fused    Baseline-ne
+    input "trnet"  SNR-aware -> X~ -> encoder -> bridge -> h~        TRNet and its two variants
+
+The frozen teacher (a Baseline-c system, §3.3) is never a submodule of the student: it is
+built apart with `build_teacher` and only the training loop calls it (h_s = teacher.embed(X_s)),
+so the student's state_dict and inference graph have no teacher in them."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from trnet.models.bridge import FiLMBridge
+from trnet.models.encoder import ENCODERS
+from trnet.models.snr_aware import SNRAware
+
+SYSTEMS = ("baseline-c", "baseline-n", "baseline-e", "baseline-ne", "trnet", "trnet-wo-low", "trnet-wo-high")  # Table 1 order
+INPUTS = ("x", "xe", "ne", "trnet")
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    name: str
+    input: str  # one of INPUTS
+    train_conditions: str  # "clean" (IEM) or "noisy" (IEM + IEM-ESC)
+    alpha: float  # weight of L_low, eq. (8)
+    beta: float  # weight of L_high, eq. (8)
+    bridge: bool  # FiLM bridge, eq. (6)
+    teacher: bool  # frozen Baseline-c teacher gives h_s
+    encoder: str = "resnet"  # "resnet" (SPEC default) or "cnn6" (the authors' code)
+    width: int = 32  # channels of the first block; h has 8 * width dimensions
+    n_classes: int = 4
+    n_mels: int = 80
+
+    def __post_init__(self) -> None:
+        checks = {
+            f"input {self.input!r} is not one of {INPUTS}": self.input not in INPUTS,
+            f"train_conditions {self.train_conditions!r} is not 'clean' or 'noisy'": self.train_conditions not in ("clean", "noisy"),
+            f"encoder {self.encoder!r} is not one of {tuple(ENCODERS)}": self.encoder not in ENCODERS,
+            "width must be >= 1": self.width < 1,
+            "alpha and beta must be >= 0": self.alpha < 0 or self.beta < 0,
+            "alpha > 0 (L_low) needs input 'trnet' (X~)": self.alpha > 0 and self.input != "trnet",
+            "bridge needs input 'trnet' (c)": self.bridge and self.input != "trnet",
+            "teacher must be true exactly when beta > 0 (L_high needs h_s)": self.teacher != (self.beta > 0),
+        }
+        problems = [message for message, failed in checks.items() if failed]
+        if problems:
+            raise ValueError(f"system {self.name!r}: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The [training] table of a system's config (SPEC §7); read by trnet.training."""
+
+    epochs: int = 80
+    batch_size: int = 32
+    lr: float = 1e-3
+    patience: int = 10  # early stopping: epochs without a better validation UAR
+
+
+def _read_toml(name_or_path: str | Path) -> tuple[str, dict]:
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = Path(str(resources.files("trnet") / "configs" / f"{name_or_path}.toml"))
+        if not path.exists():
+            raise FileNotFoundError(f"no system config {name_or_path!r}; known systems: {', '.join(SYSTEMS)}, or a .toml path")
+    with open(path, "rb") as f:
+        return path.stem, tomllib.load(f)
+
+
+def load_config(name_or_path: str | Path) -> SystemConfig:
+    """A system config by name (one of SYSTEMS) or .toml path; its name is the file's stem."""
+    name, table = _read_toml(name_or_path)
+    table.pop("training", None)
+    try:
+        return SystemConfig(name=name, **table)
+    except TypeError as e:  # unknown or missing keys
+        raise ValueError(f"{name_or_path}: {e}") from None
+
+
+def load_training_config(name_or_path: str | Path) -> TrainingConfig:
+    """The [training] table of a system config (defaults where absent)."""
+    _, table = _read_toml(name_or_path)
+    try:
+        return TrainingConfig(**table.get("training", {}))
+    except TypeError as e:
+        raise ValueError(f"{name_or_path} [training]: {e}") from None
+
+
+def teacher_config(cfg: SystemConfig) -> SystemConfig:
+    """The teacher of a system: Baseline-c with the same encoder, width and sizes (§3.3)."""
+    return replace(load_config("baseline-c"), encoder=cfg.encoder, width=cfg.width, n_classes=cfg.n_classes, n_mels=cfg.n_mels)
+
+
+class SystemOutput(NamedTuple):
+    logits: Tensor  # [B, n_classes]
+    h: Tensor  # utterance representation from the encoder (Baseline-ne: the fused one) [B, D]
+    h_tilde: Tensor | None  # calibrated representation, eq. (6) (systems with bridge)
+    c: Tensor | None  # SNR coefficient, eq. (3) [B] (TRNet family)
+    x_tilde: Tensor | None  # compensated LMFB, eq. (4) [B, T, F], zero beyond lengths (TRNet family)
+
+
+class SERSystem(nn.Module):
+    def __init__(self, cfg: SystemConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.snr = SNRAware(cfg.n_mels) if cfg.input == "trnet" else None
+        self.encoder = ENCODERS[cfg.encoder](cfg.width, cfg.n_mels)
+        d = self.encoder.out_dim
+        # Baseline-ne: a 2-way softmax gate from [h_x; h_e] (~0.03 M parameters at d = 256)
+        self.fusion = nn.Sequential(nn.Linear(2 * d, 64), nn.ReLU(), nn.Linear(64, 2)) if cfg.input == "ne" else None
+        self.bridge = FiLMBridge(d) if cfg.bridge else None
+        self.classifier = self.encoder.classifier(cfg.n_classes)
+
+    def forward(self, x: Tensor | None, xe: Tensor | None, lengths: Tensor) -> SystemOutput:
+        """Noisy X and enhanced X_e LMFB [B, T, F] (the one a system does not read may be None),
+        valid frames [B] -> SystemOutput."""
+        h_tilde = c = x_tilde = None
+        if self.cfg.input == "x":
+            h = self.encoder(x, lengths)
+        elif self.cfg.input == "xe":
+            h = self.encoder(xe, lengths)
+        elif self.cfg.input == "ne":
+            h_x, h_e = self.encoder(torch.cat([x, xe]), torch.cat([lengths, lengths])).chunk(2)
+            gate = self.fusion(torch.cat([h_x, h_e], 1)).softmax(1)
+            h = gate[:, :1] * h_x + gate[:, 1:] * h_e
+        else:
+            x_tilde, c = self.snr(x, xe, lengths)
+            h = self.encoder(x_tilde, lengths)
+            if self.bridge is not None:
+                h_tilde = self.bridge(h, c)
+        logits = self.classifier(h if h_tilde is None else h_tilde)
+        return SystemOutput(logits, h, h_tilde, c, x_tilde)
+
+    def embed(self, feats: Tensor, lengths: Tensor) -> Tensor:
+        """The encoder's h of one LMFB input [B, T, F] (the teacher's h_s = embed(X_s))."""
+        return self.encoder(feats, lengths)
+
+
+class Teacher(SERSystem):
+    """The frozen pre-trained SER module of §3.3: no gradients, eval mode whatever .train() says."""
+
+    def train(self, mode: bool = True) -> Teacher:
+        return super().train(False)
+
+    @torch.no_grad()
+    def embed(self, feats: Tensor, lengths: Tensor) -> Tensor:
+        return super().embed(feats, lengths)
+
+
+def build_teacher(state_dict: dict[str, Tensor], cfg: SystemConfig) -> Teacher:
+    """The teacher from a trained Baseline-c `state_dict` and its config `cfg` (see teacher_config)."""
+    teacher = Teacher(cfg)
+    teacher.load_state_dict(state_dict)
+    return teacher.requires_grad_(False).eval()
