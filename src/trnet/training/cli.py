@@ -15,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", type=Path, required=True, help="condition store (trnet conditions)")
     p.add_argument("--out", type=Path, required=True, help="runs directory; the run goes to OUT/<system>/fold<K>-seed<S>")
     p.add_argument("--epochs", type=int, help="override the config's maximum epochs")
+    p.add_argument("--encoder", choices=["resnet", "cnn6"], help="override the config's encoder")
+    p.add_argument("--width", type=int, help="override the encoder width (channels of the first block)")
     p.add_argument("--train-noise", help="noise corpus of the store to train on (default: esc50, else the first)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--quiet", action="store_true")
@@ -23,8 +25,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from trnet.training.trainer import spec_from_names, train
 
+    overrides = {k: getattr(args, k) for k in ("encoder", "width") if getattr(args, k) is not None}
     spec = spec_from_names(
-        args.config, args.fold, args.seed, args.store, args.out, epochs=args.epochs, train_noise=args.train_noise, device=args.device
+        args.config,
+        args.fold,
+        args.seed,
+        args.store,
+        args.out,
+        system_overrides=overrides,
+        training_overrides={"epochs": args.epochs},
+        train_noise=args.train_noise,
+        device=args.device,
     )
     path = train(spec, quiet=args.quiet)
     print(f"run: {path}")

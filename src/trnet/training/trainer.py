@@ -242,9 +242,18 @@ def load_run(path: str | Path, device: str = "cpu") -> tuple[SERSystem, dict]:
     return model.eval(), config
 
 
-def spec_from_names(config: str, fold: int, seed: int, store: Path, runs: Path, epochs: int | None = None, **kw) -> RunSpec:
-    system = load_config(config)
-    training = load_training_config(config)
-    if epochs is not None:
-        training = replace(training, epochs=epochs)
+def spec_from_names(
+    config: str,
+    fold: int,
+    seed: int,
+    store: Path,
+    runs: Path,
+    system_overrides: dict | None = None,
+    training_overrides: dict | None = None,
+    **kw,
+) -> RunSpec:
+    """A RunSpec from a system name or TOML path, with optional field overrides (a recipe's
+    encoder/width, or fewer epochs)."""
+    system = replace(load_config(config), **(system_overrides or {}))
+    training = replace(load_training_config(config), **{k: v for k, v in (training_overrides or {}).items() if v is not None})
     return RunSpec(system=system, training=training, fold=fold, seed=seed, store=Path(store), runs=Path(runs), **kw)

@@ -1,0 +1,147 @@
+"""Training loop: determinism, exact resume after a crash or kill -9, teacher handling,
+validation-only model selection, and learning on real EmoDB speech (SPEC §7)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.test_store import make_corpus
+from trnet.store import BuildSpec, ConditionStore, build
+from trnet.training import trainer
+from trnet.training.trainer import fold_rows, load_run, spec_from_names, train
+
+TINY = {"width": 4}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    corpus, noise = make_corpus(root, n_speakers=4, per_speaker=8)
+    spec = BuildSpec(corpus=corpus, noise={"esc50": noise}, se="identity", se_options={}, seed=1, snrs=(10, 0))
+    return build(spec, root / "store", quiet=True)
+
+
+def run(store: Path, runs: Path, system: str = "baseline-n", epochs: int = 3, seed: int = 1, **kw) -> Path:
+    spec = spec_from_names(
+        system, 0, seed, store, runs, system_overrides=TINY, training_overrides={"epochs": epochs, "batch_size": 8, **kw}
+    )
+    return train(spec, quiet=True)
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path / "best.safetensors"))
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_same_seed_same_weights_other_seed_other_weights(store, tmp_path):
+    a = weights(run(store, tmp_path / "a"))
+    b = weights(run(store, tmp_path / "b"))
+    c = weights(run(store, tmp_path / "c", seed=2))
+    assert_same(a, b)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_run_directory_and_log(store, tmp_path):
+    out = run(store, tmp_path, epochs=2)
+    assert out == tmp_path / "baseline-n" / "fold0-seed1"
+    assert {p.name for p in out.iterdir()} >= {"best.safetensors", "config.json", "log.csv", "done.json"}
+    assert not (out / "last.safetensors").exists()
+    config = json.loads((out / "config.json").read_text())
+    train_rows, val_rows, test_rows, speakers = fold_rows(ConditionStore(store), 0)
+    assert config["test_speaker"] == speakers["test_speaker"] and config["val_speaker"] == speakers["val_speaker"]
+    assert config["train_conditions"] == ["clean", "esc50@10", "esc50@0"]
+    assert len((out / "log.csv").read_text().strip().splitlines()) == 3
+    model, cfg = load_run(out)
+    assert cfg["system"]["width"] == 4 and not model.training
+
+
+def test_test_speaker_is_never_evaluated_during_training(store, tmp_path, monkeypatch):
+    seen: list[np.ndarray] = []
+    original = trainer.predict_condition
+
+    def spy(model, store_, labels, rows, cond, **kw):
+        seen.append(np.asarray(rows))
+        return original(model, store_, labels, rows, cond, **kw)
+
+    monkeypatch.setattr(trainer, "predict_condition", spy)
+    run(store, tmp_path, epochs=2)
+    _, val_rows, test_rows, _ = fold_rows(ConditionStore(store), 0)
+    assert seen and all(set(r) == set(val_rows) for r in seen)
+    assert not set(np.concatenate(seen)) & set(test_rows)
+
+
+def test_crash_mid_run_then_resume_equals_uninterrupted(store, tmp_path, monkeypatch):
+    reference = weights(run(store, tmp_path / "ref", epochs=4, patience=100))
+    calls = {"n": 0}
+    original = trainer.validate
+
+    def crash_on_third_epoch(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("simulated crash")
+        return original(*a, **kw)
+
+    monkeypatch.setattr(trainer, "validate", crash_on_third_epoch)
+    with pytest.raises(RuntimeError, match="simulated"):
+        run(store, tmp_path / "crash", epochs=4, patience=100)
+    monkeypatch.setattr(trainer, "validate", original)
+    out = tmp_path / "crash" / "baseline-n" / "fold0-seed1"
+    assert (out / "last.safetensors").exists() and not (out / "done.json").exists()
+    assert_same(reference, weights(run(store, tmp_path / "crash", epochs=4, patience=100)))
+    assert len((out / "log.csv").read_text().strip().splitlines()) == 5
+
+
+def test_kill_9_then_rerun_resumes(store, tmp_path):
+    cmd = [sys.executable, "-m", "trnet.cli", "train", "--config", "baseline-n", "--fold", "0", "--seed", "1",
+           "--store", str(store), "--out", str(tmp_path), "--epochs", "40", "--width", "4", "--quiet"]
+    out = tmp_path / "baseline-n" / "fold0-seed1"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "last.safetensors").exists():
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    epochs_before = len((out / "log.csv").read_text().strip().splitlines()) - 1
+    assert not (out / "done.json").exists() and epochs_before >= 1
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (out / "done.json").exists() and not (out / "last.safetensors").exists()
+    load_run(out)  # a loadable, complete checkpoint
+
+
+def test_trnet_trains_its_teacher_first_and_never_changes_it(store, tmp_path):
+    teacher_dir = run(store, tmp_path, system="baseline-c", epochs=2)
+    before = weights(teacher_dir)
+    stamp = (teacher_dir / "best.safetensors").stat().st_mtime_ns
+    out = run(store, tmp_path, system="trnet", epochs=2)
+    assert_same(before, weights(teacher_dir))
+    assert (teacher_dir / "best.safetensors").stat().st_mtime_ns == stamp
+    log = (out / "log.csv").read_text().splitlines()
+    header, first = log[0].split(","), log[1].split(",")
+    assert float(first[header.index("high")]) > 0 and float(first[header.index("low")]) > 0
+    assert not any("teacher" in k for k in weights(out))
+    # without a finished teacher, trnet trains Baseline-c itself
+    run(store, tmp_path / "fresh", system="trnet-wo-low", epochs=1)
+    assert (tmp_path / "fresh" / "baseline-c" / "fold0-seed1" / "done.json").exists()
+
+
+def test_unknown_fold_is_a_clear_error(store, tmp_path):
+    spec = spec_from_names("baseline-c", 99, 1, store, tmp_path, system_overrides=TINY)
+    with pytest.raises(ValueError, match="fold 99 out of range"):
+        train(spec, quiet=True)
