@@ -1,0 +1,55 @@
+"""Speech-enhancement front-ends (SPEC §4): the frozen SE model is a plug-in.
+
+    se = trnet.enhance.load("dfn3")              # default back-end
+    xe = se.enhance(wave, lengths)               # [B, N] -> [B, N], 16 kHz, sample-aligned
+    se.name, se.version                          # version keys caches of x_e
+
+Back-ends: `dfn3` (DeepFilterNet3, default), `cmgan` (the paper's SE model; needs the
+authors' generator checkpoint), `spectral` (classical Wiener filter, no model),
+`identity` (x_e = x). Modules are imported only when used, so a broken optional
+dependency only disables its own back-end.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from trnet.enhance.base import Enhancer
+
+DEFAULT = "dfn3"
+
+# name -> "module:class"
+BACKENDS: dict[str, str] = {
+    "dfn3": "trnet.enhance.dfn3:DFN3",
+    "cmgan": "trnet.enhance.cmgan:CMGAN",
+    "spectral": "trnet.enhance.spectral:Spectral",
+    "identity": "trnet.enhance.identity:Identity",
+}
+
+__all__ = ["BACKENDS", "DEFAULT", "Enhancer", "available", "load", "unavailable_reason"]
+
+
+def _backend_class(name: str) -> type[Enhancer]:
+    module, cls = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def unavailable_reason(name: str) -> str | None:
+    """None if back-end `name` can run on this machine, else why not (one line)."""
+    try:
+        _backend_class(name).check()
+    except Exception as err:  # noqa: BLE001 - any import/asset failure means "not usable here"
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def available() -> list[str]:
+    """Names of the back-ends usable here (missing packages or assets are left out)."""
+    return [name for name in BACKENDS if unavailable_reason(name) is None]
+
+
+def load(name: str = DEFAULT, **options: object) -> Enhancer:
+    """Build back-end `name` with its options (e.g. `load("cmgan", checkpoint=path)`)."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown SE back-end {name!r}; available: {', '.join(available()) or 'none'}")
+    return _backend_class(name)(**options)
