@@ -1,0 +1,168 @@
+"""`trnet export`: the inference graph of a trained run as ONNX or TorchScript.
+
+    trnet export --model runs/trnet/fold0-seed1 --format onnx --out trnet.onnx
+
+The graph is what runs at inference (SPEC §5): SNR-aware module, encoder, bridge and
+classifier; SE and LMFB stay outside it (the SE model is a plug-in with its own runtime).
+
+    inputs   x       float32 [B, T, 80]  LMFB of the noisy signal (trnet.features.fbank)
+             xe      float32 [B, T, 80]  LMFB of the enhanced signal
+             frames  int64   [B]         valid frames per utterance (frames beyond are ignored)
+    outputs  logits  float32 [B, classes]
+             c       float32 [B]         SNR coefficient; NaN for systems without one
+
+B and T are dynamic. Every system has the same signature; one that reads only X or only X_e
+ignores the other input. Labels, system and SE back-end travel in the file's metadata (ONNX
+metadata_props; TorchScript extra file `trnet.json`). After writing, the export is run on a
+random batch and compared with PyTorch; the file is renamed into place only if they agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from trnet.models import SERSystem
+from trnet.utils import atomic_path
+
+FORMATS = ("onnx", "torchscript")
+INPUTS = ("x", "xe", "frames")
+OUTPUTS = ("logits", "c")
+OPSET = 17
+TOLERANCE = 1e-4  # max |delta logits| accepted between PyTorch and the export
+
+
+class InferenceGraph(nn.Module):
+    """(X, X_e, frames) -> (logits, c): SERSystem's forward with a fixed output signature."""
+
+    def __init__(self, model: SERSystem) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, xe: Tensor, frames: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.model(x, xe, frames)
+        c = out.c if out.c is not None else torch.full_like(out.logits[:, 0], float("nan"))
+        return out.logits, c
+
+
+def example_inputs(n_mels: int = 80, batch: int = 2, t: int = 123, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    """LMFB-like random inputs with distinct lengths (tracing sees no special case)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, t, n_mels, generator=g) * 2 + 8
+    xe = x + torch.randn(batch, t, n_mels, generator=g)
+    frames = torch.linspace(t, max(1, t // 3), batch).long()
+    return x, xe, frames
+
+
+def export(model: SERSystem, fmt: str, out: str | Path, metadata: dict[str, str] | None = None) -> float:
+    """Write `model`'s inference graph to `out` atomically; return the max |delta logits|
+    between PyTorch and the export on a check batch (ValueError if above TOLERANCE)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r} is not one of {FORMATS}")
+    graph = InferenceGraph(model).eval()  # export restores the top module's mode on all children
+    args = example_inputs(model.cfg.n_mels)
+    check = example_inputs(model.cfg.n_mels, batch=3, t=211, seed=1)
+    with atomic_path(out) as tmp, _legacy_exporters(), torch.no_grad():
+        if fmt == "onnx":
+            _export_onnx(graph, args, tmp, metadata or {})
+            got = run_onnx(tmp, *check)[0]
+        else:
+            _export_torchscript(graph, args, tmp, metadata or {})
+            got = torch.jit.load(str(tmp))(*check)[0]
+        delta = float((got - graph(*check)[0]).abs().max())
+        if not delta <= TOLERANCE:
+            raise ValueError(f"exported graph disagrees with PyTorch: max |delta logits| = {delta:.2e} > {TOLERANCE:.0e}")
+    return delta
+
+
+def _export_onnx(graph: InferenceGraph, args: tuple[Tensor, ...], path: Path, metadata: dict[str, str]) -> None:
+    import onnx
+
+    dynamic = {"x": {0: "batch", 1: "frames_t"}, "xe": {0: "batch", 1: "frames_t"}, "frames": {0: "batch"}}
+    dynamic.update({name: {0: "batch"} for name in OUTPUTS})
+    torch.onnx.export(
+        graph, args, str(path), input_names=list(INPUTS), output_names=list(OUTPUTS),
+        dynamic_axes=dynamic, opset_version=OPSET, dynamo=False,
+    )  # fmt: skip
+    proto = onnx.load(str(path))
+    # the exporter drops inputs the graph never reads (x of Baseline-e, xe of Baseline-c/-n):
+    # put them back so that every system has the one signature documented above
+    present = {i.name: i for i in proto.graph.input}
+    typed = {"x": (onnx.TensorProto.FLOAT, ["batch", "frames_t", graph.model.cfg.n_mels]),
+             "xe": (onnx.TensorProto.FLOAT, ["batch", "frames_t", graph.model.cfg.n_mels]),
+             "frames": (onnx.TensorProto.INT64, ["batch"])}  # fmt: skip
+    inputs = [present.get(name) or onnx.helper.make_tensor_value_info(name, *typed[name]) for name in INPUTS]
+    del proto.graph.input[:]
+    proto.graph.input.extend(inputs)
+    for key, value in metadata.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+
+
+def _export_torchscript(graph: InferenceGraph, args: tuple[Tensor, ...], path: Path, metadata: dict[str, str]) -> None:
+    traced = torch.jit.trace(graph, args, check_trace=False)
+    torch.jit.save(traced, str(path), _extra_files={"trnet.json": json.dumps(metadata)})
+
+
+@contextmanager
+def _legacy_exporters() -> Iterator[None]:
+    """Silence PyTorch's deprecation notices for torch.jit and the TorchScript-based ONNX
+    exporter: TorchScript is a format users ask for, and the torch.export-based ONNX exporter
+    needs onnxscript (not a dependency); both paths are checked for exactness on every export."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
+def run_onnx(path: str | Path, x: Tensor, xe: Tensor, frames: Tensor) -> tuple[Tensor, Tensor]:
+    """Run an exported ONNX graph with onnxruntime (CPU) -> (logits, c)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {"x": x.numpy(), "xe": xe.numpy(), "frames": frames.numpy()}
+    logits, c = session.run(list(OUTPUTS), feeds)
+    return torch.from_numpy(logits), torch.from_numpy(c)
+
+
+def run_metadata(config: dict) -> dict[str, str]:
+    """What a consumer of the file needs to use it: labels, system, SE front-end."""
+    return {
+        "trnet.labels": json.dumps(config["labels"]),
+        "trnet.system": json.dumps(config["system"]),
+        "trnet.se": json.dumps({"name": config.get("se"), "options": config.get("se_options")}),
+    }
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="run directory (best.safetensors + config.json) or a .safetensors file")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--out", required=True, type=Path, help="output file (written atomically)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from trnet.training.trainer import load_run
+
+    try:
+        model, config = load_run(args.model)
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
+        print(f"trnet export: cannot load model: {e}", file=sys.stderr)
+        return 2
+    try:
+        delta = export(model, args.format, args.out, run_metadata(config))
+    except ImportError as e:
+        print(f"trnet export: {e}; install the export extras: pip install 'trnet[export]'", file=sys.stderr)
+        return 2
+    except (ValueError, RuntimeError) as e:
+        print(f"trnet export: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out} ({args.format}, {model.cfg.name}); check vs PyTorch: max |delta logits| = {delta:.1e}")
+    return 0

@@ -1,0 +1,454 @@
+"""Emotion prediction on your own audio: SE front-end -> LMFB -> trained system.
+
+    trnet predict talk.wav clips/ "more/*.flac" --model runs/trnet/fold0-seed1 [--json|--csv]
+
+    model = trnet.load("runs/trnet/fold0-seed1")
+    p = model.predict(wave, sample_rate)      # Prediction(label, probabilities, c, reliable, ...)
+
+Inputs are handled as at training time (SPEC §1): mono, 16 kHz, SE on the waveform, LMFB of
+the noisy and the enhanced signal, padded frames masked. The models were trained on segments
+of at most 5 s, so a longer input is cut into 5 s windows with overlap (hop 2.5 s); the file's
+result is the mean of the window probabilities weighted by each window's length (digitally
+silent windows of an otherwise audible input are left out, with a warning). SE runs once
+over the whole input (one enhancer state, and half the SE time of enhancing overlapping
+windows); features and model run per window. Inputs under 0.5 s or digitally silent still get
+a prediction, flagged unreliable with a warning: a caller sorting thousands of files wants a
+row per file, not a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from trnet.enhance import Enhancer
+    from trnet.models import SERSystem
+
+SAMPLE_RATE = 16_000
+MIN_SECONDS = 0.5  # shorter inputs carry too little speech for an emotion estimate
+SILENCE_PEAK = 1e-4  # peak amplitude below this (about -80 dBFS) is digital silence
+WINDOW_SECONDS = 5.0  # the training segment length (SPEC §1)
+HOP_SECONDS = 2.5
+WINDOW_BATCH = 16  # windows per model call: bounds memory on hour-long inputs
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+
+
+@dataclass
+class Window:
+    """The prediction for one window of a long input; times in seconds."""
+
+    start: float
+    end: float
+    label: str
+    probabilities: dict[str, float]
+    c: float | None
+
+
+@dataclass
+class Prediction:
+    """One input's result. `c` is the SNR coefficient (1 = clean, 0 = noisy) of systems with an
+    SNR-aware module, else None. `windows` is empty for inputs no longer than one window."""
+
+    label: str
+    probabilities: dict[str, float]
+    c: float | None
+    reliable: bool
+    warnings: list[str]
+    windows: list[Window]
+    duration: float  # seconds of input audio
+
+
+class Predictor:
+    """A trained system with its SE front-end, ready for inference. Build it with `load`."""
+
+    def __init__(
+        self,
+        model: SERSystem,
+        config: dict,
+        se: Enhancer | None,
+        device: str,
+        window: float = WINDOW_SECONDS,
+        hop: float = HOP_SECONDS,
+    ) -> None:
+        check_windows(window, hop)
+        self.model = model
+        self.config = config  # the run's config.json: fold, speakers, SE, training settings
+        self.se = se
+        self.device = device
+        self.labels: list[str] = list(config["labels"])
+        if len(self.labels) != model.cfg.n_classes:
+            raise ValueError(f"config.json lists {len(self.labels)} labels for a {model.cfg.n_classes}-class model")
+        self.window = round(window * SAMPLE_RATE)
+        self.hop = round(hop * SAMPLE_RATE)
+        self.warnings: list[str] = []  # about the model as a whole (e.g. an SE it was not trained with)
+
+    @property
+    def system(self) -> str:
+        return self.model.cfg.name
+
+    @property
+    def se_name(self) -> str | None:
+        return None if self.se is None else self.se.name
+
+    def predict_file(self, path: str | Path, timings: dict[str, float] | None = None) -> Prediction:
+        """Read any file trnet.audio accepts (raises trnet.audio.AudioError) and predict."""
+        from trnet.audio import load_audio
+
+        with _timed(timings, "load"):
+            wave = load_audio(path)
+        return self.predict(wave, SAMPLE_RATE, timings)
+
+    def predict(self, wave: Any, sample_rate: int, timings: dict[str, float] | None = None) -> Prediction:
+        """Predict on a waveform: numpy array or torch tensor, [N], [N, C] or [C, N] (the
+        shorter axis is channels), float in [-1, 1] or integer PCM, any sample rate.
+        `timings`, if given, accumulates seconds per stage (load, SE, features, model)."""
+        import torch
+
+        with _timed(timings, "load"):
+            audio, warns = self.prepare(wave, sample_rate)
+        n_true = len(audio)
+        if n_true < 400:  # fbank needs one 25 ms frame; zeros add no energy to it
+            audio = np.pad(audio, (0, 400 - n_true))
+        spans = self.spans(len(audio))
+        with _timed(timings, "SE"):
+            enhanced = self.enhance(audio)
+        probs, cs = [], []
+        wave_t = torch.from_numpy(audio)
+        for i in range(0, len(spans), WINDOW_BATCH):
+            batch = spans[i : i + WINDOW_BATCH]
+            with _timed(timings, "features"):
+                x, xe, frames = self.features(wave_t, enhanced, batch)
+            with _timed(timings, "model"):
+                p, c = self.classify(x, xe, frames)
+            probs.append(p)
+            cs.append(c)
+        prob = np.concatenate(probs)
+        c_all = None if cs[0] is None else np.concatenate(cs)
+        weights = np.array([stop - start for start, stop in spans], dtype=np.float64)
+        reliable = not warns
+        silent = [np.abs(audio[start:stop]).max() < SILENCE_PEAK for start, stop in spans]
+        if len(spans) > 1 and reliable and not all(silent):  # silent stretches of a long input don't vote
+            for k, (start, stop) in enumerate(spans):
+                if silent[k]:
+                    weights[k] = 0.0
+                    span = f"{start / SAMPLE_RATE:.1f}-{stop / SAMPLE_RATE:.1f} s"
+                    warns.append(f"window {span} is digitally silent: left out of the result")
+        weights /= weights.sum()
+        mean = weights @ prob
+        c_list = [None] * len(spans) if c_all is None else [float(c) for c in c_all]
+        windows = [
+            Window(start / SAMPLE_RATE, min(stop, n_true) / SAMPLE_RATE, *self._label(p), c)
+            for (start, stop), p, c in zip(spans, prob, c_list)
+        ]
+        return Prediction(
+            *self._label(mean),
+            c=None if c_all is None else float(weights @ c_all),
+            reliable=reliable,
+            warnings=warns,
+            windows=windows if len(windows) > 1 else [],
+            duration=n_true / SAMPLE_RATE,
+        )
+
+    def prepare(self, wave: Any, sample_rate: int) -> tuple[np.ndarray, list[str]]:
+        """Mono float32 at 16 kHz, plus the reasons (if any) why a prediction on it is unreliable."""
+        from trnet.audio import AudioError, resample
+
+        audio = _to_mono_float(wave)
+        if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+            raise AudioError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+        audio = np.ascontiguousarray(resample(audio, int(sample_rate), SAMPLE_RATE), dtype=np.float32)
+        warns = []
+        seconds = len(audio) / SAMPLE_RATE
+        if seconds < MIN_SECONDS:
+            warns.append(f"only {seconds:.2f} s of audio (< {MIN_SECONDS} s): too short for a reliable estimate")
+        peak = float(np.abs(audio).max()) if len(audio) else 0.0
+        if peak < SILENCE_PEAK:
+            warns.append(f"digitally silent (peak amplitude {peak:.1e} < {SILENCE_PEAK:.0e})")
+        return audio, warns
+
+    def spans(self, n: int) -> list[tuple[int, int]]:
+        """Sample ranges of the windows over n samples: one if n fits in a window; else windows
+        every hop, the last one ending at n (a tail under MIN_SECONDS that the previous window
+        already nearly covers is left out)."""
+        spans = [(0, min(n, self.window))]
+        while spans[-1][1] < n:
+            start = spans[-1][0] + self.hop
+            if n - start < MIN_SECONDS * SAMPLE_RATE:
+                break
+            spans.append((start, min(n, start + self.window)))
+        return spans
+
+    def enhance(self, audio: np.ndarray) -> torch.Tensor | None:
+        """x_e of the whole input, or None for systems that never read it."""
+        import torch
+
+        if self.model.cfg.input == "x":
+            return None
+        return self.se.enhance(torch.from_numpy(audio)[None])[0]
+
+    def features(
+        self, wave: torch.Tensor, enhanced: torch.Tensor | None, spans: list[tuple[int, int]]
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+        """LMFB X and X_e [B, T, 80] of the windows (only those the system reads) + frames [B]."""
+        import torch
+
+        from trnet.features import fbank, num_frames
+
+        lengths = torch.tensor([stop - start for start, stop in spans])
+
+        def lmfb(signal: torch.Tensor) -> torch.Tensor:
+            batch = torch.zeros(len(spans), int(lengths.max()))
+            for b, (start, stop) in enumerate(spans):
+                batch[b, : stop - start] = signal[start:stop]
+            return fbank(batch.to(self.device))[0]
+
+        need = self.model.cfg.input
+        x = lmfb(wave) if need != "xe" else None
+        xe = lmfb(enhanced) if need != "x" else None
+        return x, xe, num_frames(lengths).to(self.device)
+
+    def classify(
+        self, x: torch.Tensor | None, xe: torch.Tensor | None, frames: torch.Tensor
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Class probabilities [B, classes] and c [B] (None for systems without one)."""
+        import torch
+
+        with torch.inference_mode():
+            out = self.model(x, xe, frames)
+        c = None if out.c is None else out.c.float().cpu().numpy()
+        return out.logits.float().softmax(-1).cpu().numpy(), c
+
+    def _label(self, probs: np.ndarray) -> tuple[str, dict[str, float]]:
+        return self.labels[int(np.argmax(probs))], {k: float(v) for k, v in zip(self.labels, probs)}
+
+    def close(self) -> None:
+        """Release the SE back-end's resources (threads, native states) now."""
+        close = getattr(self.se, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_windows(window: float, hop: float) -> None:
+    """ValueError unless the windowing covers the input: window >= MIN_SECONDS, 0 < hop <= window."""
+    if not window >= MIN_SECONDS:
+        raise ValueError(f"window must be at least {MIN_SECONDS} s, got {window}")
+    if not 0 < hop <= window:
+        raise ValueError(f"hop must lie in (0, window = {window}] s, got {hop}")
+
+
+def load(
+    path: str | Path,
+    se: str | None = None,
+    device: str = "cpu",
+    se_options: dict | None = None,
+    window: float = WINDOW_SECONDS,
+    hop: float = HOP_SECONDS,
+) -> Predictor:
+    """A trained run (directory or its best.safetensors) with its SE front-end.
+
+    `se` defaults to the back-end the model was trained with, with its training options; any
+    other back-end gives a UserWarning, since the model learnt the artefacts of its own SE.
+    Systems that read only the noisy X (Baseline-c/-n) load no SE at all."""
+    from trnet import enhance
+    from trnet.training.trainer import load_run
+
+    model, config = load_run(path, device=device)
+    trained_se = config.get("se")
+    notes = []
+    backend = None
+    if model.cfg.input == "x":
+        if se is not None:
+            notes.append(f"system {model.cfg.name!r} reads only the noisy input; SE {se!r} is not used")
+    else:
+        name = se or trained_se
+        if name is None:
+            raise ValueError(f"{path}: config.json names no SE back-end; pass se=NAME")
+        if name != trained_se:
+            notes.append(
+                f"model was trained on features enhanced by {trained_se!r}, not {name!r}: "
+                "expect lower accuracy (the model learnt its own SE's artefacts)"
+            )
+        if se_options is None:
+            se_options = (config.get("se_options") or {}) if name == trained_se else {}
+        backend = enhance.load(name, **se_options)
+    predictor = Predictor(model, config, backend, device, window, hop)
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
+    predictor.warnings = notes
+    return predictor
+
+
+def _to_mono_float(wave: Any) -> np.ndarray:
+    """Float32 mono samples from a numpy array or torch tensor of any PCM dtype."""
+    from trnet.audio import AudioError
+
+    if hasattr(wave, "detach"):  # torch.Tensor, without importing torch for numpy callers
+        wave = wave.detach().cpu().numpy()
+    wave = np.asarray(wave)
+    if wave.ndim not in (1, 2):
+        raise AudioError(f"expected a waveform [N], [N, C] or [C, N], got shape {wave.shape}")
+    if wave.size == 0:
+        raise AudioError("waveform has no samples")
+    if wave.dtype.kind in "iu":  # integer PCM; unsigned is offset binary
+        full_scale = 2.0 ** (8 * wave.dtype.itemsize - 1)
+        wave = (wave.astype(np.float64) - (full_scale if wave.dtype.kind == "u" else 0.0)) / full_scale
+    elif wave.dtype.kind != "f":
+        raise AudioError(f"expected float or integer PCM samples, got dtype {wave.dtype}")
+    if wave.ndim == 2:
+        wave = wave.mean(axis=int(np.argmin(wave.shape)))
+    wave = wave.astype(np.float32)
+    if not np.isfinite(wave).all():
+        raise AudioError("waveform contains NaN/Inf samples")
+    return wave
+
+
+@contextmanager
+def _timed(timings: dict[str, float] | None, stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    if timings is not None:
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
+
+
+# ---------------------------------------------------------------- command line
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="AUDIO", help="audio files, directories (searched recursively) or glob patterns")
+    p.add_argument("--model", required=True, help="run directory (best.safetensors + config.json) or a .safetensors file")
+    p.add_argument("--se", help="SE back-end (default: the one the model was trained with)")
+    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="SE back-end option (repeatable)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="write one JSON document")
+    fmt.add_argument("--csv", action="store_true", help="write CSV: one row per window and per file")
+    p.add_argument("--window", type=float, default=WINDOW_SECONDS, help="window for long inputs, seconds (default %(default)s)")
+    p.add_argument("--hop", type=float, default=HOP_SECONDS, help="hop between windows, seconds (default %(default)s)")
+    p.add_argument("--device", default="cpu", help="torch device for features and model (SE runs where its back-end runs)")
+
+
+def expand_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
+    """Files from files, directories (recursive, audio extensions only) and glob patterns,
+    in order, without duplicates; plus one error per argument that names nothing."""
+    files: dict[Path, None] = {}
+    errors = []
+    for item in items:
+        path = Path(item)
+        if path.exists():
+            matches = [path]
+        elif any(ch in item for ch in "*?["):
+            matches = [Path(m) for m in sorted(glob.glob(item, recursive=True))]
+        else:
+            errors.append(f"{item}: no such file or directory")
+            continue
+        found = []
+        for match in matches:
+            if match.is_dir():
+                found += sorted(f for f in match.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
+            else:
+                found.append(match)
+        if not found:
+            errors.append(f"{item}: no audio files ({'/'.join(e[1:] for e in AUDIO_EXTENSIONS)}) found")
+        files.update(dict.fromkeys(found))
+    return list(files), errors
+
+
+def run(args: argparse.Namespace) -> int:
+    from trnet.audio import AudioError
+    from trnet.enhance.cli import parse_options
+
+    def err(message: str) -> None:
+        print(f"trnet predict: {message}", file=sys.stderr)
+
+    try:
+        check_windows(args.window, args.hop)
+        options = parse_options(args.opt) if args.opt else None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            predictor = load(args.model, se=args.se, device=args.device, se_options=options, window=args.window, hop=args.hop)
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError, ImportError) as e:
+        err(str(e))
+        return 2
+    for w in caught:
+        err(f"warning: {w.message}")
+    err(f"model {args.model} ({predictor.system}), SE {predictor.se_name or 'none (reads the noisy input only)'}")
+    files, errors = expand_inputs(args.inputs)
+    fmt = "json" if args.json else "csv" if args.csv else "table"
+    writer = _Writer(fmt, predictor.labels, files)
+    for message in errors:
+        err(message)
+        writer.error(message)
+    with predictor:
+        for path in files:
+            try:
+                result = predictor.predict_file(path)
+            except (OSError, RuntimeError, ValueError) as e:  # AudioError too; one bad file must not stop a batch
+                message = str(e) if isinstance(e, AudioError) else f"{path}: {type(e).__name__}: {e}"
+                err(f"skipped: {message}")
+                writer.error(message)
+                errors.append(message)
+                continue
+            for warning in result.warnings:
+                err(f"{path}: warning: {warning}")
+            writer.result(path, result)
+    if fmt == "json":
+        doc = {"model": str(args.model), "system": predictor.system, "se": predictor.se_name, "labels": predictor.labels}
+        print(json.dumps({**doc, "warnings": predictor.warnings, **writer.doc}, indent=2))
+    return 1 if errors else 0
+
+
+class _Writer:
+    """Streams table or CSV rows as files finish; collects JSON for one document at the end."""
+
+    def __init__(self, fmt: str, labels: list[str], files: list[Path]) -> None:
+        self.fmt, self.labels = fmt, labels
+        self.doc: dict[str, list] = {"results": [], "errors": []}
+        self.name_width = max([len("file"), *(len(str(f)) for f in files)])
+        if fmt == "csv":
+            self.csv = csv.writer(sys.stdout, lineterminator="\n")
+            self.csv.writerow(["file", "window", "start", "end", "label", *(f"p_{k}" for k in labels), "c", "reliable", "warnings"])
+        elif fmt == "table":
+            probs = "".join(f"{k[:7]:>8}" for k in labels)
+            print(f"{'file':<{self.name_width}}  {'window (s)':<13}{'label':<9}{probs}{'c':>7}  notes")
+
+    def result(self, path: Path, p: Prediction) -> None:
+        if self.fmt == "json":
+            self.doc["results"].append({"file": str(path), **asdict(p)})
+            return
+        rows = [(str(k), w.start, w.end, w.label, w.probabilities, w.c, "") for k, w in enumerate(p.windows)]
+        notes = "unreliable" if not p.reliable else ""
+        rows.append(("all", 0.0, p.duration, p.label, p.probabilities, p.c, notes))
+        for window, start, end, label, probs, c, note in rows:
+            c_text = "n/a" if c is None else f"{c:.6f}" if self.fmt == "csv" else f"{c:.3f}"
+            if self.fmt == "csv":
+                values = [f"{probs[k]:.6f}" for k in self.labels]
+                extra = [str(p.reliable).lower(), "; ".join(p.warnings)] if window == "all" else ["", ""]
+                self.csv.writerow([str(path), window, f"{start:.3f}", f"{end:.3f}", label, *values, c_text, *extra])
+            else:
+                span = f"{start:.1f}-{end:.1f}" if window != "all" or not p.windows else "all"
+                values = "".join(f"{probs[k]:>8.3f}" for k in self.labels)
+                print(f"{str(path):<{self.name_width}}  {span:<13}{label:<9}{values}{c_text:>7}  {note}".rstrip())
+        sys.stdout.flush()
+
+    def error(self, message: str) -> None:
+        self.doc["errors"].append(message)
