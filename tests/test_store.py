@@ -111,11 +111,11 @@ def test_kill_9_then_rerun_resumes_to_identical_store(corpus, tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "trnet.cli", "conditions", "--corpus", str(corpus[0]), "--noise", f"white={corpus[1]}",
            "--se", "identity", "--seed", "1", "--snrs", "20,5,0", "--workers", "1", "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "chunks" / "0.json").exists():
         time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # the build and its worker processes, as a crash would
     proc.wait()
     assert not (out / "summary.json").exists(), "build finished before it could be killed"
     assert subprocess.run(cmd, capture_output=True).returncode == 0

@@ -149,7 +149,10 @@ def store_key(spec: BuildSpec, se_version: str) -> dict:
             "dtype": "float16",
         },
     }
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    # Manifest locations are recorded but not hashed: moving a manifest changes no content.
+    content = {k: v for k, v in settings.items() if k != "corpus"}
+    content["noise"] = {name: v["sha256"] for name, v in settings["noise"].items()}
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
     return {**settings, "hash": digest}
 
 
@@ -241,7 +244,7 @@ def build(spec: BuildSpec, out: str | Path, workers: int = 1, quiet: bool = Fals
     if key_path.exists():
         old = json.loads(key_path.read_text())
         if old.get("hash") != key["hash"]:
-            changed = sorted(k for k in key if k != "hash" and old.get(k) != key[k])
+            changed = sorted(k for k in key if k not in ("hash", "corpus") and old.get(k) != key[k])
             print(f"store {root}: settings changed ({', '.join(changed)}); rebuilding", file=sys.stderr)
             shutil.rmtree(root)
         elif (root / "summary.json").exists():
