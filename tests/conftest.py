@@ -21,3 +21,14 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture(scope="session")
 def emodb_dir() -> Path:
     return shared_path("emodb", "wav")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: on a shared 2-core machine, intra-op threads only add contention (~100x)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

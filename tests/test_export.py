@@ -18,17 +18,13 @@ from trnet.features import fbank
 from trnet.training.trainer import load_run
 
 pytest.importorskip("onnxruntime")
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 SYSTEMS = ("trnet", "baseline-e", "baseline-ne")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def real_features() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:

@@ -18,17 +18,10 @@ from trnet.models.masking import MaskedBatchNorm
 from trnet.models.snr_aware import SNRAware
 
 WIDTH = 4  # tiny models: every property here is independent of width
+pytestmark = pytest.mark.usefixtures("one_thread")
 LENGTHS = torch.tensor([70, 23, 1, 48])
 T = 90  # padded length; max(LENGTHS) = 70, rounded up to 16 -> 80
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: on a shared 2-core machine, intra-op threads only add contention (100x)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def pad(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -22,15 +22,8 @@ from trnet.training.checkpoint import save_weights
 from trnet.utils import write_json_atomic
 
 WIDTH = 4  # tiny models: inference plumbing does not depend on width
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors on a shared 2-core machine: intra-op threads only add contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def scramble(model: SERSystem, seed: int = 0) -> SERSystem:
