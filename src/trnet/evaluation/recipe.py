@@ -1,0 +1,214 @@
+"""Recipes: one TOML file names a whole experiment of the paper (§4-§5, SPEC §8), so that a
+reproduction is a file anyone can read, edit and rerun, not a shell history.
+
+    name = "emodb"
+    work = "../work/emodb"            # everything is written here (relative: to this file)
+    se = "dfn3"                       # SE back-end (trnet enhance --list); [se_options] too
+    train_noise = "esc50"             # the noise corpus the noisy systems train on
+    seed = [1]                        # training seeds (an integer is one seed)
+    folds = "all"                     # or a list of LOSO fold indices
+    systems = ["baseline-c", ...]     # default: all seven, in Table-1 order
+    epochs = 15                       # maximum epochs (default 80, the paper's)
+    batch_size = 32                   # default 32, the paper's
+    encoder = "resnet"                # or "cnn6" (the authors' code)
+    width = 16                        # channels of the first encoder block (paper: 32)
+    snrs = [20, 15, 10, 5, 0]         # default: the paper's five
+    noise_seed = 1                    # optional: one noise assignment shared by all seeds
+    notes = ["..."]                   # what is synthetic or a stand-in; shown in the report
+
+    [corpus]                          # the emotional speech
+    kind = "emodb"                    # iemocap | emodb | folder | synthetic
+    root = "../shared/data/emodb"
+
+    [noise.esc50]                     # one table per noise corpus; the name is the table's
+    kind = "esc50"                    # esc50 | musan | noise | synthetic
+    root = "../shared/data/esc50"
+
+Other keys of a [corpus] or [noise.*] table are the loader's options: `csv`, `labels`
+(folder), `subsets` (musan), `seed`, `n_speakers`, `utts_per_class`, `duration` (synthetic:
+generate the corpus under `root`; as a noise corpus, its noise/ folder is used).
+
+Without `noise_seed`, each training seed has its own condition store, since SPEC §7 says
+the seed fixes the noise assignment too; `noise_seed = N` shares one store (one SE pass)
+among all seeds, which matters when SE is the expensive step.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trnet.models import SYSTEMS
+from trnet.store import SNRS
+
+UTTERANCE_KINDS = ("iemocap", "emodb", "folder", "synthetic")
+NOISE_KINDS = ("esc50", "musan", "noise", "synthetic")
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "iemocap": (),
+    "emodb": (),
+    "esc50": (),
+    "musan": ("subsets",),
+    "noise": (),
+    "folder": ("csv", "labels"),
+    "synthetic": ("seed", "n_speakers", "utts_per_class", "duration"),
+}
+PATH_OPTIONS = ("csv",)
+KEYS = ("name", "work", "corpus", "noise", "train_noise", "se", "se_options", "seed", "folds", "systems",
+        "epochs", "batch_size", "encoder", "width", "snrs", "noise_seed", "notes")
+DEFAULT_EPOCHS = 80  # SPEC §7: at most 80 epochs, batch 32
+DEFAULT_BATCH = 32
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run; the message names the key and what was expected."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One corpus of a recipe: its loader (`kind`), its root and the loader's options."""
+
+    kind: str
+    root: Path
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    corpus: Source
+    noise: dict[str, Source]
+    train_noise: str
+    se: str
+    se_options: dict[str, Any]
+    seeds: tuple[int, ...]
+    folds: tuple[int, ...] | None  # None: all folds of the corpus
+    systems: tuple[str, ...]
+    epochs: int
+    batch_size: int
+    encoder: str
+    width: int
+    work: Path
+    snrs: tuple[int, ...]
+    noise_seed: int | None
+    notes: tuple[str, ...]
+    origin: str  # the recipe file, or what built it
+    table: dict[str, Any]  # the recipe as written, for the report
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read a recipe TOML; relative paths in it are relative to the file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe not found")
+    try:
+        with path.open("rb") as f:
+            table = tomllib.load(f)
+    except tomllib.TOMLDecodeError as err:
+        raise RecipeError(f"{path}: not valid TOML ({err})") from None
+    return recipe_from_dict(table, base=path.resolve().parent, origin=str(path.resolve()))
+
+
+def _int_list(value: Any, key: str) -> tuple[int, ...]:
+    values = [value] if isinstance(value, int) else value
+    if not isinstance(values, list) or not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise RecipeError(f"{key}: expected an integer or a non-empty list of integers, got {value!r}")
+    return tuple(values)
+
+
+def _source(table: Any, where: str, kinds: tuple[str, ...], base: Path) -> Source:
+    if not isinstance(table, Mapping) or "kind" not in table or "root" not in table:
+        raise RecipeError(f"[{where}]: expected a table with `kind` and `root`")
+    kind = table["kind"]
+    if kind not in kinds:
+        raise RecipeError(f"[{where}] kind {kind!r}: expected one of {', '.join(kinds)}")
+    options = {k: v for k, v in table.items() if k not in ("kind", "root")}
+    unknown = sorted(set(options) - set(OPTIONS[kind]))
+    if unknown:
+        allowed = ", ".join(OPTIONS[kind]) or "none"
+        raise RecipeError(f"[{where}]: unknown option(s) {unknown} for kind {kind!r} (allowed: {allowed})")
+    for key in PATH_OPTIONS:
+        if key in options:
+            options[key] = base / options[key]
+    return Source(kind, (base / str(table["root"])).resolve(), options)
+
+
+def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recipe:
+    """Validate a recipe table (TOML file or built-in dict) and resolve its paths against `base`."""
+    unknown = sorted(set(table) - set(KEYS))
+    if unknown:
+        raise RecipeError(f"unknown key(s) {unknown}; a recipe has {', '.join(KEYS)}")
+    for key in ("name", "work", "corpus", "noise", "train_noise"):
+        if key not in table:
+            raise RecipeError(f"missing key `{key}`")
+    noise_tables = table["noise"]
+    if not isinstance(noise_tables, Mapping) or not noise_tables:
+        raise RecipeError("[noise.<name>]: expected at least one noise corpus table")
+    noise = {str(name): _source(t, f"noise.{name}", NOISE_KINDS, base) for name, t in noise_tables.items()}
+    if table["train_noise"] not in noise:
+        raise RecipeError(f"train_noise {table['train_noise']!r} is not one of the noise corpora ({', '.join(noise)})")
+    folds = table.get("folds", "all")
+    systems = tuple(table.get("systems", SYSTEMS))
+    bad = [s for s in systems if s not in SYSTEMS]
+    if bad or not systems:
+        raise RecipeError(f"systems: unknown {bad or 'empty list'}; known: {', '.join(SYSTEMS)}")
+    epochs = table.get("epochs", DEFAULT_EPOCHS)
+    batch_size = table.get("batch_size", DEFAULT_BATCH)
+    width = table.get("width", 32)
+    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("width", width)):
+        if not isinstance(value, int) or value < 1:
+            raise RecipeError(f"{key}: expected a positive integer, got {value!r}")
+    encoder = table.get("encoder", "resnet")
+    if encoder not in ("resnet", "cnn6"):
+        raise RecipeError(f"encoder {encoder!r}: expected resnet or cnn6")
+    noise_seed = table.get("noise_seed")
+    if noise_seed is not None:
+        noise_seed = _int_list(noise_seed, "noise_seed")[0]
+    notes = table.get("notes", [])
+    if isinstance(notes, str):
+        notes = [notes]
+    return Recipe(
+        name=str(table["name"]),
+        corpus=_source(table["corpus"], "corpus", UTTERANCE_KINDS, base),
+        noise=noise,
+        train_noise=str(table["train_noise"]),
+        se=str(table.get("se", "dfn3")),
+        se_options=dict(table.get("se_options", {})),
+        seeds=_int_list(table.get("seed", [1]), "seed"),
+        folds=None if folds == "all" else _int_list(folds, "folds"),
+        systems=tuple(s for s in SYSTEMS if s in systems),
+        epochs=epochs,
+        batch_size=batch_size,
+        encoder=encoder,
+        width=width,
+        work=(base / str(table["work"])).resolve(),
+        snrs=_int_list(table.get("snrs", list(SNRS)), "snrs"),
+        noise_seed=noise_seed,
+        notes=tuple(str(n) for n in notes),
+        origin=origin,
+        table=_plain(table),
+    )
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-serialisable copy (paths as strings) of a recipe table."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
+
+
+def parse_int_list(text: str, what: str) -> tuple[int, ...] | None:
+    """'0,1,2' -> (0, 1, 2); 'all' -> None (command-line subsets)."""
+    if text.strip() == "all":
+        return None
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise RecipeError(f"--{what}: expected comma-separated integers or 'all', got {text!r}") from None
+    if not values:
+        raise RecipeError(f"--{what}: empty list")
+    return values

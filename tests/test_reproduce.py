@@ -1,0 +1,209 @@
+"""`trnet reproduce`: a recipe runs end to end into tidy results, reruns recompute nothing,
+and command-line subsets select exactly the asked runs. Tiny on purpose: a generated
+folder corpus of tones, identity SE, 2 systems, 1 epoch, width 2."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trnet.audio import save_audio
+from trnet.cli import main
+from trnet.evaluation.recipe import RecipeError, load_recipe, recipe_from_dict
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+LABELS = ("angry", "happy", "neutral", "sad")
+SNRS = (20, 0)
+
+RECIPE = """
+name = "tiny"
+work = "work"
+se = "identity"
+train_noise = "hum"
+seed = [1]
+folds = [0]
+systems = ["baseline-c", "trnet"]
+epochs = 1
+width = 2
+snrs = [20, 0]
+
+[corpus]
+kind = "folder"
+root = "corpus"
+
+[noise.hum]
+kind = "noise"
+root = "noise/hum"
+
+[noise.hiss]
+kind = "noise"
+root = "noise/hiss"
+"""
+
+
+def make_tree(root: Path) -> Path:
+    """A 4-speaker, 2-session folder corpus (2 utterances per class and speaker; the class sets
+    the pitch) and two noise folders of 4 sources each; returns the recipe path."""
+    rng = np.random.default_rng(0)
+    lines = ["file,label,speaker,session,gender"]
+    for s, (speaker, gender) in enumerate((("a", "F"), ("b", "M"), ("c", "F"), ("d", "M"))):
+        for k, label in enumerate(LABELS):
+            for j in range(2):
+                t = np.arange(int(rng.integers(12_000, 20_000))) / 16_000
+                wave = 0.2 * np.sin(2 * np.pi * (120 + 60 * k + 5 * s) * t) * np.hanning(len(t))
+                save_audio(root / "corpus" / f"{speaker}_{label}_{j}.wav", wave.astype(np.float32))
+                lines.append(f"{speaker}_{label}_{j}.wav,{label},{speaker},{s // 2 + 1},{gender}")
+    (root / "corpus" / "labels.csv").write_text("\n".join(lines) + "\n")
+    for j in range(4):
+        t = np.arange(32_000) / 16_000
+        save_audio(root / "noise" / "hum" / f"h{j}.wav", (0.1 * np.sin(2 * np.pi * (50 + 10 * j) * t)).astype(np.float32))
+        save_audio(root / "noise" / "hiss" / f"s{j}.wav", (0.05 * rng.standard_normal(32_000)).astype(np.float32))
+    recipe = root / "tiny.toml"
+    recipe.write_text(RECIPE)
+    return recipe
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory) -> tuple[Path, str]:
+    """The recipe, run once; (recipe path, its output)."""
+    import contextlib
+    import io
+
+    root = tmp_path_factory.mktemp("reproduce")
+    recipe = make_tree(root)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["reproduce", str(recipe), "--workers", "1", "--device", "cpu", "--threads", "1"]) == 0
+    return recipe, buf.getvalue()
+
+
+def test_results_are_complete_and_tidy(grid) -> None:
+    recipe, output = grid
+    results = recipe.parent / "work" / "results"
+    rows = read_csv(results / "results.csv")
+    assert list(rows[0]) == ["system", "fold", "seed", "test_speaker", "noise", "snr", "uar", "war", "mean_c", "n"]
+    keys = [(r["system"], r["fold"], r["seed"], r["noise"], r["snr"]) for r in rows]
+    expected = [(s, "0", "1", n, str(snr)) for s in ("baseline-c", "trnet") for n in ("hiss", "hum") for snr in SNRS]
+    expected += [(s, "0", "1", "clean", "") for s in ("baseline-c", "trnet")]
+    assert sorted(keys) == sorted(expected)  # one row per (system, fold, seed, noise, snr), no duplicates
+    for r in rows:
+        assert r["test_speaker"] == "a" and r["n"] == "8"  # fold 0 tests the first session's F speaker
+        assert 0 <= float(r["uar"]) <= 1 and 0 <= float(r["war"]) <= 1
+        assert (r["mean_c"] == "") == (r["system"] == "baseline-c")  # c only for the TRNet family
+    as_json = json.loads((results / "results.json").read_text())
+    assert len(as_json) == len(rows)
+    assert {(r["system"], r["noise"], r["snr"]) for r in as_json if r["noise"] == "clean"} == {
+        ("baseline-c", "clean", None), ("trnet", "clean", None)}
+
+    meta = json.loads((results / "meta.json").read_text())
+    assert meta["se"]["name"] == "identity" and meta["train_noise"] == "hum" and meta["width"] == 2
+    assert [(r["system"], r["fold"], r["seed"]) for r in meta["runs"]] == [("baseline-c", 0, 1), ("trnet", 0, 1)]
+    with np.load(results / "predictions" / "trnet" / "fold0-seed1.npz") as z:
+        assert len(z["y_true"]) == 8 and len(z["ids"]) == 8
+        for cond in ("clean", "hum@20", "hum@0", "hiss@20", "hiss@0"):
+            assert z[f"pred__{cond}"].shape == (8,) and z[f"c__{cond}"].shape == (8,)
+        # h for Figure 3: clean and the training noise at 20/10/0 dB (those in the store)
+        assert sorted(k for k in z.files if k.startswith("h__")) == ["h__clean", "h__hum@0", "h__hum@20"]
+        assert z["h__clean"].shape == (8, 16)  # 8 x width
+    assert (results / "report.md").is_file() and (results / "fig3_tsne.png").is_file()
+    progress = [line for line in output.splitlines() if line.startswith("[")]
+    assert len(progress) == 2 and all("val UAR" in line and "test UAR" in line for line in progress)
+
+
+def test_rerun_recomputes_nothing(grid, monkeypatch) -> None:
+    import contextlib
+    import io
+
+    import trnet.evaluation.evaluate
+    import trnet.store
+    import trnet.training.trainer
+
+    recipe, _ = grid
+    work = recipe.parent / "work"
+    files = sorted(p for p in (work / "runs").rglob("*") if p.is_file()) + sorted((work / "manifests").glob("*.csv"))
+    before = {p: p.stat().st_mtime_ns for p in files}
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a rerun must not recompute this")
+
+    monkeypatch.setattr(trnet.training.trainer, "train_batches", forbidden)
+    monkeypatch.setattr(trnet.evaluation.evaluate, "predict_condition", forbidden)
+    monkeypatch.setattr(trnet.store, "_process_chunk", forbidden)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["reproduce", str(recipe), "--workers", "1", "--device", "cpu", "--no-report"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in files} == before
+    progress = [line for line in buf.getvalue().splitlines() if line.startswith("[")]
+    assert len(progress) == 2 and all("trained before, evaluated before" in line for line in progress)
+
+
+def test_subset_flags(grid) -> None:
+    import contextlib
+    import io
+
+    recipe, _ = grid
+    results = recipe.parent / "work" / "results"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["reproduce", str(recipe), "--systems", "trnet", "--no-report"]) == 0
+    rows = read_csv(results / "results.csv")
+    assert {r["system"] for r in rows} == {"trnet"} and len(rows) == 5
+    assert not (results / "predictions" / "baseline-c" / "fold0-seed1.npz").exists()  # not part of this grid
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["reproduce", str(recipe), "--systems", "baseline-c", "--folds", "1", "--no-report", "--threads", "1"]) == 0
+    rows = read_csv(results / "results.csv")
+    assert {(r["system"], r["fold"], r["test_speaker"]) for r in rows} == {("baseline-c", "1", "b")}
+    assert "[1/1] baseline-c     fold  1" in buf.getvalue()
+    assert main(["reproduce", str(recipe), "--folds", "7"]) == 2  # out of range: an error, not a crash
+
+
+def test_recipe_validation(tmp_path) -> None:
+    base = {"name": "x", "work": "w", "train_noise": "n", "corpus": {"kind": "emodb", "root": "../data/emodb"},
+            "noise": {"n": {"kind": "esc50", "root": "/abs/esc50"}}}
+    r = recipe_from_dict(base, base=tmp_path, origin="test")
+    assert r.corpus.root == (tmp_path.parent / "data" / "emodb").resolve()  # `../shared` style roots
+    assert r.noise["n"].root == Path("/abs/esc50") and r.work == tmp_path / "w"
+    assert r.systems[0] == "baseline-c" and len(r.systems) == 7 and r.folds is None and r.seeds == (1,)
+    bad = [
+        ({"epoch": 3}, "unknown key"),
+        ({"train_noise": "musan"}, "train_noise"),
+        ({"corpus": {"kind": "esc50", "root": "."}}, "kind"),
+        ({"corpus": {"kind": "emodb", "root": ".", "subsets": ["x"]}}, "unknown option"),
+        ({"systems": ["trnet", "nope"]}, "systems"),
+        ({"seed": "one"}, "seed"),
+    ]
+    for change, message in bad:
+        with pytest.raises(RecipeError, match=message):
+            recipe_from_dict({**base, **change}, base=tmp_path, origin="test")
+
+
+@pytest.mark.parametrize("name", ["iemocap", "emodb"])
+def test_shipped_recipes_parse(name: str) -> None:
+    r = load_recipe(RECIPES / f"{name}.toml")
+    assert r.se == "dfn3" and len(r.systems) == 7 and r.train_noise == "esc50"
+    assert r.corpus.kind == name and len(r.noise) == 2
+    if name == "emodb":  # its roots are the shared data, relative to the recipe file
+        assert r.corpus.root == (RECIPES.parent.parent / "shared" / "data" / "emodb").resolve()
+        assert r.noise["demand"].kind == "noise" and r.noise["demand"].root.name == "demand-vbd"
+    else:
+        assert r.folds is None and r.seeds == (1, 2, 3) and r.epochs == 80 and r.width == 32
+
+
+def test_one_run_per_work_directory(grid) -> None:
+    """A second run on the same work directory is refused while the first holds the lock."""
+    import fcntl
+
+    recipe, _ = grid
+    with open(recipe.parent / "work" / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["reproduce", str(recipe), "--no-report"]) == 2
