@@ -167,6 +167,28 @@ def test_subset_flags(grid) -> None:
     assert main(["reproduce", str(recipe), "--folds", "7"]) == 2  # out of range: an error, not a crash
 
 
+def test_parallel_jobs_give_the_sequential_results(grid, tmp_path) -> None:
+    """--jobs trains (fold, seed) groups in parallel processes; every run is seeded by
+    itself, so the weights, and with them the results, equal the sequential ones."""
+    import contextlib
+    import io
+    import shutil
+
+    recipe, _ = grid
+    results = {}
+    for jobs in ("1", "2"):
+        root = tmp_path / f"jobs{jobs}"
+        shutil.copytree(recipe.parent, root, ignore=shutil.ignore_patterns("work"))
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            assert main(["reproduce", str(root / "tiny.toml"), "--folds", "0,1", "--jobs", jobs,
+                         "--workers", "1", "--threads", "1", "--no-report"]) == 0
+        results[jobs] = sorted(read_csv(root / "work" / "results" / "results.csv"), key=str)
+    assert "2 (fold, seed) groups in 2 parallel processes" in buf.getvalue()
+    assert {r["fold"] for r in results["2"]} == {"0", "1"} and len(results["2"]) == 20
+    assert results["1"] == results["2"]
+
+
 def test_recipe_validation(tmp_path) -> None:
     base = {"name": "x", "work": "w", "train_noise": "n", "corpus": {"kind": "emodb", "root": "../data/emodb"},
             "noise": {"n": {"kind": "esc50", "root": "/abs/esc50"}}}

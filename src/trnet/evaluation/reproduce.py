@@ -288,8 +288,63 @@ def work_lock(work: Path) -> Iterator[None]:
         yield
 
 
+def runs_dir(recipe: Recipe, seed: int, store: ConditionStore) -> Path:
+    """Runs live under the store's hash and the training settings (see the module docstring)."""
+    tag = (f"{recipe.encoder}-w{recipe.width}-e{recipe.epochs}-b{recipe.batch_size}-{recipe.train_noise}-"
+           f"{store.key['hash'][:10]}")
+    return recipe.work / "runs" / store_name(recipe, seed) / tag
+
+
+def run_spec(recipe: Recipe, system: str, fold: int, seed: int, store: Path, runs: Path, device: str):
+    from trnet.training.trainer import spec_from_names
+
+    return spec_from_names(system, fold, seed, store, runs,
+                           system_overrides={"encoder": recipe.encoder, "width": recipe.width},
+                           training_overrides={"epochs": recipe.epochs, "batch_size": recipe.batch_size},
+                           train_noise=recipe.train_noise, device=device)
+
+
+def _train_group(recipe: Recipe, systems: list[str], fold: int, seed: int, store: Path, device: str) -> list[str]:
+    """Worker: train one (fold, seed)'s systems in order (Baseline-c, the teacher, first)."""
+    import torch
+
+    from trnet.training.trainer import is_finished, train
+
+    torch.set_num_threads(1)  # the parallelism is across processes
+    runs = runs_dir(recipe, seed, ConditionStore(store))
+    lines = []
+    for system in systems:
+        spec = run_spec(recipe, system, fold, seed, store, runs, device)
+        if is_finished(spec.dir):
+            continue
+        t0 = time.time()
+        train(spec, quiet=True)
+        best = json.loads((spec.dir / "done.json").read_text())
+        lines.append(f"{system:<14} fold {fold:>2} seed {seed}  val UAR {100 * best['val_uar']:5.1f} "
+                     f"(epoch {best['epoch']})  trained {time.time() - t0:.0f} s")
+    return lines
+
+
+def train_parallel(recipe: Recipe, stores: dict[int, Path], folds: tuple[int, ...], order: list[str], jobs: int,
+                   device: str, log: Callable[[str], None]) -> None:
+    """Train independent (fold, seed) groups in `jobs` processes of one thread each: on CPU,
+    small convolutions scale better across processes than across threads. Results are the
+    same as sequential training (each run is seeded by itself)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    groups = [(fold, seed) for seed in recipe.seeds for fold in folds]
+    log(f"training {len(groups)} (fold, seed) groups in {jobs} parallel processes")
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_train_group, recipe, order, fold, seed, stores[seed], device) for fold, seed in groups]
+        for future in as_completed(futures):
+            for line in future.result():
+                log(line)
+
+
 def reproduce(recipe: Recipe, workers: int = 1, device: str = "cpu", verbose: bool = False, quiet: bool = False,
-              report: bool = True, threads: int | None = None, log: Callable[[str], None] = print) -> Path:
+              report: bool = True, threads: int | None = None, jobs: int = 1,
+              log: Callable[[str], None] = print) -> Path:
     """Run a recipe's whole grid; returns the results directory. `threads` caps torch's CPU
     threads (and OpenMP/BLAS pools, e.g. t-SNE's) for the run: on a shared machine, more OpenMP
     threads than free cores stall each other (measured: 3 epochs took 40-85 s with 2 threads,
@@ -301,16 +356,16 @@ def reproduce(recipe: Recipe, workers: int = 1, device: str = "cpu", verbose: bo
     torch.set_num_threads(threads or before)
     try:
         with work_lock(recipe.work), threadpool_limits(limits=threads):  # also t-SNE's OpenMP, BLAS
-            return _reproduce(recipe, workers, device, verbose, quiet, report, log)
+            return _reproduce(recipe, workers, device, verbose, quiet, report, log, jobs)
     finally:
         torch.set_num_threads(before)
 
 
 def _reproduce(recipe: Recipe, workers: int, device: str, verbose: bool, quiet: bool, report: bool,
-               log: Callable[[str], None]) -> Path:
+               log: Callable[[str], None], jobs: int = 1) -> Path:
     from trnet.models import load_config
     from trnet.protocol.folds import loso_folds
-    from trnet.training.trainer import is_finished, spec_from_names, train
+    from trnet.training.trainer import is_finished, train
 
     started = time.time()
     log(f"recipe {recipe.name} ({recipe.origin}) -> {recipe.work}")
@@ -333,18 +388,15 @@ def _reproduce(recipe: Recipe, workers: int, device: str, verbose: bool, quiet: 
     stores_meta: dict[str, Any] = {}
     results_dir = recipe.work / "results"
     keep: set[Path] = set()
+    if jobs > 1:
+        train_parallel(recipe, stores, folds, order, jobs, device, log)
     for seed in recipe.seeds:
         store = ConditionStore(stores[seed])
         stores_meta[str(seed)] = {"path": str(stores[seed]), "hash": store.key["hash"], "se_version": store.key["se_version"]}
-        tag = (f"{recipe.encoder}-w{recipe.width}-e{recipe.epochs}-b{recipe.batch_size}-{recipe.train_noise}-"
-               f"{store.key['hash'][:10]}")
-        runs = recipe.work / "runs" / store_name(recipe, seed) / tag
+        runs = runs_dir(recipe, seed, store)
         for fold in folds:
             for system in order:
-                spec = spec_from_names(system, fold, seed, stores[seed], runs,
-                                       system_overrides={"encoder": recipe.encoder, "width": recipe.width},
-                                       training_overrides={"epochs": recipe.epochs, "batch_size": recipe.batch_size},
-                                       train_noise=recipe.train_noise, device=device)
+                spec = run_spec(recipe, system, fold, seed, stores[seed], runs, device)
                 trained_before = is_finished(spec.dir)
                 t0 = time.time()
                 train(spec, quiet=not verbose)
@@ -431,6 +483,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="torch device for training and evaluation (default: cuda if available, else cpu)")
     p.add_argument("--threads", type=int, help="torch CPU threads for training (default: torch's, one per core); "
                                                "use 1 on a machine shared with other jobs")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="train this many (fold, seed) groups in parallel, one thread each (CPU: try the core count)")
     p.add_argument("--verbose", action="store_true", help="print every training epoch")
     p.add_argument("--no-report", action="store_true", help="write the results but not the report")
 
@@ -442,7 +496,7 @@ def run(args: argparse.Namespace) -> int:
         recipe = with_overrides(load_recipe(args.recipe), args.folds, args.seeds, args.systems, args.epochs, args.work)
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         reproduce(recipe, workers=args.workers, device=device, verbose=args.verbose, report=not args.no_report,
-                  threads=args.threads)
+                  threads=args.threads, jobs=args.jobs)
     except (RecipeError, CorpusError) as err:
         print(f"trnet reproduce: error: {err}", file=sys.stderr)
         return 2
