@@ -211,12 +211,13 @@ def _process_chunk(job: dict) -> dict:
     return {"index": job["index"], "t_se": t_se, "audio": audio, **{k: np.asarray(v) for k, v in out.items()}}
 
 
-def _open_arrays(root: Path, noises: list[str], snrs: Sequence[int], n: int, mode: str) -> dict[str, np.memmap]:
+def _open_arrays(root: Path, noises: list[str], snrs: Sequence[int], n: int) -> dict[str, np.memmap]:
+    """The store's arrays, read-write; each is preallocated (then renamed into place) if missing."""
     rels = ["clean/xs.f16", "clean/xe.f16"] + [f"{m}/{s}/{k}.f16" for m in noises for s in snrs for k in ("x", "xe")]
     arrays = {}
     for rel in rels:
         path = root / rel
-        if mode == "w+" and not path.exists():
+        if not path.exists():
             with atomic_path(path) as tmp:  # preallocate, then rename: never a short file
                 np.memmap(tmp, dtype=np.float16, mode="w+", shape=(n, *SHAPE)).flush()
         arrays[rel] = np.memmap(path, dtype=np.float16, mode="r+", shape=(n, *SHAPE))
@@ -262,7 +263,7 @@ def build(spec: BuildSpec, out: str | Path, workers: int = 1, quiet: bool = Fals
     assignments = {}
     for name in noises:
         assignments[name] = assign_noise(utts, read_manifest(spec.noise[name]), spec.seed, name)
-    arrays = _open_arrays(root, noises, spec.snrs, len(utts), "w+")
+    arrays = _open_arrays(root, noises, spec.snrs, len(utts))
     (root / "chunks").mkdir(exist_ok=True)
 
     jobs = []
@@ -346,8 +347,8 @@ def print_summary(root: Path) -> None:
     print(f"store: {root}")
     print(f"  utterances: {s['utterances']}   conditions: {len(s['conditions'])}   size: {s['bytes'] / 2**20:.1f} MiB")
     print(f"  SE time (sum over workers): {s['se_seconds']:.1f} s")
-    for cond, snr in s["achieved_snr_db"].items():
-        print(f"  {cond:<16} mean achieved SNR {snr:6.2f} dB")
+    for cond in s["conditions"][1:]:  # store order: noise corpus, then SNR high to low
+        print(f"  {cond:<16} mean achieved SNR {s['achieved_snr_db'][cond]:6.2f} dB")
 
 
 # --------------------------------------------------------------------------- CLI

@@ -172,7 +172,6 @@ def train(spec: RunSpec, quiet: bool = False) -> Path:
         if _better(val, best):
             best = {"val_uar": val["val_uar"], "val_ce": val["val_ce"], "epoch": epoch + 1}
             save_weights(out / "best.safetensors", model, {"epoch": str(epoch + 1)})
-            write_json_atomic(out / "best.json", best)
             stale = 0
         else:
             stale += 1
