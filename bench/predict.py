@@ -73,7 +73,10 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
 
-    print(f"trnet predict, 1 CPU thread, TRNet {args.encoder} width {args.width} (random weights), torch {torch.__version__}")
+    print(
+        f"trnet predict, 1 CPU thread, TRNet {args.encoder} width {args.width} (random weights), "
+        f"torch {torch.__version__}"
+    )
     stages = "".join(f"{s + ' ms':>12}" for s in STAGES)
     header = f"{'SE':<9}{'input':>7}{stages}{'total ms':>12}{'RTF':>8}{'CPU RTF':>9}  per-stage RTF"
     print(header)

@@ -20,11 +20,11 @@ import torch
 
 from trnet import enhance, features
 from trnet.audio import load_audio, pad_or_trim
+from trnet.batches import condition_set, label_indices, train_batches
 from trnet.corpora import emodb, esc50, write_manifest
 from trnet.protocol.mixing import mix_at_snr
 from trnet.protocol.noise import assign_noise
 from trnet.store import BuildSpec, ConditionStore, build
-from trnet.training.data import condition_set, label_indices, train_batches
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -37,7 +37,9 @@ def on_the_fly(rows: list[dict], noise: dict, se, conds: list, rng: np.random.Ge
         cond = conds[rng.integers(len(conds))]
         if cond != "clean":
             clip = noise[row["id"]]
-            speech_noisy = mix_at_snr(speech, load_audio(clip["path"], offset=clip["offset"], duration=clip["duration"]), cond[1])
+            speech_noisy = mix_at_snr(
+                speech, load_audio(clip["path"], offset=clip["offset"], duration=clip["duration"]), cond[1]
+            )
         else:
             speech_noisy = speech
         waves.append(speech)
@@ -67,8 +69,11 @@ def main() -> None:
         store = ConditionStore(build(spec, tmp / "store", workers=args.workers, quiet=True))
         t_build = time.perf_counter() - t0
         n_cond = len(store.conditions)
-        print(f"store build ({args.se}, {args.workers} worker(s)): {len(utts)} utts x {n_cond} conditions in {t_build:.1f} s "
-              f"= {len(utts) / t_build:.2f} utt/s, {len(utts) * n_cond / t_build:.1f} utt-conditions/s")
+        print(
+            f"store build ({args.se}, {args.workers} worker(s)): {len(utts)} utts x {n_cond} conditions "
+            f"in {t_build:.1f} s "
+            f"= {len(utts) / t_build:.2f} utt/s, {len(utts) * n_cond / t_build:.1f} utt-conditions/s"
+        )
 
         labels, rows = label_indices(store), np.arange(len(store))
         conds = condition_set(store, "noisy", "esc50")

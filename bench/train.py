@@ -77,7 +77,10 @@ def main() -> None:
             step()
             times.append(time.perf_counter() - t0)
         t = min(times)
-        print(f"{name:<15}{t:>8.2f}{B / t:>8.1f}{flops / 1e9:>12.1f}{flops / t / 1e9:>9.1f}{100 * flops / t / peak:>7.1f}%")
+        print(
+            f"{name:<15}{t:>8.2f}{B / t:>8.1f}{flops / 1e9:>12.1f}{flops / t / 1e9:>9.1f}"
+            f"{100 * flops / t / peak:>7.1f}%"
+        )
 
 
 if __name__ == "__main__":

@@ -32,3 +32,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+NO_DATA = "needs the shared data"
+NO_DATA_STATUS = "skipped: no ../shared/data"
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    """Tests skipped for want of ../shared/data get a category of their own, so the final
+    summary line counts them apart from other skips ("... 31 skipped: no ../shared/data")."""
+    if report.skipped and NO_DATA in str(report.longrepr):
+        return NO_DATA_STATUS, "s", "SKIPPED (no ../shared/data)"
+    return None

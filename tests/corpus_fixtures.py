@@ -100,7 +100,9 @@ def make_iemocap(root: Path, seed: int = 0) -> list[dict[str, str]]:
     excited = set(rng.choice(happy, IEMOCAP_EXC, replace=False).tolist())
     turns: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for i, r in enumerate(rows):
-        turns[r["filename"].rsplit("_", 1)[0]].append((r["filename"], "exc" if i in excited else TSV_TO_RAW[r["label"]]))
+        turns[r["filename"].rsplit("_", 1)[0]].append(
+            (r["filename"], "exc" if i in excited else TSV_TO_RAW[r["label"]])
+        )
     dialogs = sorted(turns)
     numbers: dict[str, int] = defaultdict(lambda: 500)
     for raw, count in IEMOCAP_OTHER.items():
@@ -158,7 +160,9 @@ def make_musan(root: Path, seed: int = 0) -> list[dict[str, str]]:
         frames = n * step + int(rng.integers(0, step)) if n else int(rng.integers(1, step))
         write_wav(noise / "free-sound" / f"{name}.wav", frames, MUSAN_RATE)
     for i in range(MUSAN_SOUND_BIBLE):
-        write_wav(noise / "sound-bible" / f"noise-sound-bible-{i:04d}.wav", int(rng.integers(step // 5, 6 * step)), MUSAN_RATE)
+        write_wav(
+            noise / "sound-bible" / f"noise-sound-bible-{i:04d}.wav", int(rng.integers(step // 5, 6 * step)), MUSAN_RATE
+        )
     for sub in ("free-sound", "sound-bible"):
         (noise / sub / "ANNOTATIONS").write_text("noise-x.wav some annotation\n")
         (noise / sub / "LICENSE").write_text("CC\n")

@@ -15,8 +15,8 @@ import soundfile as sf
 
 from tests.corpus_fixtures import (
     IEMOCAP_OTHER,
-    make_esc50,
     iemocap_tree,
+    make_esc50,
     make_musan,
     shared,
     write_iemocap,
@@ -53,7 +53,9 @@ def test_labels_contract() -> None:
     assert LABELS == ("angry", "happy", "neutral", "sad")
 
 
-def test_manifest_round_trip_keeps_column_order_and_makes_paths_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_manifest_round_trip_keeps_column_order_and_makes_paths_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     rows = [utterance(0, path="rel/a.wav"), utterance(1, label="angry", duration=2.0)]
     out = write_manifest(tmp_path / "m" / "u.csv", rows, "utterances")
@@ -148,14 +150,23 @@ def test_iemocap_real_counts_on_a_full_generated_release(iemocap_release: tuple[
     assert len(result.rows) == 5531
     assert Counter(r["label"] for r in result.rows) == {"angry": 1103, "happy": 1636, "neutral": 1708, "sad": 1084}
     assert Counter(r["speaker"] for r in result.rows) == IEMOCAP_SPEAKERS
-    expected = {r["filename"]: ({"A": "angry", "H": "happy", "N": "neutral", "S": "sad"}[r["label"]], r["speaker"], r["sex"], r["fold"])
-                for r in reference}
+    expected = {
+        r["filename"]: (
+            {"A": "angry", "H": "happy", "N": "neutral", "S": "sad"}[r["label"]],
+            r["speaker"],
+            r["sex"],
+            r["fold"],
+        )
+        for r in reference
+    }
     assert {r["id"]: (r["label"], r["speaker"], r["gender"], r["session"]) for r in result.rows} == expected
     assert result.set_aside == {f"label {k}": v for k, v in sorted(IEMOCAP_OTHER.items())}
     assert result.notes == []
 
 
-def test_prepare_iemocap_cli(iemocap_release: tuple[Path, list[dict[str, str]]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_prepare_iemocap_cli(
+    iemocap_release: tuple[Path, list[dict[str, str]]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root, _ = iemocap_release
     assert main(["prepare", "iemocap", "--root", str(root), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -245,7 +256,11 @@ def test_esc50_full_generated_release(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- MUSAN
 
 def test_musan_cutting_rule(tmp_path: Path) -> None:
-    for name, seconds in (("noise-free-sound-0000", 4.99), ("noise-free-sound-0001", 5.0), ("noise-free-sound-0002", 14.99)):
+    for name, seconds in (
+        ("noise-free-sound-0000", 4.99),
+        ("noise-free-sound-0001", 5.0),
+        ("noise-free-sound-0002", 14.99),
+    ):
         write_wav(tmp_path / "noise" / "free-sound" / f"{name}.wav", int(seconds * 16_000))
     write_wav(tmp_path / "noise" / "sound-bible" / "noise-sound-bible-0000.wav", 16_000 * 6)
     result = musan.load(tmp_path)
@@ -319,17 +334,27 @@ def test_folder_with_sessions(tmp_path: Path) -> None:
                                    ("b/3.wav", "neutral", "s4", "B", "M")])
     result = folder.load(root)
     assert [(r["id"], r["label"], r["session"], r["gender"]) for r in result.rows] == [
-        ("a__1", "angry", "A", "F"), ("a__2", "sad", "A", "M"), ("b__2", "happy", "B", "F"), ("b__3", "neutral", "B", "M")]
+        ("a__1", "angry", "A", "F"),
+        ("a__2", "sad", "A", "M"),
+        ("b__2", "happy", "B", "F"),
+        ("b__3", "neutral", "B", "M"),
+    ]
     assert result.set_aside == {"label calm": 1} and result.notes == []
     assert len(folder.load(root, labels=["calm", *LABELS]).rows) == 5
 
 
-def test_folder_without_sessions_pairs_speakers_in_sorted_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    entries = [(f"{spk}_{i}.wav", label, spk) for spk in ("sp10", "sp2", "sp3", "sp1") for i, label in enumerate(LABELS)]
+def test_folder_without_sessions_pairs_speakers_in_sorted_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    entries = [
+        (f"{spk}_{i}.wav", label, spk) for spk in ("sp10", "sp2", "sp3", "sp1") for i, label in enumerate(LABELS)
+    ]
     root = write_folder(tmp_path / "c", entries, header="file,label,speaker")
     result = folder.load(root / "labels.csv")
     assert {r["speaker"]: r["session"] for r in result.rows} == {"sp1": "1", "sp2": "1", "sp3": "2", "sp10": "2"}
-    assert result.notes == ["no session column: speakers paired in sorted order into sessions 1=(sp1,sp2), 2=(sp3,sp10)"]
+    assert result.notes == [
+        "no session column: speakers paired in sorted order into sessions 1=(sp1,sp2), 2=(sp3,sp10)"
+    ]
     assert main(["prepare", "folder", "--root", str(root), "--out", str(tmp_path / "o"), "--name", "mine"]) == 0
     assert "note: no session column" in capsys.readouterr().out
     assert len(read_manifest(tmp_path / "o" / "mine.csv")) == 16
@@ -366,7 +391,10 @@ def test_prepare_synthetic_loads_the_generated_folder_and_noise(tmp_path: Path, 
         return write_folder(Path(root), entries) / "labels.csv"
 
     monkeypatch.setattr(synthetic, "generate", fake_generate)
-    assert main(["prepare", "synthetic", "--root", str(tmp_path / "syn"), "--out", str(tmp_path / "o"), "--seed", "3"]) == 0
+    assert (
+        main(["prepare", "synthetic", "--root", str(tmp_path / "syn"), "--out", str(tmp_path / "o"), "--seed", "3"])
+        == 0
+    )
     assert "synthetic: 16 utterances, 4 speakers, 2 sessions" in capsys.readouterr().out
     assert len(read_manifest(tmp_path / "o" / "synthetic.csv")) == 16
     assert [r["id"] for r in read_manifest(tmp_path / "o" / "synthetic_noise.csv")] == ["hum__s3_0", "hum__s3_1"]

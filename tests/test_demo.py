@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from trnet.cli import main
-from trnet.demo import demo_table
-from trnet.evaluation.recipe import recipe_from_dict
+from trnet.experiments.demo import demo_table
+from trnet.experiments.recipe import recipe_from_dict
 
 
 @pytest.mark.slow

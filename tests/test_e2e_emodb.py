@@ -7,11 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.conftest import shared_path
+from trnet.batches import label_indices
 from trnet.corpora import emodb, write_manifest
 from trnet.evaluation.evaluate import predict_condition
+from trnet.protocol.folds import split
+from trnet.runs import load_run
 from trnet.store import BuildSpec, ConditionStore, build
-from trnet.training.data import label_indices
-from trnet.training.trainer import fold_rows, load_run, spec_from_names, train
+from trnet.training.trainer import spec_from_names, train
 
 
 def test_tiny_baseline_learns_emodb_above_chance_on_held_out_speaker(tmp_path: Path):
@@ -25,8 +27,9 @@ def test_tiny_baseline_learns_emodb_above_chance_on_held_out_speaker(tmp_path: P
         system_overrides={"width": 8}, training_overrides={"epochs": 6, "patience": 100},
     )
     model, config = load_run(train(run, quiet=True))
-    _, _, test_rows, speakers = fold_rows(store, 0)
-    assert config["test_speaker"] == speakers["test_speaker"] == "08"
+    fold = split(store.rows, 0)
+    test_rows = fold.test
+    assert config["test_speaker"] == fold.fold.test_speaker == "08"
     pred = predict_condition(model, store, label_indices(store), test_rows, "clean")
     assert len(pred.y_true) == len(test_rows) == 42
     assert pred.uar() > 0.40, f"held-out UAR {pred.uar():.3f} is not clearly above chance (0.25)"

@@ -24,7 +24,9 @@ except ImportError:  # the project mixer is written in parallel; this is its for
 
     def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
         noise = np.resize(noise, len(speech))
-        k = np.sqrt(np.mean(speech.astype(np.float64) ** 2) / (np.mean(noise.astype(np.float64) ** 2) * 10 ** (snr_db / 10)))
+        k = np.sqrt(
+            np.mean(speech.astype(np.float64) ** 2) / (np.mean(noise.astype(np.float64) ** 2) * 10 ** (snr_db / 10))
+        )
         return (speech + k * noise).astype(np.float32)
 
 
@@ -392,10 +394,20 @@ def test_cli_lists_backends_and_enhances_files(
     assert "identity   available" in listing and "cmgan" in listing
     sf.write(tmp_path / "a.wav", speech, 16_000, subtype="FLOAT")
     sf.write(tmp_path / "b.flac", speech[:8_000], 16_000)
-    args = ["enhance", str(tmp_path / "a.wav"), str(tmp_path / "b.flac"), "--se", "identity", "--out", str(tmp_path / "out")]
+    args = [
+        "enhance",
+        str(tmp_path / "a.wav"),
+        str(tmp_path / "b.flac"),
+        "--se",
+        "identity",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert main(args) == 0
     out, sr = sf.read(tmp_path / "out" / "a.wav", dtype="float32")
     assert sr == 16_000 and len(out) == len(speech) and np.abs(out - speech).max() < 1e-4
     assert len(sf.read(tmp_path / "out" / "b.wav")[0]) == 8_000
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.wav", "b.wav"]
-    assert main(["enhance", str(tmp_path / "a.wav"), "--se", "spectral", "--opt", "nope=1", "--out", str(tmp_path)]) == 2
+    assert (
+        main(["enhance", str(tmp_path / "a.wav"), "--se", "spectral", "--opt", "nope=1", "--out", str(tmp_path)]) == 2
+    )

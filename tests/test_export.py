@@ -15,7 +15,7 @@ from trnet.cli import main
 from trnet.enhance import load as load_se
 from trnet.export import TOLERANCE, InferenceGraph, example_inputs, run_onnx
 from trnet.features import fbank
-from trnet.training.trainer import load_run
+from trnet.runs import load_run
 
 pytest.importorskip("onnxruntime")
 pytestmark = [
@@ -98,7 +98,9 @@ def test_onnx_signature_and_metadata_are_the_same_for_every_system(tmp_path):
 
 
 def test_bad_model_or_format_is_a_usage_error(tmp_path, capsys):
-    assert main(["export", "--model", str(tmp_path / "none"), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 2
+    assert (
+        main(["export", "--model", str(tmp_path / "none"), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 2
+    )
     with pytest.raises(SystemExit) as e:
         main(["export", "--model", str(make_run(tmp_path)), "--format", "tflite", "--out", str(tmp_path / "m")])
     assert e.value.code == 2

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import shared_path
 from trnet.audio import SEGMENT_SAMPLES, load_audio, pad_or_trim
 from trnet.features import T_MAX, fbank, frame_mask, num_frames, pad_frames
-from tests.conftest import shared_path
 
 knf = pytest.importorskip("kaldi_native_fbank", reason="kaldi-native-fbank is the reference")
 

@@ -76,7 +76,14 @@ def test_c_in_unit_interval_for_extreme_inputs():
     for weight, bias in ((1e3, 0.0), (-1e3, 0.0), (1.0, 1e6), (1.0, -1e6), (30.0, 0.5)):
         snr.fc.weight.data = torch.randn(1, 80) * weight
         snr.fc.bias.data.fill_(bias)
-        for xa, xb in ((x, -x), (x * 1e30, x), (x * 1e-30, x * 1e30), (x, torch.zeros_like(x)), (torch.zeros_like(x),) * 2, (x, x)):
+        for xa, xb in (
+            (x, -x),
+            (x * 1e30, x),
+            (x * 1e-30, x * 1e30),
+            (x, torch.zeros_like(x)),
+            (torch.zeros_like(x),) * 2,
+            (x, x),
+        ):
             _, c = snr(xa, xb, LENGTHS)
             assert torch.isfinite(c).all() and (c >= 0).all() and (c <= 1).all()
 
@@ -267,7 +274,11 @@ def test_system_ignores_padding_and_cropping(name, encoder):
 def test_every_system_trains_one_step(name, encoder):
     torch.manual_seed(0)
     model = system(name, encoder).train()
-    teacher = build_teacher(system("baseline-c", encoder).state_dict(), teacher_config(model.cfg)) if model.cfg.teacher else None
+    teacher = (
+        build_teacher(system("baseline-c", encoder).state_dict(), teacher_config(model.cfg))
+        if model.cfg.teacher
+        else None
+    )
     b = batch()
     out = model(b["x"][:, :80], b["xe"][:, :80], LENGTHS)
     h_s = teacher.embed(b["xs"][:, :80], LENGTHS) if teacher is not None else None
@@ -342,12 +353,17 @@ def test_configs_are_the_seven_systems():
         assert (cfg.input, cfg.train_conditions, cfg.alpha, cfg.beta, cfg.bridge, cfg.teacher) == expected
         tc = load_training_config(name)
         assert (tc.epochs, tc.batch_size, tc.lr, tc.patience) == (80, 32, 1e-3, 10)
-    assert teacher_config(replace(load_config("trnet"), encoder="cnn6", width=8)) == replace(load_config("baseline-c"), encoder="cnn6", width=8)
+    assert teacher_config(replace(load_config("trnet"), encoder="cnn6", width=8)) == replace(
+        load_config("baseline-c"), encoder="cnn6", width=8
+    )
 
 
 def test_config_from_path_and_invalid_configs(tmp_path):
     path = tmp_path / "mine.toml"
-    path.write_text('input = "xe"\ntrain_conditions = "noisy"\nalpha = 0.0\nbeta = 0.0\nbridge = false\nteacher = false\nencoder = "cnn6"\n')
+    path.write_text(
+        'input = "xe"\ntrain_conditions = "noisy"\nalpha = 0.0\nbeta = 0.0\n'
+        'bridge = false\nteacher = false\nencoder = "cnn6"\n'
+    )
     cfg = load_config(path)
     assert cfg.name == "mine" and cfg.encoder == "cnn6" and load_training_config(path).epochs == 80
     with pytest.raises(ValueError, match="teacher"):

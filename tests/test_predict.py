@@ -18,8 +18,7 @@ from trnet.cli import main
 from trnet.corpora import LABELS
 from trnet.features import fbank
 from trnet.models import SERSystem, load_config, load_training_config
-from trnet.training.checkpoint import save_weights
-from trnet.utils import write_json_atomic
+from trnet.runs import save_weights, write_config
 
 WIDTH = 4  # tiny models: inference plumbing does not depend on width
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -39,7 +38,9 @@ def scramble(model: SERSystem, seed: int = 0) -> SERSystem:
                 m.weight.add_(1.0)
                 m.momentum = 1.0  # running statistics := those of the calibration batch
         waves = torch.from_numpy(np.stack([speech_like(2.0, seed=seed + k) for k in range(4)]))
-        x, frames = fbank(waves + 0.05 * torch.randn(waves.shape, generator=g), torch.tensor([32_000, 24_000, 16_000, 8_000]))
+        x, frames = fbank(
+            waves + 0.05 * torch.randn(waves.shape, generator=g), torch.tensor([32_000, 24_000, 16_000, 8_000])
+        )
         xe, _ = fbank(waves)
         model.train()(x, xe, frames)
         for m in model.modules():
@@ -52,7 +53,9 @@ def scramble(model: SERSystem, seed: int = 0) -> SERSystem:
     return model.eval()
 
 
-def make_run(root: Path, system: str = "trnet", width: int = WIDTH, se: str = "identity", seed: int = 0, **overrides) -> Path:
+def make_run(
+    root: Path, system: str = "trnet", width: int = WIDTH, se: str = "identity", seed: int = 0, **overrides
+) -> Path:
     """A run directory in the trainer's format (config.json + best.safetensors), random weights."""
     cfg = replace(load_config(system), width=width, **overrides)
     model = scramble(SERSystem(cfg), seed)
@@ -74,7 +77,7 @@ def make_run(root: Path, system: str = "trnet", width: int = WIDTH, se: str = "i
         "val_speaker": "08",
         "train_speakers": ["09", "10", "11", "12", "13", "14", "15", "16"],
     }
-    write_json_atomic(out / "config.json", config)
+    write_config(out, config)
     return out
 
 
@@ -213,8 +216,14 @@ def test_silent_window_of_long_input_is_left_out(model):
     wave = speech_like(12.5, seed=7)
     wave[-80_000:] = 0  # the last window, 7.5-12.5 s
     p = model.predict(wave, 16_000)
-    assert p.reliable and len(p.windows) == 4 and p.warnings == ["window 7.5-12.5 s is digitally silent: left out of the result"]
-    assert p.probabilities["angry"] == pytest.approx(np.mean([w.probabilities["angry"] for w in p.windows[:3]]), abs=1e-6)
+    assert (
+        p.reliable
+        and len(p.windows) == 4
+        and p.warnings == ["window 7.5-12.5 s is digitally silent: left out of the result"]
+    )
+    assert p.probabilities["angry"] == pytest.approx(
+        np.mean([w.probabilities["angry"] for w in p.windows[:3]]), abs=1e-6
+    )
 
 
 def test_bad_waveforms_raise_audio_error(model):
@@ -244,7 +253,9 @@ def test_systems_without_c_say_na(tmp_path, audio_dir, capsys):
 
 
 def test_glob_and_file_list_without_duplicates(run_dir, audio_dir, capsys):
-    code, out, err = run_cli(capsys, f"{audio_dir}/**/*.flac", audio_dir / "sub" / "b_22k.flac", "--model", run_dir, "--json")
+    code, out, err = run_cli(
+        capsys, f"{audio_dir}/**/*.flac", audio_dir / "sub" / "b_22k.flac", "--model", run_dir, "--json"
+    )
     assert code == 0 and len(json.loads(out)["results"]) == 1
     code, out, err = run_cli(capsys, f"{audio_dir}/*.mp3", "--model", run_dir)
     assert code == 1 and "no audio files" in err
@@ -254,6 +265,7 @@ def test_import_trnet_is_cheap():
     import subprocess
     import sys
 
-    code = "import sys, trnet; assert callable(trnet.load); print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
+    code = ("import sys, trnet; assert callable(trnet.load); "
+            "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -59,7 +59,9 @@ def check_folds(rows: list[Row], folds: list[Fold]) -> None:
     assert sorted(f.test_speaker for f in folds) == sorted(speakers)
     assert [f.index for f in folds] == list(range(len(folds)))
     for fold in folds:
-        train, val, test = split(rows, fold)
+        s = split(rows, fold)
+        assert s.fold == fold and split(rows, fold.index).fold == fold
+        train, val, test = ([rows[i] for i in part] for part in (s.train, s.val, s.test))
         groups = [{r["speaker"] for r in part} for part in (train, val, test)]
         assert groups[1] == {fold.val_speaker} and groups[2] == {fold.test_speaker}
         assert groups[0] == set(fold.train_speakers) == speakers - groups[1] - groups[2]
@@ -71,7 +73,12 @@ def check_folds(rows: list[Row], folds: list[Fold]) -> None:
 def test_folds_order_sessions_then_women_first() -> None:
     rows = toy_utterances()
     folds = loso_folds(rows)
-    assert [(f.test_speaker, f.val_speaker) for f in folds[:4]] == [("F1", "M1"), ("M1", "F1"), ("F2", "M2"), ("M2", "F2")]
+    assert [(f.test_speaker, f.val_speaker) for f in folds[:4]] == [
+        ("F1", "M1"),
+        ("M1", "F1"),
+        ("F2", "M2"),
+        ("M2", "F2"),
+    ]
     assert folds[0].train_speakers == ("F2", "M2", "F3", "M3", "F4", "M4", "F5", "M5")
     check_folds(rows, folds)
     assert loso_folds(list(reversed(rows))) == folds
@@ -82,11 +89,20 @@ def test_folds_sort_sessions_numerically() -> None:
     assert [f.test_speaker for f in loso_folds(rows)] == ["F1", "M1", "F2", "M2", "F10", "M10"]
 
 
-@pytest.mark.parametrize("rows, message", [
-    ([dict(speaker="a", session="1"), dict(speaker="b", session="1"), dict(speaker="c", session="1")], "session 1 has 3 speaker"),
-    ([dict(speaker="a", session="1"), dict(speaker="b", session="1"), dict(speaker="c", session="2")], "session 2 has 1 speaker"),
-    ([dict(speaker="a", session="1"), dict(speaker="a", session="2")], "speaker a appears in sessions 1 and 2"),
-])
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (
+            [dict(speaker="a", session="1"), dict(speaker="b", session="1"), dict(speaker="c", session="1")],
+            "session 1 has 3 speaker",
+        ),
+        (
+            [dict(speaker="a", session="1"), dict(speaker="b", session="1"), dict(speaker="c", session="2")],
+            "session 2 has 1 speaker",
+        ),
+        ([dict(speaker="a", session="1"), dict(speaker="a", session="2")], "speaker a appears in sessions 1 and 2"),
+    ],
+)
 def test_folds_need_two_speakers_per_session(rows: list[Row], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         loso_folds(rows)
@@ -96,7 +112,7 @@ def test_iemocap_folds_on_the_generated_release(iemocap_rows: list[Row]) -> None
     folds = loso_folds(iemocap_rows)
     assert [f.test_speaker for f in folds] == [f"Ses0{s}{g}" for s in range(1, 6) for g in "FM"]
     check_folds(iemocap_rows, folds)
-    assert len(split(iemocap_rows, folds[0])[2]) == 528 and len(split(iemocap_rows, folds[0])[1]) == 557
+    assert len(split(iemocap_rows, folds[0]).test) == 528 and len(split(iemocap_rows, folds[0]).val) == 557
 
 
 def test_emodb_folds() -> None:

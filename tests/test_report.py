@@ -12,8 +12,10 @@ import pytest
 from scipy.stats import wilcoxon
 
 from trnet.cli import main
-from trnet.evaluation import stats
-from trnet.evaluation.report import TSNE_SYSTEMS, make_report
+from trnet.experiments import stats
+from trnet.experiments.evalcache import TSNE_SYSTEMS
+from trnet.experiments.report import make_report
+from trnet.experiments.results import RunPredictions, predictions_path
 from trnet.models import SYSTEMS
 
 NOISES = ("esc50", "musan")
@@ -36,7 +38,9 @@ def true_uar(system: str, noise: str, snr: int | None, fold: int, seed: int) -> 
     """Known per-run UAR: Baseline-c loses 2 points per dB below 20 dB of noise, the others
     less; TRNet is 1-3 points above the rest; a small per-run offset."""
     rank = SYSTEMS.index(system)
-    base = 0.60 - 0.005 * rank + (0.02 if system == "trnet" else 0.0) + 0.003 * fold - 0.002 * seed + 0.001 * rank * fold
+    base = (
+        0.60 - 0.005 * rank + (0.02 if system == "trnet" else 0.0) + 0.003 * fold - 0.002 * seed + 0.001 * rank * fold
+    )
     if snr is None:
         return base
     slope = 0.01 if system == "baseline-c" else 0.002
@@ -50,33 +54,48 @@ def fabricate(root: Path, systems: tuple[str, ...] = SYSTEMS, folds=FOLDS, seeds
     conds = [("clean", None)] + [(n, s) for n in NOISES for s in SNRS]
     for system, fold, seed in itertools.product(systems, folds, seeds):
         y = np.arange(N_UTT) % 4
-        arrays = {"index": np.arange(N_UTT), "y_true": y.astype(np.int8), "ids": np.array([f"u{fold}_{i}" for i in range(N_UTT)])}
+        preds = RunPredictions(np.arange(N_UTT), np.array([f"u{fold}_{i}" for i in range(N_UTT)]), y)
         for noise, snr in conds:
             name = noise if snr is None else f"{noise}@{snr}"
             wrong = rng.random(N_UTT) < 0.4
-            arrays[f"pred__{name}"] = np.where(wrong, (y + 1) % 4, y).astype(np.int8)
+            preds.pred[name] = np.where(wrong, (y + 1) % 4, y)
             c = None
             if system.startswith("trnet"):
                 c = 0.9 if snr is None else 0.3 + 0.025 * snr
-                arrays[f"c__{name}"] = np.full(N_UTT, c, np.float32)
+                preds.c[name] = np.full(N_UTT, c, np.float32)
             if system in TSNE_SYSTEMS and (snr is None or (noise == "esc50" and snr in (20, 10, 0))):
-                arrays[f"h__{name}"] = (rng.standard_normal((N_UTT, DIM)) + 3 * np.eye(4)[y] @ rng.standard_normal((4, DIM))).astype(np.float16)
+                preds.h[name] = rng.standard_normal((N_UTT, DIM)) + 3 * np.eye(4)[y] @ rng.standard_normal((4, DIM))
             uar = true_uar(system, noise, snr, fold, seed)
             rows.append({"system": system, "fold": fold, "seed": seed, "test_speaker": f"s{fold}", "noise": noise,
                          "snr": snr, "uar": uar, "war": uar - 0.01, "mean_c": c, "n": N_UTT})
-        path = root / "predictions" / system / f"fold{fold}-seed{seed}.npz"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, **arrays)
+        preds.save(predictions_path(root, system, fold, seed))
         runs.append({"system": system, "fold": fold, "seed": seed})
     (root / "results.json").write_text(json.dumps(rows))
     if meta:
-        (root / "meta.json").write_text(json.dumps({
-            "recipe": {"name": "fabricated", "origin": "test"}, "commit": "abc123", "created": "now",
-            "se": {"name": "dfn3", "version": "v"}, "train_noise": "esc50", "encoder": "resnet", "width": 4,
-            "epochs": 2, "folds": list(folds), "seeds": list(seeds), "snrs": list(SNRS), "notes": ["fabricated numbers"],
-            "corpus": {"kind": "emodb", "root": "/x", "utterances": 100, "speakers": 10},
-            "noise": {"esc50": {"kind": "esc50", "clips": 800, "sources": 613}, "musan": {"kind": "noise", "clips": 25, "sources": 25}},
-            "runs": runs}))
+        (root / "meta.json").write_text(
+            json.dumps(
+                {
+                    "recipe": {"name": "fabricated", "origin": "test"},
+                    "commit": "abc123",
+                    "created": "now",
+                    "se": {"name": "dfn3", "version": "v"},
+                    "train_noise": "esc50",
+                    "encoder": "resnet",
+                    "width": 4,
+                    "epochs": 2,
+                    "folds": list(folds),
+                    "seeds": list(seeds),
+                    "snrs": list(SNRS),
+                    "notes": ["fabricated numbers"],
+                    "corpus": {"kind": "emodb", "root": "/x", "utterances": 100, "speakers": 10},
+                    "noise": {
+                        "esc50": {"kind": "esc50", "clips": 800, "sources": 613},
+                        "musan": {"kind": "noise", "clips": 25, "sources": 25},
+                    },
+                    "runs": runs,
+                }
+            )
+        )
     return root
 
 
@@ -134,7 +153,10 @@ def test_paired_test_known_data() -> None:
     assert not is_exact and abs(p - exact) < 0.01
     # degenerate cases
     assert stats.wilcoxon_p(np.zeros(5)) == 1.0 and stats.sign_flip_p(np.zeros(5))[0] == 1.0
-    assert stats.paired_test(np.ones(3), np.zeros(3)).min_p == 0.25 and not stats.paired_test(np.ones(3), np.zeros(3)).can_reject()
+    assert (
+        stats.paired_test(np.ones(3), np.zeros(3)).min_p == 0.25
+        and not stats.paired_test(np.ones(3), np.zeros(3)).can_reject()
+    )
     assert stats.min_pairs(0.05) == 6
 
 

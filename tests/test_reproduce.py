@@ -13,7 +13,7 @@ import pytest
 
 from trnet.audio import save_audio
 from trnet.cli import main
-from trnet.evaluation.recipe import RecipeError, load_recipe, recipe_from_dict
+from trnet.experiments.recipe import RecipeError, load_recipe, recipe_from_dict
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 LABELS = ("angry", "happy", "neutral", "sad")
@@ -60,7 +60,9 @@ def make_tree(root: Path) -> Path:
     (root / "corpus" / "labels.csv").write_text("\n".join(lines) + "\n")
     for j in range(4):
         t = np.arange(32_000) / 16_000
-        save_audio(root / "noise" / "hum" / f"h{j}.wav", (0.1 * np.sin(2 * np.pi * (50 + 10 * j) * t)).astype(np.float32))
+        save_audio(
+            root / "noise" / "hum" / f"h{j}.wav", (0.1 * np.sin(2 * np.pi * (50 + 10 * j) * t)).astype(np.float32)
+        )
         save_audio(root / "noise" / "hiss" / f"s{j}.wav", (0.05 * rng.standard_normal(32_000)).astype(np.float32))
     recipe = root / "tiny.toml"
     recipe.write_text(RECIPE)
@@ -123,8 +125,8 @@ def test_rerun_recomputes_nothing(grid, monkeypatch) -> None:
     import contextlib
     import io
 
-    import trnet.evaluation.evaluate
-    import trnet.store
+    import trnet.experiments.evalcache
+    import trnet.store.builder
     import trnet.training.trainer
 
     recipe, _ = grid
@@ -136,8 +138,8 @@ def test_rerun_recomputes_nothing(grid, monkeypatch) -> None:
         raise AssertionError("a rerun must not recompute this")
 
     monkeypatch.setattr(trnet.training.trainer, "train_batches", forbidden)
-    monkeypatch.setattr(trnet.evaluation.evaluate, "predict_condition", forbidden)
-    monkeypatch.setattr(trnet.store, "_process_chunk", forbidden)
+    monkeypatch.setattr(trnet.experiments.evalcache, "predict_condition", forbidden)
+    monkeypatch.setattr(trnet.store.builder, "process_chunk", forbidden)
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         assert main(["reproduce", str(recipe), "--workers", "1", "--device", "cpu", "--no-report"]) == 0
@@ -160,7 +162,10 @@ def test_subset_flags(grid) -> None:
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        assert main(["reproduce", str(recipe), "--systems", "baseline-c", "--folds", "1", "--no-report", "--threads", "1"]) == 0
+        assert (
+            main(["reproduce", str(recipe), "--systems", "baseline-c", "--folds", "1", "--no-report", "--threads", "1"])
+            == 0
+        )
     rows = read_csv(results / "results.csv")
     assert {(r["system"], r["fold"], r["test_speaker"]) for r in rows} == {("baseline-c", "1", "b")}
     assert "[1/1] baseline-c     fold  1" in buf.getvalue()

@@ -46,7 +46,9 @@ def make_corpus(root: Path, n_speakers: int = 4, per_speaker: int = 3) -> tuple[
     for j in range(10):
         path = root / "noise" / f"n{j}.wav"
         save_audio(path, (0.1 * rng.standard_normal(int(rng.integers(20_000, 100_000)))).astype(np.float32))
-        noise.append({"id": f"n{j}", "path": str(path), "source": f"src{j}", "category": "white", "offset": "0", "duration": "5"})
+        noise.append(
+            {"id": f"n{j}", "path": str(path), "source": f"src{j}", "category": "white", "offset": "0", "duration": "5"}
+        )
     write_manifest(root / "corpus.csv", utts, "utterances")
     write_manifest(root / "noise.csv", noise, "noise")
     return root / "corpus.csv", root / "noise.csv"
@@ -77,7 +79,9 @@ def test_content_matches_features_of_the_audio(corpus, tmp_path):
     v = int(store.frames[3])
     np.testing.assert_array_equal(store.enhanced(("white", 5))[3][:v], store.noisy(("white", 5))[3][:v])
     # more noise, further from clean
-    dist = [np.abs(store.noisy(c)[3][:v].astype(np.float32) - store.clean()[3][:v]).mean() for c in store.conditions[1:]]
+    dist = [
+        np.abs(store.noisy(c)[3][:v].astype(np.float32) - store.clean()[3][:v]).mean() for c in store.conditions[1:]
+    ]
     assert dist[0] < dist[1] < dist[2]
     achieved = json.loads((store.root / "summary.json").read_text())["achieved_snr_db"]
     for target in (20, 5, 0):

@@ -17,9 +17,11 @@ import torch
 from safetensors.torch import load_file
 
 from tests.test_store import make_corpus
+from trnet.protocol.folds import split
+from trnet.runs import load_run
 from trnet.store import BuildSpec, ConditionStore, build
 from trnet.training import trainer
-from trnet.training.trainer import fold_rows, load_run, spec_from_names, train
+from trnet.training.trainer import spec_from_names, train
 
 TINY = {"width": 4}
 
@@ -34,7 +36,13 @@ def store(tmp_path_factory) -> Path:
 
 def run(store: Path, runs: Path, system: str = "baseline-n", epochs: int = 3, seed: int = 1, **kw) -> Path:
     spec = spec_from_names(
-        system, 0, seed, store, runs, system_overrides=TINY, training_overrides={"epochs": epochs, "batch_size": 8, **kw}
+        system,
+        0,
+        seed,
+        store,
+        runs,
+        system_overrides=TINY,
+        training_overrides={"epochs": epochs, "batch_size": 8, **kw},
     )
     return train(spec, quiet=True)
 
@@ -63,8 +71,8 @@ def test_run_directory_and_log(store, tmp_path):
     assert {p.name for p in out.iterdir()} >= {"best.safetensors", "config.json", "log.csv", "done.json"}
     assert not (out / "last.safetensors").exists()
     config = json.loads((out / "config.json").read_text())
-    train_rows, val_rows, test_rows, speakers = fold_rows(ConditionStore(store), 0)
-    assert config["test_speaker"] == speakers["test_speaker"] and config["val_speaker"] == speakers["val_speaker"]
+    fold = split(ConditionStore(store).rows, 0).fold
+    assert config["test_speaker"] == fold.test_speaker and config["val_speaker"] == fold.val_speaker
     assert config["train_conditions"] == ["clean", "esc50@10", "esc50@0"]
     assert len((out / "log.csv").read_text().strip().splitlines()) == 3
     model, cfg = load_run(out)
@@ -81,7 +89,8 @@ def test_test_speaker_is_never_evaluated_during_training(store, tmp_path, monkey
 
     monkeypatch.setattr(trainer, "predict_condition", spy)
     run(store, tmp_path, epochs=2)
-    _, val_rows, test_rows, _ = fold_rows(ConditionStore(store), 0)
+    fold = split(ConditionStore(store).rows, 0)
+    val_rows, test_rows = fold.val, fold.test
     assert seen and all(set(r) == set(val_rows) for r in seen)
     assert not set(np.concatenate(seen)) & set(test_rows)
 

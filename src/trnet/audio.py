@@ -9,7 +9,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-SAMPLE_RATE = 16_000
+from trnet.utils import atomic_path
+
+SAMPLE_RATE = 16_000  # the one sample rate of trnet: every signal is resampled to it on load
 SEGMENT_SECONDS = 5.0
 SEGMENT_SAMPLES = int(SAMPLE_RATE * SEGMENT_SECONDS)  # 80,000
 
@@ -68,7 +70,5 @@ def pad_or_trim(wave: np.ndarray, n: int = SEGMENT_SAMPLES) -> tuple[np.ndarray,
 
 def save_audio(path: str | Path, wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Write float audio as 16-bit PCM wav, atomically."""
-    from trnet.utils import atomic_path
-
     with atomic_path(path) as tmp:
         sf.write(str(tmp), np.clip(wave, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")

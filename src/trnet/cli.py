@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import sys
+from importlib.metadata import version
 
 # OpenMP threads that spin while waiting starve each other on a busy machine (3 training
 # epochs: 85 s spinning vs 10 s passive, measured on 2 shared cores). Set before torch loads.
@@ -17,14 +18,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("trnet.demo", "run the whole pipeline on a built-in synthetic corpus (no data needed)"),
+    "demo": ("trnet.experiments.demo", "run the whole pipeline on a built-in synthetic corpus (no data needed)"),
     "prepare": ("trnet.corpora.cli", "scan a corpus and write its manifest CSV"),
-    "conditions": ("trnet.store", "build the condition store: clean/noisy/enhanced features"),
+    "conditions": ("trnet.store.cli", "build the condition store: clean/noisy/enhanced features"),
     "train": ("trnet.training.cli", "train one system on one fold and seed"),
-    "reproduce": ("trnet.evaluation.reproduce", "run a recipe: systems x folds x seeds, then evaluate"),
-    "report": ("trnet.evaluation.report", "write the tables and figures of a results directory"),
+    "reproduce": ("trnet.experiments.reproduce", "run a recipe: systems x folds x seeds, then evaluate"),
+    "report": ("trnet.experiments.report", "write the tables and figures of a results directory"),
     "complexity": ("trnet.evaluation.complexity", "parameters and MACs of every system (paper Table 2)"),
-    "predict": ("trnet.predict", "predict emotions on your own audio files"),
+    "predict": ("trnet.predict.cli", "predict emotions on your own audio files"),
     "export": ("trnet.export", "export the inference graph to ONNX or TorchScript"),
     "enhance": ("trnet.enhance.cli", "list SE back-ends, or enhance audio files"),
 }
@@ -32,9 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trnet", description=__doc__.split("\n")[0])
-    from trnet import __version__
-
-    parser.add_argument("--version", action="version", version=f"trnet {__version__}")
+    parser.add_argument("--version", action="version", version=f"trnet {version('trnet')}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     for name, (module, help_) in COMMANDS.items():

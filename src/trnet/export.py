@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from trnet.models import SERSystem
+from trnet.runs import load_run
 from trnet.utils import atomic_path
 
 FORMATS = ("onnx", "torchscript")
@@ -79,7 +80,9 @@ def export(model: SERSystem, fmt: str, out: str | Path, metadata: dict[str, str]
             got = torch.jit.load(str(tmp))(*check)[0]
         delta = float((got - graph(*check)[0]).abs().max())
         if not delta <= TOLERANCE:
-            raise ValueError(f"exported graph disagrees with PyTorch: max |delta logits| = {delta:.2e} > {TOLERANCE:.0e}")
+            raise ValueError(
+                f"exported graph disagrees with PyTorch: max |delta logits| = {delta:.2e} > {TOLERANCE:.0e}"
+            )
     return delta
 
 
@@ -143,14 +146,14 @@ def run_metadata(config: dict) -> dict[str, str]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="run directory (best.safetensors + config.json) or a .safetensors file")
+    p.add_argument(
+        "--model", required=True, help="run directory (best.safetensors + config.json) or a .safetensors file"
+    )
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", required=True, type=Path, help="output file (written atomically)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from trnet.training.trainer import load_run
-
     try:
         model, config = load_run(args.model)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:

@@ -14,7 +14,8 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-SAMPLE_RATE = 16_000
+from trnet.audio import SAMPLE_RATE
+
 FRAME_LENGTH = 400  # 25 ms
 FRAME_SHIFT = 160  # 10 ms
 N_FFT = 512
@@ -39,7 +40,10 @@ def _mel(f: Tensor) -> Tensor:
 def mel_banks(device: str = "cpu", low_freq: float = 0.0, high_freq: float = SAMPLE_RATE / 2) -> Tensor:
     """Kaldi's triangular mel filters as a [N_FFT/2 + 1, N_MELS] matrix (Nyquist row zero)."""
     n_bins = N_FFT // 2
-    mel_low, mel_high = _mel(torch.tensor(low_freq, dtype=torch.float64)), _mel(torch.tensor(high_freq, dtype=torch.float64))
+    mel_low, mel_high = (
+        _mel(torch.tensor(low_freq, dtype=torch.float64)),
+        _mel(torch.tensor(high_freq, dtype=torch.float64)),
+    )
     delta = (mel_high - mel_low) / (N_MELS + 1)
     b = torch.arange(N_MELS, dtype=torch.float64)[:, None]
     left, center, right = mel_low + b * delta, mel_low + (b + 1) * delta, mel_low + (b + 2) * delta

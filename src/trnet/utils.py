@@ -1,17 +1,15 @@
-"""Small shared helpers: atomic writes (nothing half-written survives a crash) and seeding."""
+"""Small shared helpers: atomic writes (nothing half-written survives a crash) and file digests."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
-import random
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 
 @contextlib.contextmanager
@@ -41,10 +39,11 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def seed_everything(seed: int) -> None:
-    """Fix Python, NumPy and PyTorch RNGs (data order, noise choice, initialisation)."""
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks: the one digest of files that keys
+    caches and checks weights."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,130 +1,32 @@
-"""Corpora: one loader per corpus turns a release on disk into a manifest CSV (list of rows).
+"""Corpora: one loader per corpus turns a release on disk into a manifest CSV (list of rows),
+behind one dispatcher, `trnet.corpora.load(kind, root, role, **options)`.
 
-Every loader returns a `LoadResult`: the kept rows plus what was set aside and why, so that
-nothing is dropped silently (SPEC §3: "report unused classes"). Manifests are the only thing
-the rest of the pipeline reads; their columns are fixed by docs/architecture.md.
+    result = trnet.corpora.load("emodb", "data/emodb")          # LoadResult: rows + set aside
+    trnet.corpora.write_manifest("work/emodb.csv", result.rows, result.kind)
+    rows = trnet.corpora.read_manifest("work/emodb.csv")
+
+Manifests are the only thing the rest of the pipeline reads (`trnet.corpora.manifest` owns
+their columns); loaders live in one module each and are registered in `registry.py`.
 """
 
-from __future__ import annotations
+from trnet.corpora.manifest import (
+    COLUMNS,
+    LABELS,
+    NOISE_COLUMNS,
+    UTTERANCE_COLUMNS,
+    CorpusError,
+    LoadResult,
+    ManifestKind,
+    audio_frames,
+    natural_key,
+    read_manifest,
+    require_dir,
+    write_manifest,
+)
+from trnet.corpora.registry import LOADERS, Loader, check_options, kinds, load
 
-import csv
-import os
-import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
-
-import soundfile as sf
-
-from trnet.utils import atomic_path
-
-LABELS: tuple[str, ...] = ("angry", "happy", "neutral", "sad")
-
-UTTERANCE_COLUMNS: tuple[str, ...] = ("id", "path", "label", "speaker", "session", "gender", "duration")
-NOISE_COLUMNS: tuple[str, ...] = ("id", "path", "source", "category", "offset", "duration")
-COLUMNS: dict[str, tuple[str, ...]] = {"utterances": UTTERANCE_COLUMNS, "noise": NOISE_COLUMNS}
-FLOAT_COLUMNS = ("duration", "offset")
-
-ManifestKind = Literal["utterances", "noise"]
-
-
-class CorpusError(ValueError):
-    """A corpus or manifest that cannot be used; the message says what was expected where."""
-
-
-@dataclass
-class LoadResult:
-    """What a loader found: manifest rows, plus counts of what it set aside (reason -> count)
-    and free-text notes on choices it made, both printed by `trnet prepare`."""
-
-    kind: ManifestKind
-    rows: list[dict[str, Any]]
-    set_aside: dict[str, int] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-
-def natural_key(name: str) -> tuple[str | int, ...]:
-    """Sort key that orders numbers inside names numerically ("sp2" < "sp10", "2" < "10")."""
-    return tuple(int(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+)", name)))
-
-
-def require_dir(path: Path, what: str) -> Path:
-    """`path` as a directory, or a CorpusError naming what was expected there."""
-    if not path.exists():
-        raise CorpusError(f"{path}: not found (expected {what})")
-    if not path.is_dir():
-        raise CorpusError(f"{path}: not a directory (expected {what})")
-    return path
-
-
-def audio_frames(path: Path) -> tuple[int, int]:
-    """(frames, sample rate) from the file header only: scanning thousands of files must not
-    decode them."""
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError) as err:
-        raise CorpusError(f"{path}: not a readable audio file ({err})") from err
-    return info.frames, info.samplerate
-
-
-def write_manifest(path: str | Path, rows: Iterable[dict[str, Any]], kind: ManifestKind) -> Path:
-    """Write rows as a manifest CSV with the contract's exact column order, atomically (a crash
-    never leaves half a manifest). Paths are written absolute."""
-    if kind not in COLUMNS:
-        raise CorpusError(f"unknown manifest kind {kind!r}; expected one of {sorted(COLUMNS)}")
-    columns = COLUMNS[kind]
-    rows = list(rows)
-    seen: set[str] = set()
-    for i, row in enumerate(rows):
-        missing = [c for c in columns if c not in row]
-        if missing:
-            raise CorpusError(f"{kind} row {i} ({row.get('id', '?')}) lacks column(s) {missing}")
-        if not str(row["id"]) or str(row["id"]) in seen:
-            raise CorpusError(f"{kind} row {i}: empty or duplicate id {row['id']!r}")
-        seen.add(str(row["id"]))
-    path = Path(path)
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(columns)
-        for row in rows:
-            values = {**row, "path": os.path.abspath(row["path"])}
-            writer.writerow([values[c] for c in columns])
-    return path
-
-
-def read_manifest(path: str | Path) -> list[dict[str, Any]]:
-    """Read a manifest written by `write_manifest` (either kind, told apart by its header).
-    `duration`/`offset` come back as floats, everything else as strings; a relative path is
-    taken relative to the manifest's folder."""
-    path = Path(path)
-    if not path.is_file():
-        raise CorpusError(f"{path}: manifest not found (write it with `trnet prepare`)")
-    with path.open(newline="") as f:
-        reader = csv.reader(f)
-        header = tuple(next(reader, ()))
-        kind = next((k for k, cols in COLUMNS.items() if header == cols), None)
-        if kind is None:
-            expected = " or ".join(",".join(c) for c in COLUMNS.values())
-            raise CorpusError(f"{path}: header {','.join(header) or '(empty file)'!r} is not a manifest header; expected {expected}")
-        rows: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        for values in reader:
-            line = reader.line_num
-            if not values:
-                continue
-            if len(values) != len(header):
-                raise CorpusError(f"{path}:{line}: {len(values)} fields, expected {len(header)}")
-            row: dict[str, Any] = dict(zip(header, values))
-            if not row["id"] or row["id"] in seen:
-                raise CorpusError(f"{path}:{line}: empty or duplicate id {row['id']!r}")
-            seen.add(row["id"])
-            for col in FLOAT_COLUMNS:
-                if col in row:
-                    try:
-                        row[col] = float(row[col])
-                    except ValueError:
-                        raise CorpusError(f"{path}:{line}: {col} {row[col]!r} is not a number") from None
-            row["path"] = os.path.abspath(path.parent / row["path"])
-            rows.append(row)
-    return rows
+__all__ = [
+    "COLUMNS", "LABELS", "LOADERS", "NOISE_COLUMNS", "UTTERANCE_COLUMNS", "CorpusError", "LoadResult", "Loader",
+    "ManifestKind", "audio_frames", "check_options", "kinds", "load", "natural_key", "read_manifest", "require_dir",
+    "write_manifest",
+]

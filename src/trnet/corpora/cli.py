@@ -5,16 +5,15 @@ code 2, and no manifest is written."""
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
 from trnet.audio import AudioError
-from trnet.corpora import LABELS, CorpusError, LoadResult, natural_key, write_manifest
+from trnet.corpora.manifest import LABELS, CorpusError, LoadResult, natural_key, write_manifest
+from trnet.corpora.registry import LOADERS, load
 
-CORPORA = ("iemocap", "emodb", "esc50", "musan", "folder", "noise", "synthetic")
-MODULES = {"noise": "noisefolder"}
+CORPORA = tuple(LOADERS)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,26 +34,18 @@ def load_corpus(args: argparse.Namespace) -> dict[str, LoadResult]:
     name = args.name or args.corpus
     if args.corpus != "synthetic" and not args.root.exists():
         raise CorpusError(f"{args.root}: no such directory (--root must be the {args.corpus} corpus root)")
-    if args.corpus == "synthetic":
-        from trnet.corpora import folder, noisefolder
-
-        try:  # lazy: the generator is its own module, needed only here
-            from trnet.corpora import synthetic
-        except ModuleNotFoundError as err:
-            raise CorpusError(f"the synthetic corpus generator is not available ({err})") from err
-        corpus = Path(synthetic.generate(args.root, args.seed))
-        corpus_dir = corpus if corpus.is_dir() else corpus.parent
-        results = {name: folder.load(corpus)}
-        if (corpus_dir / "noise").is_dir():
-            results[f"{name}_noise"] = noisefolder.load(corpus_dir / "noise")
-        return results
-    module = importlib.import_module(f"trnet.corpora.{MODULES.get(args.corpus, args.corpus)}")
+    options: dict = {}
     if args.corpus == "folder":
-        labels = [x for x in args.labels.split(",") if x.strip()] if args.labels else None
-        return {name: module.load(args.root, csv_path=args.csv, labels=labels)}
-    if args.corpus == "musan":
-        return {name: module.load(args.root, subsets=[s.strip() for s in args.subsets.split(",") if s.strip()])}
-    return {name: module.load(args.root)}
+        options = {"csv": args.csv, "labels": [x for x in args.labels.split(",") if x.strip()] if args.labels else None}
+    elif args.corpus == "musan":
+        options = {"subsets": [s.strip() for s in args.subsets.split(",") if s.strip()]}
+    elif args.corpus == "synthetic":
+        options = {"seed": args.seed}
+    role = LOADERS[args.corpus].roles[0]
+    results = {name: load(args.corpus, args.root, role, **options)}
+    if args.corpus == "synthetic":
+        results[f"{name}_noise"] = load(args.corpus, args.root, "noise", **options)
+    return results
 
 
 def summary(name: str, result: LoadResult) -> str:

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from trnet.corpora import CorpusError, LoadResult, audio_frames, require_dir
+from trnet.corpora.manifest import CorpusError, LoadResult, audio_frames, require_dir
 
 EMOTIONS = {"W": "angry", "F": "happy", "N": "neutral", "T": "sad"}
 SET_ASIDE = {"L": "boredom (L)", "E": "disgust (E)", "A": "fear (A)"}

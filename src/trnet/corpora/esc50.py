@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from trnet.corpora import CorpusError, LoadResult, require_dir
+from trnet.corpora.manifest import CorpusError, LoadResult, require_dir
 
 COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
 CLIP_SECONDS = 5.0

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from trnet.corpora import LABELS, CorpusError, LoadResult, audio_frames, natural_key, require_dir
+from trnet.corpora.manifest import LABELS, CorpusError, LoadResult, audio_frames, natural_key, require_dir
 
 REQUIRED = ("file", "label", "speaker")
 GENDERS = {"f": "F", "female": "F", "w": "F", "woman": "F", "m": "M", "male": "M", "man": "M", "": ""}
@@ -81,7 +81,9 @@ def load(root: Path, csv_path: Path | None = None, labels: Sequence[str] | None 
         rows.append(dict(id=rel.with_suffix("").as_posix().replace("/", "__"), path=str(audio), label=label,
                          speaker=speaker, session="", gender=gender, duration=frames / sr))
     if not rows:
-        raise CorpusError(f"{csv_path}: no row with a label in {', '.join(classes)} (use --labels to set the class set)")
+        raise CorpusError(
+            f"{csv_path}: no row with a label in {', '.join(classes)} (use --labels to set the class set)"
+        )
     speakers = sorted({r["speaker"] for r in rows}, key=natural_key)
     notes: list[str] = []
     if "session" in columns:
@@ -92,10 +94,14 @@ def load(root: Path, csv_path: Path | None = None, labels: Sequence[str] | None 
         bad = {s: m for s, m in members.items() if len(m) != 2}
         if bad:
             s, m = next(iter(bad.items()))
-            raise CorpusError(f"{csv_path}: session {s} has {len(m)} speaker(s) ({', '.join(m)}); each session must pair exactly 2")
+            raise CorpusError(
+                f"{csv_path}: session {s} has {len(m)} speaker(s) ({', '.join(m)}); each session must pair exactly 2"
+            )
     else:
         if len(speakers) % 2:
-            raise CorpusError(f"{csv_path}: {len(speakers)} speakers cannot be paired into sessions; add a session column")
+            raise CorpusError(
+                f"{csv_path}: {len(speakers)} speakers cannot be paired into sessions; add a session column"
+            )
         session_of = {spk: str(i // 2 + 1) for i, spk in enumerate(speakers)}
         pairs = ", ".join(f"{i // 2 + 1}=({speakers[i]},{speakers[i + 1]})" for i in range(0, len(speakers), 2))
         notes.append(f"no session column: speakers paired in sorted order into sessions {pairs}")

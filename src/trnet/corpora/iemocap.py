@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from trnet.corpora import CorpusError, LoadResult, audio_frames, natural_key, require_dir
+from trnet.corpora.manifest import CorpusError, LoadResult, audio_frames, natural_key, require_dir
 
 LABEL_MAP = {"neu": "neutral", "ang": "angry", "sad": "sad", "hap": "happy", "exc": "happy"}
 LINE = re.compile(r"^\[\s*[\d.]+\s*-\s*[\d.]+\s*\]\s+(Ses\d\d[FM]\S*)\s+(\w+)\s+\[")
@@ -43,7 +43,12 @@ def load(root: Path) -> LoadResult:
     """Scan an IEMOCAP release; rows for the 4 classes, the rest counted by raw label."""
     root = require_dir(Path(root), LAYOUT)
     sessions = sorted((p for p in root.glob("Session*") if p.is_dir()), key=lambda p: natural_key(p.name))
-    files = [f for s in sessions for f in sorted((s / "dialog" / "EmoEvaluation").glob("*.txt")) if not f.name.startswith(".")]
+    files = [
+        f
+        for s in sessions
+        for f in sorted((s / "dialog" / "EmoEvaluation").glob("*.txt"))
+        if not f.name.startswith(".")
+    ]
     if not files:
         raise CorpusError(f"{root}: no EmoEvaluation files; expected {LAYOUT}")
     rows: list[dict[str, Any]] = []
@@ -68,7 +73,10 @@ def load(root: Path) -> LoadResult:
             rows.append(dict(id=utt_id, path=str(wav), label=label, speaker=speaker, session=session,
                              gender=gender, duration=frames / sr))
     if not rows:
-        raise CorpusError(f"{root}: no usable utterance (no 4-class label with a wav at ROOT/Session{{n}}/sentences/wav/<dialog>/<utt>.wav)")
+        raise CorpusError(
+            f"{root}: no usable utterance (no 4-class label with a wav at "
+            "ROOT/Session{n}/sentences/wav/<dialog>/<utt>.wav)"
+        )
     notes = [f"{set_aside['missing wav']} labelled utterances have no wav, e.g. {missing}"] if missing else []
     found = {p.name for p in sessions}
     if found != {f"Session{n}" for n in range(1, 6)}:

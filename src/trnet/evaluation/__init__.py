@@ -1,2 +1,4 @@
-"""Evaluation (paper §5, SPEC §8): metrics, prediction over a condition, the reproduction
-recipe, report tables and figures, and model complexity (Table 2)."""
+"""Evaluation a library user needs (paper §5, SPEC §8): UAR/WAR (`metrics`), a model's
+predictions over one speaker under one condition (`evaluate`), and model complexity,
+paper Table 2 (`complexity`). The paper's experiments on top of them live in
+`trnet.experiments`."""

@@ -18,9 +18,10 @@ from dataclasses import replace
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from trnet.features import N_MELS
+from trnet.features import T_MAX as FRAMES  # 5 s at a 10 ms shift, padded
 from trnet.models import SYSTEMS, SERSystem, load_config, teacher_config
-
-FRAMES, N_MELS = 500, 80  # 5 s at a 10 ms shift, padded to T_MAX
+from trnet.models.encoder import ENCODERS
 
 
 def _macs(fn: Callable[[], object]) -> int:
@@ -44,7 +45,13 @@ def complexity_table(encoder: str = "resnet", width: int = 32) -> list[dict]:
             cfg = replace(load_config(name), encoder=encoder, width=width, n_mels=N_MELS)
             model = SERSystem(cfg).eval()
             params, macs = _params(model), _macs(lambda: model(feats, feats, lengths))
-            row = {"system": name, "train_params": params, "train_macs": macs, "infer_params": params, "infer_macs": macs}
+            row = {
+                "system": name,
+                "train_params": params,
+                "train_macs": macs,
+                "infer_params": params,
+                "infer_macs": macs,
+            }
             if cfg.teacher:
                 teacher = SERSystem(teacher_config(cfg)).eval()
                 row["train_params"] += _params(teacher)
@@ -55,10 +62,12 @@ def complexity_table(encoder: str = "resnet", width: int = 32) -> list[dict]:
 
 def format_table(rows: list[dict], encoder: str, width: int) -> str:
     lines = [
-        f"Parameters and MACs per 5 s utterance ({FRAMES} x {N_MELS} LMFB), SE excluded; encoder {encoder}, width {width}.",
+        f"Parameters and MACs per 5 s utterance ({FRAMES} x {N_MELS} LMFB), SE excluded; "
+        f"encoder {encoder}, width {width}.",
         "Training: one forward of the student plus the frozen teacher where the system has one (no backward).",
         "",
-        f"{'system':<15} {'train params (M)':>17} {'train MACs (G)':>15} {'infer params (M)':>17} {'infer MACs (G)':>15}",
+        f"{'system':<15} {'train params (M)':>17} {'train MACs (G)':>15} "
+        f"{'infer params (M)':>17} {'infer MACs (G)':>15}",
     ]
     for r in rows:
         lines.append(
@@ -70,7 +79,9 @@ def format_table(rows: list[dict], encoder: str, width: int) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
-    parser.add_argument("--encoder", choices=("resnet", "cnn6"), default="resnet", help="acoustic encoder (default: resnet)")
+    parser.add_argument(
+        "--encoder", choices=tuple(ENCODERS), default="resnet", help="acoustic encoder (default: resnet)"
+    )
     parser.add_argument("--width", type=int, default=32, help="channels of the first block (default: 32)")
 
 

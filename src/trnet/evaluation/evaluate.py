@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from trnet.batches import eval_batches
 from trnet.evaluation.metrics import uar, war
 from trnet.store import Condition, ConditionStore
 
@@ -39,8 +40,6 @@ def predict_condition(
     device: str | torch.device = "cpu",
     keep_h: bool = False,
 ) -> Predictions:
-    from trnet.training.data import eval_batches
-
     was_training = model.training
     model.eval()
     idx, ys, ps, cs, hs, ces = [], [], [], [], [], []

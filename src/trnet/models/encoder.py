@@ -152,7 +152,9 @@ class CNN6Encoder(nn.Module):
     def classifier(self, n_classes: int) -> nn.Module:
         """The authors' head: FC (256 -> 128) -> BN -> ReLU -> dropout 0.3 -> FC."""
         d = self.out_dim
-        return nn.Sequential(nn.Linear(d, d // 2), nn.BatchNorm1d(d // 2), nn.ReLU(), nn.Dropout(0.3), nn.Linear(d // 2, n_classes))
+        return nn.Sequential(
+            nn.Linear(d, d // 2), nn.BatchNorm1d(d // 2), nn.ReLU(), nn.Dropout(0.3), nn.Linear(d // 2, n_classes)
+        )
 
 
 ENCODERS: dict[str, type[ResNetEncoder] | type[CNN6Encoder]] = {"resnet": ResNetEncoder, "cnn6": CNN6Encoder}

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch.nn.functional as F
 from torch import Tensor
 
 from trnet.models.masking import zero_padding
-
-if TYPE_CHECKING:
-    from trnet.models.system import SystemConfig, SystemOutput
+from trnet.models.system import SystemConfig, SystemOutput
 
 
 def low_level_loss(x_tilde: Tensor, x_s: Tensor, lengths: Tensor) -> Tensor:

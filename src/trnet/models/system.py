@@ -25,7 +25,15 @@ from trnet.models.bridge import FiLMBridge
 from trnet.models.encoder import ENCODERS
 from trnet.models.snr_aware import SNRAware
 
-SYSTEMS = ("baseline-c", "baseline-n", "baseline-e", "baseline-ne", "trnet", "trnet-wo-low", "trnet-wo-high")  # Table 1 order
+SYSTEMS = (
+    "baseline-c",
+    "baseline-n",
+    "baseline-e",
+    "baseline-ne",
+    "trnet",
+    "trnet-wo-low",
+    "trnet-wo-high",
+)  # Table 1 order
 INPUTS = ("x", "xe", "ne", "trnet")
 
 
@@ -46,7 +54,8 @@ class SystemConfig:
     def __post_init__(self) -> None:
         checks = {
             f"input {self.input!r} is not one of {INPUTS}": self.input not in INPUTS,
-            f"train_conditions {self.train_conditions!r} is not 'clean' or 'noisy'": self.train_conditions not in ("clean", "noisy"),
+            f"train_conditions {self.train_conditions!r} is not 'clean' or 'noisy'": self.train_conditions
+            not in ("clean", "noisy"),
             f"encoder {self.encoder!r} is not one of {tuple(ENCODERS)}": self.encoder not in ENCODERS,
             "width must be >= 1": self.width < 1,
             "alpha and beta must be >= 0": self.alpha < 0 or self.beta < 0,
@@ -61,7 +70,8 @@ class SystemConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """The [training] table of a system's config (SPEC §7); read by trnet.training."""
+    """Training settings (SPEC §7). The defaults are the paper's, and this class is their one
+    home: a system's TOML may override them in a [training] table (the built-in ones don't)."""
 
     epochs: int = 80
     batch_size: int = 32
@@ -74,7 +84,9 @@ def _read_toml(name_or_path: str | Path) -> tuple[str, dict]:
     if path.suffix != ".toml":
         path = Path(str(resources.files("trnet") / "configs" / f"{name_or_path}.toml"))
         if not path.exists():
-            raise FileNotFoundError(f"no system config {name_or_path!r}; known systems: {', '.join(SYSTEMS)}, or a .toml path")
+            raise FileNotFoundError(
+                f"no system config {name_or_path!r}; known systems: {', '.join(SYSTEMS)}, or a .toml path"
+            )
     with open(path, "rb") as f:
         return path.stem, tomllib.load(f)
 
@@ -100,7 +112,9 @@ def load_training_config(name_or_path: str | Path) -> TrainingConfig:
 
 def teacher_config(cfg: SystemConfig) -> SystemConfig:
     """The teacher of a system: Baseline-c with the same encoder, width and sizes (§3.3)."""
-    return replace(load_config("baseline-c"), encoder=cfg.encoder, width=cfg.width, n_classes=cfg.n_classes, n_mels=cfg.n_mels)
+    return replace(
+        load_config("baseline-c"), encoder=cfg.encoder, width=cfg.width, n_classes=cfg.n_classes, n_mels=cfg.n_mels
+    )
 
 
 class SystemOutput(NamedTuple):

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from trnet.corpora import natural_key
 
 GENDER_ORDER = {"F": 0, "M": 1}
@@ -49,10 +51,32 @@ def loso_folds(rows: Sequence[dict[str, Any]]) -> list[Fold]:
     return folds
 
 
-def split(rows: Sequence[dict[str, Any]], fold: Fold) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """(train, val, test) rows of a fold, each in manifest order."""
-    train_set = set(fold.train_speakers)
-    train = [r for r in rows if r["speaker"] in train_set]
-    val = [r for r in rows if r["speaker"] == fold.val_speaker]
-    test = [r for r in rows if r["speaker"] == fold.test_speaker]
-    return train, val, test
+@dataclass(frozen=True)
+class Split:
+    """A fold's (train, validation, test) rows, as indices into the rows it was made from."""
+
+    fold: Fold
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    def speakers(self) -> dict[str, Any]:
+        """What a run records about its fold."""
+        return {"test_speaker": self.fold.test_speaker, "val_speaker": self.fold.val_speaker,
+                "train_speakers": list(self.fold.train_speakers)}
+
+
+def split(rows: Sequence[dict[str, Any]], fold: int | Fold) -> Split:
+    """The rows (indices, in manifest order) of fold `fold` (an index into `loso_folds(rows)`,
+    or a Fold): training speakers, the validation speaker, the test speaker."""
+    if not isinstance(fold, Fold):
+        folds = loso_folds(rows)
+        if not 0 <= fold < len(folds):
+            raise ValueError(f"fold {fold} out of range: this corpus has {len(folds)} folds (0..{len(folds) - 1})")
+        fold = folds[fold]
+    speaker = np.array([str(r["speaker"]) for r in rows])
+
+    def rows_of(speakers: Sequence[str]) -> np.ndarray:
+        return np.flatnonzero(np.isin(speaker, list(speakers)))
+
+    return Split(fold, rows_of(fold.train_speakers), rows_of([fold.val_speaker]), rows_of([fold.test_speaker]))

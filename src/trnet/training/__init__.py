@@ -1,2 +1,2 @@
-"""Training: batches from the condition store, the loop with validation-only model selection,
-atomic safetensors checkpoints and exact resume."""
+"""Training: the loop with validation-only model selection and exact resume, and `trnet train`.
+Batches come from `trnet.batches`, the run directory is `trnet.runs`."""

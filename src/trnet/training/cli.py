@@ -7,15 +7,20 @@ from pathlib import Path
 
 import torch
 
+from trnet.models.encoder import ENCODERS
+from trnet.training.trainer import spec_from_names, train
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="system name (e.g. trnet, baseline-e) or a config TOML path")
     p.add_argument("--fold", type=int, required=True, help="LOSO fold index (0 .. 2 x sessions - 1)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--store", type=Path, required=True, help="condition store (trnet conditions)")
-    p.add_argument("--out", type=Path, required=True, help="runs directory; the run goes to OUT/<system>/fold<K>-seed<S>")
+    p.add_argument(
+        "--out", type=Path, required=True, help="runs directory; the run goes to OUT/<system>/fold<K>-seed<S>"
+    )
     p.add_argument("--epochs", type=int, help="override the config's maximum epochs")
-    p.add_argument("--encoder", choices=["resnet", "cnn6"], help="override the config's encoder")
+    p.add_argument("--encoder", choices=tuple(ENCODERS), help="override the config's encoder")
     p.add_argument("--width", type=int, help="override the encoder width (channels of the first block)")
     p.add_argument("--train-noise", help="noise corpus of the store to train on (default: esc50, else the first)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -23,8 +28,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trnet.training.trainer import spec_from_names, train
-
     overrides = {k: getattr(args, k) for k in ("encoder", "width") if getattr(args, k) is not None}
     spec = spec_from_names(
         args.config,

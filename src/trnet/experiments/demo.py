@@ -16,6 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trnet import enhance
+from trnet.corpora import CorpusError
+from trnet.experiments.recipe import RecipeError, recipe_from_dict
+from trnet.experiments.reproduce import reproduce
+
 SYSTEMS = ["baseline-c", "baseline-e", "trnet"]
 
 # Corpus and training sizes per variant. The SE pass dominates (dfn3: about 1 s per utterance
@@ -31,8 +36,6 @@ SIZES: dict[str, dict[str, Any]] = {
 
 
 def default_se() -> str:
-    from trnet import enhance
-
     return "dfn3" if "dfn3" in enhance.available() else "spectral"
 
 
@@ -52,8 +55,10 @@ def demo_table(emodb: Path | None, quick: bool, se: str) -> dict[str, Any]:
         noise = {**synthetic, "n_speakers": 2, "utts_per_class": 1}
         notes = ["built-in demo on EmoDB with the synthetic noise; one noise corpus serves as training and test "
                  "noise, so there is no unmatched condition"]
-    notes.append(f"demo sizes ({'--quick' if quick else 'full'}): SNRs {size['snrs']} dB only, "
-                 f"{size['epochs']} epoch(s), batch {size['batch_size']}, width {size['width']}, folds {size['folds']}, 1 seed")
+    notes.append(
+        f"demo sizes ({'--quick' if quick else 'full'}): SNRs {size['snrs']} dB only, "
+        f"{size['epochs']} epoch(s), batch {size['batch_size']}, width {size['width']}, folds {size['folds']}, 1 seed"
+    )
     return {
         "name": "demo-quick" if quick else "demo",
         "work": ".",
@@ -84,10 +89,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trnet.corpora import CorpusError
-    from trnet.evaluation.recipe import RecipeError, recipe_from_dict
-    from trnet.evaluation.reproduce import reproduce
-
     started = time.time()
     out = args.out.resolve()
     se = args.se or default_se()

@@ -1,7 +1,5 @@
 """Emotion prediction on your own audio: SE front-end -> LMFB -> trained system.
 
-    trnet predict talk.wav clips/ "more/*.flac" --model runs/trnet/fold0-seed1 [--json|--csv]
-
     model = trnet.load("runs/trnet/fold0-seed1")
     p = model.predict(wave, sample_rate)      # Prediction(label, probabilities, c, reliable, ...)
 
@@ -18,34 +16,29 @@ row per file, not a crash.
 
 from __future__ import annotations
 
-import argparse
-import csv
-import glob
-import json
-import sys
 import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
 
-if TYPE_CHECKING:
-    import torch
+from trnet import enhance
+from trnet.audio import SAMPLE_RATE, AudioError, load_audio, resample
+from trnet.enhance import Enhancer
+from trnet.features import FRAME_LENGTH, fbank, num_frames
+from trnet.models import SERSystem
+from trnet.runs import load_run
 
-    from trnet.enhance import Enhancer
-    from trnet.models import SERSystem
-
-SAMPLE_RATE = 16_000
 MIN_SECONDS = 0.5  # shorter inputs carry too little speech for an emotion estimate
 SILENCE_PEAK = 1e-4  # peak amplitude below this (about -80 dBFS) is digital silence
 WINDOW_SECONDS = 5.0  # the training segment length (SPEC §1)
 HOP_SECONDS = 2.5
 WINDOW_BATCH = 16  # windows per model call: bounds memory on hour-long inputs
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 
 
 @dataclass
@@ -107,8 +100,6 @@ class Predictor:
 
     def predict_file(self, path: str | Path, timings: dict[str, float] | None = None) -> Prediction:
         """Read any file trnet.audio accepts (raises trnet.audio.AudioError) and predict."""
-        from trnet.audio import load_audio
-
         with _timed(timings, "load"):
             wave = load_audio(path)
         return self.predict(wave, SAMPLE_RATE, timings)
@@ -117,13 +108,11 @@ class Predictor:
         """Predict on a waveform: numpy array or torch tensor, [N], [N, C] or [C, N] (the
         shorter axis is channels), float in [-1, 1] or integer PCM, any sample rate.
         `timings`, if given, accumulates seconds per stage (load, SE, features, model)."""
-        import torch
-
         with _timed(timings, "load"):
             audio, warns = self.prepare(wave, sample_rate)
         n_true = len(audio)
-        if n_true < 400:  # fbank needs one 25 ms frame; zeros add no energy to it
-            audio = np.pad(audio, (0, 400 - n_true))
+        if n_true < FRAME_LENGTH:  # fbank needs one 25 ms frame; zeros add no energy to it
+            audio = np.pad(audio, (0, FRAME_LENGTH - n_true))
         spans = self.spans(len(audio))
         with _timed(timings, "SE"):
             enhanced = self.enhance(audio)
@@ -166,8 +155,6 @@ class Predictor:
 
     def prepare(self, wave: Any, sample_rate: int) -> tuple[np.ndarray, list[str]]:
         """Mono float32 at 16 kHz, plus the reasons (if any) why a prediction on it is unreliable."""
-        from trnet.audio import AudioError, resample
-
         audio = _to_mono_float(wave)
         if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
             raise AudioError(f"sample_rate must be a positive integer, got {sample_rate!r}")
@@ -195,8 +182,6 @@ class Predictor:
 
     def enhance(self, audio: np.ndarray) -> torch.Tensor | None:
         """x_e of the whole input, or None for systems that never read it."""
-        import torch
-
         if self.model.cfg.input == "x":
             return None
         return self.se.enhance(torch.from_numpy(audio)[None])[0]
@@ -205,10 +190,6 @@ class Predictor:
         self, wave: torch.Tensor, enhanced: torch.Tensor | None, spans: list[tuple[int, int]]
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
         """LMFB X and X_e [B, T, 80] of the windows (only those the system reads) + frames [B]."""
-        import torch
-
-        from trnet.features import fbank, num_frames
-
         lengths = torch.tensor([stop - start for start, stop in spans])
 
         def lmfb(signal: torch.Tensor) -> torch.Tensor:
@@ -226,8 +207,6 @@ class Predictor:
         self, x: torch.Tensor | None, xe: torch.Tensor | None, frames: torch.Tensor
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Class probabilities [B, classes] and c [B] (None for systems without one)."""
-        import torch
-
         with torch.inference_mode():
             out = self.model(x, xe, frames)
         c = None if out.c is None else out.c.float().cpu().numpy()
@@ -270,9 +249,6 @@ def load(
     `se` defaults to the back-end the model was trained with, with its training options; any
     other back-end gives a UserWarning, since the model learnt the artefacts of its own SE.
     Systems that read only the noisy X (Baseline-c/-n) load no SE at all."""
-    from trnet import enhance
-    from trnet.training.trainer import load_run
-
     model, config = load_run(path, device=device)
     trained_se = config.get("se")
     notes = []
@@ -301,8 +277,6 @@ def load(
 
 def _to_mono_float(wave: Any) -> np.ndarray:
     """Float32 mono samples from a numpy array or torch tensor of any PCM dtype."""
-    from trnet.audio import AudioError
-
     if hasattr(wave, "detach"):  # torch.Tensor, without importing torch for numpy callers
         wave = wave.detach().cpu().numpy()
     wave = np.asarray(wave)
@@ -329,126 +303,3 @@ def _timed(timings: dict[str, float] | None, stage: str) -> Iterator[None]:
     yield
     if timings is not None:
         timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
-
-
-# ---------------------------------------------------------------- command line
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", metavar="AUDIO", help="audio files, directories (searched recursively) or glob patterns")
-    p.add_argument("--model", required=True, help="run directory (best.safetensors + config.json) or a .safetensors file")
-    p.add_argument("--se", help="SE back-end (default: the one the model was trained with)")
-    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="SE back-end option (repeatable)")
-    fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="write one JSON document")
-    fmt.add_argument("--csv", action="store_true", help="write CSV: one row per window and per file")
-    p.add_argument("--window", type=float, default=WINDOW_SECONDS, help="window for long inputs, seconds (default %(default)s)")
-    p.add_argument("--hop", type=float, default=HOP_SECONDS, help="hop between windows, seconds (default %(default)s)")
-    p.add_argument("--device", default="cpu", help="torch device for features and model (SE runs where its back-end runs)")
-
-
-def expand_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
-    """Files from files, directories (recursive, audio extensions only) and glob patterns,
-    in order, without duplicates; plus one error per argument that names nothing."""
-    files: dict[Path, None] = {}
-    errors = []
-    for item in items:
-        path = Path(item)
-        if path.exists():
-            matches = [path]
-        elif any(ch in item for ch in "*?["):
-            matches = [Path(m) for m in sorted(glob.glob(item, recursive=True))]
-        else:
-            errors.append(f"{item}: no such file or directory")
-            continue
-        found = []
-        for match in matches:
-            if match.is_dir():
-                found += sorted(f for f in match.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
-            else:
-                found.append(match)
-        if not found:
-            errors.append(f"{item}: no audio files ({'/'.join(e[1:] for e in AUDIO_EXTENSIONS)}) found")
-        files.update(dict.fromkeys(found))
-    return list(files), errors
-
-
-def run(args: argparse.Namespace) -> int:
-    from trnet.audio import AudioError
-    from trnet.enhance.cli import parse_options
-
-    def err(message: str) -> None:
-        print(f"trnet predict: {message}", file=sys.stderr)
-
-    try:
-        check_windows(args.window, args.hop)
-        options = parse_options(args.opt) if args.opt else None
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            predictor = load(args.model, se=args.se, device=args.device, se_options=options, window=args.window, hop=args.hop)
-    except (OSError, ValueError, TypeError, KeyError, RuntimeError, ImportError) as e:
-        err(str(e))
-        return 2
-    for w in caught:
-        err(f"warning: {w.message}")
-    err(f"model {args.model} ({predictor.system}), SE {predictor.se_name or 'none (reads the noisy input only)'}")
-    files, errors = expand_inputs(args.inputs)
-    fmt = "json" if args.json else "csv" if args.csv else "table"
-    writer = _Writer(fmt, predictor.labels, files)
-    for message in errors:
-        err(message)
-        writer.error(message)
-    with predictor:
-        for path in files:
-            try:
-                result = predictor.predict_file(path)
-            except (OSError, RuntimeError, ValueError) as e:  # AudioError too; one bad file must not stop a batch
-                message = str(e) if isinstance(e, AudioError) else f"{path}: {type(e).__name__}: {e}"
-                err(f"skipped: {message}")
-                writer.error(message)
-                errors.append(message)
-                continue
-            for warning in result.warnings:
-                err(f"{path}: warning: {warning}")
-            writer.result(path, result)
-    if fmt == "json":
-        doc = {"model": str(args.model), "system": predictor.system, "se": predictor.se_name, "labels": predictor.labels}
-        print(json.dumps({**doc, "warnings": predictor.warnings, **writer.doc}, indent=2))
-    return 1 if errors else 0
-
-
-class _Writer:
-    """Streams table or CSV rows as files finish; collects JSON for one document at the end."""
-
-    def __init__(self, fmt: str, labels: list[str], files: list[Path]) -> None:
-        self.fmt, self.labels = fmt, labels
-        self.doc: dict[str, list] = {"results": [], "errors": []}
-        self.name_width = max([len("file"), *(len(str(f)) for f in files)])
-        if fmt == "csv":
-            self.csv = csv.writer(sys.stdout, lineterminator="\n")
-            self.csv.writerow(["file", "window", "start", "end", "label", *(f"p_{k}" for k in labels), "c", "reliable", "warnings"])
-        elif fmt == "table":
-            probs = "".join(f"{k[:7]:>8}" for k in labels)
-            print(f"{'file':<{self.name_width}}  {'window (s)':<13}{'label':<9}{probs}{'c':>7}  notes")
-
-    def result(self, path: Path, p: Prediction) -> None:
-        if self.fmt == "json":
-            self.doc["results"].append({"file": str(path), **asdict(p)})
-            return
-        rows = [(str(k), w.start, w.end, w.label, w.probabilities, w.c, "") for k, w in enumerate(p.windows)]
-        notes = "unreliable" if not p.reliable else ""
-        rows.append(("all", 0.0, p.duration, p.label, p.probabilities, p.c, notes))
-        for window, start, end, label, probs, c, note in rows:
-            c_text = "n/a" if c is None else f"{c:.6f}" if self.fmt == "csv" else f"{c:.3f}"
-            if self.fmt == "csv":
-                values = [f"{probs[k]:.6f}" for k in self.labels]
-                extra = [str(p.reliable).lower(), "; ".join(p.warnings)] if window == "all" else ["", ""]
-                self.csv.writerow([str(path), window, f"{start:.3f}", f"{end:.3f}", label, *values, c_text, *extra])
-            else:
-                span = f"{start:.1f}-{end:.1f}" if window != "all" or not p.windows else "all"
-                values = "".join(f"{probs[k]:>8.3f}" for k in self.labels)
-                print(f"{str(path):<{self.name_width}}  {span:<13}{label:<9}{values}{c_text:>7}  {note}".rstrip())
-        sys.stdout.flush()
-
-    def error(self, message: str) -> None:
-        self.doc["errors"].append(message)

@@ -1,9 +1,10 @@
-"""Batches from the condition store (SPEC §7).
+"""Batches from the condition store (SPEC §7), for training and evaluation alike.
 
 Training: every example draws its condition uniformly from {clean, each SNR of the training
-noise corpus} at every step (the authors' recipe), or clean only for Baseline-c. Validation:
-the validation speaker under every condition of the same set, fixed. All randomness comes
-from (seed, epoch), so a resumed run sees exactly the batches an uninterrupted one would.
+noise corpus} at every step (the authors' recipe), or clean only for Baseline-c. Validation
+and test: one speaker under one fixed condition. A fold's rows come from
+`trnet.protocol.folds.split(store.rows, fold)`. All randomness comes from (seed, epoch), so
+a resumed run sees exactly the batches an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from trnet.corpora import LABELS
 from trnet.store import Condition, ConditionStore
 
-CROP_MULTIPLE = 16  # encoder downsamples time by 2^4
+CROP_MULTIPLE = 16  # the encoders downsample time by 2^4
 
 
 @dataclass
@@ -31,12 +32,21 @@ class Batch:
     conditions: list[Condition]
 
     def to(self, device: torch.device | str) -> Batch:
-        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.x), move(self.xe), move(self.xs), move(self.frames), move(self.y), self.index, self.conditions)
+        x, xe, xs, frames, y = (
+            t.to(device, non_blocking=True) for t in (self.x, self.xe, self.xs, self.frames, self.y)
+        )
+        return Batch(x, xe, xs, frames, y, self.index, self.conditions)
 
 
 def label_indices(store: ConditionStore) -> np.ndarray:
     return np.array([LABELS.index(r["label"]) for r in store.rows], dtype=np.int64)
+
+
+def default_train_noise(store: ConditionStore) -> str | None:
+    """The paper trains on ESC-50 noise; otherwise the store's first noise corpus."""
+    if not store.noises:
+        return None
+    return "esc50" if "esc50" in store.noises else store.noises[0]
 
 
 def condition_set(store: ConditionStore, train_conditions: str, noise: str | None) -> list[Condition]:
@@ -48,7 +58,9 @@ def condition_set(store: ConditionStore, train_conditions: str, noise: str | Non
     return ["clean", *[(noise, s) for s in store.snrs]]
 
 
-def make_batch(store: ConditionStore, labels: np.ndarray, index: np.ndarray, conds: Sequence[Condition], crop: bool = True) -> Batch:
+def make_batch(
+    store: ConditionStore, labels: np.ndarray, index: np.ndarray, conds: Sequence[Condition], crop: bool = True
+) -> Batch:
     """Gather a batch; with `crop`, cut the time axis to the longest valid length (rounded up
     to a multiple of 16). Padded frames change no output, so this only saves compute."""
     x, xe, xs = store.gather(index, conds)
@@ -68,7 +80,13 @@ def make_batch(store: ConditionStore, labels: np.ndarray, index: np.ndarray, con
 
 
 def train_batches(
-    store: ConditionStore, labels: np.ndarray, rows: np.ndarray, conds: list[Condition], batch_size: int, seed: int, epoch: int
+    store: ConditionStore,
+    labels: np.ndarray,
+    rows: np.ndarray,
+    conds: list[Condition],
+    batch_size: int,
+    seed: int,
+    epoch: int,
 ) -> Iterator[Batch]:
     """One epoch: shuffled order and a per-example condition, both fixed by (seed, epoch)."""
     rng = np.random.default_rng([seed, epoch, 0x7E7])
@@ -81,7 +99,9 @@ def train_batches(
         yield make_batch(store, labels, idx, [conds[d] for d in draws[start : start + batch_size]])
 
 
-def eval_batches(store: ConditionStore, labels: np.ndarray, rows: np.ndarray, cond: Condition, batch_size: int) -> Iterator[Batch]:
+def eval_batches(
+    store: ConditionStore, labels: np.ndarray, rows: np.ndarray, cond: Condition, batch_size: int
+) -> Iterator[Batch]:
     """Every row under one fixed condition; rows sorted by length so that cropping saves most."""
     rows = np.asarray(rows)[np.argsort(store.frames[rows], kind="stable")]
     for start in range(0, len(rows), batch_size):

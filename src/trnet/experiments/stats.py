@@ -14,6 +14,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import wilcoxon
 
 EXACT_MAX_PAIRS = 16  # 2^16 sign patterns enumerated; beyond, Monte-Carlo resampling
 RESAMPLES = 100_000
@@ -63,8 +64,6 @@ def sign_flip_p(d: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> tup
 def wilcoxon_p(d: np.ndarray) -> float:
     """Two-sided Wilcoxon signed-rank p-value (scipy; zero differences dropped); 1.0 when
     every difference is zero (no evidence of any difference), nan for no pairs."""
-    from scipy.stats import wilcoxon
-
     d = np.asarray(d, dtype=np.float64)
     if len(d) == 0:
         return float("nan")

@@ -37,29 +37,19 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from trnet.models import SYSTEMS
+from trnet.corpora import LOADERS, CorpusError, check_options, kinds
+from trnet.models import SYSTEMS, SystemConfig, TrainingConfig
+from trnet.models.encoder import ENCODERS
 from trnet.store import SNRS
 
-UTTERANCE_KINDS = ("iemocap", "emodb", "folder", "synthetic")
-NOISE_KINDS = ("esc50", "musan", "noise", "synthetic")
-OPTIONS: dict[str, tuple[str, ...]] = {
-    "iemocap": (),
-    "emodb": (),
-    "esc50": (),
-    "musan": ("subsets",),
-    "noise": (),
-    "folder": ("csv", "labels"),
-    "synthetic": ("seed", "n_speakers", "utts_per_class", "duration"),
-}
-PATH_OPTIONS = ("csv",)
 KEYS = ("name", "work", "corpus", "noise", "train_noise", "se", "se_options", "seed", "folds", "systems",
         "epochs", "batch_size", "encoder", "width", "snrs", "noise_seed", "notes")
-DEFAULT_EPOCHS = 80  # SPEC §7: at most 80 epochs, batch 32
-DEFAULT_BATCH = 32
+PAPER_TRAINING = TrainingConfig()  # SPEC §7: the defaults are the paper's (80 epochs, batch 32)
+PAPER_WIDTH = next(f.default for f in fields(SystemConfig) if f.name == "width")  # 32: filters 32..256 (SPEC §5)
 
 
 class RecipeError(ValueError):
@@ -113,23 +103,27 @@ def load_recipe(path: str | Path) -> Recipe:
 
 def _int_list(value: Any, key: str) -> tuple[int, ...]:
     values = [value] if isinstance(value, int) else value
-    if not isinstance(values, list) or not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+    if (
+        not isinstance(values, list)
+        or not values
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+    ):
         raise RecipeError(f"{key}: expected an integer or a non-empty list of integers, got {value!r}")
     return tuple(values)
 
 
-def _source(table: Any, where: str, kinds: tuple[str, ...], base: Path) -> Source:
+def _source(table: Any, where: str, role: str, base: Path) -> Source:
     if not isinstance(table, Mapping) or "kind" not in table or "root" not in table:
         raise RecipeError(f"[{where}]: expected a table with `kind` and `root`")
     kind = table["kind"]
-    if kind not in kinds:
-        raise RecipeError(f"[{where}] kind {kind!r}: expected one of {', '.join(kinds)}")
+    if kind not in kinds(role):
+        raise RecipeError(f"[{where}] kind {kind!r}: expected one of {', '.join(kinds(role))}")
     options = {k: v for k, v in table.items() if k not in ("kind", "root")}
-    unknown = sorted(set(options) - set(OPTIONS[kind]))
-    if unknown:
-        allowed = ", ".join(OPTIONS[kind]) or "none"
-        raise RecipeError(f"[{where}]: unknown option(s) {unknown} for kind {kind!r} (allowed: {allowed})")
-    for key in PATH_OPTIONS:
+    try:
+        check_options(kind, options, f"[{where}]")
+    except CorpusError as err:
+        raise RecipeError(str(err)) from None
+    for key in LOADERS[kind].path_options:
         if key in options:
             options[key] = base / options[key]
     return Source(kind, (base / str(table["root"])).resolve(), options)
@@ -146,7 +140,7 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
     noise_tables = table["noise"]
     if not isinstance(noise_tables, Mapping) or not noise_tables:
         raise RecipeError("[noise.<name>]: expected at least one noise corpus table")
-    noise = {str(name): _source(t, f"noise.{name}", NOISE_KINDS, base) for name, t in noise_tables.items()}
+    noise = {str(name): _source(t, f"noise.{name}", "noise", base) for name, t in noise_tables.items()}
     if table["train_noise"] not in noise:
         raise RecipeError(f"train_noise {table['train_noise']!r} is not one of the noise corpora ({', '.join(noise)})")
     folds = table.get("folds", "all")
@@ -154,15 +148,15 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
     bad = [s for s in systems if s not in SYSTEMS]
     if bad or not systems:
         raise RecipeError(f"systems: unknown {bad or 'empty list'}; known: {', '.join(SYSTEMS)}")
-    epochs = table.get("epochs", DEFAULT_EPOCHS)
-    batch_size = table.get("batch_size", DEFAULT_BATCH)
-    width = table.get("width", 32)
+    epochs = table.get("epochs", PAPER_TRAINING.epochs)
+    batch_size = table.get("batch_size", PAPER_TRAINING.batch_size)
+    width = table.get("width", PAPER_WIDTH)
     for key, value in (("epochs", epochs), ("batch_size", batch_size), ("width", width)):
         if not isinstance(value, int) or value < 1:
             raise RecipeError(f"{key}: expected a positive integer, got {value!r}")
     encoder = table.get("encoder", "resnet")
-    if encoder not in ("resnet", "cnn6"):
-        raise RecipeError(f"encoder {encoder!r}: expected resnet or cnn6")
+    if encoder not in ENCODERS:
+        raise RecipeError(f"encoder {encoder!r}: expected one of {', '.join(ENCODERS)}")
     noise_seed = table.get("noise_seed")
     if noise_seed is not None:
         noise_seed = _int_list(noise_seed, "noise_seed")[0]
@@ -171,7 +165,7 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         notes = [notes]
     return Recipe(
         name=str(table["name"]),
-        corpus=_source(table["corpus"], "corpus", UTTERANCE_KINDS, base),
+        corpus=_source(table["corpus"], "corpus", "utterances", base),
         noise=noise,
         train_noise=str(table["train_noise"]),
         se=str(table.get("se", "dfn3")),
@@ -212,3 +206,29 @@ def parse_int_list(text: str, what: str) -> tuple[int, ...] | None:
     if not values:
         raise RecipeError(f"--{what}: empty list")
     return values
+
+
+def with_overrides(recipe: Recipe, folds: str | None = None, seeds: str | None = None, systems: str | None = None,
+                   epochs: int | None = None, work: Path | None = None) -> Recipe:
+    """The recipe with command-line subsets applied."""
+    changes: dict[str, Any] = {}
+    if folds is not None:
+        changes["folds"] = parse_int_list(folds, "folds")
+    if seeds is not None:
+        parsed = parse_int_list(seeds, "seeds")
+        if parsed is None:
+            raise RecipeError("--seeds: expected comma-separated integers")
+        changes["seeds"] = parsed
+    if systems is not None:
+        chosen = [s.strip() for s in systems.split(",") if s.strip()]
+        bad = [s for s in chosen if s not in SYSTEMS]
+        if bad or not chosen:
+            raise RecipeError(f"--systems: unknown {bad or 'empty list'}; known: {', '.join(SYSTEMS)}")
+        changes["systems"] = tuple(s for s in SYSTEMS if s in chosen)
+    if epochs is not None:
+        if epochs < 1:
+            raise RecipeError("--epochs must be >= 1")
+        changes["epochs"] = epochs
+    if work is not None:
+        changes["work"] = work.resolve()
+    return replace(recipe, **changes)

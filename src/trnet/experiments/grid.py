@@ -1,0 +1,82 @@
+"""Where a recipe's work lives, and how each of its runs is specified.
+
+Layout of WORK:
+    .lock                    held by the `trnet reproduce` working on WORK (an OS lock)
+    manifests/corpus.csv, manifests/noise-<name>.csv
+    stores/seed<S>/ (or stores/noise-seed<N>/ with `noise_seed`)
+    runs/<store>/<encoder>-w<width>-e<epochs>-b<batch>-<train noise>-<store hash>/<system>/fold<K>-seed<S>/
+    results/
+Runs live under the store's hash and the training settings, so changing the SE back-end,
+the corpus, the width or the epochs starts new runs instead of silently reusing old ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Iterator
+from pathlib import Path
+
+from trnet.experiments.recipe import Recipe, RecipeError
+from trnet.store import BuildSpec, ChunkMap, ConditionStore, build
+from trnet.training.trainer import RunSpec, spec_from_names
+
+
+@contextlib.contextmanager
+def work_lock(work: Path) -> Iterator[None]:
+    """Hold WORK/.lock for the whole run: two runs on one work directory would train the same
+    runs at once and overwrite each other's checkpoints. The OS drops the lock when the
+    process dies, even by kill -9, so a killed run never blocks the next one."""
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RecipeError(f"another `trnet reproduce` is running on {work} (it holds {work / '.lock'})") from None
+        yield
+
+
+def store_name(recipe: Recipe, seed: int) -> str:
+    return f"noise-seed{recipe.noise_seed}" if recipe.noise_seed is not None else f"seed{seed}"
+
+
+def build_stores(recipe: Recipe, corpus: Path, noise: dict[str, Path], workers: int, quiet: bool,
+                 map_chunks: ChunkMap | None = None) -> dict[int, Path]:
+    """seed -> finished store (one per seed, or one shared with `noise_seed`)."""
+    out: dict[int, Path] = {}
+    for seed in recipe.seeds:
+        path = recipe.work / "stores" / store_name(recipe, seed)
+        if path not in out.values():
+            spec = BuildSpec(
+                corpus=corpus.resolve(),
+                noise={k: v.resolve() for k, v in noise.items()},
+                se=recipe.se,
+                se_options=recipe.se_options,
+                seed=seed if recipe.noise_seed is None else recipe.noise_seed,
+                snrs=recipe.snrs,
+            )
+            build(spec, path, workers=workers, quiet=quiet, map_chunks=map_chunks)
+        out[seed] = path
+    return out
+
+
+def runs_dir(recipe: Recipe, seed: int, store: ConditionStore) -> Path:
+    """Runs live under the store's hash and the training settings (see the module docstring)."""
+    tag = (f"{recipe.encoder}-w{recipe.width}-e{recipe.epochs}-b{recipe.batch_size}-{recipe.train_noise}-"
+           f"{store.key['hash'][:10]}")
+    return recipe.work / "runs" / store_name(recipe, seed) / tag
+
+
+def run_spec(recipe: Recipe, system: str, fold: int, seed: int, store: Path, runs: Path, device: str) -> RunSpec:
+    return spec_from_names(system, fold, seed, store, runs,
+                           system_overrides={"encoder": recipe.encoder, "width": recipe.width},
+                           training_overrides={"epochs": recipe.epochs, "batch_size": recipe.batch_size},
+                           train_noise=recipe.train_noise, device=device)
+
+
+def training_order(systems: tuple[str, ...], needs_teacher: bool) -> list[str]:
+    """Baseline-c first (TRNet's teacher), added as a teacher if a system needs it."""
+    order = [s for s in systems if s == "baseline-c"] + [s for s in systems if s != "baseline-c"]
+    if needs_teacher and "baseline-c" not in order:
+        order.insert(0, "baseline-c")
+    return order

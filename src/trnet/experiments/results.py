@@ -1,0 +1,162 @@
+"""A results directory: the one owner of its files and of the predictions layout.
+
+    results.csv, results.json   tidy rows: system, fold, seed, test speaker, noise, SNR, metrics
+    meta.json                   provenance: recipe, commit, corpus, SE, sizes, runs
+    predictions/<system>/fold<K>-seed<S>.npz   per-utterance predictions of each run
+
+`trnet reproduce` writes it; `trnet report` reads only it, so a results directory can be
+copied elsewhere and reported there.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trnet.models import SYSTEMS
+from trnet.store import parse_condition
+from trnet.utils import atomic_path, write_json_atomic, write_text_atomic
+
+RESULT_COLUMNS = ("system", "fold", "seed", "test_speaker", "noise", "snr", "uar", "war", "mean_c", "n")
+NAMES = {
+    "baseline-c": "Baseline-c",
+    "baseline-n": "Baseline-n",
+    "baseline-e": "Baseline-e",
+    "baseline-ne": "Baseline-ne",
+    "trnet": "TRNet",
+    "trnet-wo-low": "TRNet w/o L_low",
+    "trnet-wo-high": "TRNet w/o L_high",
+}
+TRNET_FAMILY = ("trnet", "trnet-wo-low", "trnet-wo-high")  # systems with an SNR-aware module (Figure 2)
+
+Run = tuple[str, int, int]  # (system, fold, seed)
+
+
+def display_name(system: str) -> str:
+    return NAMES.get(system, system)
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+@dataclass
+class RunPredictions:
+    """A run's test-speaker predictions under every condition (keys: condition names).
+    `h` holds the representations kept for Figure 3 (float16), for some systems only."""
+
+    index: np.ndarray  # store rows, in the order evaluated
+    ids: np.ndarray  # utterance ids
+    y_true: np.ndarray
+    pred: dict[str, np.ndarray] = field(default_factory=dict)
+    c: dict[str, np.ndarray] = field(default_factory=dict)
+    h: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        arrays = {"index": self.index.astype(np.int32), "ids": self.ids, "y_true": self.y_true.astype(np.int8)}
+        arrays |= {f"pred__{k}": v.astype(np.int8) for k, v in self.pred.items()}
+        arrays |= {f"c__{k}": v.astype(np.float32) for k, v in self.c.items()}
+        arrays |= {f"h__{k}": v.astype(np.float16) for k, v in self.h.items()}
+        with atomic_path(path) as tmp, tmp.open("wb") as f:
+            np.savez(f, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> RunPredictions:
+        with np.load(path) as z:
+            out = cls(z["index"], z["ids"], z["y_true"].astype(int))
+            for key in z.files:
+                kind, sep, cond = key.partition("__")
+                if sep and kind in ("pred", "c", "h"):
+                    parse_condition(cond)  # a malformed name is an error here, not a silent gap
+                    getattr(out, kind)[cond] = z[key].astype(int) if kind == "pred" else z[key]
+        return out
+
+
+def predictions_path(results_dir: Path, system: str, fold: int, seed: int) -> Path:
+    return Path(results_dir) / "predictions" / system / f"fold{fold}-seed{seed}.npz"
+
+
+# --------------------------------------------------------------------------- tidy results
+
+
+class Results:
+    """The tidy rows of results.json, indexed: (system, fold, seed) -> (noise, snr) -> row."""
+
+    def __init__(self, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+        self.meta = meta
+        self.by_run: dict[Run, dict[tuple[str, int | None], dict[str, Any]]] = defaultdict(dict)
+        noises: list[str] = []
+        snrs: set[int] = set()
+        for r in rows:
+            self.by_run[(r["system"], int(r["fold"]), int(r["seed"]))][(r["noise"], r["snr"])] = r
+            if r["noise"] != "clean":
+                snrs.add(int(r["snr"]))
+                if r["noise"] not in noises:
+                    noises.append(r["noise"])
+        present = {run[0] for run in self.by_run}
+        self.systems = [s for s in SYSTEMS if s in present] + sorted(present - set(SYSTEMS))
+        self.noises = [n for n in meta.get("noise", {}) if n in noises] + [
+            n for n in noises if n not in meta.get("noise", {})
+        ]
+        self.snrs = sorted(snrs, reverse=True)
+        self.train_noise = meta.get("train_noise") or ("esc50" if "esc50" in self.noises else (self.noises or [""])[0])
+
+    def runs(self, system: str) -> list[tuple[int, int]]:
+        return sorted((f, s) for (sys_, f, s) in self.by_run if sys_ == system)
+
+    def value(self, run: Run, metric: str, noise: str, snr: int | None = None) -> float:
+        """A run's metric under clean (noise "clean"), one condition, or a noise corpus's SNR mean
+        (snr None); nan where missing."""
+        conds = self.by_run.get(run, {})
+        if noise == "clean" or snr is not None:
+            row = conds.get((noise, snr))
+            return float("nan") if row is None or row[metric] is None else float(row[metric])
+        values = [conds[(noise, s)][metric] for s in self.snrs if (noise, s) in conds]
+        values = [v for v in values if v is not None]
+        return float(np.mean(values)) if values else float("nan")
+
+    def scores(self, system: str, metric: str, noise: str, snr: int | None = None) -> dict[tuple[int, int], float]:
+        """(fold, seed) -> value, for runs where it is defined."""
+        out = {fs: self.value((system, *fs), metric, noise, snr) for fs in self.runs(system)}
+        return {fs: v for fs, v in out.items() if not np.isnan(v)}
+
+
+def load_results(results_dir: Path) -> Results:
+    path = results_dir / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found (write it with `trnet reproduce RECIPE`)")
+    meta_path = results_dir / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    return Results(json.loads(path.read_text()), meta)
+
+
+def git_commit() -> str:
+    """The commit of the trnet checkout that ran (with "+dirty" for uncommitted changes)."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        status = subprocess.run(["git", "-C", str(here), "status", "--porcelain"],
+                                capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
+
+
+def write_results(results: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    """results.csv and results.json (the same tidy rows) and meta.json, atomically."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row[k] is None else (f"{row[k]:.6f}" if isinstance(row[k], float) else row[k])
+                         for k in RESULT_COLUMNS})
+    write_text_atomic(results / "results.csv", buf.getvalue())
+    write_json_atomic(results / "results.json", rows)
+    write_json_atomic(results / "meta.json", meta)

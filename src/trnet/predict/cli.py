@@ -1,0 +1,155 @@
+"""`trnet predict`: emotions of your own audio files, as a table, CSV or JSON.
+
+    trnet predict talk.wav clips/ "more/*.flac" --model runs/trnet/fold0-seed1 [--json|--csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import sys
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+from trnet.audio import AudioError
+from trnet.enhance.cli import parse_options
+from trnet.predict.predictor import HOP_SECONDS, WINDOW_SECONDS, Prediction, check_windows, load
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "inputs", nargs="+", metavar="AUDIO", help="audio files, directories (searched recursively) or glob patterns"
+    )
+    p.add_argument(
+        "--model", required=True, help="run directory (best.safetensors + config.json) or a .safetensors file"
+    )
+    p.add_argument("--se", help="SE back-end (default: the one the model was trained with)")
+    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="SE back-end option (repeatable)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="write one JSON document")
+    fmt.add_argument("--csv", action="store_true", help="write CSV: one row per window and per file")
+    p.add_argument(
+        "--window", type=float, default=WINDOW_SECONDS, help="window for long inputs, seconds (default %(default)s)"
+    )
+    p.add_argument("--hop", type=float, default=HOP_SECONDS, help="hop between windows, seconds (default %(default)s)")
+    p.add_argument(
+        "--device", default="cpu", help="torch device for features and model (SE runs where its back-end runs)"
+    )
+
+
+def expand_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
+    """Files from files, directories (recursive, audio extensions only) and glob patterns,
+    in order, without duplicates; plus one error per argument that names nothing."""
+    files: dict[Path, None] = {}
+    errors = []
+    for item in items:
+        path = Path(item)
+        if path.exists():
+            matches = [path]
+        elif any(ch in item for ch in "*?["):
+            matches = [Path(m) for m in sorted(glob.glob(item, recursive=True))]
+        else:
+            errors.append(f"{item}: no such file or directory")
+            continue
+        found = []
+        for match in matches:
+            if match.is_dir():
+                found += sorted(f for f in match.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
+            else:
+                found.append(match)
+        if not found:
+            errors.append(f"{item}: no audio files ({'/'.join(e[1:] for e in AUDIO_EXTENSIONS)}) found")
+        files.update(dict.fromkeys(found))
+    return list(files), errors
+
+
+def run(args: argparse.Namespace) -> int:
+    def err(message: str) -> None:
+        print(f"trnet predict: {message}", file=sys.stderr)
+
+    try:
+        check_windows(args.window, args.hop)
+        options = parse_options(args.opt) if args.opt else None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            predictor = load(
+                args.model, se=args.se, device=args.device, se_options=options, window=args.window, hop=args.hop
+            )
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError, ImportError) as e:
+        err(str(e))
+        return 2
+    for w in caught:
+        err(f"warning: {w.message}")
+    err(f"model {args.model} ({predictor.system}), SE {predictor.se_name or 'none (reads the noisy input only)'}")
+    files, errors = expand_inputs(args.inputs)
+    fmt = "json" if args.json else "csv" if args.csv else "table"
+    writer = _Writer(fmt, predictor.labels, files)
+    for message in errors:
+        err(message)
+        writer.error(message)
+    with predictor:
+        for path in files:
+            try:
+                result = predictor.predict_file(path)
+            except (OSError, RuntimeError, ValueError) as e:  # AudioError too; one bad file must not stop a batch
+                message = str(e) if isinstance(e, AudioError) else f"{path}: {type(e).__name__}: {e}"
+                err(f"skipped: {message}")
+                writer.error(message)
+                errors.append(message)
+                continue
+            for warning in result.warnings:
+                err(f"{path}: warning: {warning}")
+            writer.result(path, result)
+    if fmt == "json":
+        doc = {
+            "model": str(args.model),
+            "system": predictor.system,
+            "se": predictor.se_name,
+            "labels": predictor.labels,
+        }
+        print(json.dumps({**doc, "warnings": predictor.warnings, **writer.doc}, indent=2))
+    return 1 if errors else 0
+
+
+class _Writer:
+    """Streams table or CSV rows as files finish; collects JSON for one document at the end."""
+
+    def __init__(self, fmt: str, labels: list[str], files: list[Path]) -> None:
+        self.fmt, self.labels = fmt, labels
+        self.doc: dict[str, list] = {"results": [], "errors": []}
+        self.name_width = max([len("file"), *(len(str(f)) for f in files)])
+        if fmt == "csv":
+            self.csv = csv.writer(sys.stdout, lineterminator="\n")
+            self.csv.writerow(
+                ["file", "window", "start", "end", "label", *(f"p_{k}" for k in labels), "c", "reliable", "warnings"]
+            )
+        elif fmt == "table":
+            probs = "".join(f"{k[:7]:>8}" for k in labels)
+            print(f"{'file':<{self.name_width}}  {'window (s)':<13}{'label':<9}{probs}{'c':>7}  notes")
+
+    def result(self, path: Path, p: Prediction) -> None:
+        if self.fmt == "json":
+            self.doc["results"].append({"file": str(path), **asdict(p)})
+            return
+        rows = [(str(k), w.start, w.end, w.label, w.probabilities, w.c, "") for k, w in enumerate(p.windows)]
+        notes = "unreliable" if not p.reliable else ""
+        rows.append(("all", 0.0, p.duration, p.label, p.probabilities, p.c, notes))
+        for window, start, end, label, probs, c, note in rows:
+            c_text = "n/a" if c is None else f"{c:.6f}" if self.fmt == "csv" else f"{c:.3f}"
+            if self.fmt == "csv":
+                values = [f"{probs[k]:.6f}" for k in self.labels]
+                extra = [str(p.reliable).lower(), "; ".join(p.warnings)] if window == "all" else ["", ""]
+                self.csv.writerow([str(path), window, f"{start:.3f}", f"{end:.3f}", label, *values, c_text, *extra])
+            else:
+                span = f"{start:.1f}-{end:.1f}" if window != "all" or not p.windows else "all"
+                values = "".join(f"{probs[k]:>8.3f}" for k in self.labels)
+                print(f"{str(path):<{self.name_width}}  {span:<13}{label:<9}{values}{c_text:>7}  {note}".rstrip())
+        sys.stdout.flush()
+
+    def error(self, message: str) -> None:
+        self.doc["errors"].append(message)

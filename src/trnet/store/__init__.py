@@ -1,0 +1,25 @@
+"""The condition store: clean, noisy and enhanced LMFB of every utterance under every
+condition, computed once and memory-mapped (SPEC §2, §4).
+
+    build(BuildSpec(...), out)         # trnet conditions; resumes after a kill (builder.py)
+    store = ConditionStore(out)        # read access (reader.py)
+    store.noisy(("esc50", 0))[i]       # X of utterance i at 0 dB; layout.py owns names and paths
+"""
+
+from trnet.store.builder import CHUNK, BuildSpec, ChunkMap, build, print_summary
+from trnet.store.layout import SNRS, Condition, condition_name, conditions, parse_condition
+from trnet.store.reader import ConditionStore
+
+__all__ = [
+    "CHUNK",
+    "SNRS",
+    "BuildSpec",
+    "ChunkMap",
+    "Condition",
+    "ConditionStore",
+    "build",
+    "condition_name",
+    "conditions",
+    "parse_condition",
+    "print_summary",
+]

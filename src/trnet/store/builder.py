@@ -1,0 +1,244 @@
+"""Building a condition store: for every utterance, the clean LMFB X_s and, for each
+condition (clean; each noise corpus x SNR), the noisy X and the enhanced X_e (SPEC §2, §4).
+
+The authors recompute noise mixing, SE and features inside every training step; here they
+are computed once and kept as float16 memory-mapped arrays (`trnet.store.layout`), so a
+training batch is a few array reads. The store is keyed by everything that changes its
+content (corpus and noise manifests, SE back-end and version, seed, SNRs, feature settings):
+a change rebuilds, nothing stale is reused. Work is done in chunks of utterances, each
+committed by an atomic marker after its arrays are flushed, so a build killed at any moment
+resumes with no corrupt entry. Chunks are computed by `process_chunk` in worker processes
+(or by any engine passed as `map_chunks`) and committed by the builder alone.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from trnet import enhance
+from trnet import features as feat
+from trnet.audio import load_audio, pad_or_trim, save_audio
+from trnet.corpora import read_manifest, write_manifest
+from trnet.protocol.mixing import mix_at_snr, snr_db
+from trnet.protocol.noise import assign_noise
+from trnet.store.layout import DTYPE, SHAPE, SNRS, array_path, array_paths, condition_name, conditions, store_key
+from trnet.utils import atomic_path, write_json_atomic
+
+CHUNK = 8  # utterances per committed chunk
+
+ChunkMap = Callable[[list[dict]], Iterable[dict]]  # jobs -> results, in job order
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    corpus: Path
+    noise: dict[str, Path]
+    se: str
+    se_options: dict
+    seed: int
+    snrs: tuple[int, ...] = SNRS
+    keep_audio: bool = False
+
+    def key(self, se_version: str) -> dict:
+        return store_key(self.corpus, self.noise, self.se, self.se_options, se_version, self.seed, self.snrs)
+
+
+_worker_se: enhance.Enhancer | None = None
+
+
+def init_worker(se: str, se_options: dict) -> None:
+    """Per worker process: one thread, one SE back-end for all the chunks it computes."""
+    global _worker_se
+    torch.set_num_threads(1)
+    _worker_se = enhance.load(se, **se_options)
+
+
+def process_chunk(job: dict) -> dict:
+    """All conditions of a few utterances: float16 features and achieved SNRs (no I/O but
+    reading the audio, so that any engine can run it; the builder commits the result)."""
+    se, snrs = _worker_se, job["snrs"]
+    out: dict[str, list] = {"xs": [], "xe_clean": [], "x": [], "xe": [], "snr": [], "frames": []}
+    t_se = 0.0
+    audio: dict[str, np.ndarray] = {}
+    for utt in job["utts"]:
+        speech, n = pad_or_trim(load_audio(utt["path"]))
+        waves = [speech]
+        achieved = []
+        for noise in utt["noise"]:
+            clip = load_audio(noise["path"], offset=float(noise["offset"]), duration=float(noise["duration"]))
+            for snr in snrs:
+                mixed = mix_at_snr(speech, clip, snr)
+                waves.append(mixed.astype(np.float32))
+                achieved.append(snr_db(speech, mixed.astype(np.float64) - speech))
+        batch = torch.from_numpy(np.stack(waves))
+        # SE runs on the valid part only: the padded tail is masked downstream, and skipping
+        # it saves (5 s - n) of SE time per condition. The tail of x_e is zero.
+        n_se = max(n, feat.FRAME_LENGTH)
+        t0 = time.perf_counter()
+        enhanced = torch.zeros_like(batch)
+        enhanced[:, :n_se] = se.enhance(batch[:, :n_se].contiguous(), torch.full((len(waves),), n_se))
+        t_se += time.perf_counter() - t0
+        feats, _ = feat.fbank(torch.cat([batch, enhanced]))
+        feats = feat.pad_frames(feats).numpy().astype(DTYPE)
+        k = len(waves)
+        out["xs"].append(feats[0])
+        out["xe_clean"].append(feats[k])
+        out["x"].append(feats[1:k])
+        out["xe"].append(feats[k + 1 :])
+        out["snr"].append(achieved)
+        out["frames"].append(feat.num_frames(n))
+        if job["keep_audio"]:
+            audio[utt["id"]] = enhanced.numpy()
+    return {"index": job["index"], "t_se": t_se, "audio": audio, **{k: np.asarray(v) for k, v in out.items()}}
+
+
+def local_map(se: str, se_options: dict, workers: int) -> ChunkMap:
+    """Chunks in `workers` local processes (the default engine)."""
+
+    def run(jobs: list[dict]) -> Iterator[dict]:
+        with ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=(se, se_options)) as pool:
+            yield from pool.map(process_chunk, jobs)
+
+    return run
+
+
+def _open_arrays(root: Path, noises: list[str], snrs: Sequence[int], n: int) -> dict[str, np.memmap]:
+    """The store's arrays, read-write; each is preallocated (then renamed into place) if missing."""
+    arrays = {}
+    for rel in array_paths(noises, snrs):
+        path = root / rel
+        if not path.exists():
+            with atomic_path(path) as tmp:  # preallocate, then rename: never a short file
+                np.memmap(tmp, dtype=DTYPE, mode="w+", shape=(n, *SHAPE)).flush()
+        arrays[rel] = np.memmap(path, dtype=DTYPE, mode="r+", shape=(n, *SHAPE))
+    return arrays
+
+
+def _chunks(n: int, size: int) -> Iterator[range]:
+    for start in range(0, n, size):
+        yield range(start, min(n, start + size))
+
+
+def build(spec: BuildSpec, out: str | Path, workers: int = 1, quiet: bool = False,
+          map_chunks: ChunkMap | None = None) -> Path:
+    """Build (or resume, or rebuild if its settings changed) the store at `out`. Chunks are
+    computed by `map_chunks` (default: `workers` local processes) and committed here."""
+    root = Path(out)
+    se = enhance.load(spec.se, **spec.se_options)
+    key = spec.key(se.version)
+    del se
+    key_path = root / "key.json"
+    if key_path.exists():
+        old = json.loads(key_path.read_text())
+        if old.get("hash") != key["hash"]:
+            changed = sorted(k for k in key if k not in ("hash", "corpus") and old.get(k) != key[k])
+            print(f"store {root}: settings changed ({', '.join(changed)}); rebuilding", file=sys.stderr)
+            shutil.rmtree(root)
+        elif (root / "summary.json").exists():
+            if not quiet:
+                print(f"store {root} is complete and up to date")
+            return root
+    root.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(key_path, key)
+
+    utts = read_manifest(spec.corpus)
+    if not utts:
+        raise ValueError(f"{spec.corpus}: manifest has no utterances")
+    write_manifest(root / "utterances.csv", utts, "utterances")
+    noises = sorted(spec.noise)
+    assignments = {name: assign_noise(utts, read_manifest(spec.noise[name]), spec.seed, name) for name in noises}
+    arrays = _open_arrays(root, noises, spec.snrs, len(utts))
+    (root / "chunks").mkdir(exist_ok=True)
+
+    jobs = []
+    for i, idx in enumerate(_chunks(len(utts), CHUNK)):
+        if (root / "chunks" / f"{i}.json").exists():
+            continue
+        job_utts = [
+            {"id": utts[j]["id"], "path": utts[j]["path"], "noise": [assignments[m][utts[j]["id"]] for m in noises]}
+            for j in idx
+        ]
+        jobs.append(
+            {"chunk": i, "index": list(idx), "utts": job_utts, "snrs": list(spec.snrs), "keep_audio": spec.keep_audio}
+        )
+    done_before = -(-len(utts) // CHUNK) - len(jobs)
+
+    bar = tqdm(total=len(utts), initial=done_before * CHUNK, unit="utt", desc=f"conditions ({spec.se})", disable=quiet)
+    if jobs:
+        mapper = map_chunks or local_map(spec.se, spec.se_options, workers)
+        for job, res in zip(jobs, mapper(jobs)):
+            _commit_chunk(root, arrays, noises, spec, job, res)
+            bar.update(len(job["index"]))
+    bar.close()
+    for name in noises:
+        _write_assignment(root, name, utts, assignments[name])
+    return _finish(root, utts, noises, spec)
+
+
+def _commit_chunk(root: Path, arrays: dict, noises: list[str], spec: BuildSpec, job: dict, res: dict) -> None:
+    idx = np.asarray(job["index"])
+    arrays[array_path("clean", "x")][idx] = res["xs"]
+    arrays[array_path("clean", "xe")][idx] = res["xe_clean"]
+    for k, cond in enumerate(conditions(noises, spec.snrs)[1:]):
+        arrays[array_path(cond, "x")][idx] = res["x"][:, k]
+        arrays[array_path(cond, "xe")][idx] = res["xe"][:, k]
+    for arr in arrays.values():
+        arr.flush()
+    for utt_id, waves in res["audio"].items():
+        for cond, wave in zip(conditions(noises, spec.snrs), waves):
+            save_audio(root / "audio" / condition_name(cond) / f"{utt_id}.wav", wave)
+    marker = {"index": job["index"], "frames": res["frames"].tolist(), "snr": res["snr"].tolist(), "t_se": res["t_se"]}
+    write_json_atomic(root / "chunks" / f"{job['chunk']}.json", marker)
+
+
+def _write_assignment(root: Path, name: str, utts: list[dict], assignment: dict) -> None:
+    lines = ["utterance,noise_id,noise_source"]
+    lines += [f"{u['id']},{assignment[u['id']]['id']},{assignment[u['id']]['source']}" for u in utts]
+    with atomic_path(root / name / "assignment.csv") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def _finish(root: Path, utts: list[dict], noises: list[str], spec: BuildSpec) -> Path:
+    frames = np.zeros(len(utts), np.int16)
+    snr_sum: dict[str, list[float]] = {condition_name(c): [] for c in conditions(noises, spec.snrs)[1:]}
+    t_se = 0.0
+    for marker in (root / "chunks").glob("*.json"):
+        m = json.loads(marker.read_text())
+        frames[m["index"]] = m["frames"]
+        t_se += m["t_se"]
+        for row in m["snr"]:
+            for cond, value in zip(snr_sum, row):
+                snr_sum[cond].append(value)
+    with atomic_path(root / "frames.npy") as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, frames)
+    size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    summary = {
+        "utterances": len(utts),
+        "conditions": ["clean"] + list(snr_sum),
+        "achieved_snr_db": {c: float(np.mean(v)) for c, v in snr_sum.items()},
+        "se_seconds": t_se,
+        "bytes": size,
+    }
+    write_json_atomic(root / "summary.json", summary)
+    return root
+
+
+def print_summary(root: Path) -> None:
+    s = json.loads((root / "summary.json").read_text())
+    print(f"store: {root}")
+    print(f"  utterances: {s['utterances']}   conditions: {len(s['conditions'])}   size: {s['bytes'] / 2**20:.1f} MiB")
+    print(f"  SE time (sum over workers): {s['se_seconds']:.1f} s")
+    for cond in s["conditions"][1:]:  # store order: noise corpus, then SNR high to low
+        print(f"  {cond:<16} mean achieved SNR {s['achieved_snr_db'][cond]:6.2f} dB")

@@ -1,0 +1,98 @@
+"""What a condition store is on disk: its conditions and their names, its arrays, its key.
+This module is the one owner of the layout; the builder writes it, the reader reads it.
+
+Layout of a store directory:
+    key.json                 settings and their hash (written first)
+    utterances.csv           the corpus manifest, in store order
+    frames.npy               valid frames per utterance (int16)
+    clean/xs.f16, clean/xe.f16              [U, 500, 80] float16
+    <noise>/<snr>/x.f16, <noise>/<snr>/xe.f16
+    <noise>/assignment.csv   utterance -> noise clip
+    chunks/<i>.json          per-chunk completion markers (timings, achieved SNRs)
+    summary.json             written when the build is complete
+
+A condition is "clean" or (noise corpus, SNR in dB); its name is "clean" or "<noise>@<snr>"
+(`condition_name` / `parse_condition`), in results, predictions and reports alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from trnet import features as feat
+from trnet.audio import SAMPLE_RATE, SEGMENT_SAMPLES
+from trnet.utils import sha256_file
+
+FORMAT_VERSION = 1
+SNRS: tuple[int, ...] = (20, 15, 10, 5, 0)  # SPEC §2
+SHAPE = (feat.T_MAX, feat.N_MELS)
+DTYPE = "float16"
+
+Condition = str | tuple[str, int]  # "clean" or (noise corpus, SNR in dB)
+
+
+def condition_name(cond: Condition) -> str:
+    """"clean" or "<noise>@<snr>"."""
+    return cond if isinstance(cond, str) else f"{cond[0]}@{cond[1]}"
+
+
+def parse_condition(name: str) -> Condition:
+    """The inverse of `condition_name`."""
+    if name == "clean":
+        return name
+    noise, sep, snr = name.rpartition("@")
+    if not sep or not noise:
+        raise ValueError(f"{name!r} is not a condition name ('clean' or '<noise>@<snr>')")
+    return noise, int(snr)
+
+
+def conditions(noises: Sequence[str], snrs: Sequence[int]) -> list[Condition]:
+    """Store order: clean, then each noise corpus with its SNRs high to low as given."""
+    return ["clean", *[(n, s) for n in noises for s in snrs]]
+
+
+def array_path(cond: Condition, which: str) -> str:
+    """Relative path of a feature array: which = "x" (noisy; X_s for clean) or "xe" (enhanced)."""
+    if which not in ("x", "xe"):
+        raise ValueError(f"which must be 'x' or 'xe', got {which!r}")
+    if cond == "clean":
+        return "clean/xs.f16" if which == "x" else "clean/xe.f16"
+    return f"{cond[0]}/{cond[1]}/{which}.f16"
+
+
+def array_paths(noises: Sequence[str], snrs: Sequence[int]) -> list[str]:
+    return [array_path(c, w) for c in conditions(noises, snrs) for w in ("x", "xe")]
+
+
+def store_key(corpus: Path, noise: dict[str, Path], se: str, se_options: dict, se_version: str, seed: int,
+              snrs: Sequence[int]) -> dict:
+    """Everything that changes the store's content, and its hash."""
+    settings = {
+        "format": FORMAT_VERSION,
+        "corpus": str(corpus),
+        "corpus_sha256": sha256_file(corpus),
+        "noise": {name: {"manifest": str(p), "sha256": sha256_file(p)} for name, p in sorted(noise.items())},
+        "se": se,
+        "se_options": se_options,
+        "se_version": se_version,
+        "seed": seed,
+        "snrs": list(snrs),
+        "features": {
+            "sample_rate": SAMPLE_RATE,
+            "segment_samples": SEGMENT_SAMPLES,
+            "frame_length": feat.FRAME_LENGTH,
+            "frame_shift": feat.FRAME_SHIFT,
+            "n_fft": feat.N_FFT,
+            "n_mels": feat.N_MELS,
+            "t_max": feat.T_MAX,
+            "dtype": DTYPE,
+        },
+    }
+    # Manifest locations are recorded but not hashed: moving a manifest changes no content.
+    content = {k: v for k, v in settings.items() if k != "corpus"}
+    content["noise"] = {name: v["sha256"] for name, v in settings["noise"].items()}
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+    return {**settings, "hash": digest}
