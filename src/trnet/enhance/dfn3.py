@@ -392,7 +392,7 @@ class DFN3(Enhancer):
         self,
         atten_lim_db: float = 100.0,
         post_filter_beta: float = 0.0,
-        batch_frames: int = 4096,
+        batch_frames: int = 2048,
         threads: int | None = None,
     ):
         self.atten_lim_db = float(atten_lim_db)
