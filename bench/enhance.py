@@ -15,6 +15,8 @@
    batch 1 and batch 16, and the ratios.
 3. A 60 s input (predict enhances whole files): RTF and peak memory (growth of the peak
    resident set of a fresh process over its size after loading the back-end), one thread.
+4. With --parity N: SI-SDR of dfn3's output against dfn3-libdf's on N EmoDB utterances,
+   clean and mixed with ESC-50 and real DEMAND noise at -5, 0, 5, 10 and 20 dB.
 """
 
 from __future__ import annotations
@@ -183,6 +185,41 @@ def long_input(args: argparse.Namespace) -> None:
         print(f"{name:<12} {rtf:>7.3f} {cpu_rtf:>8.3f} {grow:>10.0f} {peak:>9.0f}", flush=True)
 
 
+def parity(count: int) -> None:
+    from trnet.enhance.metrics import si_sdr
+
+    speech = sorted(EMODB.glob("*.wav"))
+    noises = {"esc50": sorted(ESC50.glob("*.wav")), "demand": sorted((DATA / "noise" / "demand-vbd").glob("*.wav"))}
+    if not speech or not all(noises.values()):
+        print("\nparity: skipped (needs the shared EmoDB, ESC-50 and DEMAND data)")
+        return
+    torch.set_num_threads(1)
+    new, ref = enhance.load("dfn3", threads=1), enhance.load("dfn3-libdf", prefetch=False)
+    rng = np.random.default_rng(0)
+    picks = rng.choice(len(speech), count, replace=False)
+    results: dict[str, list[float]] = {}
+    for i in picks:
+        x = load_audio(speech[i]).astype(np.float64)
+        conditions = {"clean": x}
+        for corpus, files in noises.items():
+            noise = np.resize(load_audio(files[rng.integers(len(files))]), len(x)).astype(np.float64)
+            for snr in (-5, 0, 5, 10, 20):
+                k = np.sqrt(np.mean(x**2) / (np.mean(noise**2) * 10 ** (snr / 10)))
+                conditions[f"{corpus} {snr:+d} dB"] = x + k * noise
+        names = list(conditions)
+        wave = torch.from_numpy(np.stack([conditions[c] for c in names]).astype(np.float32))
+        out = new.enhance(wave)  # all conditions of the utterance as one batch
+        for j, c in enumerate(names):
+            expected = ref.enhance(wave[j : j + 1])[0].numpy()
+            results.setdefault(c, []).append(si_sdr(out[j].numpy(), expected))
+    print(f"\nparity: SI-SDR (dB) of dfn3 against dfn3-libdf, {count} EmoDB utterances per condition")
+    print(f"{'condition':<18} {'min':>7} {'median':>7}")
+    for c, v in results.items():
+        print(f"{c:<18} {min(v):>7.1f} {statistics.median(v):>7.1f}")
+    every = [v for vs in results.values() for v in vs]
+    print(f"{'all':<18} {min(every):>7.1f} {statistics.median(every):>7.1f}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=5.0)
@@ -190,6 +227,7 @@ def main() -> int:
     p.add_argument("--se", nargs="*", default=list(enhance.BACKENDS))
     p.add_argument("--long-seconds", type=float, default=60.0, help="length of the long input (0: skip)")
     p.add_argument("--no-dfn3-compare", action="store_true", help="skip parts 2 and 3")
+    p.add_argument("--parity", type=int, default=0, metavar="N", help="part 4 on N utterances (0: skip)")
     args = p.parse_args()
     if args.se:
         rtf_table(args)
@@ -197,6 +235,8 @@ def main() -> int:
         compare_dfn3(args)
         if args.long_seconds > 0:
             long_input(args)
+    if args.parity:
+        parity(args.parity)
     return 0
 
 

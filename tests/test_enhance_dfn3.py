@@ -100,6 +100,14 @@ def test_output_does_not_depend_on_batch_or_padding(conditions: list) -> None:
             assert (out[row, len(waves[i]) :] == 0).all()
 
 
+def test_chunked_long_input_equals_one_call(conditions: list) -> None:
+    """12 s: the default runs the model in chunks with its state carried; bitwise the same
+    as one graph call over all frames."""
+    x = torch.from_numpy(np.concatenate([c for _, c in conditions] * 2)[:192_000])[None]
+    chunked = enhance.load("dfn3").enhance(x)
+    assert torch.equal(chunked, enhance.load("dfn3", batch_frames=100_000).enhance(x))
+
+
 def test_lag_zero_and_speech_kept_on_real_noisy_speech(conditions: list) -> None:
     from tests.test_enhance import xcorr_lag
 

@@ -22,6 +22,9 @@ What makes this equal to the frame loop (measured, see docs/design.md and the te
 - Independence: each utterance is resampled alone and zero-padded after its own end; every
   later step is either causal or computed row by row, so an utterance's output is bitwise the
   same alone, in any batch, and with any padding (tested).
+- Chunks: the graphs are edited (GRU states and causal-conv history as inputs/outputs, see
+  `streamable`) so that long inputs run in chunks of frames with the state carried: bitwise
+  the output of one call over all frames (tested), in bounded model memory.
 Deliberate difference: `atten_lim_db` below 0.01 returns the input (libDF copies the input
 frame without its delay, i.e. shifted by 30 ms).
 """
@@ -30,7 +33,6 @@ from __future__ import annotations
 
 import configparser
 import functools
-import io
 import tarfile
 from dataclasses import dataclass
 
@@ -40,7 +42,13 @@ import torch
 from scipy.signal import lfilter
 from torch import Tensor
 
-from trnet.enhance.base import SAMPLE_RATE, Enhancer, check_batch, file_sha256, make_version
+from trnet.enhance.base import (
+    SAMPLE_RATE,
+    Enhancer,
+    check_batch,
+    file_sha256,
+    make_version,
+)
 
 DF_RATE = 48_000
 # libDF's initial running-normalisation states (MEAN_NORM_INIT, UNIT_NORM_INIT in lib.rs).
@@ -142,7 +150,11 @@ class Params:
 
 @dataclass(frozen=True)
 class ModelFiles:
-    graphs: dict[str, bytes]  # enc / erb_dec / df_dec, batch axis freed
+    raw: dict[str, bytes]  # enc / erb_dec / df_dec as shipped
+    graphs: dict[str, bytes]  # the same, batch axis freed and made streamable
+    history: dict[str, dict[str, int]]  # graph -> padded input -> frames of history
+    states: dict[str, list[str]]  # graph -> names of its GRU final states (h0_<k> in)
+    hidden: dict[str, int]  # graph -> GRU hidden size
     params: Params
     version: str  # "<model version>@<sha prefix>"
 
@@ -167,18 +179,30 @@ def model_files() -> ModelFiles:
     missing = ({f"{g}.onnx" for g in GRAPHS} | {"config.ini"}) - members.keys()
     if missing:
         raise RuntimeError(f"{assets.model_path}: missing {sorted(missing)}")
-    graphs = {g: free_batch_axis(members[f"{g}.onnx"]) for g in GRAPHS}
+    config = configparser.ConfigParser()
+    config.read_string(members["config.ini"].decode())
+    net = config["deepfilternet"]
+    hidden = {"enc": net.getint("emb_hidden_dim"), "erb_dec": net.getint("emb_hidden_dim"), "df_dec": net.getint("df_hidden_dim")}
+    raw = {g: members[f"{g}.onnx"] for g in GRAPHS}
+    graphs, history, states = {}, {}, {}
+    for g in GRAPHS:
+        graphs[g], history[g], states[g] = streamable(free_batch_axis(raw[g]), hidden[g])
     params = Params.from_config(members["config.ini"].decode())
-    return ModelFiles(graphs, params, f"{assets.model_version}@{sha[:16]}")
+    return ModelFiles(raw, graphs, history, states, hidden, params, f"{assets.model_version}@{sha[:16]}")
 
 
-# ---------------------------------------------------------------- ONNX: free the batch axis
-# The graphs declare batch size 1 on their inputs (their internal shapes are all computed from
-# the input), and onnxruntime enforces declared sizes. Rewriting `dim_value: 1` to
-# `dim_param: "batch"` on axis 0 of each graph input is a few bytes of protobuf; this small
-# wire-format editor does it without making the `onnx` package a run-time dependency.
-# Path: ModelProto.graph (7) -> GraphProto.input (11) -> ValueInfoProto.type (2) ->
-# TypeProto.tensor_type (1) -> Tensor.shape (2) -> TensorShapeProto.dim (1, the first).
+# ---------------------------------------------------------------- ONNX: batch axis, streaming
+# Two small edits of the graphs, done on the protobuf wire format (a few dozen lines, so the
+# `onnx` package need not be a run-time dependency):
+# 1. The graphs declare batch size 1 on their inputs (their internal shapes are all computed
+#    from the input), and onnxruntime enforces declared sizes: axis 0 of every input becomes
+#    `dim_param: "batch"`. Path: ModelProto.graph (7) -> GraphProto.input (11) ->
+#    ValueInfoProto.type (2) -> TypeProto.tensor_type (1) -> shape (2) -> dim (1, the first).
+# 2. Streaming, so that a long utterance runs in chunks of frames with exactly the output of
+#    one call (bounded memory, cache-sized tensors): each GRU's initial state becomes a graph
+#    input `h0_<k>` and its final state (Y_h) a graph output `hT_<k>`; each causal Pad in time
+#    (on feat_erb, feat_spec: 2 frames; on c0: 4 frames) becomes an Identity, so the caller
+#    prepends the previous chunk's last frames (zeros at the start: what the Pad added).
 
 
 def _read_varint(buf: bytes, i: int) -> tuple[int, int]:
@@ -252,6 +276,71 @@ def _batch_dim(dim: bytes) -> bytes:
 def free_batch_axis(model: bytes) -> bytes:
     """The ONNX model with axis 0 of every graph input made symbolic ("batch")."""
     return _rewrite(model, (7, 11, 2, 1, 2, 1), _batch_dim, first_only=True)
+
+
+def _string(field: int, text: str) -> bytes:
+    data = text.encode()
+    return _varint(field << 3 | 2) + _varint(len(data)) + data
+
+
+def _message(field: int, payload: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _value_info(name: str, dims: tuple[int | str, ...] | None) -> bytes:
+    """ValueInfoProto of a float tensor (shape omitted when `dims` is None)."""
+    tensor = _varint(1 << 3 | 0) + _varint(1)  # elem_type FLOAT
+    if dims is not None:
+        shape = b"".join(
+            _message(1, _string(2, d) if isinstance(d, str) else _varint(1 << 3 | 0) + _varint(d)) for d in dims
+        )
+        tensor += _message(2, shape)
+    return _string(1, name) + _message(2, _message(1, tensor))
+
+
+# Frames of past context each causal time Pad of the graphs adds (read off the graphs; the
+# test that a chunked run equals one call over all frames checks them).
+HISTORY = {"feat_erb": 2, "feat_spec": 2, "c0": 4}
+
+
+def streamable(model: bytes, hidden: int) -> tuple[bytes, dict[str, int], list[str]]:
+    """Edit 2 above. Returns the graph, the frames of history each padded input needs, and
+    the names of the GRU final states (graph outputs), in the order of the inputs h0_<k>."""
+    history: dict[str, int] = {}
+    finals: list[str] = []
+
+    def node(payload: bytes) -> bytes:
+        fields = _fields(payload)
+        op = next(v for f, _, _, v in fields if f == 4)
+        inputs = [v.decode() for f, _, _, v in fields if f == 1]
+        if op == b"Pad":
+            if inputs[0] not in HISTORY:
+                raise ValueError(f"unexpected Pad on {inputs[0]!r}")
+            history[inputs[0]] = HISTORY[inputs[0]]
+            outputs = [raw for f, _, raw, _ in fields if f == 2]
+            return _string(1, inputs[0]) + b"".join(outputs) + _string(4, "Identity")
+        if op == b"GRU":
+            if len(inputs) != 6:
+                raise ValueError(f"GRU with inputs {inputs}: expected an explicit initial state")
+            inputs[5] = f"h0_{len(finals)}"
+            finals.append([v.decode() for f, _, _, v in fields if f == 2][1])
+            rest = [raw for f, _, raw, _ in fields if f != 1]
+            return b"".join(_string(1, i) for i in inputs) + b"".join(rest)
+        return payload
+
+    out = bytearray()
+    for field, _, raw, payload in _fields(model):
+        if field != 7:
+            out += raw
+            continue
+        graph = bytearray()
+        for g_field, _, g_raw, g_payload in _fields(payload):
+            graph += _message(1, node(g_payload)) if g_field == 1 else g_raw
+        for k, name in enumerate(finals):
+            graph += _message(11, _value_info(f"h0_{k}", (1, "batch", hidden)))
+            graph += _message(12, _value_info(name, None))
+        out += _message(7, bytes(graph))
+    return bytes(out), history, finals
 
 
 # ---------------------------------------------------------------- signal path
@@ -361,18 +450,67 @@ def attenuation_limit(atten_lim_db: float) -> float | None:
 # ---------------------------------------------------------------- back-end
 
 
-@functools.cache
-def _sessions(threads: int) -> tuple:
-    import onnxruntime as ort
+class Graphs:
+    """The three graphs in onnxruntime sessions, run over [B, T] frames in chunks of at most
+    `chunk` frames with the GRU states and the conv histories carried from chunk to chunk:
+    the same output as one call on all frames, in bounded memory."""
 
-    files = model_files()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return tuple(
-        ort.InferenceSession(files.graphs[g], options, providers=["CPUExecutionProvider"]) for g in GRAPHS
-    )
+    def __init__(self, threads: int):
+        import onnxruntime as ort
+
+        self.files = files = model_files()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3  # the streaming edit leaves unused constants: not worth a warning
+        self.sessions = {
+            g: ort.InferenceSession(files.graphs[g], options, providers=["CPUExecutionProvider"]) for g in GRAPHS
+        }
+
+    def _states(self, graph: str, batch: int) -> dict[str, np.ndarray]:
+        n = len(self.files.states[graph])
+        return {f"h0_{k}": np.zeros((1, batch, self.files.hidden[graph]), np.float32) for k in range(n)}
+
+    def run(self, feat_erb: np.ndarray, feat_spec: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+        """-> ERB gains [B, T, nb_erb], DF coefficients [B, T, nb_df, order] (complex64)."""
+        p, files = self.files.params, self.files
+        batch, frames = feat_erb.shape[0], feat_erb.shape[2]
+        chunk = max(chunk, max(HISTORY.values()))
+        enc, erb_dec, df_dec = (self.sessions[g] for g in GRAPHS)
+        states = {g: self._states(g, batch) for g in GRAPHS}
+        history = {
+            "feat_erb": np.zeros((batch, 1, HISTORY["feat_erb"], p.nb_erb), np.float32),
+            "feat_spec": np.zeros((batch, 2, HISTORY["feat_spec"], p.nb_df), np.float32),
+            "c0": None,
+        }
+        gains = np.empty((batch, frames, p.nb_erb), np.float32)
+        coefs = np.empty((batch, frames, p.nb_df, p.df_order, 2), np.float32)
+        enc_out = ["e0", "e1", "e2", "e3", "emb", "c0", *files.states["enc"]]
+        for t0 in range(0, frames, chunk):
+            t1 = min(frames, t0 + chunk)
+            feeds = {}
+            for name, x in (("feat_erb", feat_erb), ("feat_spec", feat_spec)):
+                feeds[name] = np.concatenate([history[name], x[:, :, t0:t1]], axis=2)
+                history[name] = feeds[name][:, :, -HISTORY[name] :]
+            e0, e1, e2, e3, emb, c0, *h = enc.run(enc_out, {**feeds, **states["enc"]})
+            states["enc"] = {f"h0_{k}": v for k, v in enumerate(h)}
+            if history["c0"] is None:
+                history["c0"] = np.zeros((*c0.shape[:2], HISTORY["c0"], c0.shape[3]), np.float32)
+            c0 = np.concatenate([history["c0"], c0], axis=2)
+            history["c0"] = c0[:, :, -HISTORY["c0"] :]
+            m, *h = erb_dec.run(["m", *files.states["erb_dec"]], {"emb": emb, "e3": e3, "e2": e2, "e1": e1, "e0": e0, **states["erb_dec"]})
+            states["erb_dec"] = {f"h0_{k}": v for k, v in enumerate(h)}
+            c, *h = df_dec.run(["coefs", *files.states["df_dec"]], {"emb": emb, "c0": c0, **states["df_dec"]})
+            states["df_dec"] = {f"h0_{k}": v for k, v in enumerate(h)}
+            gains[:, t0:t1] = m[:, 0]
+            coefs[:, t0:t1] = c.reshape(batch, t1 - t0, p.nb_df, p.df_order, 2)
+        return gains, (coefs[..., 0] + 1j * coefs[..., 1]).astype(np.complex64)
+
+
+@functools.cache
+def _graphs(threads: int) -> Graphs:
+    return Graphs(threads)
 
 
 class DFN3(Enhancer):
@@ -382,9 +520,11 @@ class DFN3(Enhancer):
     `atten_lim_db`: maximum attenuation (100 = unlimited, DeepFilterNet's default);
     `post_filter_beta`: DeepFilterNet's post-filter strength (0 = off, the default);
     `batch_frames`: at most this many model frames (10 ms each, summed over a group of
-    utterances padded to the group's longest) per graph call; longer utterances run alone.
-    It bounds memory and never changes outputs; `threads`: onnxruntime's intra-op threads
-    (default: torch.get_num_threads() when the back-end is built)."""
+    utterances padded to the group's longest) per graph call: utterances are grouped up to
+    it, and a group runs in chunks of batch_frames / size frames with the model state carried
+    over (a long utterance runs alone, in chunks). It bounds memory and never changes
+    outputs (bitwise; tested); `threads`: onnxruntime's intra-op threads (default:
+    torch.get_num_threads() when the back-end is built)."""
 
     name = "dfn3"
 
@@ -392,7 +532,7 @@ class DFN3(Enhancer):
         self,
         atten_lim_db: float = 100.0,
         post_filter_beta: float = 0.0,
-        batch_frames: int = 2048,
+        batch_frames: int = 1024,
         threads: int | None = None,
     ):
         self.atten_lim_db = float(atten_lim_db)
@@ -404,7 +544,7 @@ class DFN3(Enhancer):
         self.threads = int(threads) if threads is not None else torch.get_num_threads()
         self._files = model_files()
         self._sp = SignalPath(self._files.params)
-        self._enc, self._erb_dec, self._df_dec = _sessions(self.threads)
+        self._graphs = _graphs(self.threads)
 
     @classmethod
     def check(cls) -> None:
@@ -468,14 +608,10 @@ class DFN3(Enhancer):
     def enhance48(self, x: np.ndarray) -> np.ndarray:
         """The 48 kHz core: x [B, N] float32, each row zero after its utterance's end ->
         enhanced [B, N] at lag 0. Row b's first n samples depend only on its first n + 1440."""
-        sp, p = self._sp, self._files.params
+        sp = self._sp
         spec = sp.analysis(x, sp.frames_for(x.shape[1]))
         feat_erb, feat_spec = sp.features(spec)
-        e0, e1, e2, e3, emb, c0, _lsnr = self._enc.run(None, {"feat_erb": feat_erb, "feat_spec": feat_spec})
-        (gains,) = self._erb_dec.run(None, {"emb": emb, "e3": e3, "e2": e2, "e1": e1, "e0": e0})
-        coefs = self._df_dec.run(None, {"emb": emb, "c0": c0})[0]
-        batch, frames = coefs.shape[:2]
-        coefs = coefs.reshape(batch, frames, p.nb_df, p.df_order, 2)
-        coefs = (coefs[..., 0] + 1j * coefs[..., 1]).astype(np.complex64)
-        enh = sp.enhance_spectrum(spec, gains[:, 0], coefs, self.post_filter_beta, self._atten_lim)
+        chunk = max(self.batch_frames // x.shape[0], 1)
+        gains, coefs = self._graphs.run(feat_erb, feat_spec, chunk)
+        enh = sp.enhance_spectrum(spec, gains, coefs, self.post_filter_beta, self._atten_lim)
         return sp.synthesis(enh, x.shape[1])
