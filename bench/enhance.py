@@ -12,7 +12,7 @@
 2. dfn3 (ONNX graphs, whole utterances, batched) against dfn3-libdf (libDF's frame loop),
    one thread, same process, same 16 noisy 5 s utterances (EmoDB + ESC-50 at 5 dB), the
    measurements interleaved so that load from other jobs hits both: seconds per utterance at
-   batch 1 and batch 16, and the ratios.
+   batch 1 and batch 16, and the ratios; also dfn3 with runtime="torch" on the CPU.
 3. A 60 s input (predict enhances whole files): RTF and peak memory (growth of the peak
    resident set of a fresh process over its size after loading the back-end), one thread.
 4. With --parity N: SI-SDR of dfn3's output against dfn3-libdf's on N EmoDB utterances,
@@ -125,9 +125,10 @@ def compare_dfn3(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     batch = noisy_signals(16, args.seconds)
     new, ref = enhance.load("dfn3", threads=1), enhance.load("dfn3-libdf", prefetch=False)
-    new.enhance(batch[:2, :SAMPLE_RATE])
-    ref.enhance(batch[:1, :SAMPLE_RATE])
-    keys = ("libdf, 1 at a time", "dfn3, 1 at a time", "dfn3, batch of 16")
+    port = enhance.load("dfn3", runtime="torch", device="cpu")
+    for se in (new, ref, port):
+        se.enhance(batch[:2, :SAMPLE_RATE])
+    keys = ("libdf, 1 at a time", "dfn3, 1 at a time", "dfn3, batch of 16", "dfn3 torch, batch of 16")
     wall: dict[str, list[float]] = {k: [] for k in keys}
     cpu: dict[str, list[float]] = {k: [] for k in keys}
     libdf_per_round = 4  # libDF is slow: 4 of the 16 utterances per round
@@ -139,7 +140,7 @@ def compare_dfn3(args: argparse.Namespace) -> None:
             elif key.startswith("dfn3, 1"):
                 w, c = zip(*[_timed(new.enhance, batch[i : i + 1]) for i in range(len(batch))])
             else:
-                w, c = _timed(new.enhance, batch)
+                w, c = _timed(port.enhance if "torch" in key else new.enhance, batch)
                 w, c = [w / len(batch)], [c / len(batch)]
             wall[key] += w
             cpu[key] += c
@@ -153,6 +154,7 @@ def compare_dfn3(args: argparse.Namespace) -> None:
         (keys[0], keys[1], "dfn3 batch 1 vs libdf"),
         (keys[0], keys[2], "dfn3 batch 16 vs libdf"),
         (keys[1], keys[2], "dfn3 batch 16 vs batch 1 (per utterance)"),
+        (keys[3], keys[2], "onnxruntime vs torch runtime (batch 16, CPU)"),
     ):
         print(f"speed-up {what:<42} wall {med[a][0] / med[b][0]:5.2f}x   CPU {med[a][1] / med[b][1]:5.2f}x")
 
