@@ -1,6 +1,7 @@
 """Speed of the SE back-ends on this machine.
 
     python bench/enhance.py [--seconds 5] [--repeats 3] [--se dfn3 spectral] [--no-dfn3-compare]
+                            [--long-seconds 60] [--parity N]
 
 1. Real-time factor (processing time / audio duration) of every back-end on a 5 s segment of
    real speech, with one thread and with the default thread count. One thread:
@@ -14,7 +15,8 @@
    measurements interleaved so that load from other jobs hits both: seconds per utterance at
    batch 1 and batch 16, and the ratios; also dfn3 with runtime="torch" on the CPU.
 3. A 60 s input (predict enhances whole files): RTF and peak memory (growth of the peak
-   resident set of a fresh process over its size after loading the back-end), one thread.
+   resident set of a fresh process over its size after loading the back-end and a 1 s
+   warm-up), one thread; Linux only (/proc).
 4. With --parity N: SI-SDR of dfn3's output against dfn3-libdf's on N EmoDB utterances,
    clean and mixed with ESC-50 and real DEMAND noise at -5, 0, 5, 10 and 20 dB.
 """
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import resource
 import statistics
 import sys
 import tempfile
@@ -159,16 +160,24 @@ def compare_dfn3(args: argparse.Namespace) -> None:
         print(f"speed-up {what:<42} wall {med[a][0] / med[b][0]:5.2f}x   CPU {med[a][1] / med[b][1]:5.2f}x")
 
 
+def _memory_mib() -> tuple[float, float]:
+    """(current, peak) resident set of this process (Linux /proc; the peak is per address
+    space, unlike getrusage's ru_maxrss, which survives the exec of a spawned process)."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return float(fields["VmRSS"].split()[0]) / 1024, float(fields["VmHWM"].split()[0]) / 1024
+
+
 def _long_input_worker(name: str, seconds: float, queue: mp.Queue) -> None:
     torch.set_num_threads(1)
     options = {"prefetch": False} if name == "dfn3-libdf" else {}
     se = enhance.load(name, **options)
     wave = torch.cat([test_signal(5.0, i) for i in range(int(np.ceil(seconds / 5)))], dim=1)[:, : int(seconds * SAMPLE_RATE)]
     se.enhance(wave[:, :SAMPLE_RATE])
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak to the current size
+    base, _ = _memory_mib()
     wall, cpu = _timed(se.enhance, wave)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put((wall / seconds, cpu / seconds, (peak - base) / 1024, peak / 1024))
+    _, peak = _memory_mib()
+    queue.put((wall / seconds, cpu / seconds, peak - base, peak))
 
 
 def long_input(args: argparse.Namespace) -> None:
@@ -228,15 +237,15 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=3, help="median of this many runs (cmgan: 1)")
     p.add_argument("--se", nargs="*", default=list(enhance.BACKENDS))
     p.add_argument("--long-seconds", type=float, default=60.0, help="length of the long input (0: skip)")
-    p.add_argument("--no-dfn3-compare", action="store_true", help="skip parts 2 and 3")
+    p.add_argument("--no-dfn3-compare", action="store_true", help="skip part 2")
     p.add_argument("--parity", type=int, default=0, metavar="N", help="part 4 on N utterances (0: skip)")
     args = p.parse_args()
     if args.se:
         rtf_table(args)
     if not args.no_dfn3_compare:
         compare_dfn3(args)
-        if args.long_seconds > 0:
-            long_input(args)
+    if args.long_seconds > 0:
+        long_input(args)
     if args.parity:
         parity(args.parity)
     return 0
