@@ -23,8 +23,10 @@ What makes this equal to the frame loop (measured, see docs/design.md and the te
   later step is either causal or computed row by row, so an utterance's output is bitwise the
   same alone, in any batch, and with any padding (tested).
 - Chunks: the graphs are edited (GRU states and causal-conv history as inputs/outputs, see
-  `streamable`) so that long inputs run in chunks of frames with the state carried: bitwise
-  the output of one call over all frames (tested), in bounded model memory.
+  `streamable`), and every stage (STFT, running means, model, deep filter, overlap-add)
+  carries its state from one chunk of frames to the next: bitwise the output of one pass
+  over all frames (tested), with memory that does not grow with the input beyond the 48 kHz
+  signals.
 Deliberate difference: `atten_lim_db` below 0.01 returns the input (libDF copies the input
 frame without its delay, i.e. shifted by 30 ms).
 """
@@ -364,47 +366,65 @@ class SignalPath:
         hop = self.p.hop_size
         return (n + hop - 1) // hop + 1 + self.p.lookahead
 
-    def analysis(self, x: np.ndarray, frames: int) -> np.ndarray:
-        """x [B, N] (zero after each utterance) -> spectrum [B, frames, F] complex64. Frame f
-        covers samples [(f - 1) hop, f hop + hop): libDF's streaming STFT, frame for frame."""
+    def padded(self, x: np.ndarray) -> np.ndarray:
+        """x [B, N] (zero after each utterance) -> the analysis buffer: `hop` zeros, x, zeros
+        up to the last frame."""
+        hop = self.p.hop_size
+        buf = np.zeros((x.shape[0], (self.frames_for(x.shape[1]) + 1) * hop), np.float32)
+        buf[:, hop : hop + x.shape[1]] = x
+        return buf
+
+    def analysis(self, buf: np.ndarray, t0: int, t1: int) -> np.ndarray:
+        """Spectrum of frames [t0, t1) of `padded(x)` -> [B, t1 - t0, F] complex64. Frame f
+        covers samples [(f - 1) hop, f hop + hop) of x: libDF's streaming STFT, frame for frame."""
         hop, fft = self.p.hop_size, self.p.fft_size
-        buf = np.zeros((x.shape[0], (frames + 1) * hop), np.float32)
-        n = min(x.shape[1], frames * hop)
-        buf[:, hop : hop + n] = x[:, :n]
-        segments = np.lib.stride_tricks.sliding_window_view(buf, fft, axis=1)[:, ::hop][:, :frames]
+        segments = np.lib.stride_tricks.sliding_window_view(buf[:, t0 * hop : (t1 + 1) * hop], fft, axis=1)[:, ::hop]
         return _rfft(segments * self.window) * self.wnorm
 
-    def _running_mean(self, x: np.ndarray, init: np.ndarray) -> np.ndarray:
+    def initial_state(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """lfilter states of the two running means, at libDF's initial values."""
         a = self.alpha
-        zi = np.broadcast_to(a * init.astype(np.float64), (x.shape[0], 1, x.shape[2]))
-        return lfilter([1 - a], [1, -a], x.astype(np.float64), axis=1, zi=zi)[0]
+        return tuple(
+            np.broadcast_to(a * init.astype(np.float64), (batch, 1, len(init))).copy()
+            for init in (self.mean_init, self.unit_init)
+        )
 
-    def features(self, spec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """-> feat_erb [B, 1, T, nb_erb], feat_spec [B, 2, T, nb_df] (float32)."""
+    def _running_mean(self, x: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        a = self.alpha
+        return lfilter([1 - a], [1, -a], x.astype(np.float64), axis=1, zi=zi)
+
+    def features(self, spec: np.ndarray, state: tuple) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """-> feat_erb [B, 1, T, nb_erb], feat_spec [B, 2, T, nb_df] (float32), next state."""
         power = spec.real**2 + spec.imag**2
         erb = np.add.reduceat(power, self.band_starts, axis=-1) / self.widths.astype(np.float32)
         erb = np.float32(10) * np.log10(erb + np.float32(1e-10))
-        feat_erb = ((erb - self._running_mean(erb, self.mean_init)) / 40).astype(np.float32)
+        mean, zi_erb = self._running_mean(erb, state[0])
+        feat_erb = ((erb - mean) / 40).astype(np.float32)
         low = spec[..., : self.p.nb_df]
-        scale = np.sqrt(self._running_mean(np.abs(low), self.unit_init)).astype(np.float32)
-        cplx = low / scale
-        return feat_erb[:, None], np.stack([cplx.real, cplx.imag], axis=1).astype(np.float32)
+        unit, zi_unit = self._running_mean(np.abs(low), state[1])
+        cplx = low / np.sqrt(unit).astype(np.float32)
+        feat_spec = np.stack([cplx.real, cplx.imag], axis=1).astype(np.float32)
+        return feat_erb[:, None], feat_spec, (zi_erb, zi_unit)
 
-    def enhance_spectrum(
+    @property
+    def context(self) -> int:
+        """Spectrum frames before an output frame that the deep filter reads."""
+        return self.p.df_order - 1 - self.p.lookahead
+
+    def enhance_frames(
         self, spec: np.ndarray, gains: np.ndarray, coefs: np.ndarray, post_filter_beta: float, atten_lim: float | None
     ) -> np.ndarray:
-        """spec [B, T, F]; gains [B, T, nb_erb]; coefs [B, T, nb_df, order] complex -> enhanced
-        frames [B, T - lookahead, F]: model outputs of frame f + lookahead applied to frame f."""
-        la, order, nb_df = self.p.lookahead, self.p.df_order, self.p.nb_df
-        frames = spec.shape[1] - la
-        noisy = spec[:, :frames]
-        enh = noisy * np.repeat(gains[:, la:], self.widths, axis=-1)
-        # Deep filter on the noisy low band: frame f + k - (order - 1 - la), k = 0 .. order - 1.
-        pad = order - 1 - la
-        padded = np.concatenate([np.zeros_like(spec[:, :pad, :nb_df]), spec[:, :, :nb_df]], axis=1)
-        low = coefs[:, la:, :, 0] * padded[:, :frames]
+        """Enhanced frames [fa, fa + n): `gains` [B, n, nb_erb] and `coefs` [B, n, nb_df, order]
+        are the model outputs of frames fa + lookahead ..; `spec` [B, context + n + lookahead, F]
+        holds the spectrum of frames fa - context .. fa + n + lookahead - 1."""
+        ctx, order, nb_df = self.context, self.p.df_order, self.p.nb_df
+        n = gains.shape[1]
+        noisy = spec[:, ctx : ctx + n]
+        enh = noisy * np.repeat(gains, self.widths, axis=-1)
+        # Deep filter on the noisy low band: frame f reads frames f - context + k.
+        low = coefs[..., 0] * spec[:, :n, :nb_df]
         for k in range(1, order):
-            low += coefs[:, la:, :, k] * padded[:, k : k + frames]
+            low += coefs[..., k] * spec[:, k : k + n, :nb_df]
         enh[..., :nb_df] = low
         if post_filter_beta > 0:
             post_filter(noisy, enh, post_filter_beta)
@@ -412,16 +432,17 @@ class SignalPath:
             enh = enh * np.float32(1 - atten_lim) + noisy * np.float32(atten_lim)
         return enh
 
-    def synthesis(self, spec: np.ndarray, n: int) -> np.ndarray:
-        """Enhanced frames [B, T, F] -> [B, n] samples: inverse FFT (unnormalised, as libDF),
-        window, overlap-add at hop from sample -hop (so the output is at lag 0)."""
+    def synthesis(self, spec: np.ndarray, carry: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Enhanced frames [B, n, F] -> [B, n hop] samples (frame f's first half at f hop)
+        and the last frame's second half for the next call: inverse FFT (unnormalised, as
+        libDF), window, overlap-add."""
         hop, fft = self.p.hop_size, self.p.fft_size
         frames = _irfft(spec, fft) * self.window
-        batch, count = frames.shape[:2]
-        out = np.zeros((batch, (count + 1) * hop), np.float32)
-        out[:, : count * hop] = frames[..., :hop].reshape(batch, -1)
-        out[:, hop:] += frames[..., hop:].reshape(batch, -1)
-        return out[:, hop : hop + n]
+        batch = frames.shape[0]
+        out = frames[..., :hop].reshape(batch, -1)
+        out[:, :hop] += carry
+        out[:, hop:] += frames[:, :-1, hop:].reshape(batch, -1)
+        return out, frames[:, -1, hop:]
 
 
 # FFTs through torch.fft (zero-copy on numpy arrays): 3.7x faster than numpy's on [16, 503,
@@ -483,11 +504,12 @@ class Graphs:
         n = len(self.files.states[graph])
         return {f"h0_{k}": np.zeros((1, batch, self.files.hidden[graph]), np.float32) for k in range(n)}
 
-    def run(self, feat_erb: np.ndarray, feat_spec: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
-        """-> ERB gains [B, T, nb_erb], DF coefficients [B, T, nb_df, order] (complex64)."""
+    def stream(self, batch: int):
+        """A step function for consecutive chunks of frames of one group of utterances:
+        step(feat_erb [B, 1, T, nb_erb], feat_spec [B, 2, T, nb_df]) -> ERB gains [B, T, nb_erb],
+        DF coefficients [B, T, nb_df, order] (complex64), carrying the GRU states and the conv
+        histories from one call to the next."""
         p, files = self.files.params, self.files
-        batch, frames = feat_erb.shape[0], feat_erb.shape[2]
-        chunk = max(chunk, max(HISTORY.values()))
         enc, erb_dec, df_dec = (self.sessions[g] for g in GRAPHS)
         states = {g: self._states(g, batch) for g in GRAPHS}
         history = {
@@ -495,14 +517,12 @@ class Graphs:
             "feat_spec": np.zeros((batch, 2, HISTORY["feat_spec"], p.nb_df), np.float32),
             "c0": None,
         }
-        gains = np.empty((batch, frames, p.nb_erb), np.float32)
-        coefs = np.empty((batch, frames, p.nb_df, p.df_order, 2), np.float32)
         enc_out = ["e0", "e1", "e2", "e3", "emb", "c0", *files.states["enc"]]
-        for t0 in range(0, frames, chunk):
-            t1 = min(frames, t0 + chunk)
+
+        def step(feat_erb: np.ndarray, feat_spec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             feeds = {}
             for name, x in (("feat_erb", feat_erb), ("feat_spec", feat_spec)):
-                feeds[name] = np.concatenate([history[name], x[:, :, t0:t1]], axis=2)
+                feeds[name] = np.concatenate([history[name], x], axis=2)
                 history[name] = feeds[name][:, :, -HISTORY[name] :]
             e0, e1, e2, e3, emb, c0, *h = enc.run(enc_out, {**feeds, **states["enc"]})
             states["enc"] = {f"h0_{k}": v for k, v in enumerate(h)}
@@ -510,13 +530,15 @@ class Graphs:
                 history["c0"] = np.zeros((*c0.shape[:2], HISTORY["c0"], c0.shape[3]), np.float32)
             c0 = np.concatenate([history["c0"], c0], axis=2)
             history["c0"] = c0[:, :, -HISTORY["c0"] :]
-            m, *h = erb_dec.run(["m", *files.states["erb_dec"]], {"emb": emb, "e3": e3, "e2": e2, "e1": e1, "e0": e0, **states["erb_dec"]})
+            feeds = {"emb": emb, "e3": e3, "e2": e2, "e1": e1, "e0": e0, **states["erb_dec"]}
+            m, *h = erb_dec.run(["m", *files.states["erb_dec"]], feeds)
             states["erb_dec"] = {f"h0_{k}": v for k, v in enumerate(h)}
             c, *h = df_dec.run(["coefs", *files.states["df_dec"]], {"emb": emb, "c0": c0, **states["df_dec"]})
             states["df_dec"] = {f"h0_{k}": v for k, v in enumerate(h)}
-            gains[:, t0:t1] = m[:, 0]
-            coefs[:, t0:t1] = c.reshape(batch, t1 - t0, p.nb_df, p.df_order, 2)
-        return gains, (coefs[..., 0] + 1j * coefs[..., 1]).astype(np.complex64)
+            c = c.reshape(batch, -1, p.nb_df, p.df_order, 2)
+            return m[:, 0], (c[..., 0] + 1j * c[..., 1]).astype(np.complex64)
+
+        return step
 
 
 @functools.cache
@@ -642,11 +664,32 @@ class DFN3(Enhancer):
 
     def enhance48(self, x: np.ndarray) -> np.ndarray:
         """The 48 kHz core: x [B, N] float32, each row zero after its utterance's end ->
-        enhanced [B, N] at lag 0. Row b's first n samples depend only on its first n + 1440."""
-        sp = self._sp
-        spec = sp.analysis(x, sp.frames_for(x.shape[1]))
-        feat_erb, feat_spec = sp.features(spec)
-        chunk = max(self.batch_frames // x.shape[0], 1)
-        gains, coefs = self._graphs.run(feat_erb, feat_spec, chunk)
-        enh = sp.enhance_spectrum(spec, gains, coefs, self.post_filter_beta, self._atten_lim)
-        return sp.synthesis(enh, x.shape[1])
+        enhanced [B, N] at lag 0. Row b's first n samples depend only on its first n + 1440.
+        Runs in chunks of model frames, every stage carrying its state, so that memory does
+        not grow with N beyond the 48 kHz signals themselves."""
+        sp, p = self._sp, self._files.params
+        batch, n = x.shape
+        hop, la, ctx = p.hop_size, p.lookahead, sp.context
+        buf = sp.padded(x)
+        total = sp.frames_for(n)
+        chunk = max(self.batch_frames // batch, max(HISTORY.values()), la + ctx)
+        step, state = self._graphs.stream(batch), sp.initial_state(batch)
+        spec_tail = np.zeros((batch, ctx + la, p.n_freqs), np.complex64)  # frames before the chunk
+        carry = np.zeros((batch, hop), np.float32)
+        out = np.zeros((batch, n), np.float32)
+        for t0 in range(0, total, chunk):
+            t1 = min(total, t0 + chunk)
+            spec = sp.analysis(buf, t0, t1)
+            feat_erb, feat_spec, state = sp.features(spec, state)
+            gains, coefs = step(feat_erb, feat_spec)
+            spec = np.concatenate([spec_tail, spec], axis=1)  # frames t0 - ctx - la .. t1 - 1
+            spec_tail = spec[:, -(ctx + la) :]
+            # Output frames f = t0 - la .. t1 - la - 1, from the model outputs of f + la.
+            first = max(0, la - t0)  # frames before 0 do not exist
+            enh = sp.enhance_frames(spec[:, first:], gains[:, first:], coefs[:, first:], self.post_filter_beta, self._atten_lim)
+            samples, carry = sp.synthesis(enh, carry)
+            start = (t0 - la + first) * hop - hop  # frame f's first half is output sample f hop - hop
+            lo, hi = max(start, 0), min(start + samples.shape[1], n)
+            if hi > lo:
+                out[:, lo:hi] = samples[:, lo - start : hi - start]
+        return out

@@ -223,32 +223,30 @@ class TorchGraphs(nn.Module):
         self.to(self.device).eval()
         self.layers = {g: getattr(self, g).gru.num_layers for g in GRAPHS}
 
-    @torch.inference_mode()
-    def run(self, feat_erb: np.ndarray, feat_spec: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    def stream(self, batch: int):
+        """`dfn3.Graphs.stream`: a step function over consecutive chunks of frames."""
         p, dev = self.p, self.device
-        batch, frames = feat_erb.shape[0], feat_erb.shape[2]
-        chunk = max(chunk, max(HISTORY.values()))
-        feat_erb = torch.from_numpy(feat_erb).to(dev)
-        feat_spec = torch.from_numpy(feat_spec).to(dev)
         h = {g: torch.zeros(self.layers[g], batch, self.hidden[g], device=dev) for g in GRAPHS}
-        hist_erb = feat_erb.new_zeros(batch, 1, HISTORY["feat_erb"], p.nb_erb)
-        hist_spec = feat_spec.new_zeros(batch, 2, HISTORY["feat_spec"], p.nb_df)
-        hist_c0 = None
-        gains, coefs = [], []
-        for t0 in range(0, frames, chunk):
-            t1 = min(frames, t0 + chunk)
-            fe = torch.cat([hist_erb, feat_erb[:, :, t0:t1]], dim=2)
-            fs = torch.cat([hist_spec, feat_spec[:, :, t0:t1]], dim=2)
-            hist_erb, hist_spec = fe[:, :, -HISTORY["feat_erb"] :], fs[:, :, -HISTORY["feat_spec"] :]
-            e0, e1, e2, e3, emb, c0, _lsnr, h["enc"] = self.enc(fe, fs, h["enc"])
-            if hist_c0 is None:
-                hist_c0 = c0.new_zeros(*c0.shape[:2], HISTORY["c0"], c0.shape[3])
-            c0 = torch.cat([hist_c0, c0], dim=2)
-            hist_c0 = c0[:, :, -HISTORY["c0"] :]
+        hist = {
+            "feat_erb": torch.zeros(batch, 1, HISTORY["feat_erb"], p.nb_erb, device=dev),
+            "feat_spec": torch.zeros(batch, 2, HISTORY["feat_spec"], p.nb_df, device=dev),
+            "c0": None,
+        }
+
+        @torch.inference_mode()
+        def step(feat_erb: np.ndarray, feat_spec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            x = {}
+            for name, value in (("feat_erb", feat_erb), ("feat_spec", feat_spec)):
+                x[name] = torch.cat([hist[name], torch.from_numpy(value).to(dev)], dim=2)
+                hist[name] = x[name][:, :, -HISTORY[name] :]
+            e0, e1, e2, e3, emb, c0, _lsnr, h["enc"] = self.enc(x["feat_erb"], x["feat_spec"], h["enc"])
+            if hist["c0"] is None:
+                hist["c0"] = c0.new_zeros(*c0.shape[:2], HISTORY["c0"], c0.shape[3])
+            c0 = torch.cat([hist["c0"], c0], dim=2)
+            hist["c0"] = c0[:, :, -HISTORY["c0"] :]
             m, h["erb_dec"] = self.erb_dec(emb, e3, e2, e1, e0, h["erb_dec"])
             c, h["df_dec"] = self.df_dec(emb, c0, h["df_dec"])
-            gains.append(m[:, 0])
-            coefs.append(c.reshape(batch, t1 - t0, p.nb_df, p.df_order, 2))
-        g = torch.cat(gains, dim=1).float().cpu().numpy()
-        c = torch.cat(coefs, dim=1).float().cpu().numpy()
-        return g, (c[..., 0] + 1j * c[..., 1]).astype(np.complex64)
+            c = c.reshape(batch, -1, p.nb_df, p.df_order, 2).float().cpu().numpy()
+            return m[:, 0].float().cpu().numpy(), (c[..., 0] + 1j * c[..., 1]).astype(np.complex64)
+
+        return step
