@@ -1,12 +1,12 @@
 """End-to-end real-time factor of `trnet predict` on ONE CPU thread, per stage.
 
-    python bench/predict.py [--se dfn3 spectral] [--seconds 5 60] [--repeats 3] [--width 32]
+    python bench/predict.py [--se dfn3 dfn3-libdf spectral] [--seconds 5 60] [--repeats 3] [--width 32]
 
 Input: a 44.1 kHz stereo 16-bit wav of speech-like audio in noise (so load/resample does real
 work). Model: the TRNet config (ResNet encoder) with RANDOM weights; inference cost does not
 depend on the weights. Stages as in trnet.predict: load/resample (read, mix down, soxr to 16 kHz),
 SE (whole input), features (LMFB of X and X_e per window), model (windows of 5 s, hop 2.5 s).
-DFN3 runs without its prefetch thread, so state creation (~0.3 s per input) is counted.
+dfn3-libdf runs without its prefetch thread, so its state creation (~0.3 s per input) is counted.
 RTF = wall-clock processing time / audio duration (lower is faster), median of the repeats;
 CPU RTF uses the process's CPU time instead, which other load on a shared machine inflates less.
 """
@@ -36,7 +36,7 @@ from trnet.training.checkpoint import save_weights  # noqa: E402
 from trnet.utils import write_json_atomic  # noqa: E402
 
 STAGES = ("load", "SE", "features", "model")
-SE_OPTIONS = {"dfn3": {"prefetch": False}}  # one thread: no background state creation
+SE_OPTIONS = {"dfn3-libdf": {"prefetch": False}}  # one thread: no background state creation
 
 
 def random_run(root: Path, se: str, width: int, encoder: str) -> Path:
@@ -64,7 +64,7 @@ def test_audio(path: Path, seconds: float, sr: int = 44_100) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--se", nargs="+", default=["dfn3", "spectral"])
+    ap.add_argument("--se", nargs="+", default=["dfn3", "dfn3-libdf", "spectral"])
     ap.add_argument("--seconds", nargs="+", type=float, default=[5.0, 60.0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--width", type=int, default=32)

@@ -1,6 +1,7 @@
 """SE front-ends (SPEC §4): the contract every back-end meets (length, dtype, zero tail,
 silence, sample alignment on real speech), DeepFilterNet3 on real noisy speech (SI-SDR gain,
-order independence, delay), and the CMGAN generator's checkpoint compatibility."""
+order independence, libDF's delay), and the CMGAN generator's checkpoint compatibility.
+The batched DFN3 back-end against libDF's frame loop: tests/test_enhance_dfn3.py."""
 
 from __future__ import annotations
 
@@ -186,31 +187,31 @@ def test_dfn3_output_does_not_depend_on_processing_order(mixtures: tuple, dfn3_o
     out = enhance.load("dfn3").enhance(again, lengths)
     assert torch.equal(out[0, : len(noisy[7])], dfn3_outputs[7, : len(noisy[7])])
     assert torch.equal(out[1, : len(noisy[0])], dfn3_outputs[0, : len(noisy[0])])
-    alone = enhance.load("dfn3", prefetch=False).enhance(torch.from_numpy(noisy[0])[None])
+    alone = enhance.load("dfn3", batch_frames=1).enhance(torch.from_numpy(noisy[0])[None])
     assert torch.equal(alone[0], dfn3_outputs[0, : len(noisy[0])])
 
 
-@dfn3_only
+@pytest.mark.skipif("dfn3-libdf" not in AVAILABLE, reason=f"{enhance.unavailable_reason('dfn3-libdf')}")
 def test_dfn3_library_delay_is_the_compensated_constant(speech: np.ndarray) -> None:
     """The raw library at 48 kHz lags by DELAY samples exactly (re-measured, in case the
     wheel changes): the cross-correlation peaks there and the residual is far smaller than
     one sample off on either side."""
     import soxr
 
-    from trnet.enhance import dfn3
+    from trnet.enhance import dfn3_libdf as libdf
 
-    se = dfn3.DFN3(prefetch=False)
+    se = libdf.DFN3LibDF(prefetch=False)
     x48 = soxr.resample(speech, 16_000, 48_000, quality="HQ")
-    buf = np.zeros(-(-(len(x48) + 4 * dfn3.HOP) // dfn3.HOP) * dfn3.HOP, dtype=np.float32)
+    buf = np.zeros(-(-(len(x48) + 4 * libdf.HOP) // libdf.HOP) * libdf.HOP, dtype=np.float32)
     buf[: len(x48)] = x48
     out = np.empty_like(buf)
     state = se._new_state()
-    for offset in range(0, buf.nbytes, dfn3.HOP * 4):
+    for offset in range(0, buf.nbytes, libdf.HOP * 4):
         se._rt.lib.df_process_frame(state, buf.ctypes.data + offset, out.ctypes.data + offset)
     se._rt.lib.df_free(state)
-    assert xcorr_lag(out, x48) == dfn3.DELAY
-    err = {d: np.sum((out[d : d + len(x48)] - x48) ** 2) for d in (dfn3.DELAY - 1, dfn3.DELAY, dfn3.DELAY + 1)}
-    assert err[dfn3.DELAY] < 0.2 * min(err[dfn3.DELAY - 1], err[dfn3.DELAY + 1])
+    assert xcorr_lag(out, x48) == libdf.DELAY
+    err = {d: np.sum((out[d : d + len(x48)] - x48) ** 2) for d in (libdf.DELAY - 1, libdf.DELAY, libdf.DELAY + 1)}
+    assert err[libdf.DELAY] < 0.2 * min(err[libdf.DELAY - 1], err[libdf.DELAY + 1])
 
 
 # ---------------------------------------------------------------- CMGAN generator

@@ -4,9 +4,10 @@
     xe = se.enhance(wave, lengths)               # [B, N] -> [B, N], 16 kHz, sample-aligned
     se.name, se.version                          # version keys caches of x_e
 
-Back-ends: `dfn3` (DeepFilterNet3, default), `cmgan` (the paper's SE model; needs the
-authors' generator checkpoint), `spectral` (classical Wiener filter, no model),
-`identity` (x_e = x). Modules are imported only when used, so a broken optional
+Back-ends: `dfn3` (DeepFilterNet3, default: its ONNX graphs on whole utterances, batched),
+`dfn3-libdf` (the same model through libDF's frame loop: the reference `dfn3` matches),
+`cmgan` (the paper's SE model; needs the authors' generator checkpoint), `spectral`
+(classical Wiener filter, no model), `identity` (x_e = x). Modules are imported only when used, so a broken optional
 dependency only disables its own back-end.
 """
 
@@ -21,6 +22,7 @@ DEFAULT = "dfn3"
 # name -> "module:class"
 BACKENDS: dict[str, str] = {
     "dfn3": "trnet.enhance.dfn3:DFN3",
+    "dfn3-libdf": "trnet.enhance.dfn3_libdf:DFN3LibDF",
     "cmgan": "trnet.enhance.cmgan:CMGAN",
     "spectral": "trnet.enhance.spectral:Spectral",
     "identity": "trnet.enhance.identity:Identity",
