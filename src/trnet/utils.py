@@ -47,3 +47,15 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def free_cores() -> int:
+    """CPU cores this process may use (its affinity mask) that the machine's recent load leaves
+    free, at least 1: the default number of worker processes, so that a build on a shared
+    machine neither idles free cores nor oversubscribes busy ones."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        busy = round(os.getloadavg()[0])
+    except OSError:  # not available on this platform
+        busy = 0
+    return max(1, usable - busy)

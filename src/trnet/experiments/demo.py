@@ -10,7 +10,6 @@ small encoder and few epochs; the report says so. `--quick` is a smoke-test vari
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from trnet import enhance
 from trnet.corpora import CorpusError
 from trnet.experiments.recipe import RecipeError, recipe_from_dict
 from trnet.experiments.reproduce import reproduce
+from trnet.utils import free_cores
 
 SYSTEMS = ["baseline-c", "baseline-e", "trnet"]
 
@@ -83,7 +83,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--emodb", type=Path, help="an EmoDB release (ROOT/wav/*.wav) to use instead of synthetic speech")
     p.add_argument("--quick", action="store_true", help="a much smaller variant (about a minute), for tests")
     p.add_argument("--se", help="SE back-end (default: dfn3 if usable here, else spectral)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes building the condition store")
+    p.add_argument("--workers", type=int, default=free_cores(),
+                   help="processes building the condition store (default: the free cores, %(default)s now)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads for training (default 1: robust when other jobs share the cores)")
 

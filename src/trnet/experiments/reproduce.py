@@ -15,7 +15,6 @@ Where everything lives in WORK: grid.py.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import time
@@ -41,7 +40,7 @@ from trnet.models import load_config
 from trnet.protocol.folds import loso_folds
 from trnet.store import ConditionStore
 from trnet.training.trainer import train
-from trnet.utils import atomic_path
+from trnet.utils import atomic_path, free_cores
 
 
 def summary_uar(conditions: list[dict[str, Any]]) -> str:
@@ -187,7 +186,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--systems", help="comma-separated systems, e.g. trnet,baseline-e (default: the recipe's)")
     p.add_argument("--epochs", type=int, help="maximum epochs (default: the recipe's)")
     p.add_argument("--work", type=Path, help="work directory (default: the recipe's)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes building the condition store")
+    p.add_argument("--workers", type=int, default=free_cores(),
+                   help="processes building the condition store (default: the free cores, %(default)s now)")
     p.add_argument("--device", help="torch device for training and evaluation (default: cuda if available, else cpu)")
     p.add_argument("--threads", type=int, help="torch CPU threads for training (default: torch's, one per core); "
                                                "use 1 on a machine shared with other jobs")

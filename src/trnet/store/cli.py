@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from trnet.store.builder import BuildSpec, build, print_summary
 from trnet.store.layout import SNRS
+from trnet.utils import free_cores
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--se-checkpoint", type=Path, help="checkpoint for back-ends that need one (cmgan)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--snrs", default=",".join(map(str, SNRS)), help="comma-separated SNRs in dB")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--workers", type=int, default=free_cores(),
+                   help="worker processes (default: the free cores, %(default)s now)")
     p.add_argument("--keep-audio", action="store_true", help="also write the enhanced waveforms (to listen to)")
     p.add_argument("--out", type=Path, required=True, help="store directory")
 
