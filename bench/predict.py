@@ -32,8 +32,7 @@ from trnet import enhance  # noqa: E402
 from trnet.corpora import LABELS  # noqa: E402
 from trnet.models import SERSystem, load_config  # noqa: E402
 from trnet.predict import load  # noqa: E402
-from trnet.training.checkpoint import save_weights  # noqa: E402
-from trnet.utils import write_json_atomic  # noqa: E402
+from trnet.runs import save_weights, write_config  # noqa: E402
 
 STAGES = ("load", "SE", "features", "model")
 SE_OPTIONS = {"dfn3-libdf": {"prefetch": False}}  # one thread: no background state creation
@@ -46,7 +45,7 @@ def random_run(root: Path, se: str, width: int, encoder: str) -> Path:
     out = root / f"trnet-{se}"
     save_weights(out / "best.safetensors", SERSystem(cfg))
     config = {"system": asdict(cfg), "labels": list(LABELS), "se": se, "se_options": SE_OPTIONS.get(se, {})}
-    write_json_atomic(out / "config.json", config)
+    write_config(out, config)
     return out
 
 
