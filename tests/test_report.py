@@ -69,7 +69,9 @@ def fabricate(root: Path, systems: tuple[str, ...] = SYSTEMS, folds=FOLDS, seeds
             rows.append({"system": system, "fold": fold, "seed": seed, "test_speaker": f"s{fold}", "noise": noise,
                          "snr": snr, "uar": uar, "war": uar - 0.01, "mean_c": c, "n": N_UTT})
         preds.save(predictions_path(root, system, fold, seed))
-        runs.append({"system": system, "fold": fold, "seed": seed})
+        val = true_uar(system, "clean", None, fold, seed)
+        rho = 0.5 + 0.01 * fold if system.startswith("trnet") else None
+        runs.append({"system": system, "fold": fold, "seed": seed, "val_uar": val, "rho": rho})
     (root / "results.json").write_text(json.dumps(rows))
     if meta:
         (root / "meta.json").write_text(
@@ -111,6 +113,13 @@ def test_full_report(tmp_path) -> None:
         assert heading in text
     assert "Commit: `abc123`" in text and "fabricated numbers" in text and "`dfn3` instead of the paper's CMGAN" in text
     assert "Not run" not in text
+    # does c track the SNR: fabricated c is 0.9 clean and 0.3 + 0.025 * SNR, rho 0.5 + 0.01 * fold
+    rho = [0.5 + 0.01 * f for f in FOLDS for _ in SEEDS]
+    section = text.split("## Figure 2")[1].splitlines()
+    row = next(line for line in section if line.startswith("| TRNet w/o L_low | "))
+    rho_cell = f"{np.mean(rho):.2f} ± {np.std(rho, ddof=1):.2f}"
+    assert row.split(" | ")[1:7] == [rho_cell, "0.900", "0.300", "+0.600", "yes", "–"]
+    assert "validation picks **TRNet**" in text  # the highest fabricated validation UAR among systems with c
 
     # Table 1: TRNet's clean UAR is mean ± sample std over the 6 runs, and the best (bold)
     trnet = [100 * true_uar("trnet", "clean", None, f, s) for f in FOLDS for s in SEEDS]
@@ -127,8 +136,11 @@ def test_significance_matches_scipy(tmp_path) -> None:
     results = fabricate(tmp_path)
     make_report(results)
     tests = json.loads((results / "significance.json").read_text())
-    assert len(tests) == 6 * 3  # 6 other systems x (clean, esc50, musan)
-    t = next(t for t in tests if t["other"] == "baseline-c" and t["setting"] == "esc50")
+    assert len([t for t in tests if t["system"] == "trnet"]) == 6 * 3  # 6 other systems x (clean, esc50, musan)
+    # and each other system with c against Baseline-e
+    assert {(t["system"], t["other"]) for t in tests if t["system"] != "trnet"} == {
+        ("trnet-wo-low", "baseline-e"), ("trnet-wo-high", "baseline-e")}
+    t = next(t for t in tests if t["system"] == "trnet" and t["other"] == "baseline-c" and t["setting"] == "esc50")
     runs = [(f, s) for f in FOLDS for s in SEEDS]
     a = np.array([np.mean([true_uar("trnet", "esc50", snr, f, s) for snr in SNRS]) for f, s in runs])
     b = np.array([np.mean([true_uar("baseline-c", "esc50", snr, f, s) for snr in SNRS]) for f, s in runs])
@@ -166,7 +178,7 @@ def test_subset_and_small_n(tmp_path) -> None:
     path = make_report(results)
     text = path.read_text()
     assert "Not run: Baseline-n, Baseline-e, Baseline-ne, TRNet w/o L_low, TRNet w/o L_high" in text
-    assert "Not drawn (not run): TRNet w/o L_low, TRNet w/o L_high" in text
+    assert "Not run: TRNet w/o L_low, TRNet w/o L_high." in text
     assert "Too few pairs to conclude" in text and "no meta.json" in text
     for png in PNGS:
         assert (results / png).is_file()
@@ -174,6 +186,6 @@ def test_subset_and_small_n(tmp_path) -> None:
     only = fabricate(tmp_path / "only", systems=("baseline-n",), folds=(0,), seeds=(1,))
     text = make_report(only).read_text()
     assert "TRNet was not run: no significance tests." in text
-    assert "Figure 2" in text and "Skipped: none of TRNet" in text and "Figure 3 skipped" in text
+    assert "Figure 2" in text and "Skipped: no system with an SNR-aware module" in text and "Figure 3 skipped" in text
     assert not (only / "fig2_snr_coefficient.png").exists() and not (only / "fig3_tsne.png").exists()
     assert main(["report", str(tmp_path / "nowhere")]) == 2

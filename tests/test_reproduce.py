@@ -92,7 +92,8 @@ def test_results_are_complete_and_tidy(grid) -> None:
     recipe, output = grid
     results = recipe.parent / "work" / "results"
     rows = read_csv(results / "results.csv")
-    assert list(rows[0]) == ["system", "fold", "seed", "test_speaker", "noise", "snr", "uar", "war", "mean_c", "n"]
+    assert list(rows[0]) == ["system", "fold", "seed", "test_speaker", "noise", "snr", "uar", "war", "mean_c", "c_std",
+                             "n"]
     keys = [(r["system"], r["fold"], r["seed"], r["noise"], r["snr"]) for r in rows]
     expected = [(s, "0", "1", n, str(snr)) for s in ("baseline-c", "trnet") for n in ("hiss", "hum") for snr in SNRS]
     expected += [(s, "0", "1", "clean", "") for s in ("baseline-c", "trnet")]
@@ -100,7 +101,7 @@ def test_results_are_complete_and_tidy(grid) -> None:
     for r in rows:
         assert r["test_speaker"] == "a" and r["n"] == "8"  # fold 0 tests the first session's F speaker
         assert 0 <= float(r["uar"]) <= 1 and 0 <= float(r["war"]) <= 1
-        assert (r["mean_c"] == "") == (r["system"] == "baseline-c")  # c only for the TRNet family
+        assert (r["mean_c"] == "") == (r["c_std"] == "") == (r["system"] == "baseline-c")  # c: TRNet family only
     as_json = json.loads((results / "results.json").read_text())
     assert len(as_json) == len(rows)
     assert {(r["system"], r["noise"], r["snr"]) for r in as_json if r["noise"] == "clean"} == {
@@ -109,10 +110,15 @@ def test_results_are_complete_and_tidy(grid) -> None:
     meta = json.loads((results / "meta.json").read_text())
     assert meta["se"]["name"] == "identity" and meta["train_noise"] == "hum" and meta["width"] == 2
     assert [(r["system"], r["fold"], r["seed"]) for r in meta["runs"]] == [("baseline-c", 0, 1), ("trnet", 0, 1)]
+    runs = read_csv(results / "runs.csv")  # one row per run; rho of c vs SNR for the TRNet family
+    assert [r["system"] for r in runs] == ["baseline-c", "trnet"]
+    assert list(runs[0])[-3:] == ["rho", "rho_hiss", "rho_hum"]
+    assert runs[0]["rho"] == "" and (runs[1]["rho"] == "" or -1 <= float(runs[1]["rho"]) <= 1)
     with np.load(results / "predictions" / "trnet" / "fold0-seed1.npz") as z:
         assert len(z["y_true"]) == 8 and len(z["ids"]) == 8
         for cond in ("clean", "hum@20", "hum@0", "hiss@20", "hiss@0"):
-            assert z[f"pred__{cond}"].shape == (8,) and z[f"c__{cond}"].shape == (8,)
+            assert z[f"pred__{cond}"].shape == z[f"c__{cond}"].shape == z[f"oracle__{cond}"].shape == (8,)
+            assert 0 <= z[f"oracle__{cond}"].min() <= z[f"oracle__{cond}"].max() <= 1
         # h for Figure 3: clean and the training noise at 20/10/0 dB (those in the store)
         assert sorted(k for k in z.files if k.startswith("h__")) == ["h__clean", "h__hum@0", "h__hum@20"]
         assert z["h__clean"].shape == (8, 16)  # 8 x width

@@ -1,4 +1,5 @@
-"""Run a model over one speaker's utterances under one condition: predictions, c, h."""
+"""Run a model over one speaker's utterances under one condition: predictions, c, h, and the
+oracle c of each utterance (the reference the estimated c is judged against, issue #12)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 
 from trnet.batches import eval_batches
 from trnet.evaluation.metrics import uar, war
+from trnet.models.diagnostics import oracle_c
 from trnet.store import Condition, ConditionStore
 
 
@@ -19,6 +21,7 @@ class Predictions:
     y_pred: np.ndarray
     probs: np.ndarray  # [n, classes]
     c: np.ndarray | None  # estimated SNR coefficient per utterance (TRNet family)
+    oracle: np.ndarray | None  # least-squares c per utterance (models.diagnostics.oracle_c), TRNet family
     h: np.ndarray | None  # utterance representation fed to the classifier (h̃ or h)
     ce: float  # mean cross-entropy
 
@@ -42,7 +45,7 @@ def predict_condition(
 ) -> Predictions:
     was_training = model.training
     model.eval()
-    idx, ys, ps, cs, hs, ces = [], [], [], [], [], []
+    idx, ys, ps, cs, oracles, hs, ces = [], [], [], [], [], [], []
     for batch in eval_batches(store, labels, rows, cond, batch_size):
         b = batch.to(device)
         out = model(b.x, b.xe, b.frames)
@@ -52,6 +55,7 @@ def predict_condition(
         ps.append(out.logits.softmax(-1).cpu().numpy())
         if out.c is not None:
             cs.append(out.c.reshape(-1).cpu().numpy())
+            oracles.append(oracle_c(batch.x, batch.xe, batch.xs, batch.frames).numpy())
         if keep_h:
             h = out.h_tilde if out.h_tilde is not None else out.h
             hs.append(h.cpu().numpy())
@@ -63,6 +67,7 @@ def predict_condition(
         y_pred=probs.argmax(1),
         probs=probs,
         c=np.concatenate(cs) if cs else None,
+        oracle=np.concatenate(oracles) if oracles else None,
         h=np.concatenate(hs) if hs else None,
         ce=float(np.sum(ces) / len(probs)),
     )

@@ -20,12 +20,13 @@ import numpy as np
 from trnet.batches import label_indices
 from trnet.evaluation.evaluate import predict_condition
 from trnet.experiments.results import RunPredictions
+from trnet.models.diagnostics import c_snr_spearman
 from trnet.protocol.folds import split
 from trnet.runs import BEST, load_run
-from trnet.store import Condition, ConditionStore, condition_name
+from trnet.store import Condition, ConditionStore, condition_name, condition_snr
 from trnet.utils import sha256_file, write_json_atomic
 
-EVAL_VERSION = 1  # bump when the cached evaluation files would change
+EVAL_VERSION = 2  # bump when the cached evaluation files would change (2: c std, oracle c, rho)
 TSNE_SYSTEMS = ("baseline-c", "baseline-e", "trnet")  # systems whose h is kept (paper Figure 3)
 TSNE_SNRS = (20, 10, 0)  # ... under the training noise at these SNRs (and clean)
 
@@ -40,12 +41,33 @@ def h_conditions(system: str, store: ConditionStore, train_noise: str) -> list[C
 
 @dataclass
 class Evaluation:
-    """A run's test-speaker results: one metrics dict per condition, and the predictions file."""
+    """A run's test-speaker results: one metrics dict per condition, the run's diagnostics of c
+    (Spearman rho of c vs SNR: `rho` over all conditions, `rho_<noise>` over clean and that
+    noise corpus; empty for systems without c), and the predictions file."""
 
     test_speaker: str
     conditions: list[dict[str, Any]]
+    diagnostics: dict[str, float | None]
     predictions: Path
     cached: bool
+
+
+def c_diagnostics(preds: RunPredictions, store: ConditionStore) -> dict[str, float | None]:
+    """Spearman rho between c and SNR over the test utterances x conditions (clean highest):
+    over every condition, and per noise corpus (clean + its SNRs); None where undefined."""
+    if not preds.c:
+        return {}
+
+    def rho(conds: list[Condition]) -> float | None:
+        c = np.concatenate([preds.c[condition_name(k)] for k in conds])
+        snr = np.concatenate([np.full(len(preds.c[condition_name(k)]), condition_snr(k)) for k in conds])
+        value = c_snr_spearman(c, snr)
+        return None if np.isnan(value) else value
+
+    out = {"rho": rho(store.conditions)}
+    for noise in store.noises:
+        out[f"rho_{noise}"] = rho(["clean", *[(noise, s) for s in store.snrs]])
+    return out
 
 
 def evaluate_run(run: Path, store: ConditionStore, fold: int, system: str, train_noise: str, device: str) -> Evaluation:
@@ -58,7 +80,7 @@ def evaluate_run(run: Path, store: ConditionStore, fold: int, system: str, train
     npz_path, json_path = run / "eval" / f"{key}.npz", run / "eval" / f"{key}.json"
     if json_path.is_file() and npz_path.is_file():
         done = json.loads(json_path.read_text())
-        return Evaluation(done["test_speaker"], done["conditions"], npz_path, cached=True)
+        return Evaluation(done["test_speaker"], done["conditions"], done["diagnostics"], npz_path, cached=True)
 
     model, _ = load_run(run, device)
     labels = label_indices(store)
@@ -73,6 +95,7 @@ def evaluate_run(run: Path, store: ConditionStore, fold: int, system: str, train
         preds.pred[name] = p.y_pred
         if p.c is not None:
             preds.c[name] = p.c
+            preds.oracle[name] = p.oracle
         if cond in keep_h and p.h is not None:
             preds.h[name] = p.h
         conditions.append({
@@ -80,9 +103,12 @@ def evaluate_run(run: Path, store: ConditionStore, fold: int, system: str, train
             "snr": None if cond == "clean" else int(cond[1]),
             "uar": p.uar(), "war": p.war(),
             "mean_c": float(np.mean(p.c)) if p.c is not None else None,
+            "c_std": float(np.std(p.c)) if p.c is not None else None,
             "n": int(len(p.y_true)),
         })
     preds.save(npz_path)
+    diagnostics = c_diagnostics(preds, store)
     # the JSON is written last: its presence marks a complete evaluation
-    write_json_atomic(json_path, {**ident, "test_speaker": test.fold.test_speaker, "conditions": conditions})
-    return Evaluation(test.fold.test_speaker, conditions, npz_path, cached=False)
+    write_json_atomic(json_path, {**ident, "test_speaker": test.fold.test_speaker, "conditions": conditions,
+                                  "diagnostics": diagnostics})
+    return Evaluation(test.fold.test_speaker, conditions, diagnostics, npz_path, cached=False)

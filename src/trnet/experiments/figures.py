@@ -1,7 +1,7 @@
 """The report's figures (paper §5, SPEC §8), drawn from a results directory:
 
     uar_vs_snr.png            UAR vs SNR per noise corpus, every system
-    fig2_snr_coefficient.png  Figure 2: estimated c vs SNR, the TRNet family
+    fig2_snr_coefficient.png  Figure 2: estimated c vs SNR (quartiles) and the oracle c, systems with c
     fig3_tsne.png             Figure 3: t-SNE of h for Baseline-c, Baseline-e and TRNet
     confusion.png             per system, clean and noisy pooled, row-normalised
 """
@@ -16,7 +16,7 @@ import numpy as np
 from trnet.corpora import LABELS
 from trnet.evaluation.metrics import confusion
 from trnet.experiments.evalcache import TSNE_SNRS, TSNE_SYSTEMS
-from trnet.experiments.results import TRNET_FAMILY, Results, RunPredictions, display_name, predictions_path
+from trnet.experiments.results import Results, RunPredictions, display_name, predictions_path
 from trnet.store import condition_name
 from trnet.utils import atomic_path
 
@@ -68,24 +68,60 @@ def figure_uar(res: Results, path: Path) -> None:
     _save(fig, path)
 
 
-def figure2(res: Results, path: Path) -> list[str]:
-    """Mean estimated c vs SNR per noise corpus (paper Figure 2); returns the systems drawn."""
-    systems = [s for s in TRNET_FAMILY if s in res.systems and res.scores(s, "mean_c", "clean")]
+def pooled(results_dir: Path, res: Results, system: str, kind: str) -> dict[str, np.ndarray]:
+    """Per-utterance values of `kind` ("c" or "oracle") of every run of `system`, pooled per
+    condition name; empty where the predictions files are missing."""
+    out: dict[str, list[np.ndarray]] = {}
+    for fold, seed in res.runs(system):
+        path = predictions_path(results_dir, system, fold, seed)
+        if path.is_file():
+            for cond, values in getattr(RunPredictions.load(path), kind).items():
+                out.setdefault(cond, []).append(values)
+    return {cond: np.concatenate(v).astype(np.float64) for cond, v in out.items()}
+
+
+def _quartiles(values: dict[str, np.ndarray], conds: list[str]) -> np.ndarray | None:
+    """[3, len(conds)]: first quartile, median, third quartile per condition (None if any is missing)."""
+    if not all(c in values and len(values[c]) for c in conds):
+        return None
+    return np.array([np.percentile(values[c], (25, 50, 75)) for c in conds]).T
+
+
+def figure2(results_dir: Path, res: Results, path: Path) -> list[str]:
+    """Estimated c vs SNR per noise corpus (paper Figure 2) for every system with an SNR-aware
+    module: the median over test utterances and runs, with the interquartile range shaded,
+    and the oracle (least-squares) c as a dashed reference. Without predictions files, the
+    mean over runs of each run's mean c. Returns the systems drawn."""
+    systems = res.c_systems
     if not systems or not res.noises:
         return []
     plt = _plt()
-    fig, axes = plt.subplots(1, len(res.noises), figsize=(5 * len(res.noises), 4), squeeze=False)
+    colours = plt.get_cmap("tab10").colors
+    fig, axes = plt.subplots(1, len(res.noises), figsize=(5.5 * len(res.noises), 4.2), squeeze=False)
+    oracle = next((o for o in (pooled(results_dir, res, s, "oracle") for s in systems) if o), {})
     for ax, noise in zip(axes[0], res.noises):
         xs = _snr_axis(ax, res.snrs)
-        for system in systems:
-            cells = [res.scores(system, "mean_c", "clean")] + [res.scores(system, "mean_c", noise, s) for s in res.snrs]
-            mean = [np.mean(list(c.values())) if c else np.nan for c in cells]
-            std = [np.std(list(c.values())) if c else np.nan for c in cells]
-            ax.errorbar(xs, mean, yerr=std, marker="o", capsize=3, label=display_name(system))
+        conds = ["clean"] + [condition_name((noise, s)) for s in res.snrs]
+        for k, system in enumerate(systems):
+            q = _quartiles(pooled(results_dir, res, system, "c"), conds)
+            colour = colours[k % len(colours)]
+            if q is None:
+                cells = [res.scores(system, "mean_c", "clean")]
+                cells += [res.scores(system, "mean_c", noise, s) for s in res.snrs]
+                means = [np.mean(list(c.values())) if c else np.nan for c in cells]
+                ax.plot(xs, means, marker="o", color=colour, label=f"{display_name(system)} (mean)")
+                continue
+            ax.plot(xs, q[1], marker="o", color=colour, label=display_name(system))
+            ax.fill_between(xs, q[0], q[2], color=colour, alpha=0.15, linewidth=0)
+        q = _quartiles(oracle, conds)
+        if q is not None:
+            ax.plot(xs, q[1], linestyle="--", color="black", label="oracle c (least squares)")
+            ax.fill_between(xs, q[0], q[2], color="black", alpha=0.07, linewidth=0)
+        ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{noise}{' (training noise)' if noise == res.train_noise else ''}")
-        ax.set_ylabel("mean estimated c")
+        ax.set_ylabel("estimated c (median, IQR shaded)")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=8)
+    axes[0][-1].legend(fontsize=7)
     _save(fig, path)
     return systems
 

@@ -5,11 +5,14 @@ directory written by `trnet reproduce`, as report.md plus PNGs beside it.
                 WAR, mean ± std over the (fold, seed) runs, best in bold
     per SNR     one table per noise corpus and metric
     Table 2     parameters and MACs (trnet.evaluation.complexity) at the run's encoder/width
-    Figure 2    mean estimated c vs SNR per noise corpus: TRNet and its two variants
+    Figure 2    estimated c vs SNR per noise corpus (median, quartiles) with the oracle c, for
+                every system with an SNR-aware module; a table of c and its Spearman rho
+    selection   validation UAR per system, and the system with c that validation picks
     Figure 3    t-SNE of h for Baseline-c, Baseline-e and TRNet under the training noise at
                 20/10/0 dB, with class and condition centres
     confusion   per system, clean and noisy pooled, row-normalised
-    tests       TRNet vs every other system over paired (fold, seed) runs
+    tests       TRNet vs every other system, and each system with c vs Baseline-e, over
+                paired (fold, seed) runs
 
 It reads only RESULTS_DIR (results.json, meta.json, predictions/), so a results directory
 can be copied elsewhere and reported there. Systems that were not run are left out with a
@@ -21,160 +24,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from trnet.evaluation.complexity import complexity_table
 from trnet.experiments.figures import confusion_figure, figure2, figure3, figure_uar
 from trnet.experiments.recipe import PAPER_TRAINING, PAPER_WIDTH
+from trnet.experiments.refinement import c_table, selection
 from trnet.experiments.results import TRNET_FAMILY, Results, display_name, load_results
-from trnet.experiments.stats import PairedTest, min_pairs, paired_test
+from trnet.experiments.tables import paper_table1, significance, snr_table, table1, table2
 from trnet.features import N_MELS, T_MAX
 from trnet.models import SYSTEMS
 from trnet.utils import write_text_atomic
 
 PAPER_SEEDS, PAPER_FOLDS = 3, 10  # SPEC §3: 10 leave-one-speaker-out folds x 3 seeds
-# Paper Table 1 (IEMOCAP, %): UAR/WAR on IEM, IEM-ESC, IEM-MUSAN
-PAPER_TABLE1 = {
-    "baseline-c": (56.77, 54.79, 45.61, 43.62, 44.47, 42.75),
-    "baseline-n": (55.85, 54.48, 54.22, 52.65, 53.39, 51.84),
-    "baseline-e": (55.72, 54.28, 53.40, 52.02, 53.63, 52.08),
-    "baseline-ne": (56.37, 54.67, 54.19, 52.63, 54.45, 52.77),
-    "trnet": (57.44, 56.00, 55.24, 53.76, 55.35, 53.63),
-    "trnet-wo-low": (56.70, 55.02, 54.77, 53.13, 54.90, 53.02),
-    "trnet-wo-high": (56.12, 54.32, 53.94, 52.20, 54.18, 52.37),
-}
-
-
-
-# --------------------------------------------------------------------------- tables
-
-
-def _mean_std(values: Sequence[float], scale: float = 100.0) -> tuple[float, str]:
-    """(mean, 'mean ± std') in percent; std is the sample std over runs, left out for one run."""
-    v = np.asarray(values, dtype=np.float64) * scale
-    if len(v) == 0:
-        return float("nan"), "–"
-    if len(v) == 1:
-        return float(v[0]), f"{v[0]:.2f}"
-    return float(v.mean()), f"{v.mean():.2f} ± {v.std(ddof=1):.2f}"
-
-
-def _table(header: list[str], rows: list[list[str]], means: list[list[float]]) -> str:
-    """A markdown table whose numeric cells (means[i][j] for column j + 1) are bold where
-    they are the column's best (highest) mean."""
-    cols = len(header) - 1
-    best = [np.nanmax([m[j] for m in means]) if any(not np.isnan(m[j]) for m in means) else np.nan for j in range(cols)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row, m in zip(rows, means):
-        cells = [row[0]] + [f"**{c}**" if not np.isnan(m[j]) and np.isclose(m[j], best[j]) else c
-                            for j, c in enumerate(row[1:])]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def table1(res: Results) -> str:
-    settings = [("clean", "Clean")] + [(n, f"{n} (mean of {len(res.snrs)} SNRs)") for n in res.noises]
-    header = ["System"] + [f"{label} {m}" for _, label in settings for m in ("UAR", "WAR")]
-    rows, means = [], []
-    for system in res.systems:
-        row, mean = [display_name(system)], []
-        for noise, _ in settings:
-            for metric in ("uar", "war"):
-                m, text = _mean_std(list(res.scores(system, metric, noise).values()))
-                row.append(text)
-                mean.append(m)
-        rows.append(row)
-        means.append(mean)
-    return _table(header, rows, means)
-
-
-def snr_table(res: Results, noise: str, metric: str) -> str:
-    header = ["System", "Clean"] + [f"{s} dB" for s in res.snrs] + ["Mean"]
-    rows, means = [], []
-    for system in res.systems:
-        cells = [res.scores(system, metric, "clean")] + [res.scores(system, metric, noise, s) for s in res.snrs]
-        cells.append(res.scores(system, metric, noise))
-        stats = [_mean_std(list(c.values())) for c in cells]
-        rows.append([display_name(system)] + [t for _, t in stats])
-        means.append([m for m, _ in stats])
-    return _table(header, rows, means)
-
-
-def table2(encoder: str, width: int) -> str:
-    lines = ["| System | Training params (M) | Training MACs (G) | Inference params (M) | Inference MACs (G) |",
-             "|---|---|---|---|---|"]
-    for r in complexity_table(encoder, width):
-        lines.append(f"| {display_name(r['system'])} | {r['train_params'] / 1e6:.2f} | {r['train_macs'] / 1e9:.2f} "
-                     f"| {r['infer_params'] / 1e6:.2f} | {r['infer_macs'] / 1e9:.2f} |")
-    return "\n".join(lines)
-
-
-def paper_table1() -> str:
-    lines = ["| System | IEM UAR | IEM WAR | IEM-ESC UAR | IEM-ESC WAR | IEM-MUSAN UAR | IEM-MUSAN WAR |",
-             "|---|---|---|---|---|---|---|"]
-    for system, values in PAPER_TABLE1.items():
-        lines.append(f"| {display_name(system)} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- significance
-
-
-def significance(res: Results) -> tuple[str, list[dict[str, Any]]]:
-    """TRNet against every other system on paired per-run UAR: markdown and the raw numbers."""
-    if "trnet" not in res.systems:
-        return "TRNet was not run: no significance tests.", []
-    settings = ["clean", *res.noises]
-    lines = [
-        "| TRNet vs | Setting | Pairs | Mean diff (UAR points) | Wilcoxon p | Sign-flip p |",
-        "|---|---|---|---|---|---|",
-    ]
-    out: list[dict[str, Any]] = []
-    small: set[int] = set()
-    for other in res.systems:
-        if other == "trnet":
-            continue
-        for setting in settings:
-            a, b = res.scores("trnet", "uar", setting), res.scores(other, "uar", setting)
-            pairs = sorted(set(a) & set(b))
-            t = paired_test(np.array([a[p] for p in pairs]), np.array([b[p] for p in pairs]))
-            label = setting if setting == "clean" else f"{setting} (SNR mean)"
-            if not t.can_reject():
-                small.add(t.n)
-            kind = "exact" if t.exact else "Monte-Carlo"
-            lines.append(f"| {display_name(other)} | {label} | {t.n} | {_signed(100 * t.mean_diff)} "
-                         f"| {_p(t.wilcoxon_p)} | {_p(t.permutation_p)} ({kind}) |")
-            out.append({"other": other, "setting": setting, **_test_dict(t)})
-    notes = ["Two-sided tests on the per-run test UAR of TRNet minus the other system, paired by (fold, seed); "
-             "runs of the same fold with different seeds share a test speaker, so the pairs are not fully independent."]
-    if small:
-        ns = ", ".join(str(n) for n in sorted(small))
-        notes.append(f"**Too few pairs to conclude** where n = {ns}: with n pairs no two-sided test on signs can give "
-                     f"p below 2/2^n, so at least {min_pairs()} pairs are needed before p < 0.05 is even possible. "
-                     "Those rows describe the runs, they cannot establish a difference.")
-    return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes), out
-
-
-def _test_dict(t: PairedTest) -> dict[str, Any]:
-    """The test's numbers, nan as null (strict JSON)."""
-    values = {"n": t.n, "mean_diff": t.mean_diff, "std_diff": t.std_diff, "wilcoxon_p": t.wilcoxon_p,
-              "permutation_p": t.permutation_p, "exact": t.exact, "min_p": t.min_p}
-    return {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in values.items()}
-
-
-def _signed(x: float) -> str:
-    return "–" if np.isnan(x) else f"{x:+.2f}"
-
-
-def _p(p: float) -> str:
-    return "–" if np.isnan(p) else f"{p:.3g}"
-
-
-# --------------------------------------------------------------------------- report
 
 
 def _setup(res: Results) -> list[str]:
@@ -305,21 +167,30 @@ def make_report(results_dir: str | Path, out: str | Path | None = None) -> Path:
            + (" (no meta.json: defaults)" if not meta else "")
            + ". Training adds the frozen teacher's forward for systems with L_high.", "", table2(encoder, width), ""]
 
-    md += ["## Figure 2: estimated SNR coefficient c", ""]
-    drawn = figure2(res, out / "fig2_snr_coefficient.png")
+    md += ["## Figure 2: does the estimated c track the SNR?", ""]
+    drawn = figure2(results_dir, res, out / "fig2_snr_coefficient.png")
     if drawn:
-        md += [
-            "Mean c over test utterances and runs (error bars: std over runs) for "
-            f"{', '.join(display_name(s) for s in drawn)}.",
-            "",
-            "![Figure 2](fig2_snr_coefficient.png)",
-            "",
-        ]
+        md += ["Estimated c per test utterance, pooled over runs: median (line) and interquartile range (shaded), "
+               f"for {', '.join(display_name(s) for s in drawn)}; dashed: the oracle c, the per-utterance "
+               "least-squares c that minimises ||c X + (1 - c) X_e - X_s||^2 over the valid frames (what L_low "
+               "asks for).", "",
+               "![Figure 2](fig2_snr_coefficient.png)", "",
+               f"Mean c (over runs of each run's mean over test utterances) clean and at {min(res.snrs)} dB, whether "
+               "it falls monotonically with the SNR, and the Spearman rho between c and SNR over each run's test "
+               "utterances × conditions (clean ranked highest), mean ± std over runs:", "", c_table(res), ""]
         absent = [display_name(s) for s in TRNET_FAMILY if s not in drawn]
         if absent:
-            md += [f"Not drawn (not run): {', '.join(absent)}.", ""]
+            md += [f"Not run: {', '.join(absent)}.", ""]
     else:
-        md += ["Skipped: none of TRNet, TRNet w/o L_low, TRNet w/o L_high was run.", ""]
+        md += ["Skipped: no system with an SNR-aware module was run.", ""]
+
+    table, chosen = selection(res)
+    md += ["## Model selection: validation UAR", "",
+           "The validation speaker's UAR under the training conditions (the number early stopping and model "
+           "selection use; the test speaker never enters a choice), with the test UAR beside it for information.",
+           "", table, ""]
+    if chosen:
+        md += [f"Among the systems with an SNR-aware module, validation picks **{display_name(chosen)}**.", ""]
 
     md += ["## Figure 3: t-SNE of utterance representations", ""]
     note, distances = figure3(results_dir, res, out / "fig3_tsne.png")
@@ -343,8 +214,14 @@ def make_report(results_dir: str | Path, out: str | Path | None = None) -> Path:
         else ["Skipped: no predictions files.", ""]
 
     md += ["## Significance: TRNet against every other system", ""]
-    text, tests = significance(res)
+    text, tests = significance(res) if "trnet" in res.systems else ("TRNet was not run: no significance tests.", [])
     md += [text, ""]
+    against_e = [(s, "baseline-e") for s in res.c_systems if s != "trnet"] if "baseline-e" in res.systems else []
+    if against_e:
+        md += ["## Significance: each system with an SNR-aware module against Baseline-e", ""]
+        text, more = significance(res, against_e)
+        md += [text, ""]
+        tests += more
     write_text_atomic(out / "report.md", "\n".join(md))
     write_text_atomic(out / "significance.json", json.dumps(tests, indent=2) + "\n")
     return out / "report.md"

@@ -139,6 +139,7 @@ def _reproduce(recipe: Recipe, workers: int, device: str, verbose: bool, quiet: 
                         "val_uar": best["val_uar"],
                         "best_epoch": best["epoch"],
                         "epochs_run": best["epochs_run"],
+                        **ev.diagnostics,
                         "run": str(spec.dir),
                         "predictions": str(pred.relative_to(results_dir)),
                     }

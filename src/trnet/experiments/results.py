@@ -1,6 +1,9 @@
 """A results directory: the one owner of its files and of the predictions layout.
 
     results.csv, results.json   tidy rows: system, fold, seed, test speaker, noise, SNR, metrics
+                                (UAR, WAR, mean and std of the estimated c, n)
+    runs.csv                    one row per run: validation UAR, best epoch, Spearman rho of c vs
+                                SNR over the test utterances x conditions (all; per noise corpus)
     meta.json                   provenance: recipe, commit, corpus, SE, sizes, runs
     predictions/<system>/fold<K>-seed<S>.npz   per-utterance predictions of each run
 
@@ -25,7 +28,8 @@ from trnet.models import SYSTEMS
 from trnet.store import parse_condition
 from trnet.utils import atomic_path, write_json_atomic, write_text_atomic
 
-RESULT_COLUMNS = ("system", "fold", "seed", "test_speaker", "noise", "snr", "uar", "war", "mean_c", "n")
+RESULT_COLUMNS = ("system", "fold", "seed", "test_speaker", "noise", "snr", "uar", "war", "mean_c", "c_std", "n")
+RUN_COLUMNS = ("system", "fold", "seed", "test_speaker", "val_uar", "best_epoch", "epochs_run", "rho")  # + rho_<noise>
 NAMES = {
     "baseline-c": "Baseline-c",
     "baseline-n": "Baseline-n",
@@ -57,12 +61,14 @@ class RunPredictions:
     y_true: np.ndarray
     pred: dict[str, np.ndarray] = field(default_factory=dict)
     c: dict[str, np.ndarray] = field(default_factory=dict)
+    oracle: dict[str, np.ndarray] = field(default_factory=dict)  # least-squares c (systems with c)
     h: dict[str, np.ndarray] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         arrays = {"index": self.index.astype(np.int32), "ids": self.ids, "y_true": self.y_true.astype(np.int8)}
         arrays |= {f"pred__{k}": v.astype(np.int8) for k, v in self.pred.items()}
         arrays |= {f"c__{k}": v.astype(np.float32) for k, v in self.c.items()}
+        arrays |= {f"oracle__{k}": v.astype(np.float32) for k, v in self.oracle.items()}
         arrays |= {f"h__{k}": v.astype(np.float16) for k, v in self.h.items()}
         with atomic_path(path) as tmp, tmp.open("wb") as f:
             np.savez(f, **arrays)
@@ -73,7 +79,7 @@ class RunPredictions:
             out = cls(z["index"], z["ids"], z["y_true"].astype(int))
             for key in z.files:
                 kind, sep, cond = key.partition("__")
-                if sep and kind in ("pred", "c", "h"):
+                if sep and kind in ("pred", "c", "oracle", "h"):
                     parse_condition(cond)  # a malformed name is an error here, not a silent gap
                     getattr(out, kind)[cond] = z[key].astype(int) if kind == "pred" else z[key]
         return out
@@ -107,6 +113,17 @@ class Results:
         ]
         self.snrs = sorted(snrs, reverse=True)
         self.train_noise = meta.get("train_noise") or ("esc50" if "esc50" in self.noises else (self.noises or [""])[0])
+
+    @property
+    def c_systems(self) -> list[str]:
+        """Systems with an SNR-aware module (their rows carry an estimated c), in table order."""
+        with_c = {run[0] for run, conds in self.by_run.items()
+                  if any(r.get("mean_c") is not None for r in conds.values())}
+        return [s for s in self.systems if s in with_c]
+
+    def run_info(self, system: str) -> dict[tuple[int, int], dict[str, Any]]:
+        """(fold, seed) -> the run's entry of meta.json (validation UAR, best epoch, rho, ...)."""
+        return {(int(r["fold"]), int(r["seed"])): r for r in self.meta.get("runs", []) if r.get("system") == system}
 
     def runs(self, system: str) -> list[tuple[int, int]]:
         return sorted((f, s) for (sys_, f, s) in self.by_run if sys_ == system)
@@ -149,14 +166,22 @@ def git_commit() -> str:
     return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
 
 
-def write_results(results: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
-    """results.csv and results.json (the same tidy rows) and meta.json, atomically."""
+def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if row[k] is None else (f"{row[k]:.6f}" if isinstance(row[k], float) else row[k])
-                         for k in RESULT_COLUMNS})
-    write_text_atomic(results / "results.csv", buf.getvalue())
+        writer.writerow({k: "" if row.get(k) is None else (f"{row[k]:.6f}" if isinstance(row[k], float) else row[k])
+                         for k in columns})
+    return buf.getvalue()
+
+
+def write_results(results: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    """results.csv and results.json (the same tidy rows), runs.csv (from meta["runs"]) and
+    meta.json, atomically."""
+    write_text_atomic(results / "results.csv", _csv(rows, RESULT_COLUMNS))
     write_json_atomic(results / "results.json", rows)
+    runs = meta.get("runs", [])
+    extra = tuple(sorted({k for r in runs for k in r if k.startswith("rho_")}))
+    write_text_atomic(results / "runs.csv", _csv(runs, RUN_COLUMNS + extra))
     write_json_atomic(results / "meta.json", meta)

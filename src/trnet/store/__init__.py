@@ -7,7 +7,7 @@ condition, computed once and memory-mapped (SPEC §2, §4).
 """
 
 from trnet.store.builder import CHUNK, BuildSpec, ChunkMap, build, print_summary
-from trnet.store.layout import SNRS, Condition, condition_name, conditions, parse_condition
+from trnet.store.layout import SNRS, Condition, condition_name, condition_snr, conditions, parse_condition
 from trnet.store.reader import ConditionStore
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "ConditionStore",
     "build",
     "condition_name",
+    "condition_snr",
     "conditions",
     "parse_condition",
     "print_summary",

@@ -49,6 +49,11 @@ def parse_condition(name: str) -> Condition:
     return noise, int(snr)
 
 
+def condition_snr(cond: Condition) -> float:
+    """The SNR of a condition in dB; +inf for clean (so that clean ranks above every SNR)."""
+    return float("inf") if cond == "clean" else float(cond[1])
+
+
 def conditions(noises: Sequence[str], snrs: Sequence[int]) -> list[Condition]:
     """Store order: clean, then each noise corpus with its SNRs high to low as given."""
     return ["clean", *[(n, s) for n in noises for s in snrs]]
