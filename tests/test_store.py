@@ -17,7 +17,7 @@ import torch
 from trnet.audio import load_audio, pad_or_trim, save_audio
 from trnet.corpora import write_manifest
 from trnet.features import fbank, pad_frames
-from trnet.store import BuildSpec, ConditionStore, build
+from trnet.store import BuildSpec, ConditionStore, SettingsChanged, StoreError, build
 
 
 def make_corpus(root: Path, n_speakers: int = 4, per_speaker: int = 3) -> tuple[Path, Path]:
@@ -98,15 +98,16 @@ def test_same_seed_same_store_other_seed_other_noise(corpus, tmp_path):
     assert (a.root / "white" / "assignment.csv").read_text() != (c.root / "white" / "assignment.csv").read_text()
 
 
-def test_changed_settings_rebuild(corpus, tmp_path, capsys):
+def test_changed_settings_are_refused_unless_rebuild(corpus, tmp_path):
     build(spec(corpus, seed=1), tmp_path / "s", quiet=True)
-    build(spec(corpus, seed=3), tmp_path / "s", quiet=True)
-    assert "settings changed (seed)" in capsys.readouterr().err
+    with pytest.raises(SettingsChanged, match="seed 1 -> 3"):
+        build(spec(corpus, seed=3), tmp_path / "s", quiet=True)
+    build(spec(corpus, seed=3), tmp_path / "s", quiet=True, rebuild=True)
     assert ConditionStore(tmp_path / "s").key["seed"] == 3
 
 
 def test_unfinished_store_refuses_to_open(tmp_path):
-    with pytest.raises(FileNotFoundError, match="trnet conditions"):
+    with pytest.raises(StoreError, match="trnet conditions"):
         ConditionStore(tmp_path)
 
 

@@ -3,20 +3,23 @@ whose true length is kept so that padded frames can be masked (SPEC §1)."""
 
 from __future__ import annotations
 
+import os
+import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-from trnet.utils import atomic_path
+from trnet.utils import UserError, atomic_path
 
 SAMPLE_RATE = 16_000  # the one sample rate of trnet: every signal is resampled to it on load
 SEGMENT_SECONDS = 5.0
 SEGMENT_SAMPLES = int(SAMPLE_RATE * SEGMENT_SECONDS)  # 80,000
 
 
-class AudioError(ValueError):
+class AudioError(UserError):
     """A file that cannot be used as audio; the message names the file and the fix."""
 
 
@@ -25,6 +28,13 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np
     if orig_sr == target_sr:
         return wave.astype(np.float32, copy=False)
     return soxr.resample(wave, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, expected an audio file")
 
 
 def load_audio(
@@ -36,12 +46,9 @@ def load_audio(
     """Read any soundfile-readable file (wav/flac/ogg, any rate, channels, bit depth) as
     mono float32 at `sample_rate`. `offset`/`duration` (seconds) read a segment only."""
     path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, expected an audio file")
+    _check_path(path)
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(os.fsencode(path)) as f:  # bytes: any file name, UTF-8 or not
             sr = f.samplerate
             start = int(round(offset * sr))
             if start:
@@ -58,6 +65,63 @@ def load_audio(
     if not np.isfinite(wave).all():
         raise AudioError(f"{path}: contains NaN/Inf samples; repair or re-export the file")
     return resample(np.ascontiguousarray(wave), sr, sample_rate)
+
+
+def stream_audio(path: str | Path, block_seconds: float = 10.0, sample_rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
+    """The file as `load_audio` reads it, in consecutive blocks of mono float32 at
+    `sample_rate` (about `block_seconds` each), so that an hour of audio never sits in memory
+    at once. The blocks joined are exactly `load_audio(path)` (soxr's streaming resampler
+    gives the samples of a one-shot resampling)."""
+    path = Path(path)
+    _check_path(path)
+    try:
+        with sf.SoundFile(os.fsencode(path)) as f:  # bytes: any file name, UTF-8 or not
+            stream = None if f.samplerate == sample_rate else soxr.ResampleStream(
+                f.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
+            total = 0
+            while True:
+                data = f.read(frames=max(1, int(block_seconds * f.samplerate)), dtype="float32", always_2d=True)
+                last = data.shape[0] == 0
+                wave = np.ascontiguousarray(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])
+                if not np.isfinite(wave).all():
+                    raise AudioError(f"{path}: contains NaN/Inf samples; repair or re-export the file")
+                total += len(wave)
+                if last and total == 0:
+                    raise AudioError(f"{path}: contains no samples")
+                out = wave if stream is None else stream.resample_chunk(wave, last=last)
+                if len(out):
+                    yield out
+                if last:
+                    return
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioError(f"{path}: not a readable audio file ({err})") from err
+
+
+def wav_truncation(path: str | Path) -> tuple[float, float] | None:
+    """(seconds the header declares, seconds the file holds) of a WAV file cut short (a
+    copy or download that stopped), else None. libsndfile silently reads what is there."""
+    try:
+        with open(path, "rb") as f:
+            riff = f.read(12)
+            if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
+                return None
+            size = Path(path).stat().st_size
+            rate = align = 0
+            while True:
+                header = f.read(8)
+                if len(header) < 8:
+                    return None
+                chunk, length = header[:4], struct.unpack("<I", header[4:])[0]
+                if chunk == b"data":
+                    held = size - f.tell()
+                    if not rate or not align or length in (0, 0xFFFFFFFF) or length <= held:  # streamed: unknown
+                        return None
+                    return length / align / rate, held / align / rate
+                body = f.read(length + length % 2)
+                if chunk == b"fmt " and len(body) >= 14:
+                    rate, align = struct.unpack("<I", body[4:8])[0], struct.unpack("<H", body[12:14])[0]
+    except OSError:
+        return None
 
 
 def pad_or_trim(wave: np.ndarray, n: int = SEGMENT_SAMPLES) -> tuple[np.ndarray, int]:

@@ -15,6 +15,7 @@ B and T are dynamic. Every system has the same signature; one that reads only X 
 ignores the other input. Labels, system and SE back-end travel in the file's metadata (ONNX
 metadata_props; TorchScript extra file `trnet.json`). After writing, the export is run on a
 random batch and compared with PyTorch; the file is renamed into place only if they agree.
+`--out` may not name a file of a run directory (weights, config, log) nor the model itself.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from trnet.models import SERSystem
-from trnet.runs import load_run
-from trnet.utils import atomic_path
+from trnet.runs import load_run, run_of
+from trnet.utils import UserError, atomic_path, check_file_path
 
 FORMATS = ("onnx", "torchscript")
 INPUTS = ("x", "xe", "frames")
@@ -153,10 +154,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output file (written atomically)")
 
 
+def check_out(out: Path, model: str | Path) -> None:
+    """UserError if writing `out` could destroy a run: a file of a run directory, or the
+    model file itself (also through a link), or a path that cannot be a file."""
+    check_file_path(out, "--out")
+    run = run_of(out)
+    if run is not None:
+        raise UserError(f"--out {out} is a file of the run {run}; write the export to another file")
+    model = Path(model)
+    model_file = model / "best.safetensors" if model.is_dir() else model
+    if out.exists() and model_file.exists() and out.resolve() == model_file.resolve():
+        raise UserError(f"--out {out} is the model being exported; write the export to another file")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_out(args.out, args.model)
     try:
         model, config = load_run(args.model)
-    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
+    except UserError as e:
         print(f"trnet export: cannot load model: {e}", file=sys.stderr)
         return 2
     try:

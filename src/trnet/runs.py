@@ -5,17 +5,26 @@
         log.csv            one row per finished epoch
         best.safetensors   weights chosen on the validation speaker (what inference needs)
         last.safetensors   weights + Adam state while training (exact resume); removed when done
-        done.json          written last: the run is finished (best epoch, epochs run)
+        done.json          written last: the run is finished (best epoch, epochs run, and
+                           the SHA-256 of best.safetensors, checked whenever it is loaded)
+        .lock              held by the process training the run (an OS lock)
 
-Checkpoints are safetensors written atomically (temp file + rename). Training, evaluation,
-prediction, export and the experiments all read and write runs through this module.
+What a run directory guarantees: config.json is written once, when the run starts, and never
+rewritten; a run is resumed or reused only with the settings it records (`check_config`
+refuses others, naming them); done.json exists only for a run that trained to the end with
+finite losses, and the weights it vouches for are verified on every load. Checkpoints are
+safetensors written atomically (temp file + rename). Training, evaluation, prediction, export
+and the experiments all read and write runs through this module.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +32,17 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from trnet.models import SERSystem, SystemConfig
-from trnet.utils import atomic_path, write_json_atomic, write_text_atomic
+from trnet.models import SERSystem, SystemConfig, TrainingConfig
+from trnet.utils import UserError, atomic_path, exclusive_lock, sha256_file, write_json_atomic, write_text_atomic
 
 BEST, LAST, CONFIG, LOG, DONE = "best.safetensors", "last.safetensors", "config.json", "log.csv", "done.json"
+LOCK = ".lock"
+FILES = (BEST, LAST, CONFIG, LOG, DONE, LOCK)
+UNCHECKED = ("store",)  # config keys a run may change: the store's location (its content is store_hash)
+
+
+class RunError(UserError):
+    """A run directory that cannot be used as asked (other settings, damaged files, ...)."""
 LOG_FIELDS = ["epoch", "loss", "ce", "low", "high", "val_uar", "val_war", "val_ce", "mean_c", "seconds"]
 
 
@@ -38,6 +54,21 @@ def is_finished(path: Path) -> bool:
     return (Path(path) / DONE).exists()
 
 
+def run_of(path: str | Path) -> Path | None:
+    """The run directory whose own file (weights, config, log, ...) `path` is, else None;
+    links are followed."""
+    path = Path(path).resolve()
+    return path.parent if path.name in FILES and (path.parent / CONFIG).exists() else None
+
+
+@contextlib.contextmanager
+def lock(path: Path) -> Iterator[None]:
+    """Hold the run's lock while training it (RunError if another process does)."""
+    Path(path).mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(Path(path) / LOCK, f"another training of the run {path}"):
+        yield
+
+
 # --------------------------------------------------------------------------- records
 
 
@@ -46,7 +77,43 @@ def write_config(path: Path, config: dict[str, Any]) -> None:
 
 
 def read_config(path: Path) -> dict[str, Any]:
-    return json.loads((Path(path) / CONFIG).read_text())
+    file = Path(path) / CONFIG
+    try:
+        config = json.loads(file.read_text())
+    except ValueError as err:
+        raise RunError(f"{file} is not valid JSON ({err}); restore it, or delete the run to train it again") from None
+    if not isinstance(config, dict):
+        raise RunError(f"{file}: expected a JSON object")
+    return config
+
+
+def check_config(path: Path, requested: dict[str, Any]) -> None:
+    """RunError naming the settings in which an existing run (its config.json) differs from
+    `requested`; nothing if there is no run yet or the settings agree. Reads only."""
+    if not (Path(path) / CONFIG).exists():
+        return
+    old = read_config(path)
+    requested = json.loads(json.dumps(requested))  # as config.json holds it: tuples are lists
+    try:  # fields added to the configs since the run was made take their defaults
+        old = {**old, "system": asdict(SystemConfig(**old["system"])),
+               "training": asdict(TrainingConfig(**old["training"]))}
+    except (KeyError, TypeError, ValueError) as err:
+        raise RunError(f"{Path(path) / CONFIG} lacks or has unknown settings ({err}); "
+                       f"use another --out, or delete {path} to train it again") from None
+    changed = [_change(k, old.get(k), requested.get(k)) for k in sorted(set(old) | set(requested))
+               if k not in UNCHECKED and old.get(k) != requested.get(k)]
+    if changed:
+        raise RunError(f"run {path} was made with other settings ({', '.join(c for cs in changed for c in cs)}); "
+                       f"use another --out, or delete {path} to train it again")
+
+
+def _change(key: str, old: Any, new: Any) -> list[str]:
+    """'system.width 4 -> 8' for each differing leaf (one level of nesting)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [c for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
+                for c in _change(f"{key}.{k}", old.get(k), new.get(k))]
+    show = [str(v)[:10] + "..." if len(str(v)) > 13 else str(v) for v in (old, new)]
+    return [f"{key} {show[0]} -> {show[1]}"]
 
 
 def write_done(path: Path, done: dict[str, Any]) -> None:
@@ -54,7 +121,32 @@ def write_done(path: Path, done: dict[str, Any]) -> None:
 
 
 def read_done(path: Path) -> dict[str, Any]:
-    return json.loads((Path(path) / DONE).read_text())
+    file = Path(path) / DONE
+    try:
+        return json.loads(file.read_text())
+    except ValueError as err:
+        raise RunError(f"{file} is not valid JSON ({err}); delete the run to train it again") from None
+
+
+def write_finished(path: Path, done: dict[str, Any]) -> None:
+    """Mark the run finished: done.json with `done` and the SHA-256 of best.safetensors."""
+    write_done(path, {**done, "best_sha256": sha256_file(Path(path) / BEST)})
+
+
+def verify_best(path: Path) -> None:
+    """RunError if best.safetensors is not the file done.json vouches for (nothing to check
+    without done.json, or with one written before checksums were recorded)."""
+    path = Path(path)
+    if not (path / DONE).exists():
+        return
+    expected = read_done(path).get("best_sha256")
+    if expected is None:
+        return
+    if not (path / BEST).exists():
+        raise RunError(f"{path / BEST} is missing from a finished run; restore it, or delete the run to retrain")
+    if sha256_file(path / BEST) != expected:
+        raise RunError(f"{path / BEST}: SHA-256 differs from the one recorded in {DONE} (the file was damaged or "
+                       "replaced); restore it, or delete the run to train it again")
 
 
 def write_log(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -83,11 +175,28 @@ def save_weights(path: str | Path, module: torch.nn.Module, metadata: dict[str, 
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    return load_file(str(path))
+    """The tensors of a safetensors file (RunError if it is missing, truncated or not one)."""
+    if not Path(path).is_file():
+        raise RunError(f"{path}: no weights file there")
+    try:
+        return load_file(str(path))
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types for any damage
+        raise RunError(f"{path}: not a readable safetensors file ({type(err).__name__}: {err}); "
+                       "restore it, or train the run again") from None
+
+
+def read_best(path: Path) -> dict[str, torch.Tensor]:
+    """A finished run's best weights, checked against done.json."""
+    verify_best(path)
+    return read_weights(Path(path) / BEST)
 
 
 def load_weights(path: str | Path, module: torch.nn.Module) -> None:
-    module.load_state_dict(read_weights(path), strict=True)
+    try:
+        module.load_state_dict(read_weights(path), strict=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise RunError(f"{path}: the weights do not fit the model of config.json ({first})") from None
 
 
 def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> None:
@@ -104,9 +213,9 @@ def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
 
 def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
     """Restore weights and optimizer moments; return the epoch that was finished."""
+    tensors = read_weights(path)
     with safe_open(str(path), framework="pt") as f:
         epoch = int(f.metadata()["epoch"])
-    tensors = load_file(str(path))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
     state = optimizer.state_dict()
     device = next(model.parameters()).device
@@ -129,8 +238,16 @@ def load_run(path: str | Path, device: str = "cpu") -> tuple[SERSystem, dict[str
     path = Path(path)
     ckpt = path if path.suffix == ".safetensors" else path / BEST
     if not ckpt.exists() or not (ckpt.parent / CONFIG).exists():
-        raise FileNotFoundError(f"{path}: expected a run directory with {BEST} and {CONFIG}")
+        raise RunError(f"{path}: expected a run directory with {BEST} and {CONFIG}")
     config = read_config(ckpt.parent)
-    model = SERSystem(SystemConfig(**config["system"])).to(device)
+    try:
+        system = SystemConfig(**config["system"])
+        if not isinstance(config["labels"], list):
+            raise TypeError("labels is not a list")
+    except (KeyError, TypeError, ValueError) as err:
+        raise RunError(f"{ckpt.parent / CONFIG} lacks or has unknown settings ({type(err).__name__}: {err})") from None
+    if ckpt.name == BEST:
+        verify_best(ckpt.parent)
+    model = SERSystem(system).to(device)
     load_weights(ckpt, model)
     return model.eval(), config

@@ -1,31 +1,64 @@
-"""Small shared helpers: atomic writes (nothing half-written survives a crash) and file digests."""
+"""Small shared helpers: atomic writes (nothing half-written survives a crash), file digests,
+the exclusive lock of a directory, worker processes that die with their parent, and the base
+class of errors that are the user's to fix."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
 import hashlib
 import json
 import os
+import signal
+import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 
+class UserError(ValueError):
+    """A problem the user can fix (a wrong option, a missing or damaged file, a busy
+    directory): the `trnet` command prints its message as one line and exits 2."""
+
+
+class LockedError(UserError):
+    """Another process holds the lock of a directory."""
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask sets it, racing other threads)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temp path beside `path`; rename it onto `path` only if the block succeeds. The
+    file gets the permissions any new file gets (0666 minus the umask), whatever wrote it.
+    An OSError without a file name (a full disk) is re-raised naming `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; results should be as readable as any file
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600, and some writers replace the file
         os.replace(tmp_path, path)
+    except OSError as err:
+        if err.filename is None and err.errno is not None:
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -39,6 +72,20 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def remove_temp_files(folder: Path, names: list[str] | None = None) -> None:
+    """Delete the temp files `atomic_path` leaves in `folder` when its process is killed
+    (`.<name>.*.tmp`; only those of `names` if given). Call it under the folder's lock."""
+    for tmp in Path(folder).glob(".*.tmp"):
+        if names is None or any(tmp.name.startswith(f".{name}.") for name in names):
+            tmp.unlink(missing_ok=True)
+
+
+def printable(text: str | Path) -> str:
+    """A path (or a message holding one) as text that can be printed: the bytes of a
+    non-UTF-8 file name (which Python keeps as surrogates) become \\xNN escapes."""
+    return os.fsencode(str(text)).decode("utf-8", "backslashreplace")
+
+
 def sha256_file(path: str | Path) -> str:
     """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks: the one digest of files that keys
     caches and checks weights."""
@@ -47,6 +94,103 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- locks
+
+_held: set[int] = set()  # descriptors of the locks this process holds
+
+
+def _forget_locks_in_child() -> None:
+    """After fork: a child shares its parent's open lock files, and a flock lives until the
+    last descriptor closes; close the child's copies, so that a lock dies with its holder even
+    while forked children (pool workers) live on."""
+    for fd in _held:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_forget_locks_in_child)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path, what: str) -> Iterator[None]:
+    """Hold an OS lock (flock) on the file `path` for the block, or raise LockedError at once
+    if another process holds it. The OS drops the lock when its holder dies, even by kill -9:
+    a lock is never stale. `what` names the holder in the message ("a build of this store")."""
+    path = Path(path)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = ""
+        with contextlib.suppress(OSError, ValueError, IndexError):  # empty, or not written by us
+            holder = f" (PID {int(os.pread(fd, 32, 0).decode().split()[0])})"
+        os.close(fd)
+        raise LockedError(f"{path} is held by {what}{holder}: wait for it to finish, or stop it") from None
+    except OSError:
+        os.close(fd)
+        raise
+    _held.add(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        _held.discard(fd)
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- worker processes
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this worker process exit when its parent `parent` dies (a pool initializer): on
+    Linux the kernel kills it (PR_SET_PDEATHSIG); everywhere a daemon thread checks every
+    0.5 s whether the parent is gone. So a kill -9 of the parent leaves no orphan running."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # died before the line above
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The nearest existing path among `path` and its parents, if it is not a folder."""
+    for p in (path, *path.parents):
+        if p.exists():
+            return None if p.is_dir() else p
+    return None
+
+
+def check_folder_path(path: str | Path, option: str) -> None:
+    """UserError unless `path` is a folder or could be made one (no file in its way)."""
+    path = Path(path)
+    blocker = _file_in_the_way(path)
+    if blocker is not None:
+        where = "is a file" if blocker == path else f"lies under {blocker}, which is a file"
+        raise UserError(f"{option} {path} {where}; expected a folder")
+
+
+def check_file_path(path: str | Path, option: str) -> None:
+    """UserError unless a file can be written at `path` (not a folder, no file in its way)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder; expected a file name")
+    blocker = _file_in_the_way(path.parent)
+    if blocker is not None:
+        raise UserError(f"{option} {path} lies under {blocker}, which is a file; expected a folder there")
 
 
 def free_cores() -> int:

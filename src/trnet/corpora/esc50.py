@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from trnet.corpora.manifest import CorpusError, LoadResult, require_dir
+from trnet.corpora.manifest import CorpusError, LoadResult, not_utf8, open_csv, require_dir
 
 COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
 CLIP_SECONDS = 5.0
@@ -26,12 +26,15 @@ def load(root: Path) -> LoadResult:
     if not meta.is_file():
         raise CorpusError(f"{meta}: not found (expected ESC-50's metadata at ROOT/meta/esc50.csv)")
     audio = require_dir(root / "audio", "ESC-50's clips at ROOT/audio/*.wav")
-    with meta.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing_cols = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-        if missing_cols:
-            raise CorpusError(f"{meta}: lacks column(s) {missing_cols}; expected {','.join(COLUMNS)}")
-        entries = list(reader)
+    try:
+        with open_csv(meta) as f:
+            reader = csv.DictReader(f)
+            missing_cols = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+            if missing_cols:
+                raise CorpusError(f"{meta}: lacks column(s) {missing_cols}; expected {','.join(COLUMNS)}")
+            entries = list(reader)
+    except UnicodeDecodeError as err:
+        raise not_utf8(meta, err) from None
     rows: list[dict[str, Any]] = []
     set_aside: Counter[str] = Counter()
     notes: list[str] = []

@@ -17,7 +17,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from trnet.corpora.manifest import LABELS, CorpusError, LoadResult, audio_frames, natural_key, require_dir
+from trnet.corpora.manifest import (
+    LABELS,
+    CorpusError,
+    LoadResult,
+    audio_frames,
+    natural_key,
+    not_utf8,
+    open_csv,
+    require_dir,
+)
 
 REQUIRED = ("file", "label", "speaker")
 GENDERS = {"f": "F", "female": "F", "w": "F", "woman": "F", "m": "M", "male": "M", "man": "M", "": ""}
@@ -26,14 +35,17 @@ GENDERS = {"f": "F", "female": "F", "w": "F", "woman": "F", "m": "M", "male": "M
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     if not path.is_file():
         raise CorpusError(f"{path}: not found (expected a CSV with columns {','.join(REQUIRED)}[,session,gender])")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        missing = [c for c in REQUIRED if c not in columns]
-        if missing:
-            raise CorpusError(f"{path}: lacks column(s) {missing}; expected {','.join(REQUIRED)}[,session,gender]")
-        reader.fieldnames = columns
-        return columns, [{k: (v or "").strip() for k, v in row.items() if k} for row in reader]
+    try:
+        with open_csv(path) as f:
+            reader = csv.DictReader(f)
+            columns = [c.strip() for c in reader.fieldnames or []]
+            missing = [c for c in REQUIRED if c not in columns]
+            if missing:
+                raise CorpusError(f"{path}: lacks column(s) {missing}; expected {','.join(REQUIRED)}[,session,gender]")
+            reader.fieldnames = columns
+            return columns, [{k: (v or "").strip() for k, v in row.items() if k} for row in reader]
+    except UnicodeDecodeError as err:
+        raise not_utf8(path, err) from None
 
 
 def _single(values: dict[str, set[str]], what: str, csv_path: Path) -> dict[str, str]:

@@ -13,11 +13,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 import soundfile as sf
 
-from trnet.utils import atomic_path
+from trnet.utils import UserError, atomic_path, printable
 
 LABELS: tuple[str, ...] = ("angry", "happy", "neutral", "sad")
 
@@ -29,7 +29,7 @@ FLOAT_COLUMNS = ("duration", "offset")
 ManifestKind = Literal["utterances", "noise"]
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError):
     """A corpus or manifest that cannot be used; the message says what was expected where."""
 
 
@@ -58,11 +58,22 @@ def require_dir(path: Path, what: str) -> Path:
     return path
 
 
+def open_csv(path: Path) -> TextIO:
+    """A CSV opened for reading as UTF-8, with or without the byte-order mark that spreadsheet
+    programs write ("CSV UTF-8"); readers turn a UnicodeDecodeError into `not_utf8(path, err)`."""
+    return path.open(newline="", encoding="utf-8-sig")
+
+
+def not_utf8(path: Path, err: UnicodeDecodeError) -> CorpusError:
+    return CorpusError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
+                       "save it as UTF-8 (\"CSV UTF-8\" in spreadsheet programs)")
+
+
 def audio_frames(path: Path) -> tuple[int, int]:
     """(frames, sample rate) from the file header only: scanning thousands of files must not
     decode them."""
     try:
-        info = sf.info(str(path))
+        info = sf.info(os.fsencode(path))  # bytes: any file name, UTF-8 or not
     except (sf.LibsndfileError, RuntimeError) as err:
         raise CorpusError(f"{path}: not a readable audio file ({err})") from err
     return info.frames, info.samplerate
@@ -84,7 +95,13 @@ def write_manifest(path: str | Path, rows: Iterable[dict[str, Any]], kind: Manif
             raise CorpusError(f"{kind} row {i}: empty or duplicate id {row['id']!r}")
         seen.add(str(row["id"]))
     path = Path(path)
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+    for row in rows:
+        try:
+            "".join(map(str, (row[c] for c in columns))).encode("utf-8")
+        except UnicodeEncodeError:
+            raise CorpusError(f"{printable(row['path'])}: the file name is not valid UTF-8; rename the file "
+                              f"(e.g. convmv -f latin1 -t utf-8) and run again") from None
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(columns)
         for row in rows:
@@ -100,7 +117,14 @@ def read_manifest(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"{path}: manifest not found (write it with `trnet prepare`)")
-    with path.open(newline="") as f:
+    try:
+        return _read_manifest(path)
+    except UnicodeDecodeError as err:
+        raise not_utf8(path, err) from None
+
+
+def _read_manifest(path: Path) -> list[dict[str, Any]]:
+    with open_csv(path) as f:
         reader = csv.reader(f)
         header = tuple(next(reader, ()))
         kind = next((k for k, cols in COLUMNS.items() if header == cols), None)

@@ -10,6 +10,7 @@ itself), so the engine decides speed, never numbers.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -22,6 +23,7 @@ from trnet.experiments.grid import run_spec, runs_dir
 from trnet.experiments.recipe import Recipe
 from trnet.store import ConditionStore
 from trnet.training.trainer import train
+from trnet.utils import die_with_parent
 
 
 def train_group(recipe: Recipe, systems: list[str], fold: int, seed: int, store: Path, device: str) -> list[str]:
@@ -47,7 +49,8 @@ def train_parallel(recipe: Recipe, stores: dict[int, Path], folds: tuple[int, ..
     """Train every (fold, seed) group in `jobs` local processes, logging as groups finish."""
     groups = [(fold, seed) for seed in recipe.seeds for fold in folds]
     log(f"training {len(groups)} (fold, seed) groups in {jobs} parallel processes")
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:  # workers exit when this process dies
         futures = [pool.submit(train_group, recipe, order, fold, seed, stores[seed], device) for fold, seed in groups]
         for future in as_completed(futures):
             for line in future.result():

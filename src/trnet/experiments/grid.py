@@ -13,27 +13,42 @@ the corpus, the width or the epochs starts new runs instead of silently reusing 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 from collections.abc import Iterator
 from pathlib import Path
 
 from trnet.experiments.recipe import Recipe, RecipeError
-from trnet.store import BuildSpec, ChunkMap, ConditionStore, build
+from trnet.store import BuildSpec, ChunkMap, ConditionStore, SettingsChanged, StoreError, build, load_enhancer
 from trnet.training.trainer import RunSpec, spec_from_names
+from trnet.utils import LockedError, UserError, check_folder_path, exclusive_lock
 
 
 @contextlib.contextmanager
 def work_lock(work: Path) -> Iterator[None]:
     """Hold WORK/.lock for the whole run: two runs on one work directory would train the same
     runs at once and overwrite each other's checkpoints. The OS drops the lock when the
-    process dies, even by kill -9, so a killed run never blocks the next one."""
+    process dies, even by kill -9, and worker processes do not inherit it, so a killed run
+    never blocks the next one."""
+    try:
+        check_folder_path(work, "work")
+    except UserError as err:
+        raise RecipeError(str(err)) from None
     work.mkdir(parents=True, exist_ok=True)
-    with open(work / ".lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RecipeError(f"another `trnet reproduce` is running on {work} (it holds {work / '.lock'})") from None
-        yield
+    try:
+        with exclusive_lock(work / ".lock", f"another `trnet reproduce` on {work}"):
+            yield
+    except LockedError as err:
+        raise RecipeError(str(err)) from None
+
+
+def check_se(recipe: Recipe) -> None:
+    """The recipe's SE back-end and options, checked by building it once, before any work."""
+    try:
+        se = load_enhancer(recipe.se, recipe.se_options)
+    except StoreError as err:
+        raise RecipeError(str(err)) from None
+    close = getattr(se, "close", None)
+    if close is not None:
+        close()
 
 
 def store_name(recipe: Recipe, seed: int) -> str:
@@ -55,7 +70,11 @@ def build_stores(recipe: Recipe, corpus: Path, noise: dict[str, Path], workers: 
                 seed=seed if recipe.noise_seed is None else recipe.noise_seed,
                 snrs=recipe.snrs,
             )
-            build(spec, path, workers=workers, quiet=quiet, map_chunks=map_chunks)
+            try:
+                build(spec, path, workers=workers, quiet=quiet, map_chunks=map_chunks)
+            except SettingsChanged as err:
+                raise RecipeError(f"the store {path} was built with other settings ({err.differences}); use another "
+                                  f"--work, or delete {path} to build it again with the recipe's settings") from None
         out[seed] = path
     return out
 

@@ -31,7 +31,7 @@ from trnet import runs
 from trnet.corpora import CorpusError, read_manifest
 from trnet.experiments.engine import train_parallel
 from trnet.experiments.evalcache import evaluate_run
-from trnet.experiments.grid import build_stores, run_spec, runs_dir, training_order, work_lock
+from trnet.experiments.grid import build_stores, check_se, run_spec, runs_dir, training_order, work_lock
 from trnet.experiments.manifests import prepare
 from trnet.experiments.recipe import Recipe, RecipeError, load_recipe, with_overrides
 from trnet.experiments.report import make_report
@@ -80,6 +80,7 @@ def _reproduce(recipe: Recipe, workers: int, device: str, verbose: bool, quiet: 
                log: Callable[[str], None], jobs: int = 1) -> Path:
     started = time.time()
     log(f"recipe {recipe.name} ({recipe.origin}) -> {recipe.work}")
+    check_se(recipe)  # before any work
     corpus, noise, info = prepare(recipe, log)
     n_folds = len(loso_folds(read_manifest(corpus)))
     folds = recipe.folds if recipe.folds is not None else tuple(range(n_folds))

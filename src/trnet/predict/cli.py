@@ -17,6 +17,8 @@ from pathlib import Path
 from trnet.audio import AudioError
 from trnet.enhance.cli import parse_options
 from trnet.predict.predictor import HOP_SECONDS, WINDOW_SECONDS, Prediction, check_windows, load
+from trnet.runs import RunError
+from trnet.utils import printable
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 
@@ -96,14 +98,18 @@ def run(args: argparse.Namespace) -> int:
         for path in files:
             try:
                 result = predictor.predict_file(path)
+            except RunError as e:  # the model, not the file: no other file will fare better
+                err(f"{printable(path)}: {e}")
+                return 2
             except (OSError, RuntimeError, ValueError) as e:  # AudioError too; one bad file must not stop a batch
                 message = str(e) if isinstance(e, AudioError) else f"{path}: {type(e).__name__}: {e}"
+                message = printable(message)
                 err(f"skipped: {message}")
                 writer.error(message)
                 errors.append(message)
                 continue
             for warning in result.warnings:
-                err(f"{path}: warning: {warning}")
+                err(f"{printable(path)}: warning: {warning}")
             writer.result(path, result)
     if fmt == "json":
         doc = {
@@ -122,7 +128,7 @@ class _Writer:
     def __init__(self, fmt: str, labels: list[str], files: list[Path]) -> None:
         self.fmt, self.labels = fmt, labels
         self.doc: dict[str, list] = {"results": [], "errors": []}
-        self.name_width = max([len("file"), *(len(str(f)) for f in files)])
+        self.name_width = max([len("file"), *(len(printable(f)) for f in files)])
         if fmt == "csv":
             self.csv = csv.writer(sys.stdout, lineterminator="\n")
             self.csv.writerow(
@@ -133,8 +139,9 @@ class _Writer:
             print(f"{'file':<{self.name_width}}  {'window (s)':<13}{'label':<9}{probs}{'c':>7}  notes")
 
     def result(self, path: Path, p: Prediction) -> None:
+        name = printable(path)  # a non-UTF-8 file name, printable
         if self.fmt == "json":
-            self.doc["results"].append({"file": str(path), **asdict(p)})
+            self.doc["results"].append({"file": name, **asdict(p)})
             return
         rows = [(str(k), w.start, w.end, w.label, w.probabilities, w.c, "") for k, w in enumerate(p.windows)]
         notes = "unreliable" if not p.reliable else ""
@@ -144,11 +151,11 @@ class _Writer:
             if self.fmt == "csv":
                 values = [f"{probs[k]:.6f}" for k in self.labels]
                 extra = [str(p.reliable).lower(), "; ".join(p.warnings)] if window == "all" else ["", ""]
-                self.csv.writerow([str(path), window, f"{start:.3f}", f"{end:.3f}", label, *values, c_text, *extra])
+                self.csv.writerow([name, window, f"{start:.3f}", f"{end:.3f}", label, *values, c_text, *extra])
             else:
                 span = f"{start:.1f}-{end:.1f}" if window != "all" or not p.windows else "all"
                 values = "".join(f"{probs[k]:>8.3f}" for k in self.labels)
-                print(f"{str(path):<{self.name_width}}  {span:<13}{label:<9}{values}{c_text:>7}  {note}".rstrip())
+                print(f"{name:<{self.name_width}}  {span:<13}{label:<9}{values}{c_text:>7}  {note}".rstrip())
         sys.stdout.flush()
 
     def error(self, message: str) -> None:

@@ -7,11 +7,14 @@ Inputs are handled as at training time (SPEC §1): mono, 16 kHz, SE on the wavef
 the noisy and the enhanced signal, padded frames masked. The models were trained on segments
 of at most 5 s, so a longer input is cut into 5 s windows with overlap (hop 2.5 s); the file's
 result is the mean of the window probabilities weighted by each window's length (digitally
-silent windows of an otherwise audible input are left out, with a warning). SE runs once
-over the whole input (one enhancer state, and half the SE time of enhancing overlapping
-windows); features and model run per window. Inputs under 0.5 s or digitally silent still get
-a prediction, flagged unreliable with a warning: a caller sorting thousands of files wants a
-row per file, not a crash.
+silent windows of an otherwise audible input are left out, with a warning). The input is
+streamed: a file is read block by block, and SE, features and model run on batches of
+windows, SE on a stretch of signal that covers the batch plus SE_CONTEXT seconds on each side
+(`trnet.predict.stream`), so memory stays flat however long the input. Inputs under 0.5 s,
+digitally silent, far beyond full scale or cut short (a WAV whose header promises more than
+the file holds) still get a prediction, flagged unreliable with a warning: a caller sorting
+thousands of files wants a row per file, not a crash. Non-finite model outputs (damaged
+weights) are an error.
 """
 
 from __future__ import annotations
@@ -28,17 +31,22 @@ import numpy as np
 import torch
 
 from trnet import enhance
-from trnet.audio import SAMPLE_RATE, AudioError, load_audio, resample
+from trnet.audio import SAMPLE_RATE, AudioError, resample, stream_audio, wav_truncation
 from trnet.enhance import Enhancer
 from trnet.features import FRAME_LENGTH, fbank, num_frames
 from trnet.models import SERSystem
-from trnet.runs import load_run
+from trnet.predict.stream import Segment, WindowStream, spans
+from trnet.runs import RunError, load_run
 
 MIN_SECONDS = 0.5  # shorter inputs carry too little speech for an emotion estimate
 SILENCE_PEAK = 1e-4  # peak amplitude below this (about -80 dBFS) is digital silence
+LOUD_PEAK = 4.0  # peak amplitude above this (12 dB over full scale) is not audio as the model knows it
 WINDOW_SECONDS = 5.0  # the training segment length (SPEC §1)
 HOP_SECONDS = 2.5
-WINDOW_BATCH = 16  # windows per model call: bounds memory on hour-long inputs
+WINDOW_BATCH = 16  # windows per model call: bounds memory (activations) on hour-long inputs
+SE_WINDOWS = 64  # windows per SE call: 162.5 s of signal, plus the context
+SE_CONTEXT = 10.0  # seconds of signal enhanced on each side of an SE call's windows (then dropped)
+BLOCK_SECONDS = 10.0  # audio read per step
 
 
 @dataclass
@@ -99,38 +107,39 @@ class Predictor:
         return None if self.se is None else self.se.name
 
     def predict_file(self, path: str | Path, timings: dict[str, float] | None = None) -> Prediction:
-        """Read any file trnet.audio accepts (raises trnet.audio.AudioError) and predict."""
-        with _timed(timings, "load"):
-            wave = load_audio(path)
-        return self.predict(wave, SAMPLE_RATE, timings)
+        """Read any file trnet.audio accepts (raises trnet.audio.AudioError), block by block,
+        and predict."""
+        warns = []
+        cut = wav_truncation(path)
+        if cut is not None:
+            warns.append(f"the file is truncated: its header says {cut[0]:.2f} s, it holds {cut[1]:.2f} s")
+        return self._predict(_timed_blocks(stream_audio(path, BLOCK_SECONDS), timings), warns, timings)
 
     def predict(self, wave: Any, sample_rate: int, timings: dict[str, float] | None = None) -> Prediction:
         """Predict on a waveform: numpy array or torch tensor, [N], [N, C] or [C, N] (the
         shorter axis is channels), float in [-1, 1] or integer PCM, any sample rate.
         `timings`, if given, accumulates seconds per stage (load, SE, features, model)."""
         with _timed(timings, "load"):
-            audio, warns = self.prepare(wave, sample_rate)
-        n_true = len(audio)
-        if n_true < FRAME_LENGTH:  # fbank needs one 25 ms frame; zeros add no energy to it
-            audio = np.pad(audio, (0, FRAME_LENGTH - n_true))
-        spans = self.spans(len(audio))
-        with _timed(timings, "SE"):
-            enhanced = self.enhance(audio)
-        probs, cs = [], []
-        wave_t = torch.from_numpy(audio)
-        for i in range(0, len(spans), WINDOW_BATCH):
-            batch = spans[i : i + WINDOW_BATCH]
-            with _timed(timings, "features"):
-                x, xe, frames = self.features(wave_t, enhanced, batch)
-            with _timed(timings, "model"):
-                p, c = self.classify(x, xe, frames)
+            audio = self.prepare(wave, sample_rate)
+        step = int(BLOCK_SECONDS * SAMPLE_RATE)
+        return self._predict((audio[i : i + step] for i in range(0, len(audio), step)), [], timings)
+
+    def _predict(self, blocks: Any, warns: list[str], timings: dict[str, float] | None) -> Prediction:
+        stream = WindowStream(blocks, self.window, self.hop, SE_WINDOWS, round(SE_CONTEXT * SAMPLE_RATE),
+                              min_tail=round(MIN_SECONDS * SAMPLE_RATE), min_length=FRAME_LENGTH)
+        probs, cs, spans, silent = [], [], [], []
+        for segment in stream:
+            p, c = self.segment(segment, timings)
             probs.append(p)
             cs.append(c)
+            spans += segment.spans
+            silent += [np.abs(segment.samples[a:b]).max() < SILENCE_PEAK for a, b in segment.local()]
+        n_true = stream.n_true
+        warns += self.check(n_true, stream.peak)
         prob = np.concatenate(probs)
         c_all = None if cs[0] is None else np.concatenate(cs)
         weights = np.array([stop - start for start, stop in spans], dtype=np.float64)
         reliable = not warns
-        silent = [np.abs(audio[start:stop]).max() < SILENCE_PEAK for start, stop in spans]
         if len(spans) > 1 and reliable and not all(silent):  # silent stretches of a long input don't vote
             for k, (start, stop) in enumerate(spans):
                 if silent[k]:
@@ -153,35 +162,50 @@ class Predictor:
             duration=n_true / SAMPLE_RATE,
         )
 
-    def prepare(self, wave: Any, sample_rate: int) -> tuple[np.ndarray, list[str]]:
-        """Mono float32 at 16 kHz, plus the reasons (if any) why a prediction on it is unreliable."""
+    def segment(self, segment: Segment, timings: dict[str, float] | None = None
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and c of a segment's windows: SE on the segment, then features and
+        model on batches of WINDOW_BATCH windows."""
+        with _timed(timings, "SE"):
+            enhanced = self.enhance(segment.samples)
+        wave, spans = torch.from_numpy(segment.samples), segment.local()
+        probs, cs = [], []
+        for i in range(0, len(spans), WINDOW_BATCH):
+            with _timed(timings, "features"):
+                x, xe, frames = self.features(wave, enhanced, spans[i : i + WINDOW_BATCH])
+            with _timed(timings, "model"):
+                p, c = self.classify(x, xe, frames)
+            probs.append(p)
+            cs.append(c)
+        return np.concatenate(probs), None if cs[0] is None else np.concatenate(cs)
+
+    def prepare(self, wave: Any, sample_rate: int) -> np.ndarray:
+        """Mono float32 at 16 kHz."""
         audio = _to_mono_float(wave)
         if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
             raise AudioError(f"sample_rate must be a positive integer, got {sample_rate!r}")
-        audio = np.ascontiguousarray(resample(audio, int(sample_rate), SAMPLE_RATE), dtype=np.float32)
+        return np.ascontiguousarray(resample(audio, int(sample_rate), SAMPLE_RATE), dtype=np.float32)
+
+    @staticmethod
+    def check(n: int, peak: float) -> list[str]:
+        """Why a prediction on n samples (at 16 kHz) with this peak amplitude is unreliable."""
         warns = []
-        seconds = len(audio) / SAMPLE_RATE
+        seconds = n / SAMPLE_RATE
         if seconds < MIN_SECONDS:
             warns.append(f"only {seconds:.2f} s of audio (< {MIN_SECONDS} s): too short for a reliable estimate")
-        peak = float(np.abs(audio).max()) if len(audio) else 0.0
         if peak < SILENCE_PEAK:
             warns.append(f"digitally silent (peak amplitude {peak:.1e} < {SILENCE_PEAK:.0e})")
-        return audio, warns
+        if peak > LOUD_PEAK:
+            warns.append(f"peak amplitude {peak:.3g} is far beyond full scale (1.0): not audio as the model "
+                         "was trained on; check the file's sample format or scaling")
+        return warns
 
     def spans(self, n: int) -> list[tuple[int, int]]:
-        """Sample ranges of the windows over n samples: one if n fits in a window; else windows
-        every hop, the last one ending at n (a tail under MIN_SECONDS that the previous window
-        already nearly covers is left out)."""
-        spans = [(0, min(n, self.window))]
-        while spans[-1][1] < n:
-            start = spans[-1][0] + self.hop
-            if n - start < MIN_SECONDS * SAMPLE_RATE:
-                break
-            spans.append((start, min(n, start + self.window)))
-        return spans
+        """Sample ranges of the windows over n samples (`trnet.predict.stream.spans`)."""
+        return spans(n, self.window, self.hop, round(MIN_SECONDS * SAMPLE_RATE))
 
     def enhance(self, audio: np.ndarray) -> torch.Tensor | None:
-        """x_e of the whole input, or None for systems that never read it."""
+        """x_e of a stretch of input, or None for systems that never read it."""
         if self.model.cfg.input == "x":
             return None
         return self.se.enhance(torch.from_numpy(audio)[None])[0]
@@ -209,6 +233,9 @@ class Predictor:
         """Class probabilities [B, classes] and c [B] (None for systems without one)."""
         with torch.inference_mode():
             out = self.model(x, xe, frames)
+        if not torch.isfinite(out.logits).all() or (out.c is not None and not torch.isfinite(out.c).all()):
+            raise RunError("the model's outputs are NaN/Inf: its weights are damaged (or were trained into "
+                           "NaN); restore best.safetensors, or train the run again")
         c = None if out.c is None else out.c.float().cpu().numpy()
         return out.logits.float().softmax(-1).cpu().numpy(), c
 
@@ -295,6 +322,16 @@ def _to_mono_float(wave: Any) -> np.ndarray:
     if not np.isfinite(wave).all():
         raise AudioError("waveform contains NaN/Inf samples")
     return wave
+
+
+def _timed_blocks(blocks: Iterator[np.ndarray], timings: dict[str, float] | None) -> Iterator[np.ndarray]:
+    """The blocks, with the time spent reading them counted as "load"."""
+    while True:
+        with _timed(timings, "load"):
+            block = next(blocks, None)
+        if block is None:
+            return
+        yield block
 
 
 @contextmanager

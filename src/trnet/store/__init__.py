@@ -6,8 +6,17 @@ condition, computed once and memory-mapped (SPEC §2, §4).
     store.noisy(("esc50", 0))[i]       # X of utterance i at 0 dB; layout.py owns names and paths
 """
 
-from trnet.store.builder import CHUNK, BuildSpec, ChunkMap, build, print_summary
-from trnet.store.layout import SNRS, Condition, condition_name, condition_snr, conditions, parse_condition
+from trnet.store.builder import CHUNK, BuildSpec, ChunkMap, build, load_enhancer, print_summary
+from trnet.store.layout import (
+    SNRS,
+    Condition,
+    SettingsChanged,
+    StoreError,
+    condition_name,
+    condition_snr,
+    conditions,
+    parse_condition,
+)
 from trnet.store.reader import ConditionStore
 
 __all__ = [
@@ -17,10 +26,13 @@ __all__ = [
     "ChunkMap",
     "Condition",
     "ConditionStore",
+    "SettingsChanged",
+    "StoreError",
     "build",
     "condition_name",
     "condition_snr",
     "conditions",
+    "load_enhancer",
     "parse_condition",
     "print_summary",
 ]

@@ -5,17 +5,20 @@ The authors recompute noise mixing, SE and features inside every training step; 
 are computed once and kept as float16 memory-mapped arrays (`trnet.store.layout`), so a
 training batch is a few array reads. The store is keyed by everything that changes its
 content (corpus and noise manifests, SE back-end and version, seed, SNRs, feature settings):
-a change rebuilds, nothing stale is reused. Work is done in chunks of utterances, each
-committed by an atomic marker after its arrays are flushed, so a build killed at any moment
-resumes with no corrupt entry. Chunks are computed by `process_chunk` in worker processes
-(or by any engine passed as `map_chunks`) and committed by the builder alone.
+a store built with other settings is refused (one line naming what differs) unless
+`rebuild=True`, which removes the store's own files and nothing else. A build holds the
+store's lock (`.lock`, an OS lock that dies with its holder), so two builds never write one
+store. Work is done in chunks of utterances, each committed by an atomic marker carrying the
+key's hash after its arrays are flushed, so a build killed at any moment resumes with no
+corrupt entry, and only chunks written under the current key count. Chunks are computed by
+`process_chunk` in worker processes (or by any engine passed as `map_chunks`), committed by
+the builder alone; workers exit when the builder dies.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import sys
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -32,8 +35,26 @@ from trnet.audio import load_audio, pad_or_trim, save_audio
 from trnet.corpora import read_manifest, write_manifest
 from trnet.protocol.mixing import mix_at_snr, snr_db
 from trnet.protocol.noise import assign_noise
-from trnet.store.layout import DTYPE, SHAPE, SNRS, array_path, array_paths, condition_name, conditions, store_key
-from trnet.utils import atomic_path, write_json_atomic
+from trnet.store.layout import (
+    CHUNKS,
+    DTYPE,
+    KEY,
+    LOCK,
+    SHAPE,
+    SNRS,
+    SettingsChanged,
+    StoreError,
+    array_path,
+    array_paths,
+    condition_name,
+    conditions,
+    is_complete,
+    read_key,
+    remove_store_files,
+    remove_temp_files_of,
+    store_key,
+)
+from trnet.utils import atomic_path, check_folder_path, die_with_parent, exclusive_lock, write_json_atomic
 
 CHUNK = 8  # utterances per committed chunk
 
@@ -57,9 +78,20 @@ class BuildSpec:
 _worker_se: enhance.Enhancer | None = None
 
 
-def init_worker(se: str, se_options: dict) -> None:
-    """Per worker process: one thread, one SE back-end for all the chunks it computes."""
+def load_enhancer(se: str, se_options: dict) -> enhance.Enhancer:
+    """The SE back-end, or StoreError naming the back-end when the name or options are wrong."""
+    try:
+        return enhance.load(se, **se_options)
+    except (ValueError, TypeError) as err:
+        raise StoreError(f"SE back-end {se!r} with options {se_options}: {err}") from None
+
+
+def init_worker(se: str, se_options: dict, parent: int | None = None) -> None:
+    """Per worker process: exit with the parent, one thread, one SE back-end for all the
+    chunks it computes."""
     global _worker_se
+    if parent is not None:
+        die_with_parent(parent)
     torch.set_num_threads(1)
     _worker_se = enhance.load(se, **se_options)
 
@@ -107,20 +139,24 @@ def local_map(se: str, se_options: dict, workers: int) -> ChunkMap:
     """Chunks in `workers` local processes (the default engine)."""
 
     def run(jobs: list[dict]) -> Iterator[dict]:
-        with ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=(se, se_options)) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=init_worker,
+                                 initargs=(se, se_options, os.getpid())) as pool:
             yield from pool.map(process_chunk, jobs)
 
     return run
 
 
 def _open_arrays(root: Path, noises: list[str], snrs: Sequence[int], n: int) -> dict[str, np.memmap]:
-    """The store's arrays, read-write; each is preallocated (then renamed into place) if missing."""
+    """The store's arrays, read-write; each is allocated on disk (then renamed into place) if
+    missing or of another size. The blocks are really allocated (posix_fallocate), so a full
+    disk is an OSError here, not a SIGBUS when the memory map is written later."""
     arrays = {}
+    size = n * int(np.prod(SHAPE)) * np.dtype(DTYPE).itemsize
     for rel in array_paths(noises, snrs):
         path = root / rel
-        if not path.exists():
-            with atomic_path(path) as tmp:  # preallocate, then rename: never a short file
-                np.memmap(tmp, dtype=DTYPE, mode="w+", shape=(n, *SHAPE)).flush()
+        if not path.exists() or path.stat().st_size != size:
+            with atomic_path(path) as tmp, open(tmp, "r+b") as f:  # allocate, then rename: never a short file
+                os.posix_fallocate(f.fileno(), 0, size)
         arrays[rel] = np.memmap(path, dtype=DTYPE, mode="r+", shape=(n, *SHAPE))
     return arrays
 
@@ -131,47 +167,66 @@ def _chunks(n: int, size: int) -> Iterator[range]:
 
 
 def build(spec: BuildSpec, out: str | Path, workers: int = 1, quiet: bool = False,
-          map_chunks: ChunkMap | None = None) -> Path:
-    """Build (or resume, or rebuild if its settings changed) the store at `out`. Chunks are
-    computed by `map_chunks` (default: `workers` local processes) and committed here."""
+          map_chunks: ChunkMap | None = None, rebuild: bool = False) -> Path:
+    """Build (or resume) the store at `out`. A store there with other settings is a
+    StoreError unless `rebuild`, which removes its files first. Chunks are computed by
+    `map_chunks` (default: `workers` local processes) and committed here."""
     root = Path(out)
-    se = enhance.load(spec.se, **spec.se_options)
+    check_folder_path(root, "store folder")
+    if workers < 1:
+        raise StoreError(f"workers must be at least 1, got {workers}")
+    se = load_enhancer(spec.se, spec.se_options)
     key = spec.key(se.version)
     del se
-    key_path = root / "key.json"
-    if key_path.exists():
-        old = json.loads(key_path.read_text())
-        if old.get("hash") != key["hash"]:
-            changed = sorted(k for k in key if k not in ("hash", "corpus") and old.get(k) != key[k])
-            print(f"store {root}: settings changed ({', '.join(changed)}); rebuilding", file=sys.stderr)
-            shutil.rmtree(root)
-        elif (root / "summary.json").exists():
+    root.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(root / LOCK, f"another build of the store {root}"):
+        old = read_key(root)
+        if old is not None and (rebuild or old["hash"] != key["hash"]):
+            if not rebuild:
+                raise SettingsChanged(root, _differences(old, key))
+            if not quiet:
+                print(f"store {root}: removing the store's files to rebuild it")
+            remove_store_files(root, old)
+        elif old is not None and is_complete(root, key["hash"]):
             if not quiet:
                 print(f"store {root} is complete and up to date")
             return root
-    root.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(key_path, key)
+        return _build(spec, root, key, workers, quiet, map_chunks)
 
+
+def _differences(old: dict, new: dict) -> str:
+    """'seed 1 -> 2, se_version' : the settings that differ, with short values."""
+    out = []
+    for k in new:
+        if k not in ("hash", "corpus") and old.get(k) != new[k]:
+            a, b = old.get(k), new[k]
+            short = all(isinstance(v, int | str) and len(str(v)) <= 24 for v in (a, b))
+            out.append(f"{k} {a} -> {b}" if short else k)
+    return ", ".join(out) or "format"
+
+
+def _build(spec: BuildSpec, root: Path, key: dict, workers: int, quiet: bool, map_chunks: ChunkMap | None) -> Path:
+    remove_temp_files_of(root, list(spec.noise), spec.snrs)  # what a killed build was writing
+    write_json_atomic(root / KEY, key)
     utts = read_manifest(spec.corpus)
     if not utts:
-        raise ValueError(f"{spec.corpus}: manifest has no utterances")
+        raise StoreError(f"{spec.corpus}: manifest has no utterances")
     write_manifest(root / "utterances.csv", utts, "utterances")
     noises = sorted(spec.noise)
     assignments = {name: assign_noise(utts, read_manifest(spec.noise[name]), spec.seed, name) for name in noises}
     arrays = _open_arrays(root, noises, spec.snrs, len(utts))
-    (root / "chunks").mkdir(exist_ok=True)
+    (root / CHUNKS).mkdir(exist_ok=True)
 
     jobs = []
     for i, idx in enumerate(_chunks(len(utts), CHUNK)):
-        if (root / "chunks" / f"{i}.json").exists():
+        if _committed(root, i, key["hash"]):
             continue
         job_utts = [
             {"id": utts[j]["id"], "path": utts[j]["path"], "noise": [assignments[m][utts[j]["id"]] for m in noises]}
             for j in idx
         ]
-        jobs.append(
-            {"chunk": i, "index": list(idx), "utts": job_utts, "snrs": list(spec.snrs), "keep_audio": spec.keep_audio}
-        )
+        jobs.append({"chunk": i, "index": list(idx), "utts": job_utts, "snrs": list(spec.snrs),
+                     "keep_audio": spec.keep_audio, "key": key["hash"]})
     done_before = -(-len(utts) // CHUNK) - len(jobs)
 
     bar = tqdm(total=len(utts), initial=done_before * CHUNK, unit="utt", desc=f"conditions ({spec.se})", disable=quiet)
@@ -183,7 +238,15 @@ def build(spec: BuildSpec, out: str | Path, workers: int = 1, quiet: bool = Fals
     bar.close()
     for name in noises:
         _write_assignment(root, name, utts, assignments[name])
-    return _finish(root, utts, noises, spec)
+    return _finish(root, utts, noises, spec, key["hash"])
+
+
+def _committed(root: Path, chunk: int, key_hash: str) -> bool:
+    """True if chunk `chunk` was committed under this key (a marker of other settings is not)."""
+    try:
+        return json.loads((root / CHUNKS / f"{chunk}.json").read_text()).get("key") == key_hash
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _commit_chunk(root: Path, arrays: dict, noises: list[str], spec: BuildSpec, job: dict, res: dict) -> None:
@@ -198,7 +261,8 @@ def _commit_chunk(root: Path, arrays: dict, noises: list[str], spec: BuildSpec, 
     for utt_id, waves in res["audio"].items():
         for cond, wave in zip(conditions(noises, spec.snrs), waves):
             save_audio(root / "audio" / condition_name(cond) / f"{utt_id}.wav", wave)
-    marker = {"index": job["index"], "frames": res["frames"].tolist(), "snr": res["snr"].tolist(), "t_se": res["t_se"]}
+    marker = {"key": job["key"], "index": job["index"], "frames": res["frames"].tolist(), "snr": res["snr"].tolist(),
+              "t_se": res["t_se"]}
     write_json_atomic(root / "chunks" / f"{job['chunk']}.json", marker)
 
 
@@ -209,12 +273,16 @@ def _write_assignment(root: Path, name: str, utts: list[dict], assignment: dict)
         tmp.write_text("\n".join(lines) + "\n")
 
 
-def _finish(root: Path, utts: list[dict], noises: list[str], spec: BuildSpec) -> Path:
+def _finish(root: Path, utts: list[dict], noises: list[str], spec: BuildSpec, key_hash: str) -> Path:
+    n_chunks = -(-len(utts) // CHUNK)
+    missing = [i for i in range(n_chunks) if not _committed(root, i, key_hash)]
+    if missing:
+        raise RuntimeError(f"store {root}: chunks {missing[:5]} were not written under the current key")
     frames = np.zeros(len(utts), np.int16)
     snr_sum: dict[str, list[float]] = {condition_name(c): [] for c in conditions(noises, spec.snrs)[1:]}
     t_se = 0.0
-    for marker in (root / "chunks").glob("*.json"):
-        m = json.loads(marker.read_text())
+    for i in range(n_chunks):
+        m = json.loads((root / CHUNKS / f"{i}.json").read_text())
         frames[m["index"]] = m["frames"]
         t_se += m["t_se"]
         for row in m["snr"]:
@@ -225,6 +293,7 @@ def _finish(root: Path, utts: list[dict], noises: list[str], spec: BuildSpec) ->
             np.save(f, frames)
     size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     summary = {
+        "key": key_hash,
         "utterances": len(utts),
         "conditions": ["clean"] + list(snr_sum),
         "achieved_snr_db": {c: float(np.mean(v)) for c, v in snr_sum.items()},

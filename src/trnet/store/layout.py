@@ -2,14 +2,19 @@
 This module is the one owner of the layout; the builder writes it, the reader reads it.
 
 Layout of a store directory:
+    .lock                    held by the build working on it (an OS lock; see `trnet.utils`)
     key.json                 settings and their hash (written first)
     utterances.csv           the corpus manifest, in store order
     frames.npy               valid frames per utterance (int16)
     clean/xs.f16, clean/xe.f16              [U, 500, 80] float16
     <noise>/<snr>/x.f16, <noise>/<snr>/xe.f16
     <noise>/assignment.csv   utterance -> noise clip
-    chunks/<i>.json          per-chunk completion markers (timings, achieved SNRs)
-    summary.json             written when the build is complete
+    chunks/<i>.json          per-chunk completion markers (key hash, timings, achieved SNRs)
+    summary.json             written when the build is complete (with the key hash)
+    audio/<condition>/<utterance>.wav   enhanced waveforms, with --keep-audio only
+
+A store is complete when summary.json carries the hash of key.json, which `build` writes only
+after checking that every chunk marker carries it. A store removes only the files above.
 
 A condition is "clean" or (noise corpus, SNR in dB); its name is "clean" or "<noise>@<snr>"
 (`condition_name` / `parse_condition`), in results, predictions and reports alike.
@@ -24,14 +29,31 @@ from pathlib import Path
 
 from trnet import features as feat
 from trnet.audio import SAMPLE_RATE, SEGMENT_SAMPLES
-from trnet.utils import sha256_file
+from trnet.corpora import CorpusError, read_manifest
+from trnet.utils import UserError, remove_temp_files, sha256_file
 
 FORMAT_VERSION = 1
 SNRS: tuple[int, ...] = (20, 15, 10, 5, 0)  # SPEC §2
 SHAPE = (feat.T_MAX, feat.N_MELS)
 DTYPE = "float16"
 
+LOCK, KEY, SUMMARY, UTTERANCES, FRAMES, CHUNKS, AUDIO = (
+    ".lock", "key.json", "summary.json", "utterances.csv", "frames.npy", "chunks", "audio")
+
 Condition = str | tuple[str, int]  # "clean" or (noise corpus, SNR in dB)
+
+
+class StoreError(UserError):
+    """A store that cannot be used or built as asked; the message says what to do."""
+
+
+class SettingsChanged(StoreError):
+    """The store at `root` was built with other settings (`differences`, one line)."""
+
+    def __init__(self, root: Path, differences: str) -> None:
+        self.root, self.differences = Path(root), differences
+        super().__init__(f"store {root} was built with other settings ({differences}); pass --rebuild to replace "
+                         "its files (nothing else is removed), or choose another --out")
 
 
 def condition_name(cond: Condition) -> str:
@@ -101,3 +123,63 @@ def store_key(corpus: Path, noise: dict[str, Path], se: str, se_options: dict, s
     content["noise"] = {name: v["sha256"] for name, v in settings["noise"].items()}
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
     return {**settings, "hash": digest}
+
+
+def read_key(root: Path) -> dict | None:
+    """The store's key.json, or None if there is none (StoreError if it is unreadable)."""
+    path = Path(root) / KEY
+    if not path.exists():
+        return None
+    try:
+        key = json.loads(path.read_text())
+    except ValueError as err:
+        raise StoreError(f"{path} is damaged ({err}); build the store in another folder") from None
+    if not isinstance(key, dict) or not all(k in key for k in ("hash", "noise", "snrs")):
+        raise StoreError(f"{path} lacks the store's settings; build the store in another folder")
+    return key
+
+
+def is_complete(root: Path, key_hash: str) -> bool:
+    """True if the build under key `key_hash` finished (summary.json carries the hash)."""
+    try:
+        return json.loads((Path(root) / SUMMARY).read_text()).get("key") == key_hash
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def folders(noises: Sequence[str], snrs: Sequence[int]) -> list[str]:
+    """The store's folders (relative), deepest first."""
+    conds = conditions(noises, snrs)
+    deep = [f"{n}/{s}" for n in noises for s in snrs] + [f"{AUDIO}/{condition_name(c)}" for c in conds]
+    return [*deep, *noises, "clean", CHUNKS, AUDIO]
+
+
+def remove_temp_files_of(root: Path, noises: Sequence[str], snrs: Sequence[int]) -> None:
+    """The temp files that writes of a killed build left (only in the store's own folders)."""
+    remove_temp_files(root, [KEY, UTTERANCES, FRAMES, SUMMARY])
+    for rel in folders(noises, snrs):
+        if (Path(root) / rel).is_dir():
+            remove_temp_files(Path(root) / rel)
+
+
+def remove_store_files(root: Path, key: dict) -> None:
+    """Delete the files a store with this key wrote in `root` (summary.json first, key.json
+    last, so that an interrupted removal is refused, not mistaken for a store) and the folders
+    they leave empty; nothing else, and not the lock."""
+    root = Path(root)
+    noises, snrs = list(key["noise"]), key["snrs"]
+    try:
+        ids = [row["id"] for row in read_manifest(root / UTTERANCES)] if (root / UTTERANCES).exists() else []
+    except CorpusError:
+        ids = []
+    files = [SUMMARY, *array_paths(noises, snrs), *(f"{n}/assignment.csv" for n in noises), FRAMES]
+    files += [f"{CHUNKS}/{p.name}" for p in (root / CHUNKS).glob("*.json") if p.stem.isdigit()]
+    files += [f"{AUDIO}/{condition_name(c)}/{i}.wav" for c in conditions(noises, snrs) for i in ids]
+    for rel in [*files, UTTERANCES]:
+        (root / rel).unlink(missing_ok=True)
+    remove_temp_files_of(root, noises, snrs)
+    for rel in folders(noises, snrs):
+        folder = root / rel
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    (root / KEY).unlink()

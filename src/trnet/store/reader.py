@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from trnet.corpora import read_manifest
-from trnet.store.layout import DTYPE, SHAPE, Condition, array_path, conditions
+from trnet.store.layout import DTYPE, SHAPE, Condition, StoreError, array_path, conditions, is_complete, read_key
 
 
 class ConditionStore:
@@ -17,12 +16,15 @@ class ConditionStore:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        if not (self.root / "summary.json").exists():
-            raise FileNotFoundError(
-                f"{self.root} is not a finished condition store (no summary.json); "
+        if not self.root.is_dir():
+            raise StoreError(f"{self.root}: no condition store there; build it with `trnet conditions ... --out DIR`")
+        key = read_key(self.root)
+        if key is None or not is_complete(self.root, key["hash"]):
+            raise StoreError(
+                f"{self.root} is not a finished condition store; "
                 "build it with `trnet conditions ... --out DIR` (it resumes if interrupted)"
             )
-        self.key = json.loads((self.root / "key.json").read_text())
+        self.key = key
         self.rows = read_manifest(self.root / "utterances.csv")
         self.frames = np.load(self.root / "frames.npy").astype(np.int64)
         self.noises: list[str] = list(self.key["noise"])

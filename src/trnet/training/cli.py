@@ -9,6 +9,7 @@ import torch
 
 from trnet.models.encoder import ENCODERS
 from trnet.training.trainer import spec_from_names, train
+from trnet.utils import check_folder_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_folder_path(args.out, "--out")
     overrides = {k: getattr(args, k) for k in ("encoder", "width") if getattr(args, k) is not None}
     spec = spec_from_names(
         args.config,

@@ -2,7 +2,8 @@
 
 Model selection and early stopping look at the validation speaker only; the test speaker
 is never evaluated here (the authors' code picked the best epoch on the test speaker).
-A run lives in a run directory (`trnet.runs`) and resumes from its last finished epoch.
+A run lives in a run directory (`trnet.runs`) and resumes from its last finished epoch, only
+with the settings it was started with. A non-finite loss stops training with an error.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ from trnet.models import (
     teacher_config,
 )
 from trnet.models.losses import compute_losses
-from trnet.protocol.folds import split
+from trnet.protocol.folds import loso_folds, split
+from trnet.runs import RunError
 from trnet.store import ConditionStore, condition_name
+from trnet.utils import remove_temp_files
 
 
 @dataclass(frozen=True)
@@ -51,34 +54,27 @@ class RunSpec:
 
 
 def train(spec: RunSpec, quiet: bool = False) -> Path:
-    """Train (or resume, or skip if finished) one run; returns its directory."""
+    """Train (or resume, or skip if finished) one run; returns its directory. A run that
+    exists with other settings is a RunError, found before anything is written."""
     out = spec.dir
-    if runs.is_finished(out):
-        return out
+    for name, value in (("epochs", spec.training.epochs), ("batch_size", spec.training.batch_size)):
+        if value < 1:
+            raise RunError(f"{name} must be at least 1, got {value}")
     store = ConditionStore(spec.store)
+    n_folds = len(loso_folds(store.rows))
+    if not 0 <= spec.fold < n_folds:
+        raise RunError(f"fold {spec.fold} out of range: the store's corpus has {n_folds} folds (0..{n_folds - 1})")
+    if spec.train_noise is not None and spec.train_noise not in store.noises:
+        raise RunError(f"train noise {spec.train_noise!r} is not in the store {spec.store} "
+                       f"(it has {', '.join(store.noises) or 'no noise'})")
     train_noise = spec.train_noise or default_train_noise(store)
     if spec.system.train_conditions != "clean" and train_noise is None:
-        raise ValueError(f"{spec.system.name} trains on noisy data but the store {spec.store} has no noise corpus")
+        raise RunError(f"{spec.system.name} trains on noisy data but the store {spec.store} has no noise corpus")
     conds = condition_set(store, spec.system.train_conditions, train_noise)
     labels = label_indices(store)
     fold = split(store.rows, spec.fold)
     train_rows, val_rows = fold.train, fold.val
     device = torch.device(spec.device)
-
-    teacher = None
-    if spec.system.teacher:
-        teacher_cfg = teacher_config(spec.system)
-        teacher_spec = replace(spec, system=teacher_cfg)
-        if not runs.is_finished(teacher_spec.dir):
-            if not quiet:
-                print(f"teacher {teacher_spec.dir} not trained yet: training Baseline-c first")
-            train(teacher_spec, quiet=quiet)
-        teacher = build_teacher(runs.read_weights(teacher_spec.dir / runs.BEST), teacher_cfg).to(device)
-
-    torch.manual_seed(spec.seed)
-    model = SERSystem(spec.system).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=spec.training.lr)
-    out.mkdir(parents=True, exist_ok=True)
     config = {
         "system": asdict(spec.system),
         "training": asdict(spec.training),
@@ -93,8 +89,36 @@ def train(spec: RunSpec, quiet: bool = False) -> Path:
         "se_options": store.key["se_options"],
         **fold.speakers(),
     }
-    runs.write_config(out, config)
+    runs.check_config(out, config)  # before anything is written
+    if runs.is_finished(out):
+        runs.verify_best(out)
+        return out
 
+    teacher = None
+    if spec.system.teacher:
+        teacher_cfg = teacher_config(spec.system)
+        teacher_spec = replace(spec, system=teacher_cfg)
+        if not runs.is_finished(teacher_spec.dir) and not quiet:
+            print(f"teacher {teacher_spec.dir} not trained yet: training Baseline-c first")
+        train(teacher_spec, quiet=quiet)  # checks a finished teacher's settings too
+        teacher = build_teacher(runs.read_best(teacher_spec.dir), teacher_cfg).to(device)
+
+    with runs.lock(out):
+        runs.check_config(out, config)  # another process may have started it meanwhile
+        if runs.is_finished(out):
+            return out
+        if not (out / runs.CONFIG).exists():
+            runs.write_config(out, config)  # once: an existing run's config.json is never rewritten
+        remove_temp_files(out)  # of a killed process
+        _loop(spec, out, store, labels, train_rows, val_rows, conds, teacher, device, quiet)
+    return out
+
+
+def _loop(spec: RunSpec, out: Path, store: ConditionStore, labels: np.ndarray, train_rows: np.ndarray,
+          val_rows: np.ndarray, conds: list, teacher, device: torch.device, quiet: bool) -> None:
+    torch.manual_seed(spec.seed)
+    model = SERSystem(spec.system).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=spec.training.lr)
     start_epoch, best = 0, {"val_uar": -1.0, "val_ce": float("inf"), "epoch": -1}
     history: list[dict] = []
     if (out / runs.LAST).exists():
@@ -129,6 +153,10 @@ def train(spec: RunSpec, quiet: bool = False) -> Path:
             out_ = model(b.x, b.xe, b.frames)
             h_s = teacher.embed(b.xs, b.frames) if teacher is not None else None
             losses = compute_losses(out_, b.y, b.xs, b.frames, h_s, spec.system)
+            if not torch.isfinite(losses["total"]):
+                raise RunError(f"run {out}: the loss is {losses['total'].item()} at epoch {epoch + 1}, batch "
+                               f"{steps + 1}; training stopped, the run is not finished. Look for NaN/Inf in the "
+                               f"store {spec.store} (rebuild it), or lower the learning rate")
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             optimizer.step()
@@ -137,6 +165,9 @@ def train(spec: RunSpec, quiet: bool = False) -> Path:
                 sums[k_out] += losses[k_in].item()
             bar.set_postfix({k: f"{v / steps:.3f}" for k, v in sums.items()})
         val = validate(model, store, labels, val_rows, conds, device)
+        if not np.isfinite(val["val_ce"]):
+            raise RunError(f"run {out}: the validation loss is {val['val_ce']} after epoch {epoch + 1}; training "
+                           f"stopped, the run is not finished. Look for NaN/Inf in the store {spec.store}")
         row = {
             "epoch": epoch + 1,
             **{k: v / max(steps, 1) for k, v in sums.items()},
@@ -157,9 +188,8 @@ def train(spec: RunSpec, quiet: bool = False) -> Path:
                 f"{spec.system.name} fold {spec.fold} seed {spec.seed} epoch {epoch + 1}: loss {row['loss']:.3f} "
                 f"val UAR {val['val_uar']:.3f} (best {best['val_uar']:.3f} @ {best['epoch']})"
             )
-    runs.write_done(out, {**best, "epochs_run": len(history)})
+    runs.write_finished(out, {**best, "epochs_run": len(history)})
     (out / runs.LAST).unlink(missing_ok=True)  # the run is final; only best is needed
-    return out
 
 
 def validate(
@@ -194,9 +224,12 @@ def spec_from_names(
     **kw,
 ) -> RunSpec:
     """A RunSpec from a system name or TOML path, with optional field overrides (a recipe's
-    encoder/width, or fewer epochs)."""
-    system = replace(load_config(config), **(system_overrides or {}))
-    training = replace(
-        load_training_config(config), **{k: v for k, v in (training_overrides or {}).items() if v is not None}
-    )
+    encoder/width, or fewer epochs); RunError for an unknown system or an impossible value."""
+    try:
+        system = replace(load_config(config), **(system_overrides or {}))
+        training = replace(
+            load_training_config(config), **{k: v for k, v in (training_overrides or {}).items() if v is not None}
+        )
+    except (OSError, ValueError, TypeError) as err:
+        raise RunError(str(err)) from None
     return RunSpec(system=system, training=training, fold=fold, seed=seed, store=Path(store), runs=Path(runs), **kw)
