@@ -196,14 +196,25 @@ def test_the_run_lock_waits_for_a_process_still_training(tmp_path, monkeypatch) 
 
 
 def test_a_worker_that_cannot_see_the_work_directory_is_named(local_ray, tmp_path) -> None:
-    from trnet.experiments.engine import EngineError
-    from trnet.experiments.engine_ray import _probe, check_nodes
+    """The probe that runs on every node before any work, and the check in every task: on a
+    cluster without a shared work directory the run stops with one line naming the node."""
+    import socket
+
+    from trnet.experiments.engine import EngineError, Grid
+    from trnet.experiments.engine_ray import PROBE, _get, _probe, _train_task
 
     probe = ray.remote(_probe)
     assert "cannot see the work directory" in ray.get(probe.remote(str(tmp_path / "absent"), "t", []))["error"]
-    assert "sees another folder" in ray.get(probe.remote(str(tmp_path), "not-the-drivers", []))["error"]
-    with pytest.raises(EngineError, match=r"cannot see .*corpus.*shared file system"):
-        check_nodes(tmp_path, read=[tmp_path / "corpus"])
+    (tmp_path / PROBE).write_text("the driver's")
+    assert "sees another folder" in ray.get(probe.remote(str(tmp_path), "another", []))["error"]
+    assert "cannot see /no/corpus" in ray.get(probe.remote(str(tmp_path), "the driver's", ["/no/corpus"]))["error"]
+    assert ray.get(probe.remote(str(tmp_path), "the driver's", [str(tmp_path)]))["error"] is None
+
+    recipe = with_overrides(load_recipe(make_tree(tmp_path)), work=tmp_path / "not-shared")
+    with pytest.raises(EngineError) as err:
+        _get(ray, ray.remote(_train_task).remote(Grid(recipe, {}, (0,), [], "cpu"), 0, 1, 1))
+    message = str(err.value)
+    assert "\n" not in message and socket.gethostname() in message and "shared file system" in message
 
 
 def test_missing_ray_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys) -> None:

@@ -124,6 +124,7 @@ _loaded_se: tuple[str, str] | None = None  # the SE back-end this worker process
 
 def _chunk_task(se: str, se_options: dict, job: dict, threads: int) -> dict:
     global _loaded_se
+    _require(Path(job["utts"][0]["path"]).parent, "corpus folder")
     key = (se, repr(sorted(se_options.items())))
     if _loaded_se != key:  # Ray reuses worker processes: load the SE back-end once per process
         init_worker(se, se_options)
@@ -162,18 +163,19 @@ def _get(ray: Any, ref: Any) -> Any:
 
 def check_nodes(work: Path, read: list[Path] = (), timeout: float = 300) -> list[dict[str, Any]]:
     """Probe every live node with CPUs: it must see `work` (the driver's, shown by a token the
-    driver writes there), write to it, see the `read` paths, and run this trnet's version
+    driver writes there), write to it, see the `read` paths that exist here, and run this trnet's version
     (on a local Ray: this very source folder). Raises EngineError naming each node that fails."""
     ray = import_ray()
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     token = secrets.token_hex(8)
     write_text_atomic(work / PROBE, token)
+    readable = [str(p) for p in read if Path(p).exists()]  # a synthetic corpus appears later (chunk tasks check)
     nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
     probe = ray.remote(_probe)
     refs = [probe.options(num_cpus=0, name="trnet-probe",
                           scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-            .remote(str(work), token, [str(p) for p in read]) for n in nodes]
+            .remote(str(work), token, readable) for n in nodes]
     try:
         answers = ray.get(refs, timeout=timeout)
     except ray.exceptions.GetTimeoutError:
