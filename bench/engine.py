@@ -109,6 +109,31 @@ def store_read(work: Path, batch: int = 32, seconds: float = 3.0) -> dict:
     return {"ms_per_example": ms, "bytes_per_example": 3 * row, "mb_per_s": 3 * row / ms / 1000}
 
 
+def forward_cost(systems: tuple[str, ...] = ("baseline-e", "baseline-ne", "trnet"), width: int = 32,
+                 frames: int = 500, batch: int = 8, reps: int = 3) -> dict[str, float]:
+    """Evaluation's unit at the paper's size: ms per example of a no-grad forward (one thread;
+    IEMOCAP's test batches crop to ~500 frames). Training steps: bench/train.py."""
+    from dataclasses import replace as with_fields
+
+    import torch
+
+    from trnet.models import SERSystem, load_config
+
+    torch.set_num_threads(1)
+    x = torch.randn(batch, frames, 80) * 3 + 8
+    lengths, out = torch.full((batch,), frames), {}
+    for name in systems:
+        model = SERSystem(with_fields(load_config(name), width=width)).eval()
+        times = []
+        with torch.no_grad():
+            for _ in range(reps + 1):
+                t0 = time.perf_counter()
+                model(x, x, lengths)
+                times.append(time.perf_counter() - t0)
+        out[name] = 1000 * min(times[1:]) / batch
+    return out
+
+
 def ray_round_trip(cpus: int, n: int = 200) -> float:
     """Milliseconds per empty task, submitted n at a time, on a running local Ray."""
     import ray
@@ -139,7 +164,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.costs:
         print(json.dumps({**task_costs(args.costs), "evaluation_s": evaluation_cost(args.costs),
-                          "store_read": store_read(args.costs)}, indent=1))
+                          "store_read": store_read(args.costs), "forward_ms_w32": forward_cost()}, indent=1))
         return 0
 
     se = args.se or default_se()
@@ -168,6 +193,7 @@ def main() -> int:
         "costs": task_costs(Path(runs["local"][0]["work"])),
         "evaluation_s": evaluation_cost(Path(runs["local"][0]["work"])),
         "store_read": store_read(Path(runs["local"][0]["work"])),
+        "forward_ms_w32": forward_cost(),
         "ray_task_round_trip_ms": ray_round_trip(args.cpus),
     }
     print("\nwall time (s), median of", args.repeat)
