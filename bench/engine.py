@@ -3,7 +3,7 @@
 the wall-time ratio Ray / local. Also the per-task costs that docs/scaleout.md multiplies out:
 a store chunk, a training epoch, an evaluation, and an empty Ray task's round trip.
 
-    python bench/engine.py [--cpus 2] [--se dfn3|spectral] [--quick] [--sequential] [--repeat 1]
+    python bench/engine.py [--cpus 2] [--se dfn3|spectral] [--quick] [--sequential] [--repeat 1] [--ray-first]
     python bench/engine.py --costs WORK      # the per-task costs only, from a finished demo work directory
 
 Both engines get the same CPUs: local = `--workers N --jobs N --threads 1` (store processes,
@@ -158,6 +158,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="the demo's --quick recipe (start-up costs dominate it)")
     ap.add_argument("--sequential", action="store_true", help="also time the local engine with --jobs 1")
     ap.add_argument("--repeat", type=int, default=1, help="alternate the engines this many times (median ratio)")
+    ap.add_argument("--ray-first", action="store_true", help="run Ray before the local engine (load drifts)")
     ap.add_argument("--out", type=Path, help="keep the work directories here (default: a temporary folder)")
     ap.add_argument("--json", type=Path, help="also write the measurements here")
     ap.add_argument("--costs", type=Path, help="only the per-task costs, from this finished demo work directory")
@@ -174,6 +175,8 @@ def main() -> int:
     prepare(replace(base, work=root / "corpus-only"), lambda line: None)  # generate the corpus once, untimed
 
     engines = {"local": dict(engine="local", jobs=args.cpus), "ray": dict(engine="ray", jobs=1)}
+    if args.ray_first:
+        engines = {"ray": engines["ray"], "local": engines["local"]}
     if args.sequential:
         engines["local-jobs1"] = dict(engine="local", jobs=1)
     runs: dict[str, list[dict]] = {name: [] for name in engines}

@@ -69,8 +69,9 @@ def start_local(num_cpus: int, verbose: bool = False, **kwargs: Any) -> None:
     folder goes first on their PYTHONPATH)."""
     ray = import_ray()
     paths = [str(SRC)] + [str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=verbose,  # a new Ray, even
-             logging_level=logging.WARNING,  # beside one that `ray start` left running here
+    # address="local": a new Ray, even beside one that `ray start` left running on this machine
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=verbose,
+             logging_level=logging.WARNING,
              runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}, **kwargs)
 
 
