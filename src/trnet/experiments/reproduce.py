@@ -171,12 +171,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--systems", help="comma-separated systems, e.g. trnet,baseline-e (default: the recipe's)")
     p.add_argument("--epochs", type=int, help="maximum epochs (default: the recipe's)")
     p.add_argument("--work", type=Path, help="work directory (default: the recipe's)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes building the condition store")
-    p.add_argument("--device", help="torch device for training and evaluation (default: cuda if available, else cpu)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="processes building the condition store (ray: the CPUs of the local Ray it starts)")
+    p.add_argument("--device", help="torch device for training and evaluation (default: cuda if available, else cpu; "
+                                    "ray: cuda if tasks have GPUs)")
     p.add_argument("--threads", type=int, help="torch CPU threads for training (default: torch's, one per core); "
                                                "use 1 on a machine shared with other jobs")
     p.add_argument("--jobs", type=int, default=1,
-                   help="train this many (fold, seed) groups in parallel, one thread each (CPU: try the core count)")
+                   help="local engine: train this many (fold, seed) groups in parallel, one thread each "
+                        "(CPU: try the core count)")
     p.add_argument("--engine", choices=("local", "ray"),
                    help="where the work runs (default: the recipe's, else local): local processes, or Ray tasks")
     p.add_argument("--address", help="ray: a running cluster to join ('auto', 'ray://head:10001'); "
