@@ -251,3 +251,14 @@ def test_engine_settings_in_a_recipe_and_on_the_command_line(tmp_path) -> None:
     with pytest.raises(RecipeError, match="--address: Ray settings"):
         with_overrides(recipe_from_dict(base, tmp_path, "t"), address="auto")
     assert load_recipe(make_tree(tmp_path)).engine.kind == "local"
+
+
+def test_demo_takes_the_engine(tmp_path, monkeypatch) -> None:
+    """`trnet demo --engine ray` runs its built-in recipe on Ray (the same reproduce() as above)."""
+    import trnet.experiments.demo as demo
+
+    seen = {}
+    monkeypatch.setattr(demo, "reproduce", lambda recipe, **kw: seen.setdefault("recipe", recipe) and tmp_path)
+    assert main(["demo", "--quick", "--se", "identity", "--out", str(tmp_path), "--engine", "ray"]) == 0
+    assert seen["recipe"].engine == EngineSettings("ray")
+    assert main(["demo", "--quick", "--se", "identity", "--out", str(tmp_path), "--address", "auto"]) == 2
