@@ -62,10 +62,12 @@ def run_of(path: str | Path) -> Path | None:
 
 
 @contextlib.contextmanager
-def lock(path: Path) -> Iterator[None]:
-    """Hold the run's lock while training it (RunError if another process does)."""
+def lock(path: Path, wait: bool = False) -> Iterator[None]:
+    """Hold the run's lock while training it: if another process does, an error at once, or
+    with `wait` (an engine rerunning a grid while a killed driver's workers still finish their
+    step), wait for it."""
     Path(path).mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(Path(path) / LOCK, f"another training of the run {path}"):
+    with exclusive_lock(Path(path) / LOCK, f"another training of the run {path}", wait=wait):
         yield
 
 

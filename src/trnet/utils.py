@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import fcntl
 import hashlib
 import json
@@ -98,14 +99,14 @@ def sha256_file(path: str | Path) -> str:
 
 # --------------------------------------------------------------------------- locks
 
-_held: set[int] = set()  # descriptors of the locks this process holds
+_held: dict[Path, int] = {}  # lock file -> descriptor, for the locks this process holds
 
 
 def _forget_locks_in_child() -> None:
     """After fork: a child shares its parent's open lock files, and a flock lives until the
     last descriptor closes; close the child's copies, so that a lock dies with its holder even
     while forked children (pool workers) live on."""
-    for fd in _held:
+    for fd in _held.values():
         with contextlib.suppress(OSError):
             os.close(fd)
     _held.clear()
@@ -115,30 +116,44 @@ os.register_at_fork(after_in_child=_forget_locks_in_child)
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: str | Path, what: str) -> Iterator[None]:
-    """Hold an OS lock (flock) on the file `path` for the block, or raise LockedError at once
-    if another process holds it. The OS drops the lock when its holder dies, even by kill -9:
-    a lock is never stale. `what` names the holder in the message ("a build of this store")."""
-    path = Path(path)
+def exclusive_lock(path: str | Path, what: str, wait: bool = False) -> Iterator[None]:
+    """Hold an OS lock (flock) on the file `path` for the block. If another process holds it:
+    raise LockedError at once, or with `wait`, say so on stderr and wait for it. The OS drops
+    the lock when its holder dies, even by kill -9: a lock is never stale. `what` names the
+    holder in the message ("a build of this store"). A lock this process already holds is
+    re-entered (the outer block keeps it). On a file system without locks (Lustre mounted
+    without flock) the block runs unlocked, with a warning."""
+    path = Path(path).resolve()
+    if path in _held:
+        yield
+        return
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = ""
-        with contextlib.suppress(OSError, ValueError, IndexError):  # empty, or not written by us
-            holder = f" (PID {int(os.pread(fd, 32, 0).decode().split()[0])})"
-        os.close(fd)
-        raise LockedError(f"{path} is held by {what}{holder}: wait for it to finish, or stop it") from None
-    except OSError:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = ""
+            with contextlib.suppress(OSError, ValueError, IndexError):  # empty, or not written by us
+                holder = f" (PID {int(os.pread(fd, 32, 0).decode().split()[0])})"
+            if not wait:
+                raise LockedError(f"{path} is held by {what}{holder}: wait for it to finish, or stop it") from None
+            print(f"{path} is held by {what}{holder}; waiting for it", file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as err:
+        if err.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
+            os.close(fd)
+            raise
+        print(f"warning: {path}: this file system has no locks; going on without one", file=sys.stderr)
+    except BaseException:
         os.close(fd)
         raise
-    _held.add(fd)
+    _held[path] = fd
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
-        _held.discard(fd)
+        del _held[path]
         os.close(fd)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from trnet import enhance
 from trnet.corpora import CorpusError
-from trnet.experiments.recipe import RecipeError, recipe_from_dict
+from trnet.experiments.recipe import RecipeError, recipe_from_dict, with_overrides
 from trnet.experiments.reproduce import reproduce
 from trnet.utils import free_cores
 
@@ -87,6 +87,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="processes building the condition store (default: the free cores, %(default)s now)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads for training (default 1: robust when other jobs share the cores)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local processes (default), or Ray tasks (pip install 'trnet[ray]')")
+    p.add_argument("--address", help="ray: a running cluster to join ('auto'); default: a local Ray of --workers CPUs")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     table = demo_table(args.emodb, args.quick, se)
     try:
         recipe = recipe_from_dict(table, base=out, origin=f"built-in {table['name']} recipe (trnet.demo)")
+        recipe = with_overrides(recipe, engine=args.engine, address=args.address)
         results = reproduce(recipe, workers=args.workers, device="cpu", threads=args.threads)
     except (RecipeError, CorpusError) as err:
         print(f"trnet demo: error: {err}", file=sys.stderr)

@@ -15,6 +15,7 @@ reproduction is a file anyone can read, edit and rerun, not a shell history.
     snrs = [20, 15, 10, 5, 0]         # default: the paper's five
     noise_seed = 1                    # optional: one noise assignment shared by all seeds
     notes = ["..."]                   # what is synthetic or a stand-in; shown in the report
+    engine = "local"                  # or "ray", or an [engine] table (below)
 
     [corpus]                          # the emotional speech
     kind = "emodb"                    # iemocap | emodb | folder | synthetic
@@ -27,6 +28,13 @@ reproduction is a file anyone can read, edit and rerun, not a shell history.
 Other keys of a [corpus] or [noise.*] table are the loader's options: `csv`, `labels`
 (folder), `subsets` (musan), `seed`, `n_speakers`, `utts_per_class`, `duration` (synthetic:
 generate the corpus under `root`; as a noise corpus, its noise/ folder is used).
+
+    [engine]                          # how the work runs; the results never depend on it
+    kind = "ray"                      # local (default: processes on this machine) | ray
+    address = "auto"                  # ray: join a running cluster; omitted: start a local one
+    num_cpus = 1                      # ray: CPUs per task (training, evaluation, store chunk)
+    num_gpus = 0.25                   # ray: GPUs per training/evaluation task (fractional: shared)
+    store_num_gpus = 0                # ray: GPUs per store-chunk task (an SE back-end on the GPU)
 
 Without `noise_seed`, each training seed has its own condition store, since SPEC §7 says
 the seed fixes the noise assignment too; `noise_seed = N` shares one store (one SE pass)
@@ -47,7 +55,8 @@ from trnet.models.encoder import ENCODERS
 from trnet.store import SNRS
 
 KEYS = ("name", "work", "corpus", "noise", "train_noise", "se", "se_options", "seed", "folds", "systems",
-        "epochs", "batch_size", "encoder", "width", "snrs", "noise_seed", "notes")
+        "epochs", "batch_size", "encoder", "width", "snrs", "noise_seed", "notes", "engine")
+ENGINES = ("local", "ray")
 PAPER_TRAINING = TrainingConfig()  # SPEC §7: the defaults are the paper's (80 epochs, batch 32)
 PAPER_WIDTH = next(f.default for f in fields(SystemConfig) if f.name == "width")  # 32: filters 32..256 (SPEC §5)
 
@@ -63,6 +72,45 @@ class Source:
     kind: str
     root: Path
     options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Where and how a recipe's work runs (`engine = ...` or `[engine]`): the local engine
+    takes none of the Ray settings; `trnet.experiments.engine` turns this into an engine."""
+
+    kind: str = "local"
+    address: str | None = None  # ray: a running cluster ("auto", "ray://head:10001"); None: start a local one
+    num_cpus: float = 1  # ray: per task (training group, evaluation, store chunk)
+    num_gpus: float = 0  # ray: per training/evaluation task; 0.25 lets four share one GPU
+    store_num_gpus: float = 0  # ray: per store-chunk task, for an SE back-end on the GPU
+
+    def __post_init__(self) -> None:
+        if self.kind not in ENGINES:
+            raise RecipeError(f"engine {self.kind!r}: expected one of {', '.join(ENGINES)}")
+        if self.address is not None and (not isinstance(self.address, str) or not self.address):
+            raise RecipeError(f"engine address: expected a string such as 'auto' or 'ray://head:10001', "
+                              f"got {self.address!r}")
+        for key in ("num_cpus", "num_gpus", "store_num_gpus"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (
+                    key == "num_cpus" and value == 0):
+                raise RecipeError(f"engine {key}: expected a {'positive' if key == 'num_cpus' else 'non-negative'} "
+                                  f"number, got {value!r}")
+            if value > 1 and value != int(value):
+                raise RecipeError(f"engine {key}: a fraction must be at most 1 (Ray shares one device), got {value}")
+
+
+def _engine(value: Any) -> EngineSettings:
+    if isinstance(value, str):
+        return EngineSettings(kind=value)
+    if not isinstance(value, Mapping):
+        raise RecipeError(f"engine: expected \"local\", \"ray\" or an [engine] table, got {value!r}")
+    names = {f.name for f in fields(EngineSettings)}
+    unknown = sorted(set(value) - names)
+    if unknown:
+        raise RecipeError(f"[engine]: unknown key(s) {unknown}; it has {', '.join(sorted(names))}")
+    return EngineSettings(**value)
 
 
 @dataclass(frozen=True)
@@ -86,6 +134,7 @@ class Recipe:
     notes: tuple[str, ...]
     origin: str  # the recipe file, or what built it
     table: dict[str, Any]  # the recipe as written, for the report
+    engine: EngineSettings = EngineSettings()
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -183,6 +232,7 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         notes=tuple(str(n) for n in notes),
         origin=origin,
         table=_plain(table),
+        engine=_engine(table.get("engine", "local")),
     )
 
 
@@ -209,9 +259,20 @@ def parse_int_list(text: str, what: str) -> tuple[int, ...] | None:
 
 
 def with_overrides(recipe: Recipe, folds: str | None = None, seeds: str | None = None, systems: str | None = None,
-                   epochs: int | None = None, work: Path | None = None) -> Recipe:
-    """The recipe with command-line subsets applied."""
+                   epochs: int | None = None, work: Path | None = None, engine: str | None = None,
+                   address: str | None = None, num_cpus: float | None = None,
+                   num_gpus: float | None = None) -> Recipe:
+    """The recipe with command-line subsets and engine settings applied (they override the
+    recipe's)."""
     changes: dict[str, Any] = {}
+    ray_flags = {"address": address, "num_cpus": num_cpus, "num_gpus": num_gpus}
+    ray_flags = {k: v for k, v in ray_flags.items() if v is not None}
+    settings = replace(recipe.engine, kind=engine or recipe.engine.kind, **ray_flags)
+    if settings.kind != "ray" and ray_flags:
+        flags = ", ".join("--" + k.replace("_", "-") for k in ray_flags)
+        raise RecipeError(f"{flags}: Ray settings, for --engine ray (this run's engine is {settings.kind})")
+    if settings != recipe.engine:
+        changes["engine"] = settings
     if folds is not None:
         changes["folds"] = parse_int_list(folds, "folds")
     if seeds is not None:

@@ -9,7 +9,8 @@ Steps, each of which skips what is already done, so that a killed run just conti
   4. evaluate every chosen run on its TEST speaker under every condition, cached (evalcache.py)
   5. results  WORK/results/ (results.py), then the report (report.py)
 
-Where everything lives in WORK: grid.py.
+Where everything lives in WORK: grid.py. Who computes the store chunks, the training and the
+evaluations: the engine (engine.py: local processes, the default; engine_ray.py: Ray tasks).
 """
 
 from __future__ import annotations
@@ -23,15 +24,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
-from trnet import runs
 from trnet.corpora import CorpusError, read_manifest
-from trnet.experiments.engine import train_parallel
-from trnet.experiments.evalcache import evaluate_run
-from trnet.experiments.grid import build_stores, check_se, run_spec, runs_dir, training_order, work_lock
+from trnet.experiments.engine import Engine, Grid, LocalEngine
+from trnet.experiments.engine_ray import RayEngine
+from trnet.experiments.grid import build_stores, check_se, training_order, work_lock
 from trnet.experiments.manifests import prepare
 from trnet.experiments.recipe import Recipe, RecipeError, load_recipe, with_overrides
 from trnet.experiments.report import make_report
@@ -39,20 +38,15 @@ from trnet.experiments.results import git_commit, predictions_path, write_result
 from trnet.models import load_config
 from trnet.protocol.folds import loso_folds
 from trnet.store import ConditionStore
-from trnet.training.trainer import train
 from trnet.utils import atomic_path, free_cores
 
 
-def summary_uar(conditions: list[dict[str, Any]]) -> str:
-    """'clean 58.0 | esc50 51.2 | demand 49.8': test UAR (%), noise corpora as SNR means."""
-    parts, by_noise = [], {}
-    for c in conditions:
-        if c["noise"] == "clean":
-            parts.append(f"clean {100 * c['uar']:.1f}")
-        else:
-            by_noise.setdefault(c["noise"], []).append(c["uar"])
-    parts += [f"{noise} {100 * float(np.mean(v)):.1f}" for noise, v in by_noise.items()]
-    return " | ".join(parts)
+def make_engine(recipe: Recipe, workers: int = 1, jobs: int = 1, verbose: bool = False) -> Engine:
+    """The recipe's engine (`recipe.engine`, with the command line's overrides applied)."""
+    if recipe.engine.kind == "ray":
+        read = [recipe.corpus.root, *(s.root for s in recipe.noise.values())]
+        return RayEngine(recipe.engine, recipe.work, workers, verbose, read)
+    return LocalEngine(jobs)
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -60,10 +54,11 @@ def _copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, tmp)
 
 
-def reproduce(recipe: Recipe, workers: int = 1, device: str = "cpu", verbose: bool = False, quiet: bool = False,
-              report: bool = True, threads: int | None = None, jobs: int = 1,
+def reproduce(recipe: Recipe, workers: int = 1, device: str | None = None, verbose: bool = False,
+              quiet: bool = False, report: bool = True, threads: int | None = None, jobs: int = 1,
               log: Callable[[str], None] = print) -> Path:
-    """Run a recipe's whole grid; returns the results directory. `threads` caps torch's CPU
+    """Run a recipe's whole grid on its engine; returns the results directory. `device`:
+    default cuda if available (Ray: if tasks have GPUs), else cpu. `threads` caps torch's CPU
     threads (and OpenMP/BLAS pools, e.g. t-SNE's) for the run: on a shared machine, more OpenMP
     threads than free cores stall each other (measured: 3 epochs took 40-85 s with 2 threads,
     6 s with 1, on 2 busy cores)."""
@@ -76,57 +71,47 @@ def reproduce(recipe: Recipe, workers: int = 1, device: str = "cpu", verbose: bo
         torch.set_num_threads(before)
 
 
-def _reproduce(recipe: Recipe, workers: int, device: str, verbose: bool, quiet: bool, report: bool,
+def _reproduce(recipe: Recipe, workers: int, device: str | None, verbose: bool, quiet: bool, report: bool,
                log: Callable[[str], None], jobs: int = 1) -> Path:
     started = time.time()
     log(f"recipe {recipe.name} ({recipe.origin}) -> {recipe.work}")
     check_se(recipe)  # before any work
+    with make_engine(recipe, workers, jobs, verbose) as engine:
+        results_dir = _run(recipe, engine, workers, device or engine.default_device(), verbose, quiet, log, started)
+    if report:
+        log(f"report: {make_report(results_dir)}")
+    return results_dir
+
+
+def _run(recipe: Recipe, engine: Engine, workers: int, device: str, verbose: bool, quiet: bool,
+         log: Callable[[str], None], started: float) -> Path:
     corpus, noise, info = prepare(recipe, log)
     n_folds = len(loso_folds(read_manifest(corpus)))
     folds = recipe.folds if recipe.folds is not None else tuple(range(n_folds))
     bad = [f for f in folds if not 0 <= f < n_folds]
     if bad:
         raise RecipeError(f"folds {bad} out of range: this corpus has {n_folds} folds (0..{n_folds - 1})")
-    stores = build_stores(recipe, corpus, noise, workers, quiet)
+    chunks = engine.chunk_map(recipe.se, recipe.se_options)  # None: the builder's local processes
+    stores = build_stores(recipe, corpus, noise, workers, quiet, map_chunks=chunks)
 
     order = training_order(recipe.systems, needs_teacher=any(load_config(s).teacher for s in recipe.systems))
-    total = len(recipe.systems) * len(folds) * len(recipe.seeds)
-    done = 0
+    results = engine.run_grid(Grid(recipe, stores, folds, order, device), verbose, log)
     rows: list[dict[str, Any]] = []
     runs_meta: list[dict[str, Any]] = []
     stores_meta: dict[str, Any] = {}
     results_dir = recipe.work / "results"
     keep: set[Path] = set()
-    if jobs > 1:
-        train_parallel(recipe, stores, folds, order, jobs, device, log)
-    for seed in recipe.seeds:
+    for seed in recipe.seeds:  # grid order, whatever order the engine finished the runs in
         store = ConditionStore(stores[seed])
         stores_meta[str(seed)] = {
             "path": str(stores[seed]),
             "hash": store.key["hash"],
             "se_version": store.key["se_version"],
         }
-        root = runs_dir(recipe, seed, store)
         for fold in folds:
-            for system in order:
-                spec = run_spec(recipe, system, fold, seed, stores[seed], root, device)
-                trained_before = runs.is_finished(spec.dir)
-                t0 = time.time()
-                train(spec, quiet=not verbose)
-                t_train = time.time() - t0
-                best = runs.read_done(spec.dir)
-                head = (f"{system:<14} fold {fold:>2} seed {seed}  val UAR {100 * best['val_uar']:5.1f} "
-                        f"(epoch {best['epoch']})")
-                status = "trained before" if trained_before else f"trained {t_train:.0f} s"
-                if system not in recipe.systems:
-                    log(f"[teacher]  {head}  {status}")
-                    continue
-                t0 = time.time()
-                ev = evaluate_run(spec.dir, store, fold, system, recipe.train_noise, device)
-                done += 1
-                status += ", evaluated before" if ev.cached else f", evaluated {time.time() - t0:.0f} s"
-                log(f"[{done}/{total}] {head}  test UAR {summary_uar(ev.conditions)}  ({status})")
-                pred = predictions_path(results_dir, system, fold, seed)
+            for system in recipe.systems:
+                r = results[(system, fold, seed)]
+                ev, pred = r.evaluation, predictions_path(results_dir, system, fold, seed)
                 _copy(ev.predictions, pred)
                 keep.add(pred)
                 for c in ev.conditions:
@@ -137,11 +122,11 @@ def _reproduce(recipe: Recipe, workers: int, device: str, verbose: bool, quiet: 
                         "fold": fold,
                         "seed": seed,
                         "test_speaker": ev.test_speaker,
-                        "val_uar": best["val_uar"],
-                        "best_epoch": best["epoch"],
-                        "epochs_run": best["epochs_run"],
-                        **ev.diagnostics,
-                        "run": str(spec.dir),
+                        "val_uar": r.best["val_uar"],
+                        "best_epoch": r.best["epoch"],
+                        "epochs_run": r.best["epochs_run"],
+                        **r.evaluation.diagnostics,
+                        "run": str(r.dir),
                         "predictions": str(pred.relative_to(results_dir)),
                     }
                 )
@@ -171,13 +156,12 @@ def _reproduce(recipe: Recipe, workers: int, device: str, verbose: bool, quiet: 
         "stores": stores_meta,
         "notes": list(recipe.notes),
         "device": device,
+        "engine": engine.describe(),
         "runs": runs_meta,
         "seconds": round(time.time() - started, 1),
     }
     write_results(results_dir, rows, meta)
     log(f"results: {results_dir / 'results.csv'} ({len(rows)} rows)")
-    if report:
-        log(f"report: {make_report(results_dir)}")
     return results_dir
 
 
@@ -189,21 +173,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="maximum epochs (default: the recipe's)")
     p.add_argument("--work", type=Path, help="work directory (default: the recipe's)")
     p.add_argument("--workers", type=int, default=free_cores(),
-                   help="processes building the condition store (default: the free cores, %(default)s now)")
-    p.add_argument("--device", help="torch device for training and evaluation (default: cuda if available, else cpu)")
+                   help="processes building the condition store (default: the free cores, %(default)s now; "
+                        "ray: the CPUs of the local Ray it starts)")
+    p.add_argument("--device", help="torch device for training and evaluation (default: cuda if available, else cpu; "
+                                    "ray: cuda if tasks have GPUs)")
     p.add_argument("--threads", type=int, help="torch CPU threads for training (default: torch's, one per core); "
                                                "use 1 on a machine shared with other jobs")
     p.add_argument("--jobs", type=int, default=1,
-                   help="train this many (fold, seed) groups in parallel, one thread each (CPU: try the core count)")
+                   help="local engine: train this many (fold, seed) groups in parallel, one thread each "
+                        "(CPU: try the core count)")
+    p.add_argument("--engine", choices=("local", "ray"),
+                   help="where the work runs (default: the recipe's, else local): local processes, or Ray tasks")
+    p.add_argument("--address", help="ray: a running cluster to join ('auto', 'ray://head:10001'); "
+                                     "default: start a local Ray of --workers CPUs")
+    p.add_argument("--num-cpus", type=float, help="ray: CPUs per task (default: the recipe's, else 1)")
+    p.add_argument("--num-gpus", type=float,
+                   help="ray: GPUs per training/evaluation task; fractional shares a GPU, e.g. 0.25 (default 0)")
     p.add_argument("--verbose", action="store_true", help="print every training epoch")
     p.add_argument("--no-report", action="store_true", help="write the results but not the report")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        recipe = with_overrides(load_recipe(args.recipe), args.folds, args.seeds, args.systems, args.epochs, args.work)
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        reproduce(recipe, workers=args.workers, device=device, verbose=args.verbose, report=not args.no_report,
+        recipe = with_overrides(load_recipe(args.recipe), args.folds, args.seeds, args.systems, args.epochs, args.work,
+                                args.engine, args.address, args.num_cpus, args.num_gpus)
+        reproduce(recipe, workers=args.workers, device=args.device, verbose=args.verbose, report=not args.no_report,
                   threads=args.threads, jobs=args.jobs)
     except (RecipeError, CorpusError) as err:
         print(f"trnet reproduce: error: {err}", file=sys.stderr)

@@ -53,9 +53,10 @@ class RunSpec:
         return runs.run_dir(self.runs, self.system.name, self.fold, self.seed)
 
 
-def train(spec: RunSpec, quiet: bool = False) -> Path:
+def train(spec: RunSpec, quiet: bool = False, wait: bool = False) -> Path:
     """Train (or resume, or skip if finished) one run; returns its directory. A run that
-    exists with other settings is a RunError, found before anything is written."""
+    exists with other settings is a RunError, found before anything is written. A run another
+    process is training is an error, or with `wait`, waited for (then resumed or skipped)."""
     out = spec.dir
     for name, value in (("epochs", spec.training.epochs), ("batch_size", spec.training.batch_size)):
         if value < 1:
@@ -100,10 +101,10 @@ def train(spec: RunSpec, quiet: bool = False) -> Path:
         teacher_spec = replace(spec, system=teacher_cfg)
         if not runs.is_finished(teacher_spec.dir) and not quiet:
             print(f"teacher {teacher_spec.dir} not trained yet: training Baseline-c first")
-        train(teacher_spec, quiet=quiet)  # checks a finished teacher's settings too
+        train(teacher_spec, quiet=quiet, wait=wait)  # checks a finished teacher's settings too
         teacher = build_teacher(runs.read_best(teacher_spec.dir), teacher_cfg).to(device)
 
-    with runs.lock(out):
+    with runs.lock(out, wait=wait):
         runs.check_config(out, config)  # another process may have started it meanwhile
         if runs.is_finished(out):
             return out
