@@ -189,3 +189,22 @@ def test_subset_and_small_n(tmp_path) -> None:
     assert "Figure 2" in text and "Skipped: no system with an SNR-aware module" in text and "Figure 3 skipped" in text
     assert not (only / "fig2_snr_coefficient.png").exists() and not (only / "fig3_tsne.png").exists()
     assert main(["report", str(tmp_path / "nowhere")]) == 2
+
+
+def test_also_merges_another_results_directory_as_tagged_systems(tmp_path) -> None:
+    """`trnet report A --also atten20=B`: B's runs become systems <system>@atten20 in every
+    table and figure, their predictions read from B; a malformed --also is one line, exit 2."""
+    main_dir = fabricate(tmp_path / "a")
+    other = fabricate(tmp_path / "b", systems=("baseline-e", "trnet"), folds=FOLDS, seeds=(1,))
+    out = tmp_path / "report"
+    assert main(["report", str(main_dir), "--also", f"atten20={other}", "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    table1 = text.split("## Table 1")[1].split("##")[0]
+    assert "| Baseline-e @atten20 |" in table1 and "| TRNet @atten20 |" in table1
+    # the tagged TRNet has c: it is in Figure 2's table and tested against Baseline-e on its 3 shared runs
+    assert "| TRNet @atten20 | " in text.split("## Figure 2")[1].split("## Model selection")[0]
+    tests = json.loads((out / "significance.json").read_text())
+    tagged = [t for t in tests if t["system"] == "trnet@atten20" and t["other"] == "baseline-e"]
+    assert len(tagged) == 3 and all(t["n"] == 3 for t in tagged)
+    assert (out / "confusion.png").is_file() and not (main_dir / "report.md").exists()
+    assert main(["report", str(main_dir), "--also", "no-equals-sign"]) == 2

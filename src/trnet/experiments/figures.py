@@ -16,7 +16,7 @@ import numpy as np
 from trnet.corpora import LABELS
 from trnet.evaluation.metrics import confusion
 from trnet.experiments.evalcache import TSNE_SNRS, TSNE_SYSTEMS
-from trnet.experiments.results import Results, RunPredictions, display_name, predictions_path
+from trnet.experiments.results import Results, RunPredictions, display_name
 from trnet.store import condition_name
 from trnet.utils import atomic_path
 
@@ -68,13 +68,13 @@ def figure_uar(res: Results, path: Path) -> None:
     _save(fig, path)
 
 
-def pooled(results_dir: Path, res: Results, system: str, kind: str) -> dict[str, np.ndarray]:
+def pooled(res: Results, system: str, kind: str) -> dict[str, np.ndarray]:
     """Per-utterance values of `kind` ("c" or "oracle") of every run of `system`, pooled per
     condition name; empty where the predictions files are missing."""
     out: dict[str, list[np.ndarray]] = {}
     for fold, seed in res.runs(system):
-        path = predictions_path(results_dir, system, fold, seed)
-        if path.is_file():
+        path = res.predictions(system, fold, seed)
+        if path is not None and path.is_file():
             for cond, values in getattr(RunPredictions.load(path), kind).items():
                 out.setdefault(cond, []).append(values)
     return {cond: np.concatenate(v).astype(np.float64) for cond, v in out.items()}
@@ -87,7 +87,7 @@ def _quartiles(values: dict[str, np.ndarray], conds: list[str]) -> np.ndarray | 
     return np.array([np.percentile(values[c], (25, 50, 75)) for c in conds]).T
 
 
-def figure2(results_dir: Path, res: Results, path: Path) -> list[str]:
+def figure2(res: Results, path: Path) -> list[str]:
     """Estimated c vs SNR per noise corpus (paper Figure 2) for every system with an SNR-aware
     module: the median over test utterances and runs, with the interquartile range shaded,
     and the oracle (least-squares) c as a dashed reference. Without predictions files, the
@@ -98,12 +98,12 @@ def figure2(results_dir: Path, res: Results, path: Path) -> list[str]:
     plt = _plt()
     colours = plt.get_cmap("tab10").colors
     fig, axes = plt.subplots(1, len(res.noises), figsize=(5.5 * len(res.noises), 4.2), squeeze=False)
-    oracle = next((o for o in (pooled(results_dir, res, s, "oracle") for s in systems) if o), {})
+    oracle = next((o for o in (pooled(res, s, "oracle") for s in systems) if o), {})
     for ax, noise in zip(axes[0], res.noises):
         xs = _snr_axis(ax, res.snrs)
         conds = ["clean"] + [condition_name((noise, s)) for s in res.snrs]
         for k, system in enumerate(systems):
-            q = _quartiles(pooled(results_dir, res, system, "c"), conds)
+            q = _quartiles(pooled(res, system, "c"), conds)
             colour = colours[k % len(colours)]
             if q is None:
                 cells = [res.scores(system, "mean_c", "clean")]
@@ -132,10 +132,10 @@ def _tsne_run(res: Results, systems: list[str]) -> tuple[int, int] | None:
     return min(common) if common else None
 
 
-def _load_h(results_dir: Path, res: Results, system: str, fold: int, seed: int) -> dict[str, np.ndarray] | None:
-    path = predictions_path(results_dir, system, fold, seed)
+def _load_h(res: Results, system: str, fold: int, seed: int) -> dict[str, np.ndarray] | None:
+    path = res.predictions(system, fold, seed)
     conds = {s: condition_name((res.train_noise, s)) for s in TSNE_SNRS if s in res.snrs}
-    if not path.is_file() or not conds:
+    if path is None or not path.is_file() or not conds:
         return None
     p = RunPredictions.load(path)
     if not all(c in p.h for c in conds.values()):
@@ -143,7 +143,7 @@ def _load_h(results_dir: Path, res: Results, system: str, fold: int, seed: int) 
     return {"y": p.y_true, "ids": p.ids, **{str(s): p.h[c].astype(np.float32) for s, c in conds.items()}}
 
 
-def figure3(results_dir: Path, res: Results, path: Path) -> tuple[str, list[dict[str, Any]]]:
+def figure3(res: Results, path: Path) -> tuple[str, list[dict[str, Any]]]:
     """t-SNE of h (paper Figure 3); returns a note on what was drawn and centre distances."""
     from sklearn.manifold import TSNE  # heavy, and only this figure needs it
 
@@ -151,7 +151,7 @@ def figure3(results_dir: Path, res: Results, path: Path) -> tuple[str, list[dict
     run = _tsne_run(res, systems) if systems else None
     if run is None:
         return "Figure 3 skipped: none of Baseline-c, Baseline-e, TRNet has a run with kept representations.", []
-    data = {s: _load_h(results_dir, res, s, *run) for s in systems}
+    data = {s: _load_h(res, s, *run) for s in systems}
     systems = [s for s in systems if data[s] is not None]
     if not systems:
         return "Figure 3 skipped: the predictions files hold no representations h.", []
@@ -231,7 +231,7 @@ def _mean_pair_distance(centres: np.ndarray) -> float:
     return float(np.mean([np.linalg.norm(a - b) for i, a in enumerate(centres) for b in centres[i + 1:]]))
 
 
-def confusion_figure(results_dir: Path, res: Results, path: Path) -> list[str]:
+def confusion_figure(res: Results, path: Path) -> list[str]:
     """Row-normalised confusion matrices per system, clean and noisy (all noise corpora and
     SNRs) pooled over runs; returns the systems drawn."""
     mats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -239,8 +239,8 @@ def confusion_figure(results_dir: Path, res: Results, path: Path) -> list[str]:
         clean = np.zeros((len(LABELS), len(LABELS)), np.int64)
         noisy = np.zeros_like(clean)
         for fold, seed in res.runs(system):
-            npz = predictions_path(results_dir, system, fold, seed)
-            if not npz.is_file():
+            npz = res.predictions(system, fold, seed)
+            if npz is None or not npz.is_file():
                 continue
             p = RunPredictions.load(npz)
             for cond, pred in p.pred.items():

@@ -134,11 +134,13 @@ def _stand_ins(meta: dict[str, Any], res: Results) -> list[str]:
     return out
 
 
-def make_report(results_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write report.md and its PNGs (into `out`, default the results directory)."""
+def make_report(results_dir: str | Path, out: str | Path | None = None, also: dict[str, Path] | None = None) -> Path:
+    """Write report.md and its PNGs (into `out`, default the results directory). `also` (tag
+    -> results directory) adds other runs as systems "<system>@<tag>", e.g. the same systems
+    with another SE setting, to the tables, figures and selection."""
     results_dir = Path(results_dir)
     out = Path(out) if out else results_dir
-    res = load_results(results_dir)
+    res = load_results(results_dir, also)
     meta = res.meta
     md = [f"# TRNet reproduction report: {meta.get('recipe', {}).get('name', results_dir.name)}", "", "## Setup", ""]
     md += _setup(res)
@@ -168,7 +170,7 @@ def make_report(results_dir: str | Path, out: str | Path | None = None) -> Path:
            + ". Training adds the frozen teacher's forward for systems with L_high.", "", table2(encoder, width), ""]
 
     md += ["## Figure 2: does the estimated c track the SNR?", ""]
-    drawn = figure2(results_dir, res, out / "fig2_snr_coefficient.png")
+    drawn = figure2(res, out / "fig2_snr_coefficient.png")
     if drawn:
         md += ["Estimated c per test utterance, pooled over runs: median (line) and interquartile range (shaded), "
                f"for {', '.join(display_name(s) for s in drawn)}; dashed: the oracle c, the per-utterance "
@@ -193,7 +195,7 @@ def make_report(results_dir: str | Path, out: str | Path | None = None) -> Path:
         md += [f"Among the systems with an SNR-aware module, validation picks **{display_name(chosen)}**.", ""]
 
     md += ["## Figure 3: t-SNE of utterance representations", ""]
-    note, distances = figure3(results_dir, res, out / "fig3_tsne.png")
+    note, distances = figure3(res, out / "fig3_tsne.png")
     md += [note, ""]
     if distances:
         md += ["![Figure 3](fig3_tsne.png)", "",
@@ -208,7 +210,7 @@ def make_report(results_dir: str | Path, out: str | Path | None = None) -> Path:
         md.append("")
 
     md += ["## Confusion matrices", ""]
-    drawn = confusion_figure(results_dir, res, out / "confusion.png")
+    drawn = confusion_figure(res, out / "confusion.png")
     md += ["Row-normalised (% of each true class), pooled over runs; noisy pools every noise corpus and SNR.", "",
            "![confusion](confusion.png)", ""] if drawn \
         else ["Skipped: no predictions files.", ""]
@@ -230,11 +232,20 @@ def make_report(results_dir: str | Path, out: str | Path | None = None) -> Path:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("results", type=Path, help="results directory (WORK/results of `trnet reproduce`)")
     p.add_argument("--out", type=Path, help="where to write report.md and the figures (default: RESULTS)")
+    p.add_argument("--also", action="append", default=[], metavar="TAG=RESULTS",
+                   help="add another results directory's runs as systems <system>@TAG (repeatable)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        path = make_report(args.results, args.out)
+        also = {}
+        for item in args.also:
+            tag, sep, path = item.partition("=")
+            if not sep or not tag or not path or "@" in tag:
+                print(f"trnet report: error: --also {item!r}: expected TAG=RESULTS_DIR", file=sys.stderr)
+                return 2
+            also[tag] = Path(path)
+        path = make_report(args.results, args.out, also)
     except FileNotFoundError as err:
         print(f"trnet report: error: {err}", file=sys.stderr)
         return 2

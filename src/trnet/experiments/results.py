@@ -45,7 +45,9 @@ Run = tuple[str, int, int]  # (system, fold, seed)
 
 
 def display_name(system: str) -> str:
-    return NAMES.get(system, system)
+    """The paper's name of a system; "<system>@<tag>" (a merged results directory) keeps its tag."""
+    base, sep, tag = system.partition("@")
+    return f"{NAMES.get(base, base)} @{tag}" if sep else NAMES.get(system, system)
 
 
 # --------------------------------------------------------------------------- predictions
@@ -95,8 +97,10 @@ def predictions_path(results_dir: Path, system: str, fold: int, seed: int) -> Pa
 class Results:
     """The tidy rows of results.json, indexed: (system, fold, seed) -> (noise, snr) -> row."""
 
-    def __init__(self, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    def __init__(self, rows: list[dict[str, Any]], meta: dict[str, Any], root: Path | None = None) -> None:
         self.meta = meta
+        self.root = root
+        self.sources: dict[str, tuple[Path | None, str]] = {}  # system -> (results dir, name there)
         self.by_run: dict[Run, dict[tuple[str, int | None], dict[str, Any]]] = defaultdict(dict)
         noises: list[str] = []
         snrs: set[int] = set()
@@ -107,12 +111,31 @@ class Results:
                 if r["noise"] not in noises:
                     noises.append(r["noise"])
         present = {run[0] for run in self.by_run}
+        self.sources = {s: (root, s) for s in present}
         self.systems = [s for s in SYSTEMS if s in present] + sorted(present - set(SYSTEMS))
         self.noises = [n for n in meta.get("noise", {}) if n in noises] + [
             n for n in noises if n not in meta.get("noise", {})
         ]
         self.snrs = sorted(snrs, reverse=True)
         self.train_noise = meta.get("train_noise") or ("esc50" if "esc50" in self.noises else (self.noises or [""])[0])
+
+    def merge(self, other: Results, tag: str) -> None:
+        """Add `other`'s runs as systems "<system>@<tag>" (e.g. the same systems with another SE
+        setting): their rows, their meta.json runs and where their predictions are."""
+        for (system, fold, seed), conds in other.by_run.items():
+            name = f"{system}@{tag}"
+            self.by_run[(name, fold, seed)] = {k: {**r, "system": name} for k, r in conds.items()}
+        for system in other.systems:
+            self.sources[f"{system}@{tag}"] = other.sources[system]
+            self.systems.append(f"{system}@{tag}")
+        self.meta.setdefault("runs", [])
+        self.meta["runs"] = [*self.meta["runs"], *({**r, "system": f"{r['system']}@{tag}"}
+                                                   for r in other.meta.get("runs", []))]
+
+    def predictions(self, system: str, fold: int, seed: int) -> Path | None:
+        """The predictions file of a run, wherever its results directory is (None if unknown)."""
+        root, name = self.sources.get(system, (None, system))
+        return None if root is None else predictions_path(root, name, fold, seed)
 
     @property
     def c_systems(self) -> list[str]:
@@ -145,13 +168,19 @@ class Results:
         return {fs: v for fs, v in out.items() if not np.isnan(v)}
 
 
-def load_results(results_dir: Path) -> Results:
+def load_results(results_dir: Path, also: dict[str, Path] | None = None) -> Results:
+    """A results directory, with the runs of `also` (tag -> another results directory) merged
+    in as systems "<system>@<tag>"."""
+    results_dir = Path(results_dir)
     path = results_dir / "results.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found (write it with `trnet reproduce RECIPE`)")
     meta_path = results_dir / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    return Results(json.loads(path.read_text()), meta)
+    res = Results(json.loads(path.read_text()), meta, results_dir)
+    for tag, other in (also or {}).items():
+        res.merge(load_results(other), tag)
+    return res
 
 
 def git_commit() -> str:
