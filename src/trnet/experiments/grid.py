@@ -4,7 +4,8 @@ Layout of WORK:
     .lock                    held by the `trnet reproduce` working on WORK (an OS lock)
     manifests/corpus.csv, manifests/noise-<name>.csv
     stores/seed<S>/ (or stores/noise-seed<N>/ with `noise_seed`)
-    runs/<store>/<encoder>-w<width>-e<epochs>-b<batch>-<train noise>-<store hash>/<system>/fold<K>-seed<S>/
+    runs/<store>/<encoder>-w<width>-e<epochs>-b<batch>[-p<patience>]-<train noise>-<store hash>/
+        <system>/fold<K>-seed<S>/
     results/
 Runs live under the store's hash and the training settings, so changing the SE back-end,
 the corpus, the width or the epochs starts new runs instead of silently reusing old ones.
@@ -16,7 +17,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from trnet.experiments.recipe import Recipe, RecipeError
+from trnet.experiments.recipe import PAPER_TRAINING, Recipe, RecipeError
 from trnet.store import BuildSpec, ChunkMap, ConditionStore, SettingsChanged, StoreError, build, load_enhancer
 from trnet.training.trainer import RunSpec, spec_from_names
 from trnet.utils import LockedError, UserError, check_folder_path, exclusive_lock
@@ -81,7 +82,8 @@ def build_stores(recipe: Recipe, corpus: Path, noise: dict[str, Path], workers: 
 
 def runs_dir(recipe: Recipe, seed: int, store: ConditionStore) -> Path:
     """Runs live under the store's hash and the training settings (see the module docstring)."""
-    tag = (f"{recipe.encoder}-w{recipe.width}-e{recipe.epochs}-b{recipe.batch_size}-{recipe.train_noise}-"
+    patience = "" if recipe.patience == PAPER_TRAINING.patience else f"-p{recipe.patience}"
+    tag = (f"{recipe.encoder}-w{recipe.width}-e{recipe.epochs}-b{recipe.batch_size}{patience}-{recipe.train_noise}-"
            f"{store.key['hash'][:10]}")
     return recipe.work / "runs" / store_name(recipe, seed) / tag
 
@@ -89,7 +91,8 @@ def runs_dir(recipe: Recipe, seed: int, store: ConditionStore) -> Path:
 def run_spec(recipe: Recipe, system: str, fold: int, seed: int, store: Path, runs: Path, device: str) -> RunSpec:
     return spec_from_names(system, fold, seed, store, runs,
                            system_overrides={"encoder": recipe.encoder, "width": recipe.width},
-                           training_overrides={"epochs": recipe.epochs, "batch_size": recipe.batch_size},
+                           training_overrides={"epochs": recipe.epochs, "batch_size": recipe.batch_size,
+                                               "patience": recipe.patience},
                            train_noise=recipe.train_noise, device=device)
 
 

@@ -10,6 +10,8 @@ reproduction is a file anyone can read, edit and rerun, not a shell history.
     systems = ["baseline-c", ...]     # default: all seven, in Table-1 order
     epochs = 15                       # maximum epochs (default 80, the paper's)
     batch_size = 32                   # default 32, the paper's
+    patience = 10                     # early stopping after this many epochs without a better
+                                      # validation UAR (default 10); = epochs: no early stopping
     encoder = "resnet"                # or "cnn6" (the authors' code)
     width = 16                        # channels of the first encoder block (paper: 32)
     snrs = [20, 15, 10, 5, 0]         # default: the paper's five
@@ -55,7 +57,7 @@ from trnet.models.encoder import ENCODERS
 from trnet.store import SNRS
 
 KEYS = ("name", "work", "corpus", "noise", "train_noise", "se", "se_options", "seed", "folds", "systems",
-        "epochs", "batch_size", "encoder", "width", "snrs", "noise_seed", "notes", "engine")
+        "epochs", "batch_size", "patience", "encoder", "width", "snrs", "noise_seed", "notes", "engine")
 ENGINES = ("local", "ray")
 PAPER_TRAINING = TrainingConfig()  # SPEC §7: the defaults are the paper's (80 epochs, batch 32)
 PAPER_WIDTH = next(f.default for f in fields(SystemConfig) if f.name == "width")  # 32: filters 32..256 (SPEC §5)
@@ -126,6 +128,7 @@ class Recipe:
     systems: tuple[str, ...]
     epochs: int
     batch_size: int
+    patience: int
     encoder: str
     width: int
     work: Path
@@ -199,8 +202,9 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         raise RecipeError(f"systems: unknown {bad or 'empty list'}; known: {', '.join(SYSTEMS)}")
     epochs = table.get("epochs", PAPER_TRAINING.epochs)
     batch_size = table.get("batch_size", PAPER_TRAINING.batch_size)
+    patience = table.get("patience", PAPER_TRAINING.patience)
     width = table.get("width", PAPER_WIDTH)
-    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("width", width)):
+    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("patience", patience), ("width", width)):
         if not isinstance(value, int) or value < 1:
             raise RecipeError(f"{key}: expected a positive integer, got {value!r}")
     encoder = table.get("encoder", "resnet")
@@ -224,6 +228,7 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         systems=tuple(s for s in SYSTEMS if s in systems),
         epochs=epochs,
         batch_size=batch_size,
+        patience=patience,
         encoder=encoder,
         width=width,
         work=(base / str(table["work"])).resolve(),
