@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import shared_path
 from trnet.batches import label_indices
 from trnet.corpora import emodb, write_manifest
@@ -16,6 +18,7 @@ from trnet.store import BuildSpec, ConditionStore, build
 from trnet.training.trainer import spec_from_names, train
 
 
+@pytest.mark.slow
 def test_tiny_baseline_learns_emodb_above_chance_on_held_out_speaker(tmp_path: Path):
     result = emodb.load(shared_path("emodb"))
     assert len(result.rows) == 339

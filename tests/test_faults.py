@@ -168,6 +168,7 @@ def test_1_changed_store_settings_are_refused_and_rebuild_removes_only_store_fil
 # --------------------------------------------------------------------------- 2. store lock
 
 
+@pytest.mark.slow
 def test_2_a_second_build_waits_for_nothing_and_breaks_nothing(corpus, tmp_path):
     """A build is stopped (SIGSTOP) while it holds the store; a second build, with other or the
     same settings, is refused; the first then finishes a correct store."""
@@ -216,6 +217,7 @@ def test_2_complete_means_every_chunk_was_written_under_the_current_key(corpus, 
 # --------------------------------------------------------------------------- 3. orphaned workers
 
 
+@pytest.mark.slow
 def test_3_workers_die_with_their_parent_and_a_rerun_continues(tmp_path):
     corpus = make_corpus(tmp_path / "corpus", n_speakers=4, per_speaker=12)
     out = tmp_path / "store"
@@ -337,6 +339,7 @@ def test_5_a_finished_run_is_not_reused_with_other_settings(finished, other_stor
         assert digests == {p.name: sha256_file(p) for p in run.iterdir()}
 
 
+@pytest.mark.slow
 def test_5_a_killed_run_does_not_resume_with_other_settings(store, other_store, tmp_path):
     cmd = [*TRNET, *train_args(store, tmp_path, "--epochs", "40")]
     out = tmp_path / "baseline-n" / "fold0-seed1"

@@ -74,6 +74,7 @@ def test_workers_import_this_source_tree(local_ray, tmp_path) -> None:
     assert answer["error"] is None and answer["src"] == str(SRC)  # not another checkout's editable install
 
 
+@pytest.mark.slow
 def test_ray_results_equal_local_bit_for_bit(local_ray, local_results, tmp_path) -> None:
     recipe = tree(tmp_path)
     out = reproduce(recipe, "--engine", "ray")
@@ -124,6 +125,7 @@ def _resumable_epoch(run: Path) -> int:
         return int(f.metadata()["epoch"])
 
 
+@pytest.mark.slow
 def test_killed_driver_resumes_and_trains_nothing_twice(local_ray, local_results, tmp_path) -> None:
     """kill -9 the driver while it trains; rerun at once (its Ray workers may still be dying):
     finished runs are not touched, every epoch recorded before the kill is kept, not trained

@@ -178,6 +178,7 @@ def test_subset_flags(grid) -> None:
     assert main(["reproduce", str(recipe), "--folds", "7"]) == 2  # out of range: an error, not a crash
 
 
+@pytest.mark.slow
 def test_parallel_jobs_give_the_sequential_results(grid, tmp_path) -> None:
     """--jobs trains (fold, seed) groups in parallel processes; every run is seeded by
     itself, so the weights, and with them the results, equal the sequential ones."""

@@ -111,6 +111,7 @@ def test_unfinished_store_refuses_to_open(tmp_path):
         ConditionStore(tmp_path)
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_resumes_to_identical_store(corpus, tmp_path):
     reference = ConditionStore(build(spec(corpus), tmp_path / "ref", quiet=True))
     out = tmp_path / "killed"

@@ -57,6 +57,7 @@ def assert_same(a: dict, b: dict) -> None:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_other_seed_other_weights(store, tmp_path):
     a = weights(run(store, tmp_path / "a"))
     b = weights(run(store, tmp_path / "b"))
@@ -116,6 +117,7 @@ def test_crash_mid_run_then_resume_equals_uninterrupted(store, tmp_path, monkeyp
     assert len((out / "log.csv").read_text().strip().splitlines()) == 5
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_resumes(store, tmp_path):
     cmd = [sys.executable, "-m", "trnet.cli", "train", "--config", "baseline-n", "--fold", "0", "--seed", "1",
            "--store", str(store), "--out", str(tmp_path), "--epochs", "40", "--width", "4", "--quiet"]
@@ -134,6 +136,7 @@ def test_kill_9_then_rerun_resumes(store, tmp_path):
     load_run(out)  # a loadable, complete checkpoint
 
 
+@pytest.mark.slow
 def test_trnet_trains_its_teacher_first_and_never_changes_it(store, tmp_path):
     teacher_dir = run(store, tmp_path, system="baseline-c", epochs=2)
     before = weights(teacher_dir)
