@@ -39,7 +39,7 @@ from trnet import features as feat
 from trnet.audio import SAMPLE_RATE, SEGMENT_SAMPLES, load_audio, pad_or_trim, save_audio
 from trnet.utils import atomic_path, write_json_atomic
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: SNR powers over the valid samples (SPEC §2), not the padded 5 s
 SNRS: tuple[int, ...] = (20, 15, 10, 5, 0)
 SHAPE = (feat.T_MAX, feat.N_MELS)
 CHUNK = 8
@@ -186,9 +186,9 @@ def _process_chunk(job: dict) -> dict:
         for noise in utt["noise"]:
             clip = load_audio(noise["path"], offset=float(noise["offset"]), duration=float(noise["duration"]))
             for snr in snrs:
-                mixed = mix_at_snr(speech, clip, snr)
+                mixed = mix_at_snr(speech, clip, snr, valid=n)
                 waves.append(mixed.astype(np.float32))
-                achieved.append(snr_db(speech, mixed.astype(np.float64) - speech))
+                achieved.append(snr_db(speech, mixed.astype(np.float64) - speech, valid=n))
         batch = torch.from_numpy(np.stack(waves))
         # SE runs on the valid part only: the padded tail is masked downstream, and skipping
         # it saves (5 s - n) of SE time per condition. The tail of x_e is zero.
