@@ -1,4 +1,5 @@
-"""Training objective (paper §3.2, §3.4, §3.5): L = L_task + alpha L_low + beta L_high, eq. (8)."""
+"""Training objective (paper §3.2, §3.4, §3.5): L = L_task + alpha L_low + beta L_high, eq. (8),
+plus gamma L_c (beyond the paper, issue #12; gamma = 0 by default)."""
 
 from __future__ import annotations
 
@@ -25,14 +26,37 @@ def high_level_loss(h_tilde: Tensor, h_s: Tensor) -> Tensor:
     return F.mse_loss(h_tilde, h_s)
 
 
+def coefficient_loss(c: Tensor, x: Tensor, xe: Tensor, x_s: Tensor, lengths: Tensor) -> Tensor:
+    """L_c = mean over the batch of (c - c*)^2, c* = oracle_c(X, X_e, X_s): the least-squares c
+    of eq. (5) per utterance, a constant target (no gradient). L_low has the same minimiser
+    but weighs each utterance by ||X - X_e||^2, so the utterances where SE changes little
+    (clean, high SNR) hardly pull c; L_c weighs every utterance the same. Training-only: c
+    itself is still computed from X and X_e alone."""
+    from trnet.models.diagnostics import oracle_c
+
+    return (c - oracle_c(x, xe, x_s, lengths)).pow(2).mean()
+
+
 def compute_losses(
-    out: SystemOutput, labels: Tensor, x_s: Tensor | None, lengths: Tensor, h_s: Tensor | None, cfg: SystemConfig
+    out: SystemOutput,
+    labels: Tensor,
+    x_s: Tensor | None,
+    lengths: Tensor,
+    h_s: Tensor | None,
+    cfg: SystemConfig,
+    x: Tensor | None = None,
+    xe: Tensor | None = None,
 ) -> dict[str, Tensor]:
-    """Eq. (8) with cfg.alpha and cfg.beta -> {total, ce, low, high}. A term whose weight is 0 is
-    not computed (x_s / h_s may then be None) and reads 0. L_high compares h~, or h for a
-    system without bridge."""
+    """Eq. (8) with cfg.alpha and cfg.beta, plus cfg.gamma L_c -> {total, ce, low, high, coef}.
+    A term whose weight is 0 is not computed (x_s / h_s / x / xe may then be None) and reads 0.
+    L_high compares h~, or h for a system without bridge."""
     ce = F.cross_entropy(out.logits, labels)  # L_task
     zero = ce.new_zeros(())
     low = low_level_loss(out.x_tilde, x_s, lengths) if cfg.alpha else zero
     high = high_level_loss(out.h if out.h_tilde is None else out.h_tilde, h_s) if cfg.beta else zero
-    return {"total": ce + cfg.alpha * low + cfg.beta * high, "ce": ce, "low": low, "high": high}
+    gamma = getattr(cfg, "gamma", 0.0)
+    if gamma and (x is None or xe is None or x_s is None):
+        raise ValueError("gamma > 0 (L_c) needs X, X_e and X_s: pass x= and xe= to compute_losses")
+    coef = coefficient_loss(out.c, x, xe, x_s, lengths) if gamma else zero
+    total = ce + cfg.alpha * low + cfg.beta * high + gamma * coef
+    return {"total": total, "ce": ce, "low": low, "high": high, "coef": coef}

@@ -23,9 +23,10 @@ from torch import Tensor, nn
 
 from trnet.models.bridge import FiLMBridge
 from trnet.models.encoder import ENCODERS
-from trnet.models.snr_aware import SNRAware
+from trnet.models.snr_aware import SNR_INITS, SNR_INPUTS, SNRAware
 
 SYSTEMS = ("baseline-c", "baseline-n", "baseline-e", "baseline-ne", "trnet", "trnet-wo-low", "trnet-wo-high")  # Table 1 order
+VARIANTS: tuple[str, ...] = ()  # beyond Table 1: options of the SNR-aware module (issue #12), configs/<name>.toml
 INPUTS = ("x", "xe", "ne", "trnet")
 
 
@@ -42,6 +43,10 @@ class SystemConfig:
     width: int = 32  # channels of the first block; h has 8 * width dimensions
     n_classes: int = 4
     n_mels: int = 80
+    # SNR-aware module options (issue #12; the defaults are the paper's, see models/snr_aware.py)
+    snr_input: str = "lmfb"  # what eq. (1) compares: "lmfb" | "lmfb-std" | "mel-power"
+    snr_init: str = "project"  # FC init: "project" (weights 0, bias 0.5) | "pytorch" (nn.Linear default)
+    gamma: float = 0.0  # weight of L_c = mean (c - c*)^2, c* the least-squares (oracle) c (beyond the paper)
 
     def __post_init__(self) -> None:
         checks = {
@@ -53,6 +58,11 @@ class SystemConfig:
             "alpha > 0 (L_low) needs input 'trnet' (X~)": self.alpha > 0 and self.input != "trnet",
             "bridge needs input 'trnet' (c)": self.bridge and self.input != "trnet",
             "teacher must be true exactly when beta > 0 (L_high needs h_s)": self.teacher != (self.beta > 0),
+            f"snr_input {self.snr_input!r} is not one of {SNR_INPUTS}": self.snr_input not in SNR_INPUTS,
+            f"snr_init {self.snr_init!r} is not one of {SNR_INITS}": self.snr_init not in SNR_INITS,
+            "gamma must be a finite number >= 0": not (0 <= self.gamma < float("inf")),
+            "snr_input, snr_init and gamma are options of the SNR-aware module: they need input 'trnet'": self.input != "trnet"
+            and (self.snr_input != "lmfb" or self.snr_init != "project" or self.gamma > 0),
         }
         problems = [message for message, failed in checks.items() if failed]
         if problems:
@@ -115,7 +125,7 @@ class SERSystem(nn.Module):
     def __init__(self, cfg: SystemConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.snr = SNRAware(cfg.n_mels) if cfg.input == "trnet" else None
+        self.snr = SNRAware(cfg.n_mels, input=cfg.snr_input, init=cfg.snr_init) if cfg.input == "trnet" else None
         self.encoder = ENCODERS[cfg.encoder](cfg.width, cfg.n_mels)
         d = self.encoder.out_dim
         # Baseline-ne: a 2-way softmax gate from [h_x; h_e] (~0.03 M parameters at d = 256)

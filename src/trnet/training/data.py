@@ -87,3 +87,45 @@ def eval_batches(store: ConditionStore, labels: np.ndarray, rows: np.ndarray, co
     for start in range(0, len(rows), batch_size):
         idx = rows[start : start + batch_size]
         yield make_batch(store, labels, idx, [cond] * len(idx))
+
+
+def snr_input_stats(store: ConditionStore, fold: int, conds: Sequence[Condition]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-mel-bin mean and std [F] of the LMFB the SNR-aware module sees in training (X and X_e
+    under each training condition), over the valid frames of the fold's TRAINING speakers only.
+    The fold, not a row list, is the argument: the rows are derived here from the LOSO split, so
+    the validation and test speakers cannot reach the statistics (they are never read)."""
+    from trnet.protocol.folds import loso_folds
+
+    folds = loso_folds(store.rows)
+    if not 0 <= fold < len(folds):
+        raise ValueError(f"fold {fold} out of range: this corpus has {len(folds)} folds (0..{len(folds) - 1})")
+    train = set(folds[fold].train_speakers)
+    rows = np.array([i for i, r in enumerate(store.rows) if r["speaker"] in train], dtype=np.int64)
+    s1 = np.zeros(store.clean().shape[-1], np.float64)
+    s2 = np.zeros_like(s1)
+    n = 0
+    for cond in conds:
+        for arr in (store.noisy(cond), store.enhanced(cond)):
+            for i in rows:
+                f = int(store.frames[i])
+                v = np.asarray(arr[i, :f], dtype=np.float64)
+                s1 += v.sum(0)
+                s2 += np.square(v).sum(0)
+                n += f
+    if n == 0:
+        raise ValueError(f"fold {fold}: no valid training frames to compute statistics from")
+    mean = s1 / n
+    std = np.sqrt(np.maximum(s2 / n - mean**2, 0.0))
+    return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
+
+
+def fit_snr_input_stats(model: torch.nn.Module, store: ConditionStore, fold: int, conds: Sequence[Condition]) -> bool:
+    """Set the SNR-aware module's input statistics from the fold's training speakers, if its
+    snr_input needs them (before training; they are then saved with the weights). Returns
+    whether it did."""
+    snr = getattr(model, "snr", None)
+    if snr is None or not snr.needs_stats:
+        return False
+    mean, std = snr_input_stats(store, fold, conds)
+    snr.set_input_stats(torch.from_numpy(mean), torch.from_numpy(std))
+    return True
