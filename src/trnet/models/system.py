@@ -44,7 +44,7 @@ class SystemConfig:
     n_classes: int = 4
     n_mels: int = 80
     # SNR-aware module options (issue #12; the defaults are the paper's, see models/snr_aware.py)
-    snr_input: str = "lmfb"  # what eq. (1) compares: "lmfb" | "lmfb-std" | "mel-power"
+    snr_input: str = "lmfb"  # the FC's input: "lmfb" | "lmfb-std" | "mel-power" (eq. (1) on them) | "attenuation"
     snr_init: str = "project"  # FC init: "project" (weights 0, bias 0.5) | "pytorch" (nn.Linear default)
     gamma: float = 0.0  # weight of L_c = mean (c - c*)^2, c* the least-squares (oracle) c (beyond the paper)
 
