@@ -12,7 +12,8 @@ training noise). Targets: the SNR rank (clean 5, 20 dB 4, ..., 0 dB 0), and the 
     ratio   between-condition variance of the read-out's per-condition means / mean
             within-condition variance (held-out speaker)
     rho     Spearman rho between read-out and SNR, clean highest (held-out speaker)
-    rho_c   the same for a read-out fitted to the oracle c
+    rho_c   the same for a read-out fitted to the oracle c (clipped to [0, 1]); its mean per
+            condition is printed too: the curve an FC trained towards the oracle c could reach
     spread  mean over bins of the std of the raw feature over training rows and conditions:
             how far an FC initialised at 0 must move its weights to make c vary by ~1
 
@@ -32,12 +33,6 @@ from trnet.models.snr_aware import SNRAware
 from trnet.protocol.folds import loso_folds
 from trnet.store import ConditionStore, condition_name
 from trnet.training.data import snr_input_stats
-
-
-def attenuation(x: torch.Tensor, xe: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-    """Mean over valid frames of X - X_e per mel bin: what the SE removed (log domain)."""
-    valid = (torch.arange(x.shape[1])[None, :] < frames[:, None])[..., None]
-    return ((x - xe) * valid).sum(1) / frames[:, None].clamp_min(1)
 
 
 def centred_cosine(x: torch.Tensor, xe: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
@@ -69,7 +64,7 @@ FIXED = {
     "lmfb (paper)": lambda x, xe, f: SNRAware(input="lmfb").features(x, xe, f),
     "mel-power": lambda x, xe, f: SNRAware(input="mel-power").features(x, xe, f),
     "utt-centred": centred_cosine,
-    "attenuation": attenuation,
+    "attenuation": lambda x, xe, f: SNRAware(input="attenuation").features(x, xe, f),
     "mean d (1 value)": lambda x, xe, f: SNRAware(input="lmfb").features(x, xe, f).mean(1, keepdim=True),
 }
 
@@ -116,7 +111,7 @@ def main() -> None:
         print(f"  {condition_name(c):<14} {oc[c].mean():.3f} +- {oc[c].std():.3f}          {feats['lmfb (paper)'][c].mean():.4f}")
 
     def fold_eval(name: str, get) -> dict:
-        res = {"ratio": [], "rho": [], "rho_esc": [], "rho_c": [], "spread": []}
+        res = {"ratio": [], "rho": [], "rho_esc": [], "rho_c": [], "spread": [], "curve_c": []}
         for fold in folds:
             tr = np.flatnonzero(np.isin(spk, fold.train_speakers))
             te = np.flatnonzero(spk == fold.test_speaker)
@@ -133,8 +128,10 @@ def main() -> None:
                 res[key].append(c_snr_spearman(pred, labels))
                 if key == "rho":
                     res["ratio"].append(ratio(pred, ids))
-                    res["rho_c"].append(c_snr_spearman(readout(Xtr, ctr, Xte), labels))
-        return {k: float(np.mean(v)) for k, v in res.items()}
+                    pred_c = np.clip(readout(Xtr, ctr, Xte), 0, 1)
+                    res["rho_c"].append(c_snr_spearman(pred_c, labels))
+                    res["curve_c"].append([pred_c[ids == k].mean() for k in range(len(conds))])
+        return {k: np.mean(v, 0) for k, v in res.items()}
 
     rows = {name: fold_eval(name, lambda fold, name=name: feats[name]) for name in FIXED}
 
@@ -144,11 +141,21 @@ def main() -> None:
         return per_condition(store, all_conds, lambda x, xe, xs, f: m.features(x, xe, f))
 
     rows["lmfb-std"] = fold_eval("lmfb-std", std_feats)
+    ref = {"ratio": [], "rho": [], "rho_esc": []}
+    for fold in folds:  # the oracle c itself, per held-out speaker: what tying c to it can reach
+        te = np.flatnonzero(spk == fold.test_speaker)
+        for key, conds in (("rho", test_conds), ("rho_esc", train_conds)):
+            v = np.concatenate([oc[c][te] for c in conds])
+            ref[key].append(c_snr_spearman(v, [c for c in conds for _ in te]))
+            if key == "rho":
+                ref["ratio"].append(ratio(v, np.concatenate([np.full(len(te), k) for k, _ in enumerate(conds)])))
     print(f"\nlinear read-out, fitted on training speakers (clean + {args.train_noise}), "
           f"tested on the held-out speaker; mean over {len(folds)} folds")
-    print(f"{'input':<18} {'ratio':>7} {'rho':>7} {'rho_c':>7}  {'rho '+args.train_noise:>10} {'spread':>8}")
+    print(f"{'input':<18} {'ratio':>7} {'rho':>7} {'rho_c':>7}  {'rho '+args.train_noise:>10} {'spread':>8}   c-read-out per condition (clean, {', '.join(map(str, snrs))} dB)")
     for name, r in rows.items():
-        print(f"{name:<18} {r['ratio']:7.2f} {r['rho']:7.3f} {r['rho_c']:7.3f}  {r['rho_esc']:10.3f} {r['spread']:8.4f}")
+        curve = " ".join(f"{v:.2f}" for v in r["curve_c"])
+        print(f"{name:<18} {r['ratio']:7.2f} {r['rho']:7.3f} {r['rho_c']:7.3f}  {r['rho_esc']:10.3f} {r['spread']:8.4f}   {curve}")
+    print(f"{'oracle c itself':<18} {np.mean(ref['ratio']):7.2f} {np.mean(ref['rho']):7.3f} {'':>7}  {np.mean(ref['rho_esc']):10.3f}")
     print(f"(ratio, rho, rho_c: {args.test_noise}, unseen; {time.perf_counter() - t0:.0f} s)")
 
 

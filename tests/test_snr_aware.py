@@ -44,7 +44,7 @@ def test_invalid_options_are_clear_errors(field, value, message):
         replace(load_config("trnet"), **{field: value})
 
 
-@pytest.mark.parametrize("field, value", [("snr_input", "lmfb-std"), ("snr_init", "pytorch"), ("gamma", 1.0)])
+@pytest.mark.parametrize("field, value", [("snr_input", "lmfb-std"), ("snr_init", "pytorch"), ("gamma", 1.0), ("c_target", "snr")])
 def test_options_need_the_snr_aware_module(field, value):
     with pytest.raises(ValueError, match="need input 'trnet'"):
         replace(load_config("baseline-e"), **{field: value})
@@ -182,6 +182,7 @@ def test_coefficient_loss_ties_c_to_the_oracle_only_through_c():
     with pytest.raises(ValueError, match="x= and xe="):
         compute_losses(out, b["y"], b["xs"], LENGTHS, None, model.cfg)
     losses = compute_losses(out, b["y"], b["xs"], LENGTHS, None, model.cfg, x=b["x"], xe=b["xe"])
+    assert losses["coef"].requires_grad
     coef = (out.c - oracle_c(b["x"], b["xe"], b["xs"], LENGTHS)).pow(2).mean()
     assert close(losses["coef"], coef)
     assert close(losses["total"], losses["ce"] + 0.5 * low_level_loss(out.x_tilde, b["xs"], LENGTHS) + 2.0 * coef)
@@ -189,6 +190,25 @@ def test_coefficient_loss_ties_c_to_the_oracle_only_through_c():
     losses["coef"].backward()
     grads = {k for k, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     assert grads == {"snr.fc.weight", "snr.fc.bias"}
+
+
+def test_snr_target_is_the_known_snr_over_25_db():
+    from trnet.models.losses import snr_target
+    from trnet.training.data import condition_snr_db
+
+    snr = condition_snr_db(["clean", ("esc50", 20), ("demand", 10), ("esc50", 0), ("x", -5)])
+    assert snr[0] == float("inf")
+    assert torch.allclose(snr_target(snr), torch.tensor([1.0, 0.8, 0.4, 0.0, 0.0]))
+    torch.manual_seed(0)
+    b = batch()
+    model = SERSystem(replace(load_config("trnet"), width=4, gamma=3.0, c_target="snr"))
+    out = model(b["x"], b["xe"], LENGTHS)
+    with pytest.raises(ValueError, match="snr_db="):
+        compute_losses(out, b["y"], b["xs"], LENGTHS, torch.zeros_like(out.h), model.cfg)
+    losses = compute_losses(out, b["y"], b["xs"], LENGTHS, torch.zeros_like(out.h), model.cfg, snr_db=snr[:4])
+    assert close(losses["coef"], (out.c - torch.tensor([1.0, 0.8, 0.4, 0.0])).pow(2).mean())
+    with pytest.raises(ValueError, match="c_target 'level'"):
+        replace(model.cfg, c_target="level")
 
 
 # ---------------------------------------------------------------- training-speaker statistics

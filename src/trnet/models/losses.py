@@ -26,15 +26,24 @@ def high_level_loss(h_tilde: Tensor, h_s: Tensor) -> Tensor:
     return F.mse_loss(h_tilde, h_s)
 
 
-def coefficient_loss(c: Tensor, x: Tensor, xe: Tensor, x_s: Tensor, lengths: Tensor) -> Tensor:
-    """L_c = mean over the batch of (c - c*)^2, c* = oracle_c(X, X_e, X_s): the least-squares c
-    of eq. (5) per utterance, a constant target (no gradient). L_low has the same minimiser
-    but weighs each utterance by ||X - X_e||^2, so the utterances where SE changes little
-    (clean, high SNR) hardly pull c; L_c weighs every utterance the same. Training-only: c
-    itself is still computed from X and X_e alone."""
-    from trnet.models.diagnostics import oracle_c
+C_TARGETS = ("oracle", "snr")
+SNR_FULL_DB = 25.0  # c_target "snr": c* = clip(SNR / 25 dB, 0, 1), clean 1 (20 dB -> 0.8, 0 dB -> 0)
 
-    return (c - oracle_c(x, xe, x_s, lengths)).pow(2).mean()
+
+def snr_target(snr_db: Tensor) -> Tensor:
+    """c* of c_target "snr" from each example's known SNR in dB (+inf for clean)."""
+    return (snr_db / SNR_FULL_DB).clamp(0.0, 1.0)
+
+
+def coefficient_loss(c: Tensor, target: Tensor) -> Tensor:
+    """L_c = mean over the batch of (c - c*)^2 with a constant target c* (no gradient flows
+    into it). Training-only: at inference c is still computed from X and X_e alone.
+
+    c* = oracle_c(X, X_e, X_s), the least-squares c of eq. (5) per utterance ("oracle"): L_low
+    has the same per-utterance minimiser but weighs each utterance by ||X - X_e||^2, so the
+    utterances that SE changes least (clean) pull c least; L_c weighs each the same.
+    c* = snr_target(SNR) ("snr"): c is taught the known SNR of the training condition."""
+    return (c - target.detach()).pow(2).mean()
 
 
 def compute_losses(
@@ -46,17 +55,27 @@ def compute_losses(
     cfg: SystemConfig,
     x: Tensor | None = None,
     xe: Tensor | None = None,
+    snr_db: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Eq. (8) with cfg.alpha and cfg.beta, plus cfg.gamma L_c -> {total, ce, low, high, coef}.
-    A term whose weight is 0 is not computed (x_s / h_s / x / xe may then be None) and reads 0.
-    L_high compares h~, or h for a system without bridge."""
+    A term whose weight is 0 is not computed (x_s / h_s / x / xe / snr_db may then be None) and
+    reads 0. L_high compares h~, or h for a system without bridge. L_c needs X and X_e
+    (c_target "oracle") or each example's SNR in dB, +inf for clean (c_target "snr")."""
     ce = F.cross_entropy(out.logits, labels)  # L_task
     zero = ce.new_zeros(())
     low = low_level_loss(out.x_tilde, x_s, lengths) if cfg.alpha else zero
     high = high_level_loss(out.h if out.h_tilde is None else out.h_tilde, h_s) if cfg.beta else zero
     gamma = getattr(cfg, "gamma", 0.0)
-    if gamma and (x is None or xe is None or x_s is None):
-        raise ValueError("gamma > 0 (L_c) needs X, X_e and X_s: pass x= and xe= to compute_losses")
-    coef = coefficient_loss(out.c, x, xe, x_s, lengths) if gamma else zero
+    coef = zero
+    if gamma and cfg.c_target == "oracle":
+        if x is None or xe is None or x_s is None:
+            raise ValueError("gamma > 0 with c_target 'oracle' needs X, X_e and X_s: pass x= and xe= to compute_losses")
+        from trnet.models.diagnostics import oracle_c
+
+        coef = coefficient_loss(out.c, oracle_c(x, xe, x_s, lengths))
+    elif gamma:
+        if snr_db is None:
+            raise ValueError("gamma > 0 with c_target 'snr' needs each example's SNR: pass snr_db= to compute_losses")
+        coef = coefficient_loss(out.c, snr_target(snr_db.to(out.c)))
     total = ce + cfg.alpha * low + cfg.beta * high + gamma * coef
     return {"total": total, "ce": ce, "low": low, "high": high, "coef": coef}

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from trnet.models.bridge import FiLMBridge
+from trnet.models.losses import C_TARGETS
 from trnet.models.encoder import ENCODERS
 from trnet.models.snr_aware import SNR_INITS, SNR_INPUTS, SNRAware
 
@@ -46,7 +47,8 @@ class SystemConfig:
     # SNR-aware module options (issue #12; the defaults are the paper's, see models/snr_aware.py)
     snr_input: str = "lmfb"  # the FC's input: "lmfb" | "lmfb-std" | "mel-power" (eq. (1) on them) | "attenuation"
     snr_init: str = "project"  # FC init: "project" (weights 0, bias 0.5) | "pytorch" (nn.Linear default)
-    gamma: float = 0.0  # weight of L_c = mean (c - c*)^2, c* the least-squares (oracle) c (beyond the paper)
+    gamma: float = 0.0  # weight of L_c = mean (c - c*)^2 (beyond the paper; models/losses.py)
+    c_target: str = "oracle"  # c* of L_c: "oracle" (least-squares c of eq. (5)) | "snr" (known SNR / 25 dB, clean 1)
 
     def __post_init__(self) -> None:
         checks = {
@@ -61,8 +63,9 @@ class SystemConfig:
             f"snr_input {self.snr_input!r} is not one of {SNR_INPUTS}": self.snr_input not in SNR_INPUTS,
             f"snr_init {self.snr_init!r} is not one of {SNR_INITS}": self.snr_init not in SNR_INITS,
             "gamma must be a finite number >= 0": not (0 <= self.gamma < float("inf")),
-            "snr_input, snr_init and gamma are options of the SNR-aware module: they need input 'trnet'": self.input != "trnet"
-            and (self.snr_input != "lmfb" or self.snr_init != "project" or self.gamma > 0),
+            f"c_target {self.c_target!r} is not one of {C_TARGETS}": self.c_target not in C_TARGETS,
+            "snr_input, snr_init, gamma and c_target are options of the SNR-aware module: they need input 'trnet'": self.input != "trnet"
+            and (self.snr_input != "lmfb" or self.snr_init != "project" or self.gamma > 0 or self.c_target != "oracle"),
         }
         problems = [message for message, failed in checks.items() if failed]
         if problems:

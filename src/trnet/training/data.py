@@ -129,3 +129,8 @@ def fit_snr_input_stats(model: torch.nn.Module, store: ConditionStore, fold: int
     mean, std = snr_input_stats(store, fold, conds)
     snr.set_input_stats(torch.from_numpy(mean), torch.from_numpy(std))
     return True
+
+
+def condition_snr_db(conditions: Sequence[Condition]) -> torch.Tensor:
+    """Each example's known SNR in dB, +inf for clean (the target of c_target "snr")."""
+    return torch.tensor([float("inf") if c == "clean" else float(c[1]) for c in conditions])

@@ -25,7 +25,7 @@ from trnet.models.losses import compute_losses
 from trnet.protocol.folds import loso_folds
 from trnet.store import ConditionStore, condition_name
 from trnet.training.checkpoint import load_training_state, load_weights, save_training_state, save_weights
-from trnet.training.data import condition_set, fit_snr_input_stats, label_indices, train_batches
+from trnet.training.data import condition_set, condition_snr_db, fit_snr_input_stats, label_indices, train_batches
 from trnet.utils import atomic_path, write_json_atomic
 
 LOG_FIELDS = ["epoch", "loss", "ce", "low", "high", "val_uar", "val_war", "val_ce", "mean_c", "seconds"]
@@ -155,7 +155,7 @@ def train(spec: RunSpec, quiet: bool = False) -> Path:
             b = batch.to(device)
             out_ = model(b.x, b.xe, b.frames)
             h_s = teacher.embed(b.xs, b.frames) if teacher is not None else None
-            losses = compute_losses(out_, b.y, b.xs, b.frames, h_s, spec.system, x=b.x, xe=b.xe)
+            losses = compute_losses(out_, b.y, b.xs, b.frames, h_s, spec.system, x=b.x, xe=b.xe, snr_db=condition_snr_db(b.conditions))
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             optimizer.step()
