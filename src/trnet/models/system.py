@@ -27,7 +27,8 @@ from trnet.models.encoder import ENCODERS
 from trnet.models.snr_aware import SNR_INITS, SNR_INPUTS, SNRAware
 
 SYSTEMS = ("baseline-c", "baseline-n", "baseline-e", "baseline-ne", "trnet", "trnet-wo-low", "trnet-wo-high")  # Table 1 order
-VARIANTS: tuple[str, ...] = ()  # beyond Table 1: options of the SNR-aware module (issue #12), configs/<name>.toml
+# beyond Table 1: options of the SNR-aware module (issue #12), configs/<name>.toml; trnet-std-snr is the recommended one
+VARIANTS = ("trnet-std", "trnet-std-snr", "trnet-std-oracle", "trnet-power", "trnet-pytorch-init")
 INPUTS = ("x", "xe", "ne", "trnet")
 
 
