@@ -18,7 +18,10 @@ from trnet.models.losses import compute_losses, low_level_loss
 from trnet.models.snr_aware import SNR_INPUTS, SNRAware
 from trnet.training.data import fit_snr_input_stats, snr_input_stats
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning"),
+]
 
 
 # ---------------------------------------------------------------- configuration
@@ -294,6 +297,10 @@ def test_trainer_saves_training_statistics_and_export_uses_them(tmp_path):
     logits, c = run_onnx(tmp_path / "m.onnx", x, xe, LENGTHS)
     want_logits, want_c = InferenceGraph(model).eval()(x, xe, LENGTHS)
     assert (logits - want_logits).abs().max() <= TOLERANCE and (c - want_c).abs().max() <= 1e-5
+    export(model, "torchscript", tmp_path / "m.pt")  # checks itself against PyTorch
+    with torch.inference_mode():
+        got_logits, got_c = torch.jit.load(str(tmp_path / "m.pt"))(x, xe, LENGTHS)
+    assert (got_logits - want_logits).abs().max() <= TOLERANCE and (got_c - want_c).abs().max() <= 1e-5
 
 
 def config_text(name: str, **options: str) -> str:
