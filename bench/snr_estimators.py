@@ -35,6 +35,12 @@ from trnet.store import ConditionStore, condition_name
 from trnet.training.data import snr_input_stats
 
 
+def attenuation(x: torch.Tensor, xe: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """Mean over valid frames of X - X_e per mel bin: the log-power the SE removed."""
+    valid = (torch.arange(x.shape[1])[None, :] < frames[:, None])[..., None]
+    return ((x - xe) * valid).sum(1) / frames[:, None].clamp_min(1)
+
+
 def centred_cosine(x: torch.Tensor, xe: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
     """Eq. (1) after removing each utterance's own per-bin mean (a per-band Pearson correlation)."""
     valid = (torch.arange(x.shape[1])[None, :] < frames[:, None])[..., None]
@@ -64,7 +70,7 @@ FIXED = {
     "lmfb (paper)": lambda x, xe, f: SNRAware(input="lmfb").features(x, xe, f),
     "mel-power": lambda x, xe, f: SNRAware(input="mel-power").features(x, xe, f),
     "utt-centred": centred_cosine,
-    "attenuation": lambda x, xe, f: SNRAware(input="attenuation").features(x, xe, f),
+    "attenuation": attenuation,
     "mean d (1 value)": lambda x, xe, f: SNRAware(input="lmfb").features(x, xe, f).mean(1, keepdim=True),
 }
 

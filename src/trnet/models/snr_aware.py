@@ -12,10 +12,6 @@ Options (SystemConfig keys `snr_input`, `snr_init`; the paper's behaviour is the
                            removes the large positive offset every LMFB column shares, which
                            keeps eq. (1) near 1 for every utterance on the raw LMFB.
               "mel-power"  eq. (1) on the linear mel power exp(X)
-              "attenuation" (beyond the paper) eq. (1) replaced by a_i = mean over the valid
-                           frames of X_i - X_e,i: the log-power the SE removed in mel band i.
-                           It is what grows as the SNR falls; the cosine of eq. (1) mostly
-                           measures how similar the two columns' shapes are, which they stay.
     snr_init  "project"    FC weights 0, bias 0.5: c = 0.5 for every input at the start
               "pytorch"    PyTorch's default nn.Linear init
 
@@ -31,7 +27,7 @@ from torch import Tensor, nn
 from trnet.features import frame_mask
 from trnet.models.masking import zero_padding
 
-SNR_INPUTS = ("lmfb", "lmfb-std", "mel-power", "attenuation")
+SNR_INPUTS = ("lmfb", "lmfb-std", "mel-power")
 SNR_INITS = ("project", "pytorch")
 NEEDS_STATS = ("lmfb-std",)  # inputs whose statistics come from the training speakers
 
@@ -103,8 +99,6 @@ class SNRAware(nn.Module):
     def features(self, x: Tensor, xe: Tensor, lengths: Tensor) -> Tensor:
         """d [B, F], the FC's input, from X and X_e [B, T, F] (padding may hold anything)."""
         x, xe = zero_padding(x, lengths, 1), zero_padding(xe, lengths, 1)
-        if self.input == "attenuation":
-            return (x - xe).sum(1) / lengths.to(x.dtype).clamp_min(1)[:, None]
         return self.similarity(self.transform(x, lengths), self.transform(xe, lengths))
 
     def forward(self, x: Tensor, xe: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:

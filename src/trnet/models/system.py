@@ -46,7 +46,7 @@ class SystemConfig:
     n_classes: int = 4
     n_mels: int = 80
     # SNR-aware module options (issue #12; the defaults are the paper's, see models/snr_aware.py)
-    snr_input: str = "lmfb"  # the FC's input: "lmfb" | "lmfb-std" | "mel-power" (eq. (1) on them) | "attenuation"
+    snr_input: str = "lmfb"  # what eq. (1) compares: "lmfb" | "lmfb-std" | "mel-power"
     snr_init: str = "project"  # FC init: "project" (weights 0, bias 0.5) | "pytorch" (nn.Linear default)
     gamma: float = 0.0  # weight of L_c = mean (c - c*)^2 (beyond the paper; models/losses.py)
     c_target: str = "oracle"  # c* of L_c: "oracle" (least-squares c of eq. (5)) | "snr" (known SNR / 25 dB, clean 1)
