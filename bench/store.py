@@ -38,7 +38,7 @@ def on_the_fly(rows: list[dict], noise: dict, se, conds: list, rng: np.random.Ge
         if cond != "clean":
             clip = noise[row["id"]]
             speech_noisy = mix_at_snr(
-                speech, load_audio(clip["path"], offset=clip["offset"], duration=clip["duration"]), cond[1]
+                speech, load_audio(clip["path"], offset=clip["offset"], duration=clip["duration"]), cond[1], valid=n
             )
         else:
             speech_noisy = speech

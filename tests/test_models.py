@@ -227,7 +227,7 @@ def test_zero_weighted_terms_are_not_computed(name):
     x_s = b["xs"] if cfg.alpha else None
     h_s = torch.randn_like(out.h) if cfg.beta else None
     losses = compute_losses(out, b["y"], x_s, LENGTHS, h_s, cfg)
-    assert set(losses) == {"total", "ce", "low", "high"}
+    assert set(losses) == {"total", "ce", "low", "high", "coef"} and losses["coef"] == 0  # gamma = 0
     assert (cfg.alpha == 0) == (losses["low"] == 0) and (cfg.beta == 0) == (losses["high"] == 0)
     assert close(losses["total"], losses["ce"] + cfg.alpha * losses["low"] + cfg.beta * losses["high"])
 

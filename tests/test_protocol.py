@@ -152,6 +152,24 @@ def test_mix_on_real_audio() -> None:
             assert np.isfinite(mix).all() and abs(snr_db(speech, mix - speech) - snr) < 0.01
 
 
+def test_mix_measures_powers_over_the_valid_samples_spec_2() -> None:
+    """A 2 s utterance zero-padded to 5 s, mixed at 0 dB, is at 0 dB where the speech is."""
+    rng = np.random.default_rng(1)
+    speech, n = pad_or_trim((0.1 * rng.standard_normal(32_000)).astype(np.float32))
+    assert n == 32_000 and len(speech) == 80_000
+    noise = rng.uniform(-1, 1, 80_000).astype(np.float32)
+    for snr in (*SNRS, -5):
+        mix = mix_at_snr(speech, noise, snr, valid=n)
+        assert abs(snr_db(speech, mix - speech, valid=n) - snr) < 0.01
+    # the old rule (powers over the padded 5 s) labels this 0 dB mixture ~4 dB too clean
+    biased = mix_at_snr(speech, noise, 0)
+    assert abs(snr_db(speech, biased - speech, valid=n) - 10 * np.log10(80_000 / 32_000)) < 0.1
+    with pytest.raises(ValueError, match="valid length"):
+        mix_at_snr(speech, noise, 0, valid=0)
+    with pytest.raises(ValueError, match="noise is silent"):
+        mix_at_snr(speech, np.r_[np.zeros(n), np.ones(10)], 0, valid=n)
+
+
 @pytest.mark.parametrize("speech, noise, message", [
     (np.zeros(1000), np.ones(1000), "speech is silent"),
     (np.ones(1000), np.zeros(1000), "noise is silent"),

@@ -3,8 +3,10 @@
 Training: every example draws its condition uniformly from {clean, each SNR of the training
 noise corpus} at every step (the authors' recipe), or clean only for Baseline-c. Validation
 and test: one speaker under one fixed condition. A fold's rows come from
-`trnet.protocol.folds.split(store.rows, fold)`. All randomness comes from (seed, epoch), so
-a resumed run sees exactly the batches an uninterrupted one would.
+`trnet.protocol.folds.split(store.rows, fold)`. All randomness comes from (seed, epoch), so a
+resumed run sees exactly the batches an uninterrupted one would. Also here: the per-mel-bin
+statistics of the training speakers that a standardised SNR-aware input needs
+(`snr_input_stats`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import numpy as np
 import torch
 
 from trnet.corpora import LABELS
-from trnet.store import Condition, ConditionStore
+from trnet.protocol.folds import split
+from trnet.store import Condition, ConditionStore, condition_snr
 
 CROP_MULTIPLE = 16  # the encoders downsample time by 2^4
 
@@ -107,3 +110,44 @@ def eval_batches(
     for start in range(0, len(rows), batch_size):
         idx = rows[start : start + batch_size]
         yield make_batch(store, labels, idx, [cond] * len(idx))
+
+
+def snr_input_stats(store: ConditionStore, fold: int, conds: Sequence[Condition]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-mel-bin mean and std [F] of the LMFB the SNR-aware module sees in training (X and X_e
+    under each training condition), over the valid frames of the fold's TRAINING speakers only.
+    The fold, not a row list, is the argument: the rows are derived here from the LOSO split, so
+    the validation and test speakers cannot reach the statistics (they are never read)."""
+    rows = split(store.rows, fold).train
+    s1 = np.zeros(store.clean().shape[-1], np.float64)
+    s2 = np.zeros_like(s1)
+    n = 0
+    for cond in conds:
+        for arr in (store.noisy(cond), store.enhanced(cond)):
+            for i in rows:
+                f = int(store.frames[i])
+                v = np.asarray(arr[i, :f], dtype=np.float64)
+                s1 += v.sum(0)
+                s2 += np.square(v).sum(0)
+                n += f
+    if n == 0:
+        raise ValueError(f"fold {fold}: no valid training frames to compute statistics from")
+    mean = s1 / n
+    std = np.sqrt(np.maximum(s2 / n - mean**2, 0.0))
+    return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
+
+
+def fit_snr_input_stats(model: torch.nn.Module, store: ConditionStore, fold: int, conds: Sequence[Condition]) -> bool:
+    """Set the SNR-aware module's input statistics from the fold's training speakers, if its
+    snr_input needs them (before training; they are then saved with the weights). Returns
+    whether it did."""
+    snr = getattr(model, "snr", None)
+    if snr is None or not snr.needs_stats:
+        return False
+    mean, std = snr_input_stats(store, fold, conds)
+    snr.set_input_stats(torch.from_numpy(mean), torch.from_numpy(std))
+    return True
+
+
+def condition_snr_db(conditions: Sequence[Condition]) -> torch.Tensor:
+    """Each example's known SNR in dB, +inf for clean (the target of c_target "snr")."""
+    return torch.tensor([condition_snr(c) for c in conditions])

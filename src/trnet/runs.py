@@ -43,7 +43,7 @@ UNCHECKED = ("store",)  # config keys a run may change: the store's location (it
 
 class RunError(UserError):
     """A run directory that cannot be used as asked (other settings, damaged files, ...)."""
-LOG_FIELDS = ["epoch", "loss", "ce", "low", "high", "val_uar", "val_war", "val_ce", "mean_c", "seconds"]
+LOG_FIELDS = ["epoch", "loss", "ce", "low", "high", "coef", "val_uar", "val_war", "val_ce", "mean_c", "seconds"]
 
 
 def run_dir(runs: str | Path, system: str, fold: int, seed: int) -> Path:
@@ -164,7 +164,9 @@ def read_log(path: Path) -> list[dict[str, float]]:
     if not log.exists():
         return []
     with open(log, newline="") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        # a column a run's older log lacks reads as NaN
+        return [{k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()}
+                for row in csv.DictReader(f)]
 
 
 # --------------------------------------------------------------------------- checkpoints

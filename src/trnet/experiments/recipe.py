@@ -52,13 +52,14 @@ from pathlib import Path
 from typing import Any
 
 from trnet.corpora import LOADERS, CorpusError, check_options, kinds
-from trnet.models import SYSTEMS, SystemConfig, TrainingConfig
+from trnet.models import SYSTEMS, VARIANTS, SystemConfig, TrainingConfig
 from trnet.models.encoder import ENCODERS
 from trnet.store import SNRS
 
 KEYS = ("name", "work", "corpus", "noise", "train_noise", "se", "se_options", "seed", "folds", "systems",
         "epochs", "batch_size", "patience", "encoder", "width", "snrs", "noise_seed", "notes", "engine")
 ENGINES = ("local", "ray")
+KNOWN = SYSTEMS + VARIANTS  # what a recipe may run: Table 1's systems, then the variants, in this order
 PAPER_TRAINING = TrainingConfig()  # SPEC §7: the defaults are the paper's (80 epochs, batch 32)
 PAPER_WIDTH = next(f.default for f in fields(SystemConfig) if f.name == "width")  # 32: filters 32..256 (SPEC §5)
 
@@ -197,9 +198,9 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         raise RecipeError(f"train_noise {table['train_noise']!r} is not one of the noise corpora ({', '.join(noise)})")
     folds = table.get("folds", "all")
     systems = tuple(table.get("systems", SYSTEMS))
-    bad = [s for s in systems if s not in SYSTEMS]
+    bad = [s for s in systems if s not in KNOWN]
     if bad or not systems:
-        raise RecipeError(f"systems: unknown {bad or 'empty list'}; known: {', '.join(SYSTEMS)}")
+        raise RecipeError(f"systems: unknown {bad or 'empty list'}; known: {', '.join(KNOWN)}")
     epochs = table.get("epochs", PAPER_TRAINING.epochs)
     batch_size = table.get("batch_size", PAPER_TRAINING.batch_size)
     patience = table.get("patience", PAPER_TRAINING.patience)
@@ -225,7 +226,7 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         se_options=dict(table.get("se_options", {})),
         seeds=_int_list(table.get("seed", [1]), "seed"),
         folds=None if folds == "all" else _int_list(folds, "folds"),
-        systems=tuple(s for s in SYSTEMS if s in systems),
+        systems=tuple(s for s in KNOWN if s in systems),
         epochs=epochs,
         batch_size=batch_size,
         patience=patience,
@@ -287,10 +288,10 @@ def with_overrides(recipe: Recipe, folds: str | None = None, seeds: str | None =
         changes["seeds"] = parsed
     if systems is not None:
         chosen = [s.strip() for s in systems.split(",") if s.strip()]
-        bad = [s for s in chosen if s not in SYSTEMS]
+        bad = [s for s in chosen if s not in KNOWN]
         if bad or not chosen:
-            raise RecipeError(f"--systems: unknown {bad or 'empty list'}; known: {', '.join(SYSTEMS)}")
-        changes["systems"] = tuple(s for s in SYSTEMS if s in chosen)
+            raise RecipeError(f"--systems: unknown {bad or 'empty list'}; known: {', '.join(KNOWN)}")
+        changes["systems"] = tuple(s for s in KNOWN if s in chosen)
     if epochs is not None:
         if epochs < 1:
             raise RecipeError("--epochs must be >= 1")

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from trnet.models import SYSTEMS
+from trnet.models import SYSTEMS, VARIANTS
 from trnet.store import parse_condition
 from trnet.utils import atomic_path, write_json_atomic, write_text_atomic
 
@@ -38,6 +38,11 @@ NAMES = {
     "trnet": "TRNet",
     "trnet-wo-low": "TRNet w/o L_low",
     "trnet-wo-high": "TRNet w/o L_high",
+    "trnet-std": "TRNet-std",
+    "trnet-std-snr": "TRNet-std-snr",
+    "trnet-std-oracle": "TRNet-std-oracle",
+    "trnet-power": "TRNet-power",
+    "trnet-pytorch-init": "TRNet-pytorch-init",
 }
 TRNET_FAMILY = ("trnet", "trnet-wo-low", "trnet-wo-high")  # systems with an SNR-aware module (Figure 2)
 
@@ -112,7 +117,8 @@ class Results:
                     noises.append(r["noise"])
         present = {run[0] for run in self.by_run}
         self.sources = {s: (root, s) for s in present}
-        self.systems = [s for s in SYSTEMS if s in present] + sorted(present - set(SYSTEMS))
+        known = SYSTEMS + VARIANTS
+        self.systems = [s for s in known if s in present] + sorted(present - set(known))
         self.noises = [n for n in meta.get("noise", {}) if n in noises] + [
             n for n in noises if n not in meta.get("noise", {})
         ]

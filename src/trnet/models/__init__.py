@@ -3,6 +3,7 @@
 
 from trnet.models.system import (
     SYSTEMS,
+    VARIANTS,
     SERSystem,
     SystemConfig,
     SystemOutput,
@@ -16,6 +17,7 @@ from trnet.models.system import (
 
 __all__ = [
     "SYSTEMS",
+    "VARIANTS",
     "SERSystem",
     "SystemConfig",
     "SystemOutput",

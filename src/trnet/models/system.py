@@ -13,7 +13,7 @@ so the student's state_dict and inference graph have no teacher in them."""
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
@@ -23,17 +23,12 @@ from torch import Tensor, nn
 
 from trnet.models.bridge import FiLMBridge
 from trnet.models.encoder import ENCODERS
-from trnet.models.snr_aware import SNRAware
+from trnet.models.snr_aware import C_TARGETS, SNR_INITS, SNR_INPUTS, SNRAware
 
-SYSTEMS = (
-    "baseline-c",
-    "baseline-n",
-    "baseline-e",
-    "baseline-ne",
-    "trnet",
-    "trnet-wo-low",
-    "trnet-wo-high",
-)  # Table 1 order
+SYSTEMS = ("baseline-c", "baseline-n", "baseline-e", "baseline-ne", "trnet", "trnet-wo-low", "trnet-wo-high")  # Table 1
+# beyond Table 1: options of the SNR-aware module (issue #12), configs/<name>.toml
+SNR_OPTIONS = ("snr_input", "snr_init", "gamma", "c_target")  # SystemConfig fields of the SNR-aware module
+VARIANTS = ("trnet-std", "trnet-std-snr", "trnet-std-oracle", "trnet-power", "trnet-pytorch-init")
 INPUTS = ("x", "xe", "ne", "trnet")
 
 
@@ -50,6 +45,11 @@ class SystemConfig:
     width: int = 32  # channels of the first block; h has 8 * width dimensions
     n_classes: int = 4
     n_mels: int = 80
+    # SNR-aware module options (issue #12; the defaults are the paper's, see models/snr_aware.py)
+    snr_input: str = "lmfb"  # what eq. (1) compares: "lmfb" | "lmfb-std" | "mel-power"
+    snr_init: str = "project"  # FC init: "project" (weights 0, bias 0.5) | "pytorch" (nn.Linear default)
+    gamma: float = 0.0  # weight of L_c = mean (c - c*)^2 (beyond the paper; models/losses.py)
+    c_target: str = "oracle"  # c* of L_c: "oracle" (least-squares c of eq. (5)) | "snr" (known SNR / 25 dB, clean 1)
 
     def __post_init__(self) -> None:
         checks = {
@@ -62,6 +62,14 @@ class SystemConfig:
             "alpha > 0 (L_low) needs input 'trnet' (X~)": self.alpha > 0 and self.input != "trnet",
             "bridge needs input 'trnet' (c)": self.bridge and self.input != "trnet",
             "teacher must be true exactly when beta > 0 (L_high needs h_s)": self.teacher != (self.beta > 0),
+            f"snr_input {self.snr_input!r} is not one of {SNR_INPUTS}": self.snr_input not in SNR_INPUTS,
+            f"snr_init {self.snr_init!r} is not one of {SNR_INITS}": self.snr_init not in SNR_INITS,
+            "gamma must be a finite number >= 0": not (0 <= self.gamma < float("inf")),
+            f"c_target {self.c_target!r} is not one of {C_TARGETS}": self.c_target not in C_TARGETS,
+            "snr_input, snr_init, gamma and c_target are options of the SNR-aware module: they need input 'trnet'": (
+                self.input != "trnet" and any(getattr(self, f.name) != f.default for f in fields(self)
+                                              if f.name in SNR_OPTIONS)
+            ),
         }
         problems = [message for message, failed in checks.items() if failed]
         if problems:
@@ -129,7 +137,7 @@ class SERSystem(nn.Module):
     def __init__(self, cfg: SystemConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.snr = SNRAware(cfg.n_mels) if cfg.input == "trnet" else None
+        self.snr = SNRAware(cfg.n_mels, input=cfg.snr_input, init=cfg.snr_init) if cfg.input == "trnet" else None
         self.encoder = ENCODERS[cfg.encoder](cfg.width, cfg.n_mels)
         d = self.encoder.out_dim
         # Baseline-ne: a 2-way softmax gate from [h_x; h_e] (~0.03 M parameters at d = 256)

@@ -110,9 +110,9 @@ def process_chunk(job: dict) -> dict:
         for noise in utt["noise"]:
             clip = load_audio(noise["path"], offset=float(noise["offset"]), duration=float(noise["duration"]))
             for snr in snrs:
-                mixed = mix_at_snr(speech, clip, snr)
+                mixed = mix_at_snr(speech, clip, snr, valid=n)  # powers over the true length (SPEC §2)
                 waves.append(mixed.astype(np.float32))
-                achieved.append(snr_db(speech, mixed.astype(np.float64) - speech))
+                achieved.append(snr_db(speech, mixed.astype(np.float64) - speech, valid=n))
         batch = torch.from_numpy(np.stack(waves))
         # SE runs on the valid part only: the padded tail is masked downstream, and skipping
         # it saves (5 s - n) of SE time per condition. The tail of x_e is zero.

@@ -17,7 +17,14 @@ import torch
 from tqdm import tqdm
 
 from trnet import runs
-from trnet.batches import condition_set, default_train_noise, label_indices, train_batches
+from trnet.batches import (
+    condition_set,
+    condition_snr_db,
+    default_train_noise,
+    fit_snr_input_stats,
+    label_indices,
+    train_batches,
+)
 from trnet.corpora import LABELS
 from trnet.evaluation.evaluate import predict_condition
 from trnet.evaluation.metrics import uar, war
@@ -118,7 +125,9 @@ def train(spec: RunSpec, quiet: bool = False, wait: bool = False) -> Path:
 def _loop(spec: RunSpec, out: Path, store: ConditionStore, labels: np.ndarray, train_rows: np.ndarray,
           val_rows: np.ndarray, conds: list, teacher, device: torch.device, quiet: bool) -> None:
     torch.manual_seed(spec.seed)
-    model = SERSystem(spec.system).to(device)
+    model = SERSystem(spec.system)
+    fit_snr_input_stats(model, store, spec.fold, conds)  # training speakers only; saved with the weights
+    model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.training.lr)
     start_epoch, best = 0, {"val_uar": -1.0, "val_ce": float("inf"), "epoch": -1}
     history: list[dict] = []
@@ -139,7 +148,7 @@ def _loop(spec: RunSpec, out: Path, store: ConditionStore, labels: np.ndarray, t
         torch.manual_seed(spec.seed * 1000 + epoch)  # dropout etc.: fixed per epoch, so resume is exact
         model.train()
         t0 = time.perf_counter()
-        sums = {"loss": 0.0, "ce": 0.0, "low": 0.0, "high": 0.0}
+        sums = {"loss": 0.0, "ce": 0.0, "low": 0.0, "high": 0.0, "coef": 0.0}
         n_batches = -(-len(train_rows) // spec.training.batch_size)
         bar = tqdm(
             train_batches(store, labels, train_rows, conds, spec.training.batch_size, spec.seed, epoch),
@@ -153,7 +162,8 @@ def _loop(spec: RunSpec, out: Path, store: ConditionStore, labels: np.ndarray, t
             b = batch.to(device)
             out_ = model(b.x, b.xe, b.frames)
             h_s = teacher.embed(b.xs, b.frames) if teacher is not None else None
-            losses = compute_losses(out_, b.y, b.xs, b.frames, h_s, spec.system)
+            losses = compute_losses(out_, b.y, b.xs, b.frames, h_s, spec.system, x=b.x, xe=b.xe,
+                                    snr_db=condition_snr_db(b.conditions).to(device))
             if not torch.isfinite(losses["total"]):
                 raise RunError(f"run {out}: the loss is {losses['total'].item()} at epoch {epoch + 1}, batch "
                                f"{steps + 1}; training stopped, the run is not finished. Look for NaN/Inf in the "
@@ -162,7 +172,7 @@ def _loop(spec: RunSpec, out: Path, store: ConditionStore, labels: np.ndarray, t
             losses["total"].backward()
             optimizer.step()
             steps += 1
-            for k_out, k_in in (("loss", "total"), ("ce", "ce"), ("low", "low"), ("high", "high")):
+            for k_out, k_in in (("loss", "total"), ("ce", "ce"), ("low", "low"), ("high", "high"), ("coef", "coef")):
                 sums[k_out] += losses[k_in].item()
             bar.set_postfix({k: f"{v / steps:.3f}" for k, v in sums.items()})
         val = validate(model, store, labels, val_rows, conds, device)
