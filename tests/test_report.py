@@ -14,8 +14,9 @@ from scipy.stats import wilcoxon
 from trnet.cli import main
 from trnet.experiments import stats
 from trnet.experiments.evalcache import TSNE_SYSTEMS
+from trnet.experiments.refinement import is_candidate, selection
 from trnet.experiments.report import make_report
-from trnet.experiments.results import RunPredictions, predictions_path
+from trnet.experiments.results import RunPredictions, load_results, predictions_path
 from trnet.models import SYSTEMS
 
 NOISES = ("esc50", "musan")
@@ -208,3 +209,17 @@ def test_also_merges_another_results_directory_as_tagged_systems(tmp_path) -> No
     assert len(tagged) == 3 and all(t["n"] == 3 for t in tagged)
     assert (out / "confusion.png").is_file() and not (main_dir / "report.md").exists()
     assert main(["report", str(main_dir), "--also", "no-equals-sign"]) == 2
+
+
+def test_selection_never_recommends_an_ablation(tmp_path) -> None:
+    """The recommended system is chosen among TRNet and its variants, at any SE setting; an ablation
+    with the highest validation UAR explains a loss, it is not a candidate."""
+    assert is_candidate("trnet") and is_candidate("trnet-std-snr") and is_candidate("trnet-std@atten20")
+    assert not any(map(is_candidate, ("trnet-wo-low", "trnet-wo-high@atten20", "baseline-e", "baseline-e@x")))
+    results = fabricate(tmp_path)
+    meta = json.loads((results / "meta.json").read_text())
+    for run in meta["runs"]:
+        run["val_uar"] = {"trnet-wo-low": 0.99, "trnet": 0.7}.get(run["system"], 0.5)
+    (results / "meta.json").write_text(json.dumps(meta))
+    _, chosen = selection(load_results(results))
+    assert chosen == "trnet"

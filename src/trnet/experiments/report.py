@@ -192,7 +192,8 @@ def make_report(results_dir: str | Path, out: str | Path | None = None, also: di
            "selection use; the test speaker never enters a choice), with the test UAR beside it for information.",
            "", table, ""]
     if chosen:
-        md += [f"Among the systems with an SNR-aware module, validation picks **{display_name(chosen)}**.", ""]
+        md += [f"Among TRNet and its variants (the ablations are not candidates), validation picks "
+               f"**{display_name(chosen)}**.", ""]
 
     md += ["## Figure 3: t-SNE of utterance representations", ""]
     note, distances = figure3(res, out / "fig3_tsne.png")
