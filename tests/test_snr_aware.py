@@ -4,6 +4,7 @@ initialisation, the oracle-c loss, and the diagnostics (oracle c, Spearman rho o
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,7 +14,8 @@ import torch.nn.functional as F
 
 from tests.test_models import LENGTHS, batch, close, garbage, lmfb, pad, system
 from trnet.batches import condition_snr_db, fit_snr_input_stats, snr_input_stats
-from trnet.models import SYSTEMS, VARIANTS, SERSystem, load_config, load_training_config
+from trnet.experiments.results import display_name
+from trnet.models import RECOMMENDED, SYSTEMS, VARIANTS, SERSystem, load_config, load_training_config
 from trnet.models.diagnostics import c_snr_spearman, oracle_c
 from trnet.models.losses import compute_losses, low_level_loss
 from trnet.models.snr_aware import SNR_INPUTS, SNRAware
@@ -343,3 +345,13 @@ def config_text(name: str, **options: str) -> str:
     extra = "".join(f'{k} = "{v}"\n' for k, v in options.items())
     head, sep, tail = text.partition("[training]")
     return head.rstrip() + "\n" + extra + ("\n" + sep + tail if sep else "")
+
+
+def test_recommended_system_is_the_validation_chosen_variant():
+    """trnet-robust is its own name for the variant the refinement study's validation UAR chose
+    (docs/emodb-refinement/report.md): the same model and training, nothing else."""
+    name, variant = RECOMMENDED
+    assert load_config(name) == replace(load_config(variant), name=name)
+    assert load_training_config(name) == load_training_config(variant)
+    report = Path(__file__).resolve().parents[1] / "docs" / "emodb-refinement" / "report.md"
+    assert f"validation picks **{display_name(variant)}**" in report.read_text()

@@ -90,7 +90,8 @@ def _quartiles(values: dict[str, np.ndarray], conds: list[str]) -> np.ndarray | 
 def figure2(res: Results, path: Path) -> list[str]:
     """Estimated c vs SNR per noise corpus (paper Figure 2) for every system with an SNR-aware
     module: the median over test utterances and runs, with the interquartile range shaded,
-    and the oracle (least-squares) c as a dashed reference. Without predictions files, the
+    and the oracle (least-squares) c as a dashed reference (dotted: that of each other SE setting,
+    "<system>@<tag>", whose X_e differs). Without predictions files, the
     mean over runs of each run's mean c. Returns the systems drawn."""
     systems = res.c_systems
     if not systems or not res.noises:
@@ -98,7 +99,11 @@ def figure2(res: Results, path: Path) -> list[str]:
     plt = _plt()
     colours = plt.get_cmap("tab10").colors
     fig, axes = plt.subplots(1, len(res.noises), figsize=(5.5 * len(res.noises), 4.2), squeeze=False)
-    oracle = next((o for o in (pooled(res, s, "oracle") for s in systems) if o), {})
+    oracles = {}  # SE setting ("" or the tag of a merged results directory) -> its oracle c
+    for system in systems:
+        tag = system.partition("@")[2]
+        if tag not in oracles:
+            oracles[tag] = pooled(res, system, "oracle")
     for ax, noise in zip(axes[0], res.noises):
         xs = _snr_axis(ax, res.snrs)
         conds = ["clean"] + [condition_name((noise, s)) for s in res.snrs]
@@ -113,10 +118,12 @@ def figure2(res: Results, path: Path) -> list[str]:
                 continue
             ax.plot(xs, q[1], marker="o", color=colour, label=display_name(system))
             ax.fill_between(xs, q[0], q[2], color=colour, alpha=0.15, linewidth=0)
-        q = _quartiles(oracle, conds)
-        if q is not None:
-            ax.plot(xs, q[1], linestyle="--", color="black", label="oracle c (least squares)")
-            ax.fill_between(xs, q[0], q[2], color="black", alpha=0.07, linewidth=0)
+        for k, (tag, oracle) in enumerate(oracles.items()):
+            q = _quartiles(oracle, conds) if oracle else None
+            if q is not None:
+                ax.plot(xs, q[1], linestyle="--" if k == 0 else ":", color="black",
+                        label=f"oracle c{' @' + tag if tag else ''} (least squares)")
+                ax.fill_between(xs, q[0], q[2], color="black", alpha=0.07, linewidth=0)
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{noise}{' (training noise)' if noise == res.train_noise else ''}")
         ax.set_ylabel("estimated c (median, IQR shaded)")

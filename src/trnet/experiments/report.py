@@ -175,7 +175,7 @@ def make_report(results_dir: str | Path, out: str | Path | None = None, also: di
         md += ["Estimated c per test utterance, pooled over runs: median (line) and interquartile range (shaded), "
                f"for {', '.join(display_name(s) for s in drawn)}; dashed: the oracle c, the per-utterance "
                "least-squares c that minimises ||c X + (1 - c) X_e - X_s||^2 over the valid frames (what L_low "
-               "asks for).", "",
+               "asks for; dotted: the same for the X_e of another SE setting).", "",
                "![Figure 2](fig2_snr_coefficient.png)", "",
                f"Mean c (over runs of each run's mean over test utterances) clean and at {min(res.snrs)} dB, whether "
                "it falls monotonically with the SNR, and the Spearman rho between c and SNR over each run's test "

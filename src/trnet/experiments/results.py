@@ -43,6 +43,7 @@ NAMES = {
     "trnet-std-oracle": "TRNet-std-oracle",
     "trnet-power": "TRNet-power",
     "trnet-pytorch-init": "TRNet-pytorch-init",
+    "trnet-robust": "TRNet-robust",
 }
 TRNET_FAMILY = ("trnet", "trnet-wo-low", "trnet-wo-high")  # systems with an SNR-aware module (Figure 2)
 

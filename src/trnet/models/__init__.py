@@ -2,6 +2,7 @@
 `SERSystem` class whose configurations are the seven compared systems."""
 
 from trnet.models.system import (
+    RECOMMENDED,
     SYSTEMS,
     VARIANTS,
     SERSystem,
@@ -17,6 +18,7 @@ from trnet.models.system import (
 
 __all__ = [
     "SYSTEMS",
+    "RECOMMENDED",
     "VARIANTS",
     "SERSystem",
     "SystemConfig",

@@ -28,7 +28,8 @@ from trnet.models.snr_aware import C_TARGETS, SNR_INITS, SNR_INPUTS, SNRAware
 SYSTEMS = ("baseline-c", "baseline-n", "baseline-e", "baseline-ne", "trnet", "trnet-wo-low", "trnet-wo-high")  # Table 1
 # beyond Table 1: options of the SNR-aware module (issue #12), configs/<name>.toml
 SNR_OPTIONS = ("snr_input", "snr_init", "gamma", "c_target")  # SystemConfig fields of the SNR-aware module
-VARIANTS = ("trnet-std", "trnet-std-snr", "trnet-std-oracle", "trnet-power", "trnet-pytorch-init")
+VARIANTS = ("trnet-std", "trnet-std-snr", "trnet-std-oracle", "trnet-power", "trnet-pytorch-init", "trnet-robust")
+RECOMMENDED = ("trnet-robust", "trnet-std")  # (name, the variant it is): chosen by validation UAR, issue #12
 INPUTS = ("x", "xe", "ne", "trnet")
 
 
