@@ -3,7 +3,7 @@
 through it, so a corpus kind, its role and the options it takes are declared once, here.
 
 Kinds and roles:
-    iemocap, emodb, folder   emotional speech ("utterances")
+    iemocap, emodb, nemo, folder   emotional speech ("utterances")
     esc50, musan, noise      noise ("noise")
     synthetic                the built-in generator: its speech as "utterances", or its
                              noise/ folder as "noise" (it writes the corpus under `root`)
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trnet.corpora import emodb, esc50, folder, iemocap, musan, noisefolder, synthetic
+from trnet.corpora import emodb, esc50, folder, iemocap, musan, nemo, noisefolder, synthetic
 from trnet.corpora.manifest import CorpusError, LoadResult, ManifestKind
 
 
@@ -55,6 +55,7 @@ def _plain(module: Any) -> Callable[..., LoadResult]:
 LOADERS: dict[str, Loader] = {
     "iemocap": Loader(("utterances",), (), _plain(iemocap)),
     "emodb": Loader(("utterances",), (), _plain(emodb)),
+    "nemo": Loader(("utterances",), (), _plain(nemo)),
     "folder": Loader(("utterances",), ("csv", "labels"), _folder, path_options=("csv",)),
     "esc50": Loader(("noise",), (), _plain(esc50)),
     "musan": Loader(("noise",), ("subsets",), _plain(musan)),

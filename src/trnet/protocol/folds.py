@@ -1,6 +1,7 @@
-"""Leave-one-speaker-out folds (SPEC §3, authors' code): one fold per speaker; the other
-speaker of the same session validates (model selection never sees the test speaker), and the
-speakers of all other sessions train."""
+"""Leave-one-speaker-out folds (authors' code; docs/design.md, "Folds"): one fold per speaker;
+one other speaker validates (model selection never sees the test speaker): the other speaker
+of the same session where sessions pair two speakers, else the next speaker of the same
+gender. The remaining speakers train (with paired sessions: those of all other sessions)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,17 @@ class Fold:
 
 
 def loso_folds(rows: Sequence[dict[str, Any]]) -> list[Fold]:
-    """One fold per speaker: sessions in sorted order, within a session F before M (then by
-    id), so fold k means the same speaker on every machine (IEMOCAP: Ses01F, Ses01M, ...)."""
+    """One fold per speaker, in a fixed order, so fold k means the same speaker on every
+    machine. Two layouts (docs/design.md, "Folds"):
+
+    - every session holds two speakers (IEMOCAP, EmoDB): sessions in sorted order, within a
+      session F before M (then by id); the session's other speaker validates and the speakers
+      of all other sessions train (the authors' protocol: Ses01F, Ses01M, ...);
+    - every session holds one speaker (nEMO: no sessions): speakers F before M, then by id;
+      the next speaker of the same gender in that order (cyclically) validates, or the next
+      speaker of any gender if the test speaker is the only one of theirs; all others train.
+
+    Any other layout is refused: which speaker validates must follow from a stated rule."""
     members: dict[str, set[str]] = defaultdict(set)
     gender: dict[str, str] = {}
     session_of: dict[str, str] = {}
@@ -37,17 +47,37 @@ def loso_folds(rows: Sequence[dict[str, Any]]) -> list[Fold]:
         members[session].add(spk)
         gender.setdefault(spk, r.get("gender", ""))
     sessions = sorted(members, key=natural_key)
+    sizes = {len(members[s]) for s in sessions}
+
+    def order(speakers: Sequence[str]) -> list[str]:
+        return sorted(speakers, key=lambda spk: (GENDER_ORDER.get(gender[spk], 2), natural_key(spk)))
+
+    if sizes == {1}:
+        return _next_same_gender_folds(order([spk for s in sessions for spk in members[s]]), gender)
     for s in sessions:
         if len(members[s]) != 2:
             raise ValueError(f"session {s} has {len(members[s])} speaker(s) ({', '.join(sorted(members[s]))}); "
-                             "leave-one-speaker-out needs exactly 2 per session")
-    ordered = {s: sorted(members[s], key=lambda spk: (GENDER_ORDER.get(gender[spk], 2), natural_key(spk)))
-               for s in sessions}
+                             "leave-one-speaker-out needs exactly 2 speakers in every session, or 1 in every "
+                             "session (then the next speaker of the same gender validates)")
+    ordered = {s: order(members[s]) for s in sessions}
     folds: list[Fold] = []
     for s in sessions:
         train = tuple(spk for t in sessions if t != s for spk in ordered[t])
         first, second = ordered[s]
         folds += [Fold(len(folds), first, second, train), Fold(len(folds) + 1, second, first, train)]
+    return folds
+
+
+def _next_same_gender_folds(speakers: list[str], gender: dict[str, str]) -> list[Fold]:
+    """Folds of a corpus whose speakers are their own sessions (`speakers` in fold order)."""
+    if len(speakers) < 3:
+        raise ValueError(f"{len(speakers)} speaker(s): leave-one-speaker-out with a validation speaker needs 3 or more")
+    folds: list[Fold] = []
+    for i, test in enumerate(speakers):
+        same = [s for s in speakers if gender[s] == gender[test]]
+        pool = same if len(same) > 1 else speakers
+        val = pool[(pool.index(test) + 1) % len(pool)]
+        folds.append(Fold(i, test, val, tuple(s for s in speakers if s not in (test, val))))
     return folds
 
 
