@@ -5,10 +5,13 @@ Ray tasks, on a cluster or a local Ray.
 Three kinds of work are independent enough to spread out:
   store chunks    a few utterances through noise, SE and LMFB (`trnet.store.builder.process_chunk`);
                   computed anywhere, committed by the builder alone, in job order
-  training        one task per (fold, seed) group; inside it Baseline-c (TRNet's teacher)
-                  trains before the systems that need it (`train_group`)
+  training        one task per stack: several runs of one system trained as one stacked model
+                  (`trnet.training.batched`), Baseline-c's stacks (TRNet's teachers) before the
+                  others (`stacks`, `train_stack`); with `batch_runs = 1` (--no-batch-runs), one
+                  task per (fold, seed) group, Baseline-c first (`train_group`)
   evaluation      one task per run (`evalcache.evaluate_run`, cached in the run directory)
-Each run is seeded by itself, so the engine decides speed, never numbers.
+Each run is seeded by itself, and which runs share a stack follows from the recipe alone
+(`stacks`), so the engine decides speed, never numbers.
 
 A run is trained under its run lock (`trnet.runs.lock`, RUN/.lock, an OS file lock), so two
 processes never train one run at once. That matters when a driver dies by kill -9
@@ -35,10 +38,13 @@ from trnet.experiments.evalcache import Evaluation, evaluate_run
 from trnet.experiments.grid import run_spec, runs_dir
 from trnet.experiments.recipe import Recipe, RecipeError
 from trnet.store import ChunkMap, ConditionStore
+from trnet.training.batched import train_batched
 from trnet.training.trainer import RunSpec, train
 from trnet.utils import die_with_parent
 
 Log = Callable[[str], None]
+AUTO_STACK = 8  # runs per stack when the recipe says batch_runs = 0 (bench/grid.py, docs/benchmarks.md)
+Trained = dict[tuple[str, int, int], tuple[float | None, dict[str, Any]]]  # (system, fold, seed) -> seconds, done
 
 
 class EngineError(RecipeError):
@@ -168,6 +174,60 @@ def train_parallel(recipe: Recipe, stores: dict[int, Path], folds: tuple[int, ..
                 log(line)
 
 
+def stacks(grid: Grid) -> list[tuple[str, list[tuple[int, int]]]]:
+    """The stacked training tasks of a grid, (system, [(fold, seed), ...]): each system's runs in
+    grid order, cut into near-equal stacks of at most `batch_runs` (0: AUTO_STACK), systems in
+    training order (Baseline-c, the teacher, first). It depends on the recipe alone, so every
+    engine and any --jobs train the same stacks: a run's numbers depend on its stack's other
+    runs through float rounding (docs/design.md, Training)."""
+    most = grid.recipe.engine.batch_runs or AUTO_STACK
+    pairs = grid.groups
+    k = -(-len(pairs) // most)
+    size = -(-len(pairs) // k)
+    return [(system, pairs[i : i + size]) for system in grid.order for i in range(0, len(pairs), size)]
+
+
+def train_stack(grid: Grid, system: str, pairs: list[tuple[int, int]], threads: int | None = None) -> Trained:
+    """Train one stack (teachers must be trained, or are trained here first); (system, fold,
+    seed) -> (seconds, or None if trained before; done.json)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    specs = [grid.spec(system, fold, seed) for fold, seed in pairs]
+    seconds = train_batched(specs, quiet=True, wait=True)
+    return {(system, s.fold, s.seed): (seconds[s.dir], runs.read_done(s.dir)) for s in specs}
+
+
+def stack_lines(trained: Trained) -> list[str]:
+    return [f"{run_head(system, fold, seed, best)}  trained {seconds:.0f} s (stacked)"
+            for (system, fold, seed), (seconds, best) in trained.items() if seconds is not None]
+
+
+def train_stacks(grid: Grid, jobs: int, log: Log) -> Trained:
+    """Every stack of the grid in `jobs` local processes of one thread each (or here, with
+    jobs = 1): the teachers' stacks first, then the rest, logging as stacks finish."""
+    tasks = stacks(grid)
+    phases = [[t for t in tasks if t[0] == "baseline-c"], [t for t in tasks if t[0] != "baseline-c"]]
+    out: Trained = {}
+    if jobs <= 1:
+        for system, pairs in tasks:
+            trained = train_stack(grid, system, pairs)
+            for line in stack_lines(trained):
+                log(line)
+            out.update(trained)
+        return out
+    log(f"training {len(tasks)} stacks of runs in {jobs} parallel processes")
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:  # workers exit when this process dies
+        for phase in phases:
+            futures = [pool.submit(train_stack, grid, system, pairs, 1) for system, pairs in phase]
+            for future in as_completed(futures):
+                trained = future.result()
+                for line in stack_lines(trained):
+                    log(line)
+                out.update(trained)
+    return out
+
+
 # --------------------------------------------------------------------------- engines
 
 
@@ -214,7 +274,10 @@ class LocalEngine(Engine):
 
     def run_grid(self, grid: Grid, verbose: bool, log: Log) -> dict[tuple[str, int, int], RunResult]:
         recipe = grid.recipe
-        if self.jobs > 1:
+        stacked: Trained = {}
+        if recipe.engine.batch_runs != 1:
+            stacked = train_stacks(grid, self.jobs, log)
+        elif self.jobs > 1:
             train_parallel(recipe, grid.stores, grid.folds, grid.order, self.jobs, grid.device, log)
         done, out = 0, {}
         for seed in recipe.seeds:
@@ -222,7 +285,8 @@ class LocalEngine(Engine):
             for fold in grid.folds:
                 for system in grid.order:
                     spec = grid.spec(system, fold, seed)
-                    trained = train_locked(spec, quiet=not verbose)
+                    key = (system, fold, seed)
+                    trained = stacked[key][0] if key in stacked else train_locked(spec, quiet=not verbose)
                     best = runs.read_done(spec.dir)
                     if system not in recipe.systems:
                         log(f"[teacher]  {run_head(system, fold, seed, best)}  {trained_status(trained)}")

@@ -4,7 +4,9 @@ that `ray.init()` starts on this machine.
 
     store chunks   a task per chunk, at most a few per CPU in flight; results come back in
                    job order and the builder commits them here, exactly as with local workers
-    training       a task per (fold, seed) group (`engine.train_runs`: Baseline-c first)
+    training       a task per stack of runs of one system (`engine.stacks`, `train_stack`),
+                   Baseline-c's stacks (the teachers) first; with batch_runs = 1 a task per
+                   (fold, seed) group (`engine.train_runs`: Baseline-c first)
     evaluation     a task per run, sent as soon as its group has trained
 
 Every task declares `num_cpus` and `num_gpus` (fractional: 0.25 lets four share one GPU).
@@ -41,7 +43,10 @@ from trnet.experiments.engine import (
     Log,
     RunResult,
     evaluated_line,
+    stack_lines,
+    stacks,
     train_runs,
+    train_stack,
     trained_lines,
 )
 from trnet.experiments.evalcache import evaluate_run
@@ -138,6 +143,11 @@ def _train_task(grid: Grid, fold: int, seed: int, threads: int) -> list[tuple[st
     _require(grid.recipe.work)
     torch.set_num_threads(threads)
     return train_runs(grid, fold, seed)
+
+
+def _stack_task(grid: Grid, system: str, pairs: list[tuple[int, int]], threads: int) -> dict:
+    _require(grid.recipe.work)
+    return train_stack(grid, system, pairs, threads)
 
 
 def _evaluate_task(grid: Grid, system: str, fold: int, seed: int, threads: int) -> tuple[Any, float]:
@@ -276,15 +286,34 @@ class RayEngine(Engine):
         log(f"training {len(grid.groups)} (fold, seed) groups and evaluating {grid.total} runs as Ray tasks "
             f"({s.num_cpus:g} CPU, {s.num_gpus:g} GPU each) on {cpus:g} CPUs, {gpus:g} GPUs")
         shared = ray.put(grid)
-        pending = {train.remote(shared, fold, seed, threads): ("train", fold, seed, "") for fold, seed in grid.groups}
         trained: dict[tuple[str, int, int], tuple[float | None, dict]] = {}
         out: dict[tuple[str, int, int], RunResult] = {}
+        later: list[tuple[str, list[tuple[int, int]]]] = []
+        if grid.recipe.engine.batch_runs != 1:
+            stack = ray.remote(_stack_task).options(num_cpus=s.num_cpus, num_gpus=s.num_gpus, name="trnet-train")
+            tasks = stacks(grid)
+            first = [t for t in tasks if t[0] == "baseline-c"]
+            later = [t for t in tasks if t[0] != "baseline-c"]  # sent once the teachers' stacks are done
+            pending = {stack.remote(shared, system, pairs, threads): ("stack", 0, 0, system) for system, pairs in first}
+        else:
+            pending = {train.remote(shared, fold, seed, threads): ("train", fold, seed, "") for fold, seed in grid.groups}
         try:
-            while pending:
+            while pending or later:
+                if later and not any(kind == "stack" and name == "baseline-c" for kind, _, _, name in pending.values()):
+                    pending.update({stack.remote(shared, system, pairs, threads): ("stack", 0, 0, system)
+                                    for system, pairs in later})
+                    later = []
                 (ref,), _ = ray.wait(list(pending), num_returns=1)
                 kind, fold, seed, system = pending.pop(ref)
                 value = _get(ray, ref)
-                if kind == "train":
+                if kind == "stack":
+                    for line in stack_lines(value):
+                        log(line)
+                    for (name, f, sd), (seconds, best) in value.items():
+                        trained[(name, f, sd)] = (seconds, best)
+                        if name in grid.recipe.systems:
+                            pending[evaluate.remote(shared, name, f, sd, threads)] = ("eval", f, sd, name)
+                elif kind == "train":
                     for line in trained_lines(fold, seed, value):
                         log(line)
                     for name, seconds, best in value:

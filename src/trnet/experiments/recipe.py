@@ -87,6 +87,7 @@ class EngineSettings:
     num_cpus: float = 1  # ray: per task (training group, evaluation, store chunk)
     num_gpus: float = 0  # ray: per training/evaluation task; 0.25 lets four share one GPU
     store_num_gpus: float = 0  # ray: per store-chunk task, for an SE back-end on the GPU
+    batch_runs: int = 0  # runs of one system trained as one stacked model: 0 auto, 1 off (one at a time), N at most N
 
     def __post_init__(self) -> None:
         if self.kind not in ENGINES:
@@ -102,6 +103,9 @@ class EngineSettings:
                                   f"number, got {value!r}")
             if value > 1 and value != int(value):
                 raise RecipeError(f"engine {key}: a fraction must be at most 1 (Ray shares one device), got {value}")
+        if isinstance(self.batch_runs, bool) or not isinstance(self.batch_runs, int) or self.batch_runs < 0:
+            raise RecipeError(f"engine batch_runs: expected 0 (auto), 1 (off) or a larger integer, got "
+                              f"{self.batch_runs!r}")
 
 
 def _engine(value: Any) -> EngineSettings:
@@ -267,13 +271,15 @@ def parse_int_list(text: str, what: str) -> tuple[int, ...] | None:
 def with_overrides(recipe: Recipe, folds: str | None = None, seeds: str | None = None, systems: str | None = None,
                    epochs: int | None = None, work: Path | None = None, engine: str | None = None,
                    address: str | None = None, num_cpus: float | None = None,
-                   num_gpus: float | None = None) -> Recipe:
+                   num_gpus: float | None = None, batch_runs: int | None = None) -> Recipe:
     """The recipe with command-line subsets and engine settings applied (they override the
     recipe's)."""
     changes: dict[str, Any] = {}
     ray_flags = {"address": address, "num_cpus": num_cpus, "num_gpus": num_gpus}
     ray_flags = {k: v for k, v in ray_flags.items() if v is not None}
     settings = replace(recipe.engine, kind=engine or recipe.engine.kind, **ray_flags)
+    if batch_runs is not None:
+        settings = replace(settings, batch_runs=batch_runs)
     if settings.kind != "ray" and ray_flags:
         flags = ", ".join("--" + k.replace("_", "-") for k in ray_flags)
         raise RecipeError(f"{flags}: Ray settings, for --engine ray (this run's engine is {settings.kind})")

@@ -189,6 +189,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-cpus", type=float, help="ray: CPUs per task (default: the recipe's, else 1)")
     p.add_argument("--num-gpus", type=float,
                    help="ray: GPUs per training/evaluation task; fractional shares a GPU, e.g. 0.25 (default 0)")
+    stack = p.add_mutually_exclusive_group()
+    stack.add_argument("--batch-runs", type=int, metavar="N",
+                       help="train up to N runs of one system as one stacked model (default: the recipe's "
+                            "[engine] batch_runs, else 0: auto, 8); 1 trains one run at a time")
+    stack.add_argument("--no-batch-runs", dest="batch_runs", action="store_const", const=1,
+                       help="train one run at a time (= --batch-runs 1)")
     p.add_argument("--verbose", action="store_true", help="print every training epoch")
     p.add_argument("--no-report", action="store_true", help="write the results but not the report")
 
@@ -196,7 +202,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         recipe = with_overrides(load_recipe(args.recipe), args.folds, args.seeds, args.systems, args.epochs, args.work,
-                                args.engine, args.address, args.num_cpus, args.num_gpus)
+                                args.engine, args.address, args.num_cpus, args.num_gpus, args.batch_runs)
         reproduce(recipe, workers=args.workers, device=args.device, verbose=args.verbose, report=not args.no_report,
                   threads=args.threads, jobs=args.jobs)
     except (RecipeError, CorpusError) as err:

@@ -37,9 +37,10 @@ class MaskedBatchNorm(nn.BatchNorm2d):
         x0 = x.masked_fill(~valid, 0.0)
         mean = x0.sum((0, 2, 3)) / n
         var = ((x0 - mean[:, None, None]).masked_fill(~valid, 0.0) ** 2).sum((0, 2, 3)) / n
-        with torch.no_grad():
-            self.running_mean.lerp_(mean, self.momentum)
-            self.running_var.lerp_(var * n / (n - 1).clamp_min(1), self.momentum)  # unbiased, as nn.BatchNorm
-            self.num_batches_tracked += 1
+        with torch.no_grad():  # lerp + copy_: the numbers of lerp_, and torch.func.vmap has a rule for it
+            unbiased = var * n / (n - 1).clamp_min(1)  # as nn.BatchNorm
+            self.running_mean.copy_(torch.lerp(self.running_mean, mean, self.momentum))
+            self.running_var.copy_(torch.lerp(self.running_var, unbiased, self.momentum))
+            self.num_batches_tracked.add_(1)
         y = (x0 - mean[:, None, None]) * torch.rsqrt(var[:, None, None] + self.eps)
         return y * self.weight[:, None, None] + self.bias[:, None, None]

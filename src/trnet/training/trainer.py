@@ -60,11 +60,23 @@ class RunSpec:
         return runs.run_dir(self.runs, self.system.name, self.fold, self.seed)
 
 
-def train(spec: RunSpec, quiet: bool = False, wait: bool = False) -> Path:
-    """Train (or resume, or skip if finished) one run; returns its directory. A run that
-    exists with other settings is a RunError, found before anything is written. A run another
-    process is training is an error, or with `wait`, waited for (then resumed or skipped)."""
-    out = spec.dir
+@dataclass(frozen=True)
+class Prepared:
+    """What a run needs before training: its store, labels, rows, conditions and the
+    config.json it is (or will be) recorded with."""
+
+    out: Path
+    store: ConditionStore
+    labels: np.ndarray
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    conds: list
+    config: dict
+
+
+def prepare(spec: RunSpec) -> Prepared:
+    """Check a run's settings (RunError for impossible ones) and derive its data and config;
+    reads only."""
     for name, value in (("epochs", spec.training.epochs), ("batch_size", spec.training.batch_size)):
         if value < 1:
             raise RunError(f"{name} must be at least 1, got {value}")
@@ -79,10 +91,7 @@ def train(spec: RunSpec, quiet: bool = False, wait: bool = False) -> Path:
     if spec.system.train_conditions != "clean" and train_noise is None:
         raise RunError(f"{spec.system.name} trains on noisy data but the store {spec.store} has no noise corpus")
     conds = condition_set(store, spec.system.train_conditions, train_noise)
-    labels = label_indices(store)
     fold = split(store.rows, spec.fold)
-    train_rows, val_rows = fold.train, fold.val
-    device = torch.device(spec.device)
     config = {
         "system": asdict(spec.system),
         "training": asdict(spec.training),
@@ -97,6 +106,17 @@ def train(spec: RunSpec, quiet: bool = False, wait: bool = False) -> Path:
         "se_options": store.key["se_options"],
         **fold.speakers(),
     }
+    return Prepared(spec.dir, store, label_indices(store), fold.train, fold.val, conds, config)
+
+
+def train(spec: RunSpec, quiet: bool = False, wait: bool = False) -> Path:
+    """Train (or resume, or skip if finished) one run; returns its directory. A run that
+    exists with other settings is a RunError, found before anything is written. A run another
+    process is training is an error, or with `wait`, waited for (then resumed or skipped)."""
+    p = prepare(spec)
+    out, store, labels, train_rows, val_rows, conds, config = (
+        p.out, p.store, p.labels, p.train_rows, p.val_rows, p.conds, p.config)
+    device = torch.device(spec.device)
     runs.check_config(out, config)  # before anything is written
     if runs.is_finished(out):
         runs.verify_best(out)

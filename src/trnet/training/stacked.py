@@ -1,0 +1,192 @@
+"""Several runs of one system as one stacked model (docs/design.md, Training: "Several runs in
+one process"): the weights of R runs are rows of one tensor, and `torch.func.vmap` over
+`functional_call` runs all of them in one pass, each on its own batch. A convolution of R runs
+becomes one grouped convolution, and every other operation one call instead of R, which is
+what makes the tiny models of a grid cheaper per run.
+
+Each run keeps everything that makes it itself: its own initial weights, batches,
+BatchNorm statistics (buffers are stacked too) and Adam moments and step count. The Adam
+update here is torch.optim.Adam's (single-tensor form, default hyper-parameters) applied to
+the rows of the runs that took a step, so a run that has no batch at this step (its epoch
+is shorter) or has stopped is not touched, its moments included. `unstack` gives a run's
+model and optimizer back as the single-run trainer holds them, so its checkpoints are written
+by the same functions (`trnet.runs.save_weights`, `save_training_state`)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from trnet.models import SERSystem, SystemConfig
+from trnet.models.losses import compute_losses
+
+LOSS_KEYS = ("total", "ce", "low", "high", "coef")
+BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which the single-run trainer uses
+
+
+def has_dropout(model: nn.Module) -> bool:
+    """Dropout draws from the global RNG, which vmap would draw differently than a run alone."""
+    return any(isinstance(m, nn.Dropout) for m in model.modules())
+
+
+class Stack:
+    """R models of one architecture as stacked tensors: `flat` [R, P] holds every parameter
+    of every run (one leaf, so one gradient and one Adam update for all), `buffers` the
+    stacked buffers (BatchNorm statistics, SNR-aware input statistics)."""
+
+    def __init__(self, models: Sequence[nn.Module], device: torch.device | str = "cpu"):
+        first = models[0]
+        self.base = copy.deepcopy(first).to("meta")  # the architecture only; tensors come from the stack
+        self.names = [n for n, _ in first.named_parameters()]
+        self.shapes = [p.shape for p in first.parameters()]
+        self.numels = [p.numel() for p in first.parameters()]
+        with torch.no_grad():
+            self.flat = torch.stack([torch.cat([p.reshape(-1) for p in m.parameters()]) for m in models]).to(device)
+        self.flat.requires_grad_(True)
+        self.buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in models]).to(device)
+                        for n, _ in first.named_buffers()}
+        self.size = len(models)
+
+    def params(self, flat: Tensor) -> dict[str, Tensor]:
+        """Views of `flat` [R', P] as the named parameters, [R', *shape] each."""
+        pieces = flat.split(self.numels, dim=1)
+        return {n: t.view(flat.shape[0], *s) for n, t, s in zip(self.names, pieces, self.shapes)}
+
+    def state_dict(self, r: int) -> dict[str, Tensor]:
+        """Run r's weights and buffers under the single model's names."""
+        out = {n: t.detach()[r] for n, t in self.params(self.flat).items()}
+        out.update({n: b[r] for n, b in self.buffers.items()})
+        return out
+
+
+class StackedAdam:
+    """torch.optim.Adam (lr from the run's training config, default betas and eps, no weight
+    decay) on the rows of a Stack, with a step count per run."""
+
+    def __init__(self, stack: Stack, lr: float):
+        self.stack, self.lr = stack, lr
+        self.exp_avg = torch.zeros_like(stack.flat, requires_grad=False)
+        self.exp_avg_sq = torch.zeros_like(self.exp_avg)
+        self.steps = [0] * stack.size
+
+    def load(self, r: int, optimizer: torch.optim.Optimizer) -> None:
+        """Take run r's moments and step count from a single-run Adam (e.g. a resumed run's)."""
+        m, v = self.stack.params(self.exp_avg), self.stack.params(self.exp_avg_sq)
+        for name, p in zip(self.stack.names, optimizer.param_groups[0]["params"]):
+            state = optimizer.state.get(p)
+            if state:
+                m[name][r].copy_(state["exp_avg"])
+                v[name][r].copy_(state["exp_avg_sq"])
+                self.steps[r] = int(state["step"])
+
+    def store(self, r: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Write run r's weights into `model` and its moments into `optimizer` (for a checkpoint)."""
+        model.load_state_dict(self.stack.state_dict(r))
+        m, v = self.stack.params(self.exp_avg), self.stack.params(self.exp_avg_sq)
+        if self.steps[r] == 0:
+            return
+        for name, p in zip(self.stack.names, optimizer.param_groups[0]["params"]):
+            optimizer.state[p] = {"step": torch.tensor(float(self.steps[r])), "exp_avg": m[name][r].clone(),
+                                  "exp_avg_sq": v[name][r].clone()}
+
+    @torch.no_grad()
+    def step(self, rows: list[int]) -> None:
+        """One update of the runs in `rows` (their gradient rows), as torch's _single_tensor_adam."""
+        flat, grad = self.stack.flat, self.stack.flat.grad
+        b1, b2 = BETAS
+        for r in rows:
+            self.steps[r] += 1
+        bc1 = torch.tensor([1 - b1 ** self.steps[r] for r in rows], dtype=torch.float64)
+        bc2 = torch.tensor([1 - b2 ** self.steps[r] for r in rows], dtype=torch.float64)
+        step_size = (self.lr / bc1).to(flat)[:, None]
+        bc2_sqrt = bc2.sqrt().to(flat)[:, None]
+        everyone = rows == list(range(self.stack.size))
+        idx = None if everyone else torch.tensor(rows, device=flat.device)
+        g = grad if everyone else grad[idx]
+        m = self.exp_avg if everyone else self.exp_avg[idx]
+        v = self.exp_avg_sq if everyone else self.exp_avg_sq[idx]
+        m.lerp_(g, 1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        update = step_size * (m / (v.sqrt() / bc2_sqrt).add_(EPS))
+        if everyone:
+            flat.sub_(update)
+        else:
+            flat.index_copy_(0, idx, flat[idx] - update)
+            self.exp_avg.index_copy_(0, idx, m)
+            self.exp_avg_sq.index_copy_(0, idx, v)
+
+
+def _rows(t: Tensor, rows: Tensor | None) -> Tensor:
+    return t if rows is None else t[rows]
+
+
+class StackedSystem:
+    """The training step and evaluation forward of R runs of one SystemConfig, with an optional
+    stacked frozen teacher per run (its Baseline-c)."""
+
+    def __init__(self, cfg: SystemConfig, models: Sequence[SERSystem], teachers: Sequence[nn.Module] | None,
+                 lr: float, device: torch.device | str = "cpu"):
+        self.cfg, self.device = cfg, torch.device(device)
+        self.stack = Stack(models, device)
+        self.adam = StackedAdam(self.stack, lr)
+        self.teacher = Stack([t.encoder for t in teachers], device) if teachers else None
+        if self.teacher is not None:
+            self.teacher.base.eval()  # frozen: BatchNorm uses its running statistics
+            self.teacher.flat.requires_grad_(False)
+
+    def _teacher_h(self, xs: Tensor, frames: Tensor, rows: Tensor | None) -> Tensor:
+        t = self.teacher
+        params = t.params(_rows(t.flat.detach(), rows))
+        buffers = {n: _rows(b, rows) for n, b in t.buffers.items()}
+        with torch.no_grad():
+            return vmap(lambda p, b, x, f: functional_call(t.base, (p, b), (x, f)))(params, buffers, xs, frames)
+
+    def train_step(self, rows: list[int], x: Tensor, xe: Tensor, xs: Tensor, frames: Tensor, y: Tensor,
+                   snr_db: Tensor) -> Tensor:
+        """One optimiser step of the runs `rows` on their batches (stacked [R', B, ...]); returns
+        their losses [R', 5] (LOSS_KEYS), detached. Raises FloatingPointError (with the
+        offending positions in `rows`) before any update when a loss is not finite."""
+        s, cfg = self.stack, self.cfg
+        idx = None if rows == list(range(s.size)) else torch.tensor(rows, device=self.device)
+        s.base.train()
+        h_s = self._teacher_h(xs, frames, idx) if self.teacher is not None and cfg.beta else None
+        buffers = {n: _rows(b, idx) for n, b in s.buffers.items()}  # updated in place by BatchNorm
+
+        def loss(p, b, x_, xe_, xs_, f, y_, snr, h):
+            out = functional_call(s.base, (p, b), (x_, xe_, f))
+            losses = compute_losses(out, y_, xs_, f, h, cfg, x=x_, xe=xe_, snr_db=snr)
+            return torch.stack([losses[k] for k in LOSS_KEYS])
+
+        in_dims = (0, 0, 0, 0, 0, 0, 0, 0, 0 if h_s is not None else None)
+        losses = vmap(loss, in_dims=in_dims)(s.params(_rows(s.flat, idx)), buffers, x, xe, xs, frames, y, snr_db, h_s)
+        bad = [rows[i] for i in torch.nonzero(~torch.isfinite(losses[:, 0].detach())).flatten().tolist()]
+        if bad:
+            raise FloatingPointError(bad)
+        s.flat.grad = None
+        losses[:, 0].sum().backward()  # runs share no weights: each row gets its own run's gradient
+        if idx is not None:
+            with torch.no_grad():
+                for n, b in s.buffers.items():
+                    b.index_copy_(0, idx, buffers[n])
+        self.adam.step(rows)
+        return losses.detach()
+
+    @torch.no_grad()
+    def predict(self, rows: list[int], x: Tensor, xe: Tensor, frames: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Eval-mode logits [R', B, classes] and c [R', B] (None without an SNR-aware module)."""
+        s = self.stack
+        idx = None if rows == list(range(s.size)) else torch.tensor(rows, device=self.device)
+        s.base.eval()
+        params = s.params(_rows(s.flat.detach(), idx))
+        buffers = {n: _rows(b, idx) for n, b in s.buffers.items()}
+
+        def fwd(p, b, x_, xe_, f):
+            out = functional_call(s.base, (p, b), (x_, xe_, f))
+            return out.logits, (out.c if out.c is not None else out.logits[:, 0])
+
+        logits, c = vmap(fwd)(params, buffers, x, xe, frames)
+        return logits, (c if self.cfg.input == "trnet" else None)
