@@ -187,18 +187,20 @@ def test_parallel_jobs_give_the_sequential_results(grid, tmp_path) -> None:
     import shutil
 
     recipe, _ = grid
-    results = {}
-    for jobs in ("1", "2"):
+    results, logs = {}, {}
+    for jobs, flags in (("1", ()), ("2", ()), ("2-alone", ("--no-batch-runs",))):
         root = tmp_path / f"jobs{jobs}"
         shutil.copytree(recipe.parent, root, ignore=shutil.ignore_patterns("work"))
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
-            assert main(["reproduce", str(root / "tiny.toml"), "--folds", "0,1", "--jobs", jobs,
-                         "--workers", "1", "--threads", "1", "--no-report"]) == 0
+            assert main(["reproduce", str(root / "tiny.toml"), "--folds", "0,1", "--jobs", jobs[0],
+                         "--workers", "1", "--threads", "1", "--no-report", *flags]) == 0
         results[jobs] = sorted(read_csv(root / "work" / "results" / "results.csv"), key=str)
-    assert "2 (fold, seed) groups in 2 parallel processes" in buf.getvalue()
+        logs[jobs] = buf.getvalue()
+    assert "stacks of runs in 2 parallel processes" in logs["2"]  # the default: runs of a system stacked
+    assert "2 (fold, seed) groups in 2 parallel processes" in logs["2-alone"]
     assert {r["fold"] for r in results["2"]} == {"0", "1"} and len(results["2"]) == 20
-    assert results["1"] == results["2"]
+    assert results["1"] == results["2"]  # the stacks follow from the recipe, not from --jobs
 
 
 def test_recipe_validation(tmp_path) -> None:

@@ -19,7 +19,7 @@ from trnet import enhance
 from trnet.corpora import CorpusError
 from trnet.experiments.recipe import RecipeError, recipe_from_dict, with_overrides
 from trnet.experiments.reproduce import reproduce
-from trnet.utils import free_cores
+from trnet.utils import free_cores, torch_device
 
 SYSTEMS = ["baseline-c", "baseline-e", "trnet"]
 
@@ -90,17 +90,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local processes (default), or Ray tasks (pip install 'trnet[ray]')")
     p.add_argument("--address", help="ray: a running cluster to join ('auto'); default: a local Ray of --workers CPUs")
+    p.add_argument("--device", default="cpu", help="torch device for training and evaluation: cpu (default), cuda")
 
 
 def run(args: argparse.Namespace) -> int:
     started = time.time()
     out = args.out.resolve()
+    device = torch_device(args.device)
     se = args.se or default_se()
     table = demo_table(args.emodb, args.quick, se)
     try:
         recipe = recipe_from_dict(table, base=out, origin=f"built-in {table['name']} recipe (trnet.demo)")
         recipe = with_overrides(recipe, engine=args.engine, address=args.address)
-        results = reproduce(recipe, workers=args.workers, device="cpu", threads=args.threads)
+        results = reproduce(recipe, workers=args.workers, device=device, threads=args.threads)
     except (RecipeError, CorpusError) as err:
         print(f"trnet demo: error: {err}", file=sys.stderr)
         return 2

@@ -180,11 +180,16 @@ def stacks(grid: Grid) -> list[tuple[str, list[tuple[int, int]]]]:
     training order (Baseline-c, the teacher, first). It depends on the recipe alone, so every
     engine and any --jobs train the same stacks: a run's numbers depend on its stack's other
     runs through float rounding (docs/design.md, Training)."""
-    most = grid.recipe.engine.batch_runs or AUTO_STACK
-    pairs = grid.groups
-    k = -(-len(pairs) // most)
-    size = -(-len(pairs) // k)
-    return [(system, pairs[i : i + size]) for system in grid.order for i in range(0, len(pairs), size)]
+    chunks = split_even(grid.groups, grid.recipe.engine.batch_runs or AUTO_STACK)
+    return [(system, chunk) for system in grid.order for chunk in chunks]
+
+
+def split_even(items: list, most: int) -> list[list]:
+    """`items` cut, in order, into the fewest near-equal chunks of at most `most` (10 by 8: 5 + 5)."""
+    if not items:
+        return []
+    size = -(-len(items) // -(-len(items) // most))
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def train_stack(grid: Grid, system: str, pairs: list[tuple[int, int]], threads: int | None = None) -> Trained:

@@ -296,7 +296,8 @@ class RayEngine(Engine):
             later = [t for t in tasks if t[0] != "baseline-c"]  # sent once the teachers' stacks are done
             pending = {stack.remote(shared, system, pairs, threads): ("stack", 0, 0, system) for system, pairs in first}
         else:
-            pending = {train.remote(shared, fold, seed, threads): ("train", fold, seed, "") for fold, seed in grid.groups}
+            pending = {train.remote(shared, fold, seed, threads): ("train", fold, seed, "")
+                       for fold, seed in grid.groups}
         try:
             while pending or later:
                 if later and not any(kind == "stack" and name == "baseline-c" for kind, _, _, name in pending.values()):

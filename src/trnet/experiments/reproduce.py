@@ -38,7 +38,7 @@ from trnet.experiments.results import git_commit, predictions_path, write_result
 from trnet.models import load_config
 from trnet.protocol.folds import loso_folds
 from trnet.store import ConditionStore
-from trnet.utils import atomic_path, free_cores
+from trnet.utils import atomic_path, free_cores, torch_device
 
 
 def make_engine(recipe: Recipe, workers: int = 1, jobs: int = 1, verbose: bool = False) -> Engine:
@@ -203,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         recipe = with_overrides(load_recipe(args.recipe), args.folds, args.seeds, args.systems, args.epochs, args.work,
                                 args.engine, args.address, args.num_cpus, args.num_gpus, args.batch_runs)
-        reproduce(recipe, workers=args.workers, device=args.device, verbose=args.verbose, report=not args.no_report,
+        device = torch_device(args.device) if args.device is not None else None  # None: the engine's default
+        reproduce(recipe, workers=args.workers, device=device, verbose=args.verbose, report=not args.no_report,
                   threads=args.threads, jobs=args.jobs)
     except (RecipeError, CorpusError) as err:
         print(f"trnet reproduce: error: {err}", file=sys.stderr)

@@ -18,7 +18,7 @@ from trnet.audio import AudioError
 from trnet.enhance.cli import parse_options
 from trnet.predict.predictor import HOP_SECONDS, WINDOW_SECONDS, Prediction, check_windows, load
 from trnet.runs import RunError
-from trnet.utils import printable
+from trnet.utils import printable, torch_device
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 
@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"trnet predict: {message}", file=sys.stderr)
 
     try:
+        args.device = torch_device(args.device)
         check_windows(args.window, args.hop)
         options = parse_options(args.opt) if args.opt else None
         with warnings.catch_warnings(record=True) as caught:

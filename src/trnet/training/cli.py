@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from trnet.models.encoder import ENCODERS
 from trnet.training.trainer import spec_from_names, train
-from trnet.utils import check_folder_path
+from trnet.utils import check_folder_path, torch_device
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", choices=tuple(ENCODERS), help="override the config's encoder")
     p.add_argument("--width", type=int, help="override the encoder width (channels of the first block)")
     p.add_argument("--train-noise", help="noise corpus of the store to train on (default: esc50, else the first)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -40,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         system_overrides=overrides,
         training_overrides={"epochs": args.epochs},
         train_noise=args.train_noise,
-        device=args.device,
+        device=torch_device(args.device),
     )
     path = train(spec, quiet=args.quiet)
     print(f"run: {path}")
