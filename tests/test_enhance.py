@@ -72,7 +72,7 @@ def xcorr_lag(output: np.ndarray, reference: np.ndarray) -> int:
 
 def test_registry_lists_usable_backends_and_rejects_unknown_names() -> None:
     assert {"identity", "spectral"} <= set(AVAILABLE) <= set(enhance.BACKENDS)
-    with pytest.raises(ValueError, match="available: .*identity"):
+    with pytest.raises(ValueError, match="known: .*identity"):
         enhance.load("no-such-se")
 
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -26,21 +25,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trnet.corpora import CorpusError
     from trnet.experiments.demo import default_se, demo_table
-    from trnet.experiments.recipe import RecipeError, recipe_from_dict, with_overrides
+    from trnet.experiments.recipe import recipe_from_dict, with_overrides
     from trnet.experiments.reproduce import reproduce
 
     started = time.time()
     out = args.out.resolve()
-    se = args.se or default_se()
-    table = demo_table(args.emodb, args.quick, se)
-    try:
-        recipe = recipe_from_dict(table, base=out, origin=f"built-in {table['name']} recipe (trnet.demo)")
-        recipe = with_overrides(recipe, engine=args.engine, address=args.address)
-        results = reproduce(recipe, workers=args.workers, device="cpu", threads=args.threads)
-    except (RecipeError, CorpusError) as err:
-        print(f"trnet demo: error: {err}", file=sys.stderr)
-        return 2
+    table = demo_table(args.emodb, args.quick, args.se or default_se())
+    recipe = recipe_from_dict(table, base=out, origin=f"built-in {table['name']} recipe (trnet.demo)")
+    recipe = with_overrides(recipe, engine=args.engine, address=args.address)
+    results = reproduce(recipe, workers=args.workers, device="cpu", threads=args.threads)
     print(f"\ndemo finished in {time.time() - started:.0f} s; the report is {results / 'report.md'}")
     return 0

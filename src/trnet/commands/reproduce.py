@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from trnet.utils import free_cores
@@ -39,16 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trnet.corpora import CorpusError
-    from trnet.experiments.recipe import RecipeError, load_recipe, with_overrides
+    from trnet.experiments.recipe import load_recipe, with_overrides
     from trnet.experiments.reproduce import reproduce
 
-    try:
-        recipe = with_overrides(load_recipe(args.recipe), args.folds, args.seeds, args.systems, args.epochs, args.work,
-                                args.engine, args.address, args.num_cpus, args.num_gpus)
-        reproduce(recipe, workers=args.workers, device=args.device, verbose=args.verbose, report=not args.no_report,
-                  threads=args.threads, jobs=args.jobs)
-    except (RecipeError, CorpusError) as err:
-        print(f"trnet reproduce: error: {err}", file=sys.stderr)
-        return 2
+    recipe = with_overrides(load_recipe(args.recipe), args.folds, args.seeds, args.systems, args.epochs, args.work,
+                            args.engine, args.address, args.num_cpus, args.num_gpus)
+    reproduce(recipe, workers=args.workers, device=args.device, verbose=args.verbose, report=not args.no_report,
+              threads=args.threads, jobs=args.jobs)
     return 0

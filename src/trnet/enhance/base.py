@@ -7,16 +7,24 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from trnet.audio import SAMPLE_RATE
+from trnet.options import check
 from trnet.utils import sha256_file
 
 __all__ = ["SAMPLE_RATE", "Enhancer", "check_batch", "file_sha256", "make_version"]
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of a back-end that takes none."""
 
 
 class Enhancer(ABC):
@@ -27,6 +35,12 @@ class Enhancer(ABC):
     """
 
     name: str
+    Options: type = NoOptions  # the back-end's options: a frozen dataclass (fields, defaults, checks)
+
+    @classmethod
+    def configure(cls, options: dict) -> Any:
+        """`options` checked against `Options` and filled in (OptionError if one is wrong)."""
+        return check(cls.Options, options, f"SE back-end {cls.name!r}")
 
     @property
     @abstractmethod

@@ -29,7 +29,8 @@ SIZES: dict[str, dict[str, Any]] = {
 
 
 def default_se() -> str:
-    return "dfn3" if "dfn3" in enhance.available() else "spectral"
+    """The default back-end where it can run here, else the model-free Wiener filter."""
+    return enhance.DEFAULT if enhance.DEFAULT in enhance.available() else "spectral"
 
 
 def demo_table(emodb: Path | None, quick: bool, se: str) -> dict[str, Any]:

@@ -51,10 +51,13 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from trnet import enhance
 from trnet.corpora import LOADERS, CorpusError, check_options, kinds
 from trnet.models import PAPER_TRAINING, PAPER_WIDTH, SYSTEMS, VARIANTS
 from trnet.models.encoder import ENCODERS
+from trnet.options import path_options
 from trnet.store import SNRS
+from trnet.utils import UserError
 
 KEYS = ("name", "work", "corpus", "noise", "train_noise", "se", "se_options", "seed", "folds", "systems",
         "epochs", "batch_size", "patience", "encoder", "width", "snrs", "noise_seed", "notes", "engine")
@@ -62,7 +65,7 @@ ENGINES = ("local", "ray")
 KNOWN = SYSTEMS + VARIANTS  # what a recipe may run: Table 1's systems, then the variants, in this order
 
 
-class RecipeError(ValueError):
+class RecipeError(UserError):
     """A recipe that cannot run; the message names the key and what was expected."""
 
 
@@ -174,7 +177,7 @@ def _source(table: Any, where: str, role: str, base: Path) -> Source:
         check_options(kind, options, f"[{where}]")
     except CorpusError as err:
         raise RecipeError(str(err)) from None
-    for key in LOADERS[kind].path_options:
+    for key in path_options(LOADERS[kind].Options):
         if key in options:
             options[key] = base / options[key]
     return Source(kind, (base / str(table["root"])).resolve(), options)
@@ -220,7 +223,7 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         corpus=_source(table["corpus"], "corpus", "utterances", base),
         noise=noise,
         train_noise=str(table["train_noise"]),
-        se=str(table.get("se", "dfn3")),
+        se=str(table.get("se", enhance.DEFAULT)),
         se_options=dict(table.get("se_options", {})),
         seeds=_int_list(table.get("seed", [1]), "seed"),
         folds=None if folds == "all" else _int_list(folds, "folds"),

@@ -26,7 +26,7 @@ import numpy as np
 
 from trnet.models import SYSTEMS, VARIANTS
 from trnet.store import parse_condition
-from trnet.utils import atomic_path, write_json_atomic, write_text_atomic
+from trnet.utils import UserError, atomic_path, write_json_atomic, write_text_atomic
 
 RESULT_COLUMNS = ("system", "fold", "seed", "test_speaker", "noise", "snr", "uar", "war", "mean_c", "c_std", "n")
 RUN_COLUMNS = ("system", "fold", "seed", "test_speaker", "val_uar", "best_epoch", "epochs_run", "rho")  # + rho_<noise>
@@ -183,7 +183,7 @@ def load_results(results_dir: Path, also: dict[str, Path] | None = None) -> Resu
     results_dir = Path(results_dir)
     path = results_dir / "results.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (write it with `trnet reproduce RECIPE`)")
+        raise UserError(f"{path}: not found (write it with `trnet reproduce RECIPE`)")
     meta_path = results_dir / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     res = Results(json.loads(path.read_text()), meta, results_dir)
