@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from trnet.audio import AudioError
-from trnet.enhance.cli import parse_options
+from trnet.enhance.options import parse_options
 from trnet.predict.predictor import HOP_SECONDS, WINDOW_SECONDS, Prediction, check_windows, load
 from trnet.runs import RunError
 from trnet.utils import printable
