@@ -17,6 +17,7 @@ LAYERS: dict[str, int] = {
     "trnet.utils": 0,
     "trnet.audio": 1,
     "trnet.options": 1,
+    "trnet.configs": 1,
     "trnet.features": 2,
     "trnet.corpora": 3,
     "trnet.enhance": 3,

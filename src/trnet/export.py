@@ -2,7 +2,7 @@
 
     trnet export --model runs/trnet/fold0-seed1 --format onnx --out trnet.onnx
 
-The graph is what runs at inference (SPEC §5): SNR-aware module, encoder, bridge and
+The graph is what runs at inference (docs/design.md §5): SNR-aware module, encoder, bridge and
 classifier; SE and LMFB stay outside it (the SE model is a plug-in with its own runtime).
 
     inputs   x       float32 [B, T, 80]  LMFB of the noisy signal (trnet.features.fbank)

@@ -13,7 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", type=Path, help="recipe TOML (see recipes/)")
     p.add_argument("--folds", help="comma-separated fold indices, or 'all' (default: the recipe's)")
     p.add_argument("--seeds", help="comma-separated seeds (default: the recipe's)")
-    p.add_argument("--systems", help="comma-separated systems, e.g. trnet,baseline-e (default: the recipe's)")
+    p.add_argument("--systems", help="comma-separated systems, e.g. trnet,baseline-e (default: the recipe's; "
+                                     "known: trnet train --help)")
     p.add_argument("--epochs", type=int, help="maximum epochs (default: the recipe's)")
     p.add_argument("--work", type=Path, help="work directory (default: the recipe's)")
     p.add_argument("--workers", type=int, default=free_cores(),

@@ -1,4 +1,4 @@
-"""Speech-enhancement front-ends (SPEC §4): the frozen SE model is a plug-in.
+"""Speech-enhancement front-ends (docs/design.md §4): the frozen SE model is a plug-in.
 
     se = trnet.enhance.load("dfn3")              # default back-end
     xe = se.enhance(wave, lengths)               # [B, N] -> [B, N], 16 kHz, sample-aligned

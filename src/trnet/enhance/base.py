@@ -1,4 +1,4 @@
-"""The contract every SE back-end meets (SPEC §4), so that the rest of trnet never needs to
+"""The contract every SE back-end meets (docs/design.md §4), so that the rest of trnet never needs to
 know which model produced x_e: same shape, dtype and sample alignment as the input, zeros
 beyond each utterance's length, and a `version` string that changes whenever the output
 would change (the condition store keys its cache on it)."""

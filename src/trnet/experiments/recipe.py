@@ -1,4 +1,4 @@
-"""Recipes: one TOML file names a whole experiment of the paper (§4-§5, SPEC §8), so that a
+"""Recipes: one TOML file names a whole experiment of the paper (§4-§5, docs/design.md §8), so that a
 reproduction is a file anyone can read, edit and rerun, not a shell history.
 
     name = "emodb"
@@ -38,7 +38,7 @@ generate the corpus under `root`; as a noise corpus, its noise/ folder is used).
     num_gpus = 0.25                   # ray: GPUs per training/evaluation task (fractional: shared)
     store_num_gpus = 0                # ray: GPUs per store-chunk task (an SE back-end on the GPU)
 
-Without `noise_seed`, each training seed has its own condition store, since SPEC §7 says
+Without `noise_seed`, each training seed has its own condition store, since docs/design.md §7 says
 the seed fixes the noise assignment too; `noise_seed = N` shares one store (one SE pass)
 among all seeds, which matters when SE is the expensive step.
 """
@@ -51,9 +51,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from trnet import enhance
+from trnet import configs, enhance
 from trnet.corpora import LOADERS, CorpusError, check_options, kinds
-from trnet.models import PAPER_TRAINING, PAPER_WIDTH, SYSTEMS, VARIANTS
+from trnet.models import PAPER_TRAINING, PAPER_WIDTH
 from trnet.models.encoder import ENCODERS
 from trnet.options import path_options
 from trnet.store import SNRS
@@ -62,7 +62,6 @@ from trnet.utils import UserError
 KEYS = ("name", "work", "corpus", "noise", "train_noise", "se", "se_options", "seed", "folds", "systems",
         "epochs", "batch_size", "patience", "encoder", "width", "snrs", "noise_seed", "notes", "engine")
 ENGINES = ("local", "ray")
-KNOWN = SYSTEMS + VARIANTS  # what a recipe may run: Table 1's systems, then the variants, in this order
 
 
 class RecipeError(UserError):
@@ -198,10 +197,7 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
     if table["train_noise"] not in noise:
         raise RecipeError(f"train_noise {table['train_noise']!r} is not one of the noise corpora ({', '.join(noise)})")
     folds = table.get("folds", "all")
-    systems = tuple(table.get("systems", SYSTEMS))
-    bad = [s for s in systems if s not in KNOWN]
-    if bad or not systems:
-        raise RecipeError(f"systems: unknown {bad or 'empty list'}; known: {', '.join(KNOWN)}")
+    systems = _systems(table.get("systems", configs.names(paper_only=True)), "systems")
     epochs = table.get("epochs", PAPER_TRAINING.epochs)
     batch_size = table.get("batch_size", PAPER_TRAINING.batch_size)
     patience = table.get("patience", PAPER_TRAINING.patience)
@@ -227,7 +223,7 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         se_options=dict(table.get("se_options", {})),
         seeds=_int_list(table.get("seed", [1]), "seed"),
         folds=None if folds == "all" else _int_list(folds, "folds"),
-        systems=tuple(s for s in KNOWN if s in systems),
+        systems=systems,
         epochs=epochs,
         batch_size=batch_size,
         patience=patience,
@@ -241,6 +237,19 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         table=_plain(table),
         engine=_engine(table.get("engine", "local")),
     )
+
+
+def _systems(chosen: Any, where: str) -> tuple[str, ...]:
+    """The systems a recipe runs, aliases resolved (`trnet-robust` -> the selected system), in
+    table order (`trnet.configs`); RecipeError naming the unknown ones and the known."""
+    if isinstance(chosen, str) or not isinstance(chosen, list | tuple) or not chosen:
+        raise RecipeError(f"{where}: expected a non-empty list of systems, got {chosen!r}")
+    known = configs.names()
+    resolved = {configs.resolve(str(s)) for s in chosen}
+    bad = sorted(resolved - set(known))
+    if bad:
+        raise RecipeError(f"{where}: unknown {bad}; known: {configs.known()}")
+    return tuple(s for s in known if s in resolved)
 
 
 def _plain(value: Any) -> Any:
@@ -288,11 +297,7 @@ def with_overrides(recipe: Recipe, folds: str | None = None, seeds: str | None =
             raise RecipeError("--seeds: expected comma-separated integers")
         changes["seeds"] = parsed
     if systems is not None:
-        chosen = [s.strip() for s in systems.split(",") if s.strip()]
-        bad = [s for s in chosen if s not in KNOWN]
-        if bad or not chosen:
-            raise RecipeError(f"--systems: unknown {bad or 'empty list'}; known: {', '.join(KNOWN)}")
-        changes["systems"] = tuple(s for s in KNOWN if s in chosen)
+        changes["systems"] = _systems([s.strip() for s in systems.split(",") if s.strip()], "--systems")
     if epochs is not None:
         if epochs < 1:
             raise RecipeError("--epochs must be >= 1")

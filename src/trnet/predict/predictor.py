@@ -3,7 +3,7 @@
     model = trnet.load("runs/trnet/fold0-seed1")
     p = model.predict(wave, sample_rate)      # Prediction(label, probabilities, c, reliable, ...)
 
-Inputs are handled as at training time (SPEC §1): mono, 16 kHz, SE on the waveform, LMFB of
+Inputs are handled as at training time (docs/design.md §1): mono, 16 kHz, SE on the waveform, LMFB of
 the noisy and the enhanced signal, padded frames masked. The models were trained on segments
 of at most 5 s, so a longer input is cut into 5 s windows with overlap (hop 2.5 s); the file's
 result is the mean of the window probabilities weighted by each window's length (digitally
@@ -42,7 +42,7 @@ from trnet.utils import UserError
 MIN_SECONDS = 0.5  # shorter inputs carry too little speech for an emotion estimate
 SILENCE_PEAK = 1e-4  # peak amplitude below this (about -80 dBFS) is digital silence
 LOUD_PEAK = 4.0  # peak amplitude above this (12 dB over full scale) is not audio as the model knows it
-WINDOW_SECONDS = 5.0  # the training segment length (SPEC §1)
+WINDOW_SECONDS = 5.0  # the training segment length (docs/design.md §1)
 HOP_SECONDS = 2.5
 WINDOW_BATCH = 16  # windows per model call: bounds memory (activations) on hour-long inputs
 SE_WINDOWS = 64  # windows per SE call: 162.5 s of signal, plus the context

@@ -1,5 +1,5 @@
 """Building a condition store: for every utterance, the clean LMFB X_s and, for each
-condition (clean; each noise corpus x SNR), the noisy X and the enhanced X_e (SPEC §2, §4).
+condition (clean; each noise corpus x SNR), the noisy X and the enhanced X_e (docs/design.md §2, §4).
 
 The authors recompute noise mixing, SE and features inside every training step; here they
 are computed once and kept as float16 memory-mapped arrays (`trnet.store.layout`), so a
@@ -118,7 +118,7 @@ def process_chunk(job: dict) -> dict:
         for noise in utt["noise"]:
             clip = load_audio(noise["path"], offset=float(noise["offset"]), duration=float(noise["duration"]))
             for snr in snrs:
-                mixed = mix_at_snr(speech, clip, snr, valid=n)  # powers over the true length (SPEC §2)
+                mixed = mix_at_snr(speech, clip, snr, valid=n)  # powers over the true length (docs/design.md §2)
                 waves.append(mixed.astype(np.float32))
                 achieved.append(snr_db(speech, mixed.astype(np.float64) - speech, valid=n))
         batch = torch.from_numpy(np.stack(waves))

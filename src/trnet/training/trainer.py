@@ -1,4 +1,4 @@
-"""Train one system on one fold and seed (SPEC §7).
+"""Train one system on one fold and seed (docs/design.md §7).
 
 Model selection and early stopping look at the validation speaker only; the test speaker
 is never evaluated here (the authors' code picked the best epoch on the test speaker).
