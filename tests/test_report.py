@@ -27,13 +27,7 @@ N_UTT, DIM = 24, 16
 PNGS = ("uar_vs_snr.png", "fig2_snr_coefficient.png", "fig3_tsne.png", "confusion.png")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One OpenMP thread for t-SNE: on a shared machine more threads than free cores stall."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_openmp_thread")
 
 
 def true_uar(system: str, noise: str, snr: int | None, fold: int, seed: int) -> float:

@@ -22,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local processes (default), or Ray tasks (pip install 'trnet[ray]')")
     p.add_argument("--address", help="ray: a running cluster to join ('auto'); default: a local Ray of --workers CPUs")
+    p.add_argument("--quiet", action="store_true",
+                   help="no line per training epoch (the default prints one, with the validation UAR)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,6 +36,6 @@ def run(args: argparse.Namespace) -> int:
     table = demo_table(args.emodb, args.quick, args.se or default_se())
     recipe = recipe_from_dict(table, base=out, origin=f"built-in {table['name']} recipe (trnet.demo)")
     recipe = with_overrides(recipe, engine=args.engine, address=args.address)
-    results = reproduce(recipe, workers=args.workers, device="cpu", threads=args.threads)
+    results = reproduce(recipe, workers=args.workers, device="cpu", threads=args.threads, verbose=not args.quiet)
     print(f"\ndemo finished in {time.time() - started:.0f} s; the report is {results / 'report.md'}")
     return 0

@@ -34,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-cpus", type=float, help="ray: CPUs per task (default: the recipe's, else 1)")
     p.add_argument("--num-gpus", type=float,
                    help="ray: GPUs per training/evaluation task; fractional shares a GPU, e.g. 0.25 (default 0)")
-    p.add_argument("--verbose", action="store_true", help="print every training epoch")
+    p.add_argument("--quiet", action="store_true",
+                   help="no line per training epoch (the default prints one, with the validation UAR)")
     p.add_argument("--no-report", action="store_true", help="write the results but not the report")
 
 
@@ -44,6 +45,6 @@ def run(args: argparse.Namespace) -> int:
 
     recipe = with_overrides(load_recipe(args.recipe), args.folds, args.seeds, args.systems, args.epochs, args.work,
                             args.engine, args.address, args.num_cpus, args.num_gpus)
-    reproduce(recipe, workers=args.workers, device=args.device, verbose=args.verbose, report=not args.no_report,
+    reproduce(recipe, workers=args.workers, device=args.device, verbose=not args.quiet, report=not args.no_report,
               threads=args.threads, jobs=args.jobs)
     return 0

@@ -155,7 +155,7 @@ def _loop(spec: RunSpec, out: Path, store: ConditionStore, labels: np.ndarray, t
             total=n_batches,
             desc=f"{spec.system.name} f{spec.fold} s{spec.seed} ep {epoch + 1}/{epochs}",
             leave=False,
-            disable=quiet,
+            disable=True if quiet else None,  # None: a bar on a terminal only, never into a log file
         )
         steps = 0
         for batch in bar:
