@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     out = args.out.resolve()
     table = demo_table(args.emodb, args.quick, args.se or default_se())
-    recipe = recipe_from_dict(table, base=out, origin=f"built-in {table['name']} recipe (trnet.demo)")
+    recipe = recipe_from_dict(table, base=out, origin=f"built-in {table['name']} recipe (trnet.experiments.demo)")
     recipe = with_overrides(recipe, engine=args.engine, address=args.address)
     results = reproduce(recipe, workers=args.workers, device="cpu", threads=args.threads, verbose=not args.quiet)
     print(f"\ndemo finished in {time.time() - started:.0f} s; the report is {results / 'report.md'}")

@@ -20,7 +20,7 @@ its settings (`input = "trnet"`).
 
 Aliases (`trnet-robust`) are not files: `selection.json` beside this module maps each alias to
 the system a validation-only selection chose, with its evidence; `trnet select` writes it
-(docs/design.md §9.3). This module imports no torch, so command-line help can list systems.
+(docs/design.md §6.3). This module imports no torch, so command-line help can list systems.
 """
 
 from __future__ import annotations

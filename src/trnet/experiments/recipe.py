@@ -20,16 +20,18 @@ reproduction is a file anyone can read, edit and rerun, not a shell history.
     engine = "local"                  # or "ray", or an [engine] table (below)
 
     [corpus]                          # the emotional speech
-    kind = "emodb"                    # iemocap | emodb | folder | synthetic
+    kind = "emodb"                    # iemocap | emodb | nemo | folder | synthetic
     root = "../shared/data/emodb"
 
     [noise.esc50]                     # one table per noise corpus; the name is the table's
     kind = "esc50"                    # esc50 | musan | noise | synthetic
     root = "../shared/data/esc50"
 
-Other keys of a [corpus] or [noise.*] table are the loader's options: `csv`, `labels`
-(folder), `subsets` (musan), `seed`, `n_speakers`, `utts_per_class`, `duration` (synthetic:
-generate the corpus under `root`; as a noise corpus, its noise/ folder is used).
+Other keys of a [corpus] or [noise.*] table are the loader's options, declared with their
+types and defaults in `trnet.corpora.registry` (the same as `trnet prepare --opt`): `csv`,
+`labels` (folder), `subsets` (musan), `seed`, `n_speakers`, `utts_per_class`, `duration`
+(synthetic: generate the corpus under `root`; as a noise corpus, its noise/ folder is used).
+`systems` may name an alias (`trnet-robust`), which resolves to the system it stands for.
 
     [engine]                          # how the work runs; the results never depend on it
     kind = "ray"                      # local (default: processes on this machine) | ray
