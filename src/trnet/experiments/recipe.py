@@ -19,6 +19,11 @@ reproduction is a file anyone can read, edit and rerun, not a shell history.
     notes = ["..."]                   # what is synthetic or a stand-in; shown in the report
     engine = "local"                  # or "ray", or an [engine] table (below)
 
+    [analysis]                        # optional: the comparison the report must make, declared
+    baseline = "baseline-e"           # before running (trnet.report.primary): validation picks
+    candidates = ["trnet", "trnet-std"]   # one candidate, compared with the baseline on noisy UAR
+    mde_target = 2.5                  # the design's goal for the minimum detectable effect
+
     [corpus]                          # the emotional speech
     kind = "emodb"                    # iemocap | emodb | nemo | folder | synthetic
     root = "../shared/data/emodb"
@@ -58,11 +63,12 @@ from trnet.corpora import LOADERS, CorpusError, check_options, kinds
 from trnet.models import PAPER_TRAINING, PAPER_WIDTH
 from trnet.models.encoder import ENCODERS
 from trnet.options import path_options
+from trnet.report.primary import check_analysis
 from trnet.store import SNRS
 from trnet.utils import UserError
 
 KEYS = ("name", "work", "corpus", "noise", "train_noise", "se", "se_options", "seed", "folds", "systems",
-        "epochs", "batch_size", "patience", "encoder", "width", "snrs", "noise_seed", "notes", "engine")
+        "epochs", "batch_size", "patience", "encoder", "width", "snrs", "noise_seed", "notes", "engine", "analysis")
 ENGINES = ("local", "ray")
 
 
@@ -216,6 +222,11 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
     notes = table.get("notes", [])
     if isinstance(notes, str):
         notes = [notes]
+    if "analysis" in table:  # the declared comparison (report/primary.py); checked before any work
+        try:
+            check_analysis(table["analysis"], systems)
+        except ValueError as err:
+            raise RecipeError(str(err)) from None
     return Recipe(
         name=str(table["name"]),
         corpus=_source(table["corpus"], "corpus", "utterances", base),

@@ -32,6 +32,7 @@ from trnet.models import PAPER_TRAINING, PAPER_WIDTH
 from trnet.report.aliases import study_evidence
 from trnet.report.figures import confusion_figure, figure2, figure3, figure_uar
 from trnet.report.results import Results, load_results
+from trnet.report.primary import primary_section
 from trnet.report.selection import c_table, selection
 from trnet.report.tables import paper_table1, significance, snr_table, table1, table2
 from trnet.utils import write_json_atomic, write_text_atomic
@@ -154,6 +155,11 @@ def make_report(results_dir: str | Path, out: str | Path | None = None, also: di
            "Test speaker of each fold; mean ± sample std over the (fold, seed) runs; noise columns are the mean over "
            "the SNRs. Best mean per column in bold.", "", table1(res), ""]
     md += ["Paper (IEMOCAP, CMGAN, 10 folds × 3 seeds), for reference:", "", paper_table1(), ""]
+    analysis = meta.get("recipe", {}).get("table", {}).get("analysis")
+    if analysis:
+        lines, numbers = primary_section(res, analysis, list(also or {}))
+        md += ["## The declared comparison", "", *lines, ""]
+        write_json_atomic(out / "primary.json", numbers)
     md += ["## Per-SNR results", ""]
     if res.noises:
         figure_uar(res, out / "uar_vs_snr.png")
