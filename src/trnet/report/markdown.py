@@ -31,8 +31,8 @@ from trnet.features import N_MELS, T_MAX
 from trnet.models import PAPER_TRAINING, PAPER_WIDTH
 from trnet.report.aliases import study_evidence
 from trnet.report.figures import confusion_figure, figure2, figure3, figure_uar
-from trnet.report.results import Results, load_results
 from trnet.report.primary import primary_section
+from trnet.report.results import Results, load_results
 from trnet.report.selection import c_table, selection
 from trnet.report.tables import paper_table1, significance, snr_table, table1, table2
 from trnet.utils import write_json_atomic, write_text_atomic

@@ -38,10 +38,12 @@ def check_analysis(table: Any, systems: Sequence[str]) -> dict[str, Any]:
         raise ValueError(f"[analysis]: unknown key(s) {unknown}; it has {', '.join(ANALYSIS_KEYS)}")
     baseline, candidates = table.get("baseline"), table.get("candidates")
     if not isinstance(baseline, str) or baseline not in systems:
-        raise ValueError(f"[analysis] baseline {baseline!r}: expected one of the recipe's systems ({', '.join(systems)})")
+        raise ValueError(f"[analysis] baseline {baseline!r}: expected one of the recipe's systems "
+                         f"({', '.join(systems)})")
     if (not isinstance(candidates, list) or not candidates or not all(isinstance(c, str) for c in candidates)
             or len(set(candidates)) != len(candidates)):
-        raise ValueError(f"[analysis] candidates: expected a non-empty list of distinct system names, got {candidates!r}")
+        raise ValueError(f"[analysis] candidates: expected a non-empty list of distinct system names, "
+                         f"got {candidates!r}")
     missing = [c for c in candidates if c not in systems or c == baseline]
     if missing:
         raise ValueError(f"[analysis] candidates {missing}: not among the recipe's systems, or the baseline itself")
