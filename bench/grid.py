@@ -148,6 +148,7 @@ def main() -> None:
         store = make_store(work / setting, setting, workers=max(1, args.jobs))
         teachers = work / setting / "teachers"
         if load_config(args.system).teacher and not (teachers / "baseline-c").exists():
+            torch.set_num_threads(1)  # several threads on busy cores stall each other (untimed anyway)
             train_batched(specs("baseline-c", store, teachers, args.folds, args.seeds, args.epochs, args.device),
                           quiet=True)
         print(f"{setting}: store and teachers {time.perf_counter() - t0:.0f} s", flush=True)

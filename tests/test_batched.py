@@ -1,5 +1,5 @@
 """Several runs as one stacked model (trnet.training.batched, stacked): the same numbers as each
-run trained alone, to float rounding (docs/design.md, Training: "Several runs in one process"),
+run trained alone, to float rounding (docs/design.md §7.1),
 and the same run directory, resumable here or alone."""
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def test_stacked_steps_equal_alone_steps_float64():
 def test_stacked_steps_equal_alone_steps_to_float32_rounding():
     """In float32, Adam's first steps (m / sqrt(v) ~ +-1 where gradients are rounding noise)
     amplify rounding; the stack stays as close to the run alone as the run alone on a
-    differently padded batch does (docs/design.md, Training)."""
+    differently padded batch does (docs/design.md §7.1)."""
     stacked, padded = _stacked_vs_alone(torch.float32, "baseline-n")
     assert stacked <= 5 * max(padded, 1e-5)
 

@@ -167,13 +167,30 @@ def test_mix_measures_powers_over_the_valid_samples_spec_2() -> None:
     with pytest.raises(ValueError, match="valid length"):
         mix_at_snr(speech, noise, 0, valid=0)
     with pytest.raises(ValueError, match="noise is silent"):
-        mix_at_snr(speech, np.r_[np.zeros(n), np.ones(10)], 0, valid=n)
+        mix_at_snr(speech, np.zeros(n + 10), 0, valid=n)
+
+
+def test_noise_silent_where_the_speech_is_starts_at_its_first_sound() -> None:
+    """An ESC-50 clip that opens with digital silence, against a 0.9 s utterance: the clip is
+    rotated to start at its first non-zero sample (and still loops), so the SNR is reached;
+    a clip audible over the valid samples is mixed exactly as before."""
+    rng = np.random.default_rng(2)
+    speech, n = pad_or_trim((0.1 * rng.standard_normal(14_400)).astype(np.float32))
+    sound = rng.uniform(-1, 1, 8_000)
+    clip = np.r_[np.zeros(40_000), sound, np.zeros(32_000)].astype(np.float32)
+    mix = mix_at_snr(speech, clip, -5, valid=n)
+    assert abs(snr_db(speech, mix - speech, valid=n) + 5) < 0.01
+    added = mix[:8_000].astype(np.float64) - speech[:8_000]
+    assert np.corrcoef(added, sound)[0, 1] > 0.9999  # the added noise begins with the clip's first sound
+    audible = rng.uniform(-1, 1, 80_000).astype(np.float32)
+    unchanged = mix_at_snr(speech, audible, 0, valid=n)
+    p_s, p_n = np.mean(speech[:n].astype(np.float64) ** 2), np.mean(audible[:n].astype(np.float64) ** 2)
+    assert np.array_equal(unchanged, (speech + np.sqrt(p_s / p_n) * audible.astype(np.float64)).astype(np.float32))
 
 
 @pytest.mark.parametrize("speech, noise, message", [
     (np.zeros(1000), np.ones(1000), "speech is silent"),
     (np.ones(1000), np.zeros(1000), "noise is silent"),
-    (np.ones(1000), np.r_[np.zeros(1000), np.ones(10)], "noise is silent"),
     (np.ones(1000), np.zeros(0), "noise has no samples"),
     (np.zeros(0), np.ones(10), "speech has no samples"),
     (np.r_[np.ones(10), np.nan], np.ones(10), "NaN"),

@@ -20,8 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 class UserError(ValueError):
     """A problem the user can fix (a wrong option, a missing or damaged file, a busy
@@ -226,6 +224,7 @@ def torch_device(name: str | None) -> str:
     """The torch device `name` names ("cpu", "cuda", "cuda:N"; None: cuda when there is one,
     else cpu), checked here once for every command: a device this machine lacks is a UserError
     (one line, exit 2), not a traceback at the first tensor moved to it."""
+    import torch  # here, not at the top: `trnet --help` and the commands' parsers stay free of torch
     if name is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:

@@ -179,7 +179,7 @@ def stacks(grid: Grid) -> list[tuple[str, list[tuple[int, int]]]]:
     grid order, cut into near-equal stacks of at most `batch_runs` (0: AUTO_STACK), systems in
     training order (Baseline-c, the teacher, first). It depends on the recipe alone, so every
     engine and any --jobs train the same stacks: a run's numbers depend on its stack's other
-    runs through float rounding (docs/design.md, Training)."""
+    runs through float rounding (docs/design.md §7.1)."""
     chunks = split_even(grid.groups, grid.recipe.engine.batch_runs or AUTO_STACK)
     return [(system, chunk) for system in grid.order for chunk in chunks]
 
@@ -255,7 +255,7 @@ class Engine:
     def default_device(self) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
 
-    def chunk_map(self, se: str, se_options: dict) -> ChunkMap | None:
+    def chunk_map(self) -> ChunkMap | None:
         """How store chunks are computed (None: the builder's local processes)."""
         return None
 

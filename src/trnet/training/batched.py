@@ -1,5 +1,5 @@
 """Train several runs of one system in one process, as one stacked model (`stacked.py`;
-docs/design.md, Training: "Several runs in one process").
+docs/design.md §7.1).
 
 A run trained here is the run `trainer.train` would train: the same config.json (written
 once, checked against the request first, refused on a mismatch), its own batches
@@ -11,7 +11,7 @@ of a stack add in another order; tested <= 1e-5 after 20 steps), not bit for bit
 
 Runs advance epoch by epoch together. At every step each run takes its next batch; runs
 whose batches have the same size go through the model together, padded to the longest
-(padding changes no output: the models mask exactly, docs/design.md, Model), and split into
+(padding changes no output: the models mask exactly, docs/design.md §5), and split into
 groups of similar length when that saves more frames than the extra call costs. A run whose
 epoch has no more batches, or that has stopped, takes no step and its Adam state does not move.
 """

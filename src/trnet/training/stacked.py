@@ -1,5 +1,5 @@
-"""Several runs of one system as one stacked model (docs/design.md, Training: "Several runs in
-one process"): the weights of R runs are rows of one tensor, and `torch.func.vmap` over
+"""Several runs of one system as one stacked model (docs/design.md
+§7.1): the weights of R runs are rows of one tensor, and `torch.func.vmap` over
 `functional_call` runs all of them in one pass, each on its own batch. A convolution of R runs
 becomes one grouped convolution, and every other operation one call instead of R, which is
 what makes the tiny models of a grid cheaper per run.

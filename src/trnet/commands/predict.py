@@ -13,12 +13,13 @@ import sys
 import warnings
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from trnet.audio import AudioError
-from trnet.enhance.cli import parse_options
-from trnet.predict.predictor import HOP_SECONDS, WINDOW_SECONDS, Prediction, check_windows, load
-from trnet.runs import RunError
+from trnet.options import parse_items
 from trnet.utils import printable, torch_device
+
+if TYPE_CHECKING:
+    from trnet.predict import Prediction
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 
@@ -31,14 +32,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--model", required=True, help="run directory (best.safetensors + config.json) or a .safetensors file"
     )
     p.add_argument("--se", help="SE back-end (default: the one the model was trained with)")
-    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="SE back-end option (repeatable)")
+    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="SE back-end option (repeatable; trnet enhance --list)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="write one JSON document")
     fmt.add_argument("--csv", action="store_true", help="write CSV: one row per window and per file")
-    p.add_argument(
-        "--window", type=float, default=WINDOW_SECONDS, help="window for long inputs, seconds (default %(default)s)"
-    )
-    p.add_argument("--hop", type=float, default=HOP_SECONDS, help="hop between windows, seconds (default %(default)s)")
+    p.add_argument("--window", type=float, help="window for long inputs, seconds (default: the 5 s training segment)")
+    p.add_argument("--hop", type=float, help="hop between windows, seconds (default: half the default window)")
     p.add_argument(
         "--device", default="cpu", help="torch device for features and model (SE runs where its back-end runs)"
     )
@@ -71,21 +71,21 @@ def expand_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from trnet.audio import AudioError
+    from trnet.predict import HOP_SECONDS, WINDOW_SECONDS, check_windows, load
+    from trnet.runs import RunError
+
     def err(message: str) -> None:
         print(f"trnet predict: {message}", file=sys.stderr)
 
-    try:
-        args.device = torch_device(args.device)
-        check_windows(args.window, args.hop)
-        options = parse_options(args.opt) if args.opt else None
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            predictor = load(
-                args.model, se=args.se, device=args.device, se_options=options, window=args.window, hop=args.hop
-            )
-    except (OSError, ValueError, TypeError, KeyError, RuntimeError, ImportError) as e:
-        err(str(e))
-        return 2
+    device = torch_device(args.device)
+    window = WINDOW_SECONDS if args.window is None else args.window
+    hop = HOP_SECONDS if args.hop is None else args.hop
+    check_windows(window, hop)
+    options = parse_items(args.opt) if args.opt else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predictor = load(args.model, se=args.se, device=device, se_options=options, window=window, hop=hop)
     for w in caught:
         err(f"warning: {w.message}")
     err(f"model {args.model} ({predictor.system}), SE {predictor.se_name or 'none (reads the noisy input only)'}")
@@ -100,8 +100,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 result = predictor.predict_file(path)
             except RunError as e:  # the model, not the file: no other file will fare better
-                err(f"{printable(path)}: {e}")
-                return 2
+                raise RunError(f"{printable(path)}: {e}") from None
             except (OSError, RuntimeError, ValueError) as e:  # AudioError too; one bad file must not stop a batch
                 message = str(e) if isinstance(e, AudioError) else f"{path}: {type(e).__name__}: {e}"
                 message = printable(message)
