@@ -32,13 +32,14 @@ def peak_mib(device: str) -> float:
 
 
 def parity(device: str) -> None:
-    from trnet.models import SYSTEMS, VARIANTS, SERSystem, load_config
+    from trnet import configs
+    from trnet.models import SERSystem, load_config
 
     g = torch.Generator().manual_seed(0)
     x, xe = (torch.randn(8, 208, 80, generator=g) * 3 + 8 for _ in range(2))
     frames = torch.tensor([208, 190, 160, 120, 97, 60, 33, 17])
     worst = {"strict": [0.0, 0.0], "default": [0.0, 0.0]}
-    for name in SYSTEMS + VARIANTS:
+    for name in configs.names():
         torch.manual_seed(0)
         model = SERSystem(replace(load_config(name), width=8)).eval()
         for m in model.modules():

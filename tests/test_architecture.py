@@ -17,6 +17,7 @@ PACKAGE = SRC / "trnet"
 LAYERS: dict[str, int] = {
     "trnet.utils": 0,
     "trnet.audio": 1,
+    "trnet.device": 1,
     "trnet.options": 1,
     "trnet.configs": 1,
     "trnet.features": 2,

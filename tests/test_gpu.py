@@ -14,7 +14,8 @@ import torch
 
 from tests.test_training import TINY
 from tests.test_training import store as store  # noqa: F401 - the module fixture
-from trnet.models import SYSTEMS, VARIANTS, SERSystem, load_config
+from trnet import configs
+from trnet.models import SERSystem, load_config
 from trnet.training.batched import train_batched
 from trnet.training.trainer import spec_from_names
 
@@ -30,7 +31,7 @@ def _inputs(seed: int = 0) -> tuple[torch.Tensor, ...]:
 
 @pytest.mark.gpu
 @gpu
-@pytest.mark.parametrize("system", SYSTEMS + VARIANTS)
+@pytest.mark.parametrize("system", configs.names())
 def test_cpu_and_cuda_give_the_same_logits_and_c(system: str) -> None:
     """Eval mode, random weights and statistics; TF32 off (cuDNN would otherwise round the
     convolutions' inputs to 10 mantissa bits)."""

@@ -7,7 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
-from trnet.utils import free_cores, torch_device
+from trnet.utils import free_cores
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from trnet.device import torch_device
     from trnet.experiments.demo import default_se, demo_table
     from trnet.experiments.recipe import recipe_from_dict, with_overrides
     from trnet.experiments.reproduce import reproduce

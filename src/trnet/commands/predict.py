@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trnet.options import parse_items
-from trnet.utils import printable, torch_device
+from trnet.utils import printable
 
 if TYPE_CHECKING:
     from trnet.predict import Prediction
@@ -72,6 +72,7 @@ def expand_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
 
 def run(args: argparse.Namespace) -> int:
     from trnet.audio import AudioError
+    from trnet.device import torch_device
     from trnet.predict import HOP_SECONDS, WINDOW_SECONDS, check_windows, load
     from trnet.runs import RunError
 

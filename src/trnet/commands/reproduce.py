@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from trnet.utils import free_cores, torch_device
+from trnet.utils import free_cores
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from trnet.device import torch_device
     from trnet.experiments.recipe import load_recipe, with_overrides
     from trnet.experiments.reproduce import reproduce
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from trnet import configs
-from trnet.utils import check_folder_path, torch_device
+from trnet.utils import check_folder_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from trnet.device import torch_device
     from trnet.training.trainer import spec_from_names, train
 
     check_folder_path(args.out, "--out")
