@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -53,6 +54,7 @@ class _Run:
     best: dict = field(default_factory=lambda: {"val_uar": -1.0, "val_ce": float("inf"), "epoch": -1})
     stale: int = 0
     done: bool = False
+    h_s: torch.Tensor | None = None  # the frozen teacher's h_s of every store row (training rows filled)
 
 
 def train_batched(specs: list[RunSpec], quiet: bool = True, wait: bool = True,
@@ -147,6 +149,8 @@ def _train_stack(ready: list[tuple[RunSpec, Prepared]], quiet: bool) -> None:
     model = StackedSystem(cfg, [r.model for r in rs], teachers, training.lr, device)
     for i, r in enumerate(rs):
         model.adam.load(i, r.optimizer)
+    if teachers is not None and cfg.beta:
+        _teacher_cache(model, rs)
     bar = tqdm(total=sum(training.epochs - r.epoch for r in rs), desc=f"{cfg.name} x{len(rs)}", disable=quiet,
                leave=False)
     while True:
@@ -164,6 +168,42 @@ def _train_stack(ready: list[tuple[RunSpec, Prepared]], quiet: bool) -> None:
             _end_epoch(model, i, rs[i], sums[i], steps[i], vals[i], seconds, quiet)
         bar.update(len(active))
     bar.close()
+
+
+def _teacher_cache(model: StackedSystem, rs: list[_Run]) -> None:
+    """Each run's teacher h_s of each of its training utterances, computed once: the teacher is
+    frozen and reads the clean X_s, so h_s of an utterance is the same at every step (up to
+    float rounding, which padding to other lengths would change anyway)."""
+    items = {}
+    for i, r in enumerate(rs):
+        rows = np.asarray(r.prep.train_rows)
+        items[i] = [(int(row), 0) for row in rows[np.argsort(r.prep.store.frames[rows], kind="stable")]]
+    for rows, chunks, batches in _chunked(rs, items, [["clean"]] * len(rs)):
+        x, xe, xs, lengths = _stack(batches, model.device)
+        h = model.teacher_h(rows, xs, lengths).cpu()
+        for j, i in enumerate(rows):
+            r = rs[i]
+            if r.h_s is None:
+                r.h_s = torch.full((len(r.prep.store), h.shape[-1]), float("nan"))
+            r.h_s[[row for row, _ in chunks[i]]] = h[j, : len(chunks[i])]
+
+
+def _chunked(rs: list[_Run], items: dict[int, list[tuple[int, int]]], conds: list) -> Iterator[tuple]:
+    """Eval-mode calls over each run's (store row, condition index) items, EVAL_BATCH per run
+    and call: (runs in the call, their items, their batches padded to one size)."""
+    n_calls = max(-(-len(v) // EVAL_BATCH) for v in items.values())
+    for k in range(n_calls):
+        rows = [i for i in items if k * EVAL_BATCH < len(items[i])]
+        chunks = {i: items[i][k * EVAL_BATCH : (k + 1) * EVAL_BATCH] for i in rows}
+        size = max(len(c) for c in chunks.values())
+        batches = []
+        for i in rows:
+            p, chunk = rs[i].prep, chunks[i]
+            chunk = chunk + [chunk[-1]] * (size - len(chunk))  # eval mode: examples are independent
+            idx = np.array([row for row, _ in chunk])
+            cond_of = conds[i] if isinstance(conds[i], list) else p.conds
+            batches.append(make_batch(p.store, p.labels, idx, [cond_of[c] for _, c in chunk]))
+        yield rows, chunks, batches
 
 
 def _epoch(model: StackedSystem, rs: list[_Run], active: list[int]) -> tuple[dict, dict]:
@@ -227,8 +267,11 @@ def _step(model: StackedSystem, rs: list[_Run], group: list[int], batches: list[
     x, xe, xs, lengths = _stack(batches, model.device)
     y = torch.stack([b.y for b in batches]).to(model.device)
     snr = torch.stack([condition_snr_db(b.conditions) for b in batches]).to(model.device)
+    h_s = None
+    if rs[group[0]].h_s is not None:
+        h_s = torch.stack([rs[i].h_s[b.index] for i, b in zip(group, batches)]).to(model.device)
     try:
-        return model.train_step(group, x, xe, xs, lengths, y, snr)
+        return model.train_step(group, x, xe, xs, lengths, y, snr, h_s)
     except FloatingPointError as err:
         r = rs[err.args[0][0]]
         raise RunError(f"run {r.prep.out}: the loss is not finite at epoch {r.epoch + 1}; training stopped, the run "
@@ -246,17 +289,8 @@ def _validate(model: StackedSystem, rs: list[_Run], active: list[int]) -> dict[i
         pairs.sort(key=lambda rc: p.store.frames[rc[0]])
         items[i] = pairs
     outs = {i: ([], [], []) for i in active}  # logits, c, condition index, in item order
-    n_calls = max(-(-len(v) // EVAL_BATCH) for v in items.values())
-    for k in range(n_calls):
-        rows = [i for i in active if k * EVAL_BATCH < len(items[i])]
-        chunks = {i: items[i][k * EVAL_BATCH : (k + 1) * EVAL_BATCH] for i in rows}
-        size = max(len(c) for c in chunks.values())
-        batches = []
-        for i in rows:
-            p, chunk = rs[i].prep, chunks[i]
-            chunk = chunk + [chunk[-1]] * (size - len(chunk))  # eval mode: examples are independent
-            idx = np.array([row for row, _ in chunk])
-            batches.append(make_batch(p.store, p.labels, idx, [p.conds[c] for _, c in chunk]))
+    c = None
+    for rows, chunks, batches in _chunked(rs, items, [None] * len(rs)):
         x, xe, _, lengths = _stack(batches, model.device)
         logits, c = model.predict(rows, x, xe, lengths)
         for j, i in enumerate(rows):

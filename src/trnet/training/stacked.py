@@ -138,6 +138,13 @@ class StackedSystem:
             self.teacher.base.eval()  # frozen: BatchNorm uses its running statistics
             self.teacher.flat.requires_grad_(False)
 
+    def teacher_h(self, rows: list[int], xs: Tensor, frames: Tensor) -> Tensor:
+        """The frozen teachers' h_s [R', B, D] of clean LMFB xs [R', B, T, F]."""
+        return self._teacher_h(xs, frames, self._index(rows))
+
+    def _index(self, rows: list[int]) -> Tensor | None:
+        return None if rows == list(range(self.stack.size)) else torch.tensor(rows, device=self.device)
+
     def _teacher_h(self, xs: Tensor, frames: Tensor, rows: Tensor | None) -> Tensor:
         t = self.teacher
         params = t.params(_rows(t.flat.detach(), rows))
@@ -146,14 +153,16 @@ class StackedSystem:
             return vmap(lambda p, b, x, f: functional_call(t.base, (p, b), (x, f)))(params, buffers, xs, frames)
 
     def train_step(self, rows: list[int], x: Tensor, xe: Tensor, xs: Tensor, frames: Tensor, y: Tensor,
-                   snr_db: Tensor) -> Tensor:
+                   snr_db: Tensor, h_s: Tensor | None = None) -> Tensor:
         """One optimiser step of the runs `rows` on their batches (stacked [R', B, ...]); returns
-        their losses [R', 5] (LOSS_KEYS), detached. Raises FloatingPointError (with the
-        offending positions in `rows`) before any update when a loss is not finite."""
+        their losses [R', 5] (LOSS_KEYS), detached. The teachers' h_s is computed here unless
+        given. Raises FloatingPointError (with the offending positions in `rows`) before any
+        update when a loss is not finite."""
         s, cfg = self.stack, self.cfg
-        idx = None if rows == list(range(s.size)) else torch.tensor(rows, device=self.device)
+        idx = self._index(rows)
         s.base.train()
-        h_s = self._teacher_h(xs, frames, idx) if self.teacher is not None and cfg.beta else None
+        if h_s is None and self.teacher is not None and cfg.beta:
+            h_s = self._teacher_h(xs, frames, idx)
         buffers = {n: _rows(b, idx) for n, b in s.buffers.items()}  # updated in place by BatchNorm
 
         def loss(p, b, x_, xe_, xs_, f, y_, snr, h):
@@ -179,7 +188,7 @@ class StackedSystem:
     def predict(self, rows: list[int], x: Tensor, xe: Tensor, frames: Tensor) -> tuple[Tensor, Tensor | None]:
         """Eval-mode logits [R', B, classes] and c [R', B] (None without an SNR-aware module)."""
         s = self.stack
-        idx = None if rows == list(range(s.size)) else torch.tensor(rows, device=self.device)
+        idx = self._index(rows)
         s.base.eval()
         params = s.params(_rows(s.flat.detach(), idx))
         buffers = {n: _rows(b, idx) for n, b in s.buffers.items()}
