@@ -1,7 +1,7 @@
 """Wall time to train K runs of one grid setting, today's path against the stacked one, in
 one run, on a store generated here (no shared data needed).
 
-    python bench/grid.py [--system trnet] [--folds 10] [--seeds 1] [--epochs 2] [--jobs 2] [--stack 8]
+    python bench/grid.py [--system trnet] [--folds 10] [--seeds 1] [--epochs 2] [--jobs 2] [--stack K/jobs]
                          [--settings fixed,variable] [--paths alone,stacked] [--device cpu]
 
 Setting: the EmoDB refinement study's (resnet width 8, batch 8, one system, K folds of one
@@ -13,8 +13,9 @@ beforehand, untimed, and copied into each measurement's runs directory.
 
     alone    today's path (`--no-batch-runs --jobs J`): J processes of one thread, each trains
              its runs one after the other (`trainer.train` under the run lock)
-    stacked  the default path (`--jobs J`): the K runs cut into stacks of at most --stack
-             (engine.split_even), J processes of one thread, a stack per task
+    stacked  the stacked path (`--batch-runs N --jobs J`; the default on CUDA): the K runs cut
+             into stacks of at most --stack (engine.split_even; default K / J, a stack per
+             process), J processes of one thread, a stack per task
              (`training.batched.train_batched`)
 
 Prints runs per hour of each path with the load average beside it; the last line is
@@ -38,7 +39,7 @@ import torch
 
 from trnet.audio import save_audio
 from trnet.corpora import LABELS, write_manifest
-from trnet.experiments.engine import AUTO_STACK, split_even
+from trnet.experiments.engine import split_even
 from trnet.models import load_config
 from trnet.store import BuildSpec, build
 from trnet.training.batched import train_batched
@@ -132,7 +133,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=1, help="seeds 1..S: K = F x S runs")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--stack", type=int, default=AUTO_STACK, help="most runs per stack")
+    ap.add_argument("--stack", type=int, help="most runs per stack (default: K / jobs, a stack per process)")
     ap.add_argument("--settings", default="fixed,variable")
     ap.add_argument("--paths", default="alone,stacked")
     ap.add_argument("--device", default="cpu")
@@ -142,7 +143,7 @@ def main() -> None:
     paths = args.paths.split(",")
     ratios = {}
     print(f"{args.system}, resnet width 8, batch 8, {args.folds} folds x {args.seeds} seed(s) x {args.epochs} epochs, "
-          f"jobs {args.jobs}, stack <= {args.stack}, device {args.device}; {os.cpu_count()} CPUs")
+          f"jobs {args.jobs}, stack <= {args.stack or 'K/jobs'}, device {args.device}; {os.cpu_count()} CPUs")
     for setting in args.settings.split(","):
         t0 = time.perf_counter()
         store = make_store(work / setting, setting, workers=max(1, args.jobs))
@@ -160,7 +161,7 @@ def main() -> None:
                 shutil.copytree(teachers / "baseline-c", runs / "baseline-c")
             before = load()
             todo = specs(args.system, store, runs, args.folds, args.seeds, args.epochs, args.device)
-            seconds = measure(path, todo, args.jobs, args.stack)
+            seconds = measure(path, todo, args.jobs, args.stack or -(-len(todo) // args.jobs))
             per_hour[path] = len(todo) / seconds * 3600
             print(f"{setting:<9} {path:<8} {seconds:7.1f} s  {per_hour[path]:7.1f} runs/hour  "
                   f"(load {before} before, {load()} after)", flush=True)

@@ -188,7 +188,7 @@ def test_parallel_jobs_give_the_sequential_results(grid, tmp_path) -> None:
 
     recipe, _ = grid
     results, logs = {}, {}
-    for jobs, flags in (("1", ()), ("2", ()), ("2-alone", ("--no-batch-runs",))):
+    for jobs, flags in (("1", ("--batch-runs", "2")), ("2", ("--batch-runs", "2")), ("2-alone", ())):
         root = tmp_path / f"jobs{jobs}"
         shutil.copytree(recipe.parent, root, ignore=shutil.ignore_patterns("work"))
         buf = io.StringIO()
@@ -197,10 +197,11 @@ def test_parallel_jobs_give_the_sequential_results(grid, tmp_path) -> None:
                          "--workers", "1", "--threads", "1", "--no-report", *flags]) == 0
         results[jobs] = sorted(read_csv(root / "work" / "results" / "results.csv"), key=str)
         logs[jobs] = buf.getvalue()
-    assert "stacks of runs in 2 parallel processes" in logs["2"]  # the default: runs of a system stacked
-    assert "2 (fold, seed) groups in 2 parallel processes" in logs["2-alone"]
+    assert "stacks of runs in 2 parallel processes" in logs["2"]  # runs of a system stacked
+    assert "2 (fold, seed) groups in 2 parallel processes" in logs["2-alone"]  # the CPU's default
     assert {r["fold"] for r in results["2"]} == {"0", "1"} and len(results["2"]) == 20
     assert results["1"] == results["2"]  # the stacks follow from the recipe, not from --jobs
+    assert {r["fold"] for r in results["2-alone"]} == {"0", "1"} and len(results["2-alone"]) == 20
 
 
 def test_recipe_validation(tmp_path) -> None:

@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     stack = p.add_mutually_exclusive_group()
     stack.add_argument("--batch-runs", type=int, metavar="N",
                        help="train up to N runs of one system as one stacked model (default: the recipe's "
-                            "[engine] batch_runs, else 0: auto, 8); 1 trains one run at a time")
+                            "[engine] batch_runs, else 0: auto = 32 on CUDA, 1 on the CPU); 1: one run at a time")
     stack.add_argument("--no-batch-runs", dest="batch_runs", action="store_const", const=1,
                        help="train one run at a time (= --batch-runs 1)")
     p.add_argument("--quiet", action="store_true",

@@ -5,10 +5,11 @@ Ray tasks, on a cluster or a local Ray.
 Three kinds of work are independent enough to spread out:
   store chunks    a few utterances through noise, SE and LMFB (`trnet.store.builder.process_chunk`);
                   computed anywhere, committed by the builder alone, in job order
-  training        one task per stack: several runs of one system trained as one stacked model
-                  (`trnet.training.batched`), Baseline-c's stacks (TRNet's teachers) before the
-                  others (`stacks`, `train_stack`); with `batch_runs = 1` (--no-batch-runs), one
-                  task per (fold, seed) group, Baseline-c first (`train_group`)
+  training        one task per (fold, seed) group, Baseline-c (TRNet's teacher) first
+                  (`train_group`); or, when runs are stacked (`stack_size`: on CUDA by default,
+                  or --batch-runs N), one task per stack of runs of one system trained as one
+                  stacked model (`trnet.training.batched`), Baseline-c's stacks first
+                  (`stacks`, `train_stack`)
   evaluation      one task per run (`evalcache.evaluate_run`, cached in the run directory)
 Each run is seeded by itself, and which runs share a stack follows from the recipe alone
 (`stacks`), so the engine decides speed, never numbers.
@@ -43,7 +44,7 @@ from trnet.training.trainer import RunSpec, train
 from trnet.utils import die_with_parent
 
 Log = Callable[[str], None]
-AUTO_STACK = 8  # runs per stack when the recipe says batch_runs = 0 (bench/grid.py, docs/benchmarks.md)
+AUTO_STACK = 32  # runs per stack on CUDA when the recipe says batch_runs = 0 (auto)
 Trained = dict[tuple[str, int, int], tuple[float | None, dict[str, Any]]]  # (system, fold, seed) -> seconds, done
 
 
@@ -176,12 +177,21 @@ def train_parallel(recipe: Recipe, stores: dict[int, Path], folds: tuple[int, ..
 
 def stacks(grid: Grid) -> list[tuple[str, list[tuple[int, int]]]]:
     """The stacked training tasks of a grid, (system, [(fold, seed), ...]): each system's runs in
-    grid order, cut into near-equal stacks of at most `batch_runs` (0: AUTO_STACK), systems in
-    training order (Baseline-c, the teacher, first). It depends on the recipe alone, so every
-    engine and any --jobs train the same stacks: a run's numbers depend on its stack's other
-    runs through float rounding (docs/design.md §7.1)."""
-    chunks = split_even(grid.groups, grid.recipe.engine.batch_runs or AUTO_STACK)
+    grid order, cut into near-equal stacks of at most `stack_size(grid)`, systems in training
+    order (Baseline-c, the teacher, first). It depends on the recipe and the device alone, so
+    every engine and any --jobs train the same stacks: a run's numbers depend on its stack's
+    other runs through float rounding (docs/design.md §7.1)."""
+    chunks = split_even(grid.groups, stack_size(grid))
     return [(system, chunk) for system in grid.order for chunk in chunks]
+
+
+def stack_size(grid: Grid) -> int:
+    """Most runs per stack: the recipe's `batch_runs`, or with 0 (auto) AUTO_STACK on CUDA and 1
+    (no stacking: the runs of earlier versions, bit for bit) on the CPU, where stacks measured
+    slower than one run per process (docs/benchmarks.md)."""
+    if grid.recipe.engine.batch_runs:
+        return grid.recipe.engine.batch_runs
+    return AUTO_STACK if str(grid.device).startswith("cuda") else 1
 
 
 def split_even(items: list, most: int) -> list[list]:
@@ -280,7 +290,7 @@ class LocalEngine(Engine):
     def run_grid(self, grid: Grid, verbose: bool, log: Log) -> dict[tuple[str, int, int], RunResult]:
         recipe = grid.recipe
         stacked: Trained = {}
-        if recipe.engine.batch_runs != 1:
+        if stack_size(grid) > 1:
             stacked = train_stacks(grid, self.jobs, log)
         elif self.jobs > 1:
             train_parallel(recipe, grid.stores, grid.folds, grid.order, self.jobs, grid.device, log)

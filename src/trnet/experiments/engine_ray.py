@@ -4,9 +4,9 @@ that `ray.init()` starts on this machine.
 
     store chunks   a task per chunk, at most a few per CPU in flight; results come back in
                    job order and the builder commits them here, exactly as with local workers
-    training       a task per stack of runs of one system (`engine.stacks`, `train_stack`),
-                   Baseline-c's stacks (the teachers) first; with batch_runs = 1 a task per
-                   (fold, seed) group (`engine.train_runs`: Baseline-c first)
+    training       a task per (fold, seed) group (`engine.train_runs`: Baseline-c first), or
+                   when runs are stacked (`engine.stack_size`) a task per stack of runs of one
+                   system (`engine.stacks`, `train_stack`), Baseline-c's stacks first
     evaluation     a task per run, sent as soon as its group has trained
 
 Every task declares `num_cpus` and `num_gpus` (fractional: 0.25 lets four share one GPU).
@@ -44,6 +44,7 @@ from trnet.experiments.engine import (
     RunResult,
     evaluated_line,
     stack_lines,
+    stack_size,
     stacks,
     train_runs,
     train_stack,
@@ -282,7 +283,7 @@ class RayEngine(Engine):
         trained: dict[tuple[str, int, int], tuple[float | None, dict]] = {}
         out: dict[tuple[str, int, int], RunResult] = {}
         later: list[tuple[str, list[tuple[int, int]]]] = []
-        if grid.recipe.engine.batch_runs != 1:
+        if stack_size(grid) > 1:
             stack = ray.remote(_stack_task).options(num_cpus=s.num_cpus, num_gpus=s.num_gpus, name="trnet-train")
             tasks = stacks(grid)
             first = [t for t in tasks if t[0] == "baseline-c"]

@@ -95,7 +95,7 @@ class EngineSettings:
     num_cpus: float = 1  # ray: per task (training group, evaluation, store chunk)
     num_gpus: float = 0  # ray: per training/evaluation task; 0.25 lets four share one GPU
     store_num_gpus: float = 0  # ray: per store-chunk task, for an SE back-end on the GPU
-    batch_runs: int = 0  # runs of one system trained as one stacked model: 0 auto, 1 off (one at a time), N at most N
+    batch_runs: int = 0  # runs of one system as one stacked model: 0 auto (CUDA 32, CPU off), 1 off, N at most N
 
     def __post_init__(self) -> None:
         if self.kind not in ENGINES:
