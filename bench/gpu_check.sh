@@ -73,7 +73,7 @@ step store 120 $PY bench/gpu_check.py store --device "$DEVICE" --data .gpu --wor
 # 4. one TRNet run of the EmoDB setting (after its Baseline-c teacher): wall time, peak memory
 step train 120 $PY bench/gpu_check.py train --device "$DEVICE" --work "$WORK" --epochs "$EPOCHS"
 # 5. the stacked grid on the device: runs/hour (compare with the 2-core CPU in docs/benchmarks.md)
-step grid 150 $PY bench/grid.py --paths stacked --jobs 1 --device "$DEVICE" --folds "$FOLDS" --seeds "$SEEDS" \
+step grid 200 $PY bench/grid.py --paths stacked --jobs 1 --device "$DEVICE" --folds "$FOLDS" --seeds "$SEEDS" \
     --stack 64 --epochs 2 --settings fixed,variable
 grep -E '^(fixed|variable) ' "$OUT/grid.log" | awk '{print "grid_" $1 "_runs_per_hour: " $5 "  # " $0}' >> "$RESULTS"
 # 6. DFN3 batched on the device vs onnxruntime on the CPU

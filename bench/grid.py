@@ -146,13 +146,13 @@ def main() -> None:
           f"jobs {args.jobs}, stack <= {args.stack or 'K/jobs'}, device {args.device}; {os.cpu_count()} CPUs")
     for setting in args.settings.split(","):
         t0 = time.perf_counter()
-        store = make_store(work / setting, setting, workers=max(1, args.jobs))
+        store = make_store(work / setting, setting, workers=max(args.jobs, min(os.cpu_count() or 1, 8)))
         teachers = work / setting / "teachers"
         if load_config(args.system).teacher and not (teachers / "baseline-c").exists():
             torch.set_num_threads(1)  # several threads on busy cores stall each other (untimed anyway)
             train_batched(specs("baseline-c", store, teachers, args.folds, args.seeds, args.epochs, args.device),
                           quiet=True)
-        print(f"{setting}: store and teachers {time.perf_counter() - t0:.0f} s", flush=True)
+        print(f"{setting} setting: store and teachers {time.perf_counter() - t0:.0f} s", flush=True)
         per_hour = {}
         for path in paths:
             runs = work / setting / f"runs-{path}"

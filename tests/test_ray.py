@@ -125,6 +125,20 @@ def _resumable_epoch(run: Path) -> int:
         return int(f.metadata()["epoch"])
 
 
+
+@pytest.mark.slow
+def test_ray_stacks_equal_local_stacks_bit_for_bit(local_ray, tmp_path) -> None:
+    """--batch-runs 2: a Ray task per stack (the teachers' first), the local engine's weights."""
+    local, remote = tree(tmp_path / "local"), tree(tmp_path / "ray")
+    reproduce(local, "--engine", "local", "--batch-runs", "2")
+    out = reproduce(remote, "--engine", "ray", "--batch-runs", "2")
+    assert "(stacked)" in out
+    mine, theirs = run_dirs(remote), run_dirs(local)
+    for run in RUNS:
+        assert (mine[run] / "best.safetensors").read_bytes() == (theirs[run] / "best.safetensors").read_bytes()
+    assert (remote.parent / "work" / "results" / "results.csv").read_bytes() == (
+        local.parent / "work" / "results" / "results.csv").read_bytes()
+
 @pytest.mark.slow
 def test_killed_driver_resumes_and_trains_nothing_twice(local_ray, local_results, tmp_path) -> None:
     """kill -9 the driver while it trains; rerun at once (its Ray workers may still be dying):

@@ -226,9 +226,9 @@ def _epoch(model: StackedSystem, rs: list[_Run], active: list[int]) -> tuple[dic
             by_size.setdefault(len(b.index), []).append(i)
         for rows in by_size.values():
             for group in split_by_length(rows, [heads[i].x.shape[1] for i in rows]):
-                losses = _step(model, rs, group, [heads[i] for i in group])
+                losses = _step(model, rs, group, [heads[i] for i in group]).to("cpu", torch.float64)
                 for j, i in enumerate(group):
-                    sums[i] += losses[j].to("cpu", torch.float64)
+                    sums[i] += losses[j]
                     steps[i] += 1
     return sums, steps
 
