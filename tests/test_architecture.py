@@ -16,6 +16,7 @@ PACKAGE = SRC / "trnet"
 LAYERS: dict[str, int] = {
     "trnet.utils": 0,
     "trnet.audio": 1,
+    "trnet.device": 1,
     "trnet.features": 2,
     "trnet.corpora": 3,
     "trnet.enhance": 3,

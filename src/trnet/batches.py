@@ -19,7 +19,7 @@ import torch
 
 from trnet.corpora import LABELS
 from trnet.protocol.folds import split
-from trnet.store import Condition, ConditionStore, condition_snr
+from trnet.store import Condition, ConditionStore, StoreError, condition_snr
 
 CROP_MULTIPLE = 16  # the encoders downsample time by 2^4
 
@@ -42,6 +42,12 @@ class Batch:
 
 
 def label_indices(store: ConditionStore) -> np.ndarray:
+    """Class index per utterance (StoreError for a label outside LABELS, e.g. a store built from
+    a hand-edited manifest)."""
+    other = next((r for r in store.rows if r["label"] not in LABELS), None)
+    if other is not None:
+        raise StoreError(f"store {store.root}: utterance {other['id']} has label {other['label']!r}, not one of "
+                         f"{', '.join(LABELS)} (the classes trnet trains)")
     return np.array([LABELS.index(r["label"]) for r in store.rows], dtype=np.int64)
 
 

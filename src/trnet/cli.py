@@ -15,7 +15,7 @@ import os
 import sys
 from importlib.metadata import version
 
-from trnet.utils import UserError
+from trnet.utils import UserError, sigterm_as_exit
 
 # OpenMP threads that spin while waiting starve each other on a busy machine (3 training
 # epochs: 85 s spinning vs 10 s passive, measured on 2 shared cores). Set before torch loads.
@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
-        return int(module.run(args) or 0)
+        with sigterm_as_exit():  # temp files and locks are cleaned up on SIGTERM too
+            return int(module.run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

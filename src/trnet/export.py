@@ -152,6 +152,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", required=True, type=Path, help="output file (written atomically)")
+    p.add_argument("--allow-unfinished", action="store_true",
+                   help="export a run that has not finished training (no done.json): its last checkpoint")
 
 
 def check_out(out: Path, model: str | Path) -> None:
@@ -170,10 +172,13 @@ def check_out(out: Path, model: str | Path) -> None:
 def run(args: argparse.Namespace) -> int:
     check_out(args.out, args.model)
     try:
-        model, config = load_run(args.model)
+        model, config = load_run(args.model, allow_unfinished=args.allow_unfinished)
     except UserError as e:
         print(f"trnet export: cannot load model: {e}", file=sys.stderr)
         return 2
+    if "unfinished" in config:
+        print(f"trnet export: warning: {args.model} is not a finished run: exporting its last checkpoint "
+              f"({config['unfinished']['checkpoint']}, epoch {config['unfinished']['epoch']})", file=sys.stderr)
     try:
         delta = export(model, args.format, args.out, run_metadata(config))
     except ImportError as e:

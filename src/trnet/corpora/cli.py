@@ -12,6 +12,7 @@ from pathlib import Path
 from trnet.audio import AudioError
 from trnet.corpora.manifest import LABELS, CorpusError, LoadResult, natural_key, write_manifest
 from trnet.corpora.registry import LOADERS, load
+from trnet.utils import UserError, safe_component
 
 CORPORA = tuple(LOADERS)
 
@@ -32,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def load_corpus(args: argparse.Namespace) -> dict[str, LoadResult]:
     """Run the chosen loader; name -> result (synthetic gives its utterances and its noise)."""
     name = args.name or args.corpus
+    try:  # it becomes the file name OUT/<name>.csv
+        safe_component(name, "--name")
+    except UserError as err:
+        raise CorpusError(str(err)) from None
     if args.corpus != "synthetic" and not args.root.exists():
         raise CorpusError(f"{args.root}: no such directory (--root must be the {args.corpus} corpus root)")
     options: dict = {}

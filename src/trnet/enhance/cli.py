@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import torch
 
 from trnet import enhance
 from trnet.audio import AudioError, load_audio, save_audio
+from trnet.utils import UserError, check_folder_path, printable
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,6 +35,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="back-end option, e.g. checkpoint=PATH (repeatable)",
     )
+
+
+def target(path: Path, out: Path) -> Path:
+    return out / f"{path.stem}.wav"
+
+
+def check_targets(inputs: list[Path], out: Path) -> None:
+    """UserError, before anything is written, if an output would overwrite an input (the same
+    file, also through a link): `--out` holding the recordings must never destroy them."""
+    check_folder_path(out, "--out")
+    for path in inputs:
+        for other in inputs:
+            dest = target(other, out)
+            if _same_file(path, dest):
+                raise UserError(f"--out {printable(out)}: the output {printable(dest)} would overwrite the input "
+                                f"{printable(path)}; write to another folder")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def parse_options(items: list[str]) -> dict[str, object]:
@@ -72,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if clashes:
         print(f"trnet enhance: several inputs would write {', '.join(s + '.wav' for s in clashes)}", file=sys.stderr)
         return 2
+    check_targets(args.inputs, args.out)
 
     try:
         se = enhance.load(args.se, **parse_options(args.opt))
@@ -88,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             continue
         out = se.enhance(torch.from_numpy(wave)[None])[0].numpy()
-        target = args.out / f"{path.stem}.wav"
-        save_audio(target, out)
-        print(target)
+        dest = target(path, args.out)
+        save_audio(dest, out)
+        print(dest)
     return 1 if failed else 0

@@ -54,7 +54,9 @@ from typing import Any
 from trnet.corpora import LOADERS, CorpusError, check_options, kinds
 from trnet.models import SYSTEMS, VARIANTS, SystemConfig, TrainingConfig
 from trnet.models.encoder import ENCODERS
-from trnet.store import SNRS
+from trnet.store import SNRS, StoreError
+from trnet.store.layout import check_noise_name, check_snrs
+from trnet.utils import UserError, check_seed
 
 KEYS = ("name", "work", "corpus", "noise", "train_noise", "se", "se_options", "seed", "folds", "systems",
         "epochs", "batch_size", "patience", "encoder", "width", "snrs", "noise_seed", "notes", "engine")
@@ -64,7 +66,7 @@ PAPER_TRAINING = TrainingConfig()  # SPEC §7: the defaults are the paper's (80 
 PAPER_WIDTH = next(f.default for f in fields(SystemConfig) if f.name == "width")  # 32: filters 32..256 (SPEC §5)
 
 
-class RecipeError(ValueError):
+class RecipeError(UserError):
     """A recipe that cannot run; the message names the key and what was expected."""
 
 
@@ -155,13 +157,54 @@ def load_recipe(path: str | Path) -> Recipe:
 
 
 def _int_list(value: Any, key: str) -> tuple[int, ...]:
-    values = [value] if isinstance(value, int) else value
+    values = [value] if isinstance(value, int) and not isinstance(value, bool) else value
     if (
         not isinstance(values, list)
         or not values
         or not all(isinstance(v, int) and not isinstance(v, bool) for v in values)
     ):
         raise RecipeError(f"{key}: expected an integer or a non-empty list of integers, got {value!r}")
+    return _once(tuple(values), key)
+
+
+def _once(values: tuple, key: str) -> tuple:
+    """`values` if none repeats (a repeated fold, seed or SNR would count its runs twice)."""
+    twice = [v for k, v in enumerate(values) if v in values[:k]]
+    if twice:
+        raise RecipeError(f"{key}: {twice[0]} is given more than once; list each once")
+    return values
+
+
+def _seeds(values: tuple[int, ...], key: str) -> tuple[int, ...]:
+    for seed in values:
+        try:
+            check_seed(seed, key)
+        except UserError as err:
+            raise RecipeError(str(err)) from None
+    return values
+
+
+def _snrs(values: tuple[int, ...], key: str) -> tuple[int, ...]:
+    try:
+        return check_snrs(values, key)
+    except StoreError as err:
+        raise RecipeError(str(err)) from None
+
+
+def _text(table: Mapping[str, Any], key: str, default: str | None = None) -> str:
+    """A string setting (RecipeError for a number, a list, a table)."""
+    value = table.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise RecipeError(f"{key}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _strings(value: Any, key: str, single: bool) -> tuple[str, ...]:
+    """A list of strings (or, with `single`, one string as a list of one)."""
+    values = [value] if single and isinstance(value, str) else value
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        example = f'{key} = ["..."]'
+        raise RecipeError(f"{key}: expected a list of strings ({example}), got {value!r}")
     return tuple(values)
 
 
@@ -193,39 +236,51 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
     noise_tables = table["noise"]
     if not isinstance(noise_tables, Mapping) or not noise_tables:
         raise RecipeError("[noise.<name>]: expected at least one noise corpus table")
+    for name in noise_tables:  # a noise name becomes a folder of the store
+        try:
+            check_noise_name(name)
+        except StoreError as err:
+            raise RecipeError(f"[noise.{name}]: {err}") from None
     noise = {str(name): _source(t, f"noise.{name}", "noise", base) for name, t in noise_tables.items()}
-    if table["train_noise"] not in noise:
+    if _text(table, "train_noise") not in noise:
         raise RecipeError(f"train_noise {table['train_noise']!r} is not one of the noise corpora ({', '.join(noise)})")
+    for key in ("name", "work", "se"):
+        _text(table, key, "dfn3" if key == "se" else None)
     folds = table.get("folds", "all")
-    systems = tuple(table.get("systems", SYSTEMS))
+    systems = _once(_strings(table.get("systems", list(SYSTEMS)), "systems", single=False), "systems")
     bad = [s for s in systems if s not in KNOWN]
     if bad or not systems:
         raise RecipeError(f"systems: unknown {bad or 'empty list'}; known: {', '.join(KNOWN)}")
+    se_options = table.get("se_options", {})
+    if not isinstance(se_options, Mapping):
+        raise RecipeError(f"se_options: expected a table ([se_options] with KEY = VALUE lines), got {se_options!r}")
     epochs = table.get("epochs", PAPER_TRAINING.epochs)
     batch_size = table.get("batch_size", PAPER_TRAINING.batch_size)
     patience = table.get("patience", PAPER_TRAINING.patience)
     width = table.get("width", PAPER_WIDTH)
     for key, value in (("epochs", epochs), ("batch_size", batch_size), ("patience", patience), ("width", width)):
-        if not isinstance(value, int) or value < 1:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise RecipeError(f"{key}: expected a positive integer, got {value!r}")
     encoder = table.get("encoder", "resnet")
     if encoder not in ENCODERS:
         raise RecipeError(f"encoder {encoder!r}: expected one of {', '.join(ENCODERS)}")
     noise_seed = table.get("noise_seed")
     if noise_seed is not None:
-        noise_seed = _int_list(noise_seed, "noise_seed")[0]
-    notes = table.get("notes", [])
-    if isinstance(notes, str):
-        notes = [notes]
+        noise_seed = _seeds(_int_list(noise_seed, "noise_seed"), "noise_seed")[0]
+    notes = _strings(table.get("notes", []), "notes", single=True)
+    if folds != "all":
+        folds = _int_list(folds, "folds")
+        if min(folds) < 0:
+            raise RecipeError(f"folds: fold indices start at 0, got {min(folds)}")
     return Recipe(
         name=str(table["name"]),
         corpus=_source(table["corpus"], "corpus", "utterances", base),
         noise=noise,
         train_noise=str(table["train_noise"]),
         se=str(table.get("se", "dfn3")),
-        se_options=dict(table.get("se_options", {})),
-        seeds=_int_list(table.get("seed", [1]), "seed"),
-        folds=None if folds == "all" else _int_list(folds, "folds"),
+        se_options=dict(se_options),
+        seeds=_seeds(_int_list(table.get("seed", [1]), "seed"), "seed"),
+        folds=None if folds == "all" else folds,
         systems=tuple(s for s in KNOWN if s in systems),
         epochs=epochs,
         batch_size=batch_size,
@@ -233,7 +288,7 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         encoder=encoder,
         width=width,
         work=(base / str(table["work"])).resolve(),
-        snrs=_int_list(table.get("snrs", list(SNRS)), "snrs"),
+        snrs=_snrs(_int_list(table.get("snrs", list(SNRS)), "snrs"), "snrs"),
         noise_seed=noise_seed,
         notes=tuple(str(n) for n in notes),
         origin=origin,
@@ -261,7 +316,9 @@ def parse_int_list(text: str, what: str) -> tuple[int, ...] | None:
         raise RecipeError(f"--{what}: expected comma-separated integers or 'all', got {text!r}") from None
     if not values:
         raise RecipeError(f"--{what}: empty list")
-    return values
+    if min(values) < 0:
+        raise RecipeError(f"--{what}: {min(values)} is negative")
+    return _once(values, f"--{what}")
 
 
 def with_overrides(recipe: Recipe, folds: str | None = None, seeds: str | None = None, systems: str | None = None,
@@ -285,9 +342,9 @@ def with_overrides(recipe: Recipe, folds: str | None = None, seeds: str | None =
         parsed = parse_int_list(seeds, "seeds")
         if parsed is None:
             raise RecipeError("--seeds: expected comma-separated integers")
-        changes["seeds"] = parsed
+        changes["seeds"] = _seeds(parsed, "--seeds")
     if systems is not None:
-        chosen = [s.strip() for s in systems.split(",") if s.strip()]
+        chosen = list(_once(tuple(s.strip() for s in systems.split(",") if s.strip()), "--systems"))
         bad = [s for s in chosen if s not in KNOWN]
         if bad or not chosen:
             raise RecipeError(f"--systems: unknown {bad or 'empty list'}; known: {', '.join(KNOWN)}")

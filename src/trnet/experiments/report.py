@@ -29,7 +29,7 @@ from typing import Any
 
 from trnet.experiments.figures import confusion_figure, figure2, figure3, figure_uar
 from trnet.experiments.recipe import PAPER_TRAINING, PAPER_WIDTH
-from trnet.experiments.refinement import c_table, selection
+from trnet.experiments.refinement import FLAT_SPREAD, c_table, selection
 from trnet.experiments.results import TRNET_FAMILY, Results, display_name, load_results
 from trnet.experiments.tables import paper_table1, significance, snr_table, table1, table2
 from trnet.features import N_MELS, T_MAX
@@ -178,7 +178,8 @@ def make_report(results_dir: str | Path, out: str | Path | None = None, also: di
                "asks for; dotted: the same for the X_e of another SE setting).", "",
                "![Figure 2](fig2_snr_coefficient.png)", "",
                f"Mean c (over runs of each run's mean over test utterances) clean and at {min(res.snrs)} dB, whether "
-               "it falls monotonically with the SNR, and the Spearman rho between c and SNR over each run's test "
+               f"it falls monotonically with the SNR (\"flat\": it moves less than {FLAT_SPREAD} in all), and the "
+               "Spearman rho between c and SNR over each run's test "
                "utterances × conditions (clean ranked highest), mean ± std over runs:", "", c_table(res), ""]
         absent = [display_name(s) for s in TRNET_FAMILY if s not in drawn]
         if absent:

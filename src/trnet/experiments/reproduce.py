@@ -28,6 +28,7 @@ import torch
 from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
 from trnet.corpora import CorpusError, read_manifest
+from trnet.device import torch_device
 from trnet.experiments.engine import Engine, Grid, LocalEngine
 from trnet.experiments.engine_ray import RayEngine
 from trnet.experiments.grid import build_stores, check_se, training_order, work_lock
@@ -62,6 +63,8 @@ def reproduce(recipe: Recipe, workers: int = 1, device: str | None = None, verbo
     threads (and OpenMP/BLAS pools, e.g. t-SNE's) for the run: on a shared machine, more OpenMP
     threads than free cores stall each other (measured: 3 epochs took 40-85 s with 2 threads,
     6 s with 1, on 2 busy cores)."""
+    if device is not None:
+        torch_device(device)  # a device this machine lacks: one line, before any work
     before = torch.get_num_threads()
     torch.set_num_threads(threads or before)
     try:

@@ -21,6 +21,7 @@ from trnet.runs import RunError
 from trnet.utils import printable
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+SILENT = "digitally silent"  # a window's note (table, CSV); JSON windows carry "silent": true
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", default="cpu", help="torch device for features and model (SE runs where its back-end runs)"
     )
+    p.add_argument("--allow-unfinished", action="store_true",
+                   help="use a run that has not finished training (no done.json): its last checkpoint")
 
 
 def expand_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
@@ -80,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             predictor = load(
-                args.model, se=args.se, device=args.device, se_options=options, window=args.window, hop=args.hop
+                args.model, se=args.se, device=args.device, se_options=options, window=args.window, hop=args.hop,
+                allow_unfinished=args.allow_unfinished,
             )
     except (OSError, ValueError, TypeError, KeyError, RuntimeError, ImportError) as e:
         err(str(e))
@@ -143,14 +147,15 @@ class _Writer:
         if self.fmt == "json":
             self.doc["results"].append({"file": name, **asdict(p)})
             return
-        rows = [(str(k), w.start, w.end, w.label, w.probabilities, w.c, "") for k, w in enumerate(p.windows)]
+        rows = [(str(k), w.start, w.end, w.label, w.probabilities, w.c, SILENT if w.silent else "")
+                for k, w in enumerate(p.windows)]
         notes = "unreliable" if not p.reliable else ""
         rows.append(("all", 0.0, p.duration, p.label, p.probabilities, p.c, notes))
         for window, start, end, label, probs, c, note in rows:
             c_text = "n/a" if c is None else f"{c:.6f}" if self.fmt == "csv" else f"{c:.3f}"
             if self.fmt == "csv":
                 values = [f"{probs[k]:.6f}" for k in self.labels]
-                extra = [str(p.reliable).lower(), "; ".join(p.warnings)] if window == "all" else ["", ""]
+                extra = [str(p.reliable).lower(), "; ".join(p.warnings)] if window == "all" else ["", note]
                 self.csv.writerow([name, window, f"{start:.3f}", f"{end:.3f}", label, *values, c_text, *extra])
             else:
                 span = f"{start:.1f}-{end:.1f}" if window != "all" or not p.windows else "all"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from trnet.corpora import read_manifest
 from trnet.store.builder import BuildSpec, build, print_summary
-from trnet.store.layout import SNRS, StoreError
+from trnet.store.layout import SNR_RANGE, SNRS, StoreError, check_noise_name, check_snrs
 from trnet.utils import free_cores
 
 
@@ -18,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--se", default="dfn3", help="speech-enhancement back-end (trnet enhance --list)")
     p.add_argument("--se-checkpoint", type=Path, help="checkpoint for back-ends that need one (cmgan)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--snrs", default=",".join(map(str, SNRS)), help="comma-separated SNRs in dB")
+    p.add_argument("--snrs", default=",".join(map(str, SNRS)),
+                   help=f"comma-separated SNRs in dB, each in {SNR_RANGE[0]}..{SNR_RANGE[1]} (default %(default)s)")
     p.add_argument("--workers", type=int, default=free_cores(),
                    help="worker processes (default: the free cores, %(default)s now)")
     p.add_argument("--keep-audio", action="store_true", help="also write the enhanced waveforms (to listen to)")
@@ -28,13 +30,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_noise(items: list[str]) -> dict[str, Path]:
-    noise = {}
+    noise: dict[str, Path] = {}
     for item in items:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise StoreError(f"--noise expects NAME=MANIFEST, got {item!r}")
+        try:
+            check_noise_name(name)
+        except StoreError as err:
+            raise StoreError(f"--noise: {err}") from None
+        if name in noise:
+            raise StoreError(f"--noise {name} is given twice ({noise[name]} and {path}); give each noise corpus "
+                             "a name of its own")
         if not Path(path).is_file():
             raise StoreError(f"--noise {name}: no manifest at {path} (run `trnet prepare` first)")
+        read_manifest(path, "noise")  # an utterance manifest here is a one-line error, not a KeyError later
         noise[name] = Path(path).resolve()
     return noise
 
@@ -44,9 +54,7 @@ def parse_snrs(text: str) -> tuple[int, ...]:
         snrs = tuple(int(s) for s in text.split(","))
     except ValueError:
         raise StoreError(f"--snrs: expected comma-separated integers in dB (e.g. 20,10,0), got {text!r}") from None
-    if len(set(snrs)) != len(snrs):
-        raise StoreError(f"--snrs: each SNR once, got {text!r}")
-    return snrs
+    return check_snrs(snrs, "--snrs")
 
 
 def spec_from_args(args: argparse.Namespace) -> BuildSpec:
@@ -63,7 +71,7 @@ def spec_from_args(args: argparse.Namespace) -> BuildSpec:
         seed=args.seed,
         snrs=parse_snrs(args.snrs),
         keep_audio=args.keep_audio,
-    )
+    )  # build() checks it before anything is written (check_spec)
 
 
 def run(args: argparse.Namespace) -> int:

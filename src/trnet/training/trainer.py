@@ -26,6 +26,7 @@ from trnet.batches import (
     train_batches,
 )
 from trnet.corpora import LABELS
+from trnet.device import torch_device
 from trnet.evaluation.evaluate import predict_condition
 from trnet.evaluation.metrics import uar, war
 from trnet.models import (
@@ -41,7 +42,7 @@ from trnet.models.losses import compute_losses
 from trnet.protocol.folds import loso_folds, split
 from trnet.runs import RunError
 from trnet.store import ConditionStore, condition_name
-from trnet.utils import remove_temp_files
+from trnet.utils import UserError, check_seed, remove_temp_files
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,11 @@ def train(spec: RunSpec, quiet: bool = False, wait: bool = False) -> Path:
     for name, value in (("epochs", spec.training.epochs), ("batch_size", spec.training.batch_size)):
         if value < 1:
             raise RunError(f"{name} must be at least 1, got {value}")
+    try:  # everything checked before anything is written (docs/design.md, "Faults and bad input")
+        check_seed(spec.seed, "seed")
+        device = torch_device(spec.device)
+    except UserError as err:
+        raise RunError(str(err)) from None
     store = ConditionStore(spec.store)
     n_folds = len(loso_folds(store.rows))
     if not 0 <= spec.fold < n_folds:
@@ -82,7 +88,6 @@ def train(spec: RunSpec, quiet: bool = False, wait: bool = False) -> Path:
     labels = label_indices(store)
     fold = split(store.rows, spec.fold)
     train_rows, val_rows = fold.train, fold.val
-    device = torch.device(spec.device)
     config = {
         "system": asdict(spec.system),
         "training": asdict(spec.training),
