@@ -325,6 +325,25 @@ def test_a_store_without_checksums_is_upgraded_once_not_rebuilt(ctx, tmp_path, c
     assert "clean/xs.f16" in one_line_error(*run_main(capsys, *train_args(root, tmp_path / "runs2"))[::2])
 
 
+def test_a_verified_store_is_not_read_again_but_a_later_change_is_caught(ctx, tmp_path, capsys):
+    root = copy_store(ctx, tmp_path)
+    code, _, err = run_main(capsys, *train_args(root, tmp_path / "runs"))
+    assert code == 0, err
+    stamp = json.loads((root / "verified.json").read_text())
+    assert "clean/xs.f16" in stamp["arrays"] and stamp["key"] == json.loads((root / "key.json").read_text())["hash"]
+    path = root / "clean" / "xs.f16"
+    before = path.stat()
+    with open(path, "r+b") as f:  # the same size, and the old modification time put back
+        f.seek(ROW, 0)
+        f.write(np.random.default_rng(1).bytes(4096))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    line = one_line_error(*run_main(capsys, *train_args(root, tmp_path / "runs2"))[::2])
+    assert "clean/xs.f16" in line and "utterances 0-7" in line, line
+
+
+ROW = 500 * 80 * 2  # bytes of one utterance's features in a store array
+
+
 # --------------------------------------------------------------------------- 5: unfinished runs
 
 

@@ -12,6 +12,8 @@ Layout of a store directory:
     chunks/<i>.json          per-chunk completion markers (key hash, timings, achieved SNRs, and
                              the SHA-256 of the rows the chunk wrote in every array: checksum.py)
     summary.json             written when the build is complete (with the key hash)
+    verified.json            the state (size, times, inode) each array had when its checksums last
+                             verified (checksum.py): an array found so is not read again
     audio/<condition>/<utterance>.wav   enhanced waveforms, with --keep-audio only
 
 A store is complete when summary.json carries the hash of key.json, which `build` writes only
@@ -43,8 +45,8 @@ SHAPE = (feat.T_MAX, feat.N_MELS)
 CHUNK = 8  # utterances per committed chunk (chunks/<i>.json covers rows i*CHUNK ..)
 DTYPE = "float16"
 
-LOCK, KEY, SUMMARY, UTTERANCES, FRAMES, CHUNKS, AUDIO = (
-    ".lock", "key.json", "summary.json", "utterances.csv", "frames.npy", "chunks", "audio")
+LOCK, KEY, SUMMARY, UTTERANCES, FRAMES, CHUNKS, AUDIO, VERIFIED = (
+    ".lock", "key.json", "summary.json", "utterances.csv", "frames.npy", "chunks", "audio", "verified.json")
 
 Condition = str | tuple[str, int]  # "clean" or (noise corpus, SNR in dB)
 RESERVED = ("clean", CHUNKS, AUDIO)  # folders of the store itself: not noise names
@@ -207,7 +209,7 @@ def folders(noises: Sequence[str], snrs: Sequence[int]) -> list[str]:
 
 def remove_temp_files_of(root: Path, noises: Sequence[str], snrs: Sequence[int]) -> None:
     """The temp files that writes of a killed build left (only in the store's own folders)."""
-    remove_temp_files(root, [KEY, UTTERANCES, FRAMES, SUMMARY])
+    remove_temp_files(root, [KEY, UTTERANCES, FRAMES, SUMMARY, VERIFIED])
     for rel in folders(noises, snrs):
         if (Path(root) / rel).is_dir():
             remove_temp_files(store_path(root, rel))
@@ -223,7 +225,7 @@ def remove_store_files(root: Path, key: dict) -> None:
         ids = [row["id"] for row in read_manifest(root / UTTERANCES)] if (root / UTTERANCES).exists() else []
     except CorpusError:
         ids = []
-    files = [SUMMARY, *array_paths(noises, snrs), *(f"{n}/assignment.csv" for n in noises), FRAMES]
+    files = [SUMMARY, VERIFIED, *array_paths(noises, snrs), *(f"{n}/assignment.csv" for n in noises), FRAMES]
     files += [f"{CHUNKS}/{p.name}" for p in (root / CHUNKS).glob("*.json") if p.stem.isdigit()]
     files += [f"{AUDIO}/{condition_name(c)}/{i}.wav" for c in conditions(noises, snrs) for i in ids if _safe_id(i)]
     for rel in [*files, UTTERANCES]:

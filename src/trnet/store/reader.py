@@ -31,6 +31,7 @@ class ConditionStore:
     """Read access to a finished store: memory-mapped features, labels, speakers, frames."""
 
     def __init__(self, root: str | Path, verify: bool = True):
+        """`verify`: check sizes, frames and (as each array is first read) chunk checksums."""
         self.root = Path(root)
         if not self.root.is_dir():
             raise StoreError(f"{self.root}: no condition store there; build it with `trnet conditions ... --out DIR`")
@@ -46,8 +47,8 @@ class ConditionStore:
         self.noises: list[str] = list(self.key["noise"])
         self.snrs: tuple[int, ...] = tuple(self.key["snrs"])
         self._maps: dict[str, np.memmap] = {}
-        if verify:
-            checksum.verify(self.root, self.key, len(self.rows), self.frames, -(-len(self.rows) // CHUNK))
+        self._markers = checksum.open_store(self.root, key, len(self.rows), self.frames,
+                                            -(-len(self.rows) // CHUNK)) if verify else None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -59,8 +60,17 @@ class ConditionStore:
     def _array(self, rel: str) -> np.memmap:
         if rel not in self._maps:
             checksum.check_sizes(self.root, [rel], len(self))  # a short file: one line, not an mmap error
+            if self._markers is not None:
+                checksum.verify_array(self.root, rel, self._markers, len(self), self.key["hash"])
             self._maps[rel] = np.memmap(self.root / rel, dtype=DTYPE, mode="r", shape=(len(self), *SHAPE))
         return self._maps[rel]
+
+    def check(self, conds: Sequence[Condition]) -> None:
+        """Open (and so verify) the arrays a user of these conditions reads: before a training
+        run writes anything, a damaged array is found."""
+        self.clean()
+        for cond in conds:
+            self.noisy(cond), self.enhanced(cond)
 
     def clean(self) -> np.memmap:
         """X_s for every utterance."""

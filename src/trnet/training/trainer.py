@@ -85,6 +85,7 @@ def train(spec: RunSpec, quiet: bool = False, wait: bool = False) -> Path:
     if spec.system.train_conditions != "clean" and train_noise is None:
         raise RunError(f"{spec.system.name} trains on noisy data but the store {spec.store} has no noise corpus")
     conds = condition_set(store, spec.system.train_conditions, train_noise)
+    store.check(conds)  # the arrays this run reads match their checksums, before anything is written
     labels = label_indices(store)
     fold = split(store.rows, spec.fold)
     train_rows, val_rows = fold.train, fold.val
