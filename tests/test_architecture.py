@@ -25,10 +25,12 @@ LAYERS: dict[str, int] = {
     "trnet.batches": 6,
     "trnet.runs": 6,
     "trnet.evaluation": 7,
+    "trnet.pretrained": 7,  # the bundled models: where they are, and their SHA-256 check
     "trnet.training": 8,
     "trnet.predict": 8,
     "trnet.export": 8,
     "trnet.experiments": 9,
+    "trnet.bundle": 9,  # building the bundled model: recipe, stages, leave-one-corpus-out, card
     "trnet.cli": 10,
     "trnet": 11,  # the package root: `trnet.load`, the library's front door
 }

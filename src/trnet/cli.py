@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("trnet.predict.cli", "predict emotions on your own audio files"),
     "export": ("trnet.export", "export the inference graph to ONNX or TorchScript"),
     "enhance": ("trnet.enhance.cli", "list SE back-ends, or enhance audio files"),
+    "models": ("trnet.pretrained.cli", "list the models bundled with this install"),
+    "bundle": ("trnet.bundle.cli", "build the bundled model: stores, leave-one-corpus-out runs, final model, card"),
 }
 
 

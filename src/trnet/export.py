@@ -1,6 +1,7 @@
 """`trnet export`: the inference graph of a trained run as ONNX or TorchScript.
 
     trnet export --model runs/trnet/fold0-seed1 --format onnx --out trnet.onnx
+    trnet export --format onnx --out trnet.onnx      # the bundled model (`trnet models`)
 
 The graph is what runs at inference (SPEC §5): SNR-aware module, encoder, bridge and
 classifier; SE and LMFB stay outside it (the SE model is a plug-in with its own runtime).
@@ -32,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from trnet.models import SERSystem
+from trnet.pretrained import is_bundle, resolve
 from trnet.runs import load_run, run_of
 from trnet.utils import UserError, atomic_path, check_file_path
 
@@ -148,7 +150,8 @@ def run_metadata(config: dict) -> dict[str, str]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--model", required=True, help="run directory (best.safetensors + config.json) or a .safetensors file"
+        "--model", help="run directory (best.safetensors + config.json), a .safetensors file, or a bundled model's "
+                        "name (default: the bundled model, see `trnet models`)"
     )
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", required=True, type=Path, help="output file (written atomically)")
@@ -158,7 +161,7 @@ def check_out(out: Path, model: str | Path) -> None:
     """UserError if writing `out` could destroy a run: a file of a run directory, or the
     model file itself (also through a link), or a path that cannot be a file."""
     check_file_path(out, "--out")
-    run = run_of(out)
+    run = run_of(out) or (out.parent if is_bundle(out.parent) else None)
     if run is not None:
         raise UserError(f"--out {out} is a file of the run {run}; write the export to another file")
     model = Path(model)
@@ -168,9 +171,10 @@ def check_out(out: Path, model: str | Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_out(args.out, args.model)
+    path = resolve(args.model)  # the bundled model (checked against its SHA-256) without --model
+    check_out(args.out, path)
     try:
-        model, config = load_run(args.model)
+        model, config = load_run(path)
     except UserError as e:
         print(f"trnet export: cannot load model: {e}", file=sys.stderr)
         return 2

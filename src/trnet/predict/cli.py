@@ -1,6 +1,7 @@
 """`trnet predict`: emotions of your own audio files, as a table, CSV or JSON.
 
     trnet predict talk.wav clips/ "more/*.flac" --model runs/trnet/fold0-seed1 [--json|--csv]
+    trnet predict talk.wav                  # the model bundled with trnet (`trnet models`)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from trnet.audio import AudioError
 from trnet.enhance.cli import parse_options
 from trnet.predict.predictor import HOP_SECONDS, WINDOW_SECONDS, Prediction, check_windows, load
+from trnet.pretrained import c_note, describe
 from trnet.runs import RunError
 from trnet.utils import printable
 
@@ -28,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "inputs", nargs="+", metavar="AUDIO", help="audio files, directories (searched recursively) or glob patterns"
     )
     p.add_argument(
-        "--model", required=True, help="run directory (best.safetensors + config.json) or a .safetensors file"
+        "--model", help="run directory (best.safetensors + config.json), a .safetensors file, or a bundled model's "
+                        "name (default: the model bundled with trnet, see `trnet models`)"
     )
     p.add_argument("--se", help="SE back-end (default: the one the model was trained with)")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="SE back-end option (repeatable)")
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         options = parse_options(args.opt) if args.opt else None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            predictor = load(
+            predictor = load(  # without --model: the bundled model, checked against its SHA-256
                 args.model, se=args.se, device=args.device, se_options=options, window=args.window, hop=args.hop
             )
     except (OSError, ValueError, TypeError, KeyError, RuntimeError, ImportError) as e:
@@ -87,7 +90,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for w in caught:
         err(f"warning: {w.message}")
-    err(f"model {args.model} ({predictor.system}), SE {predictor.se_name or 'none (reads the noisy input only)'}")
+    se = predictor.se_name or "none (reads the noisy input only)"
+    err(f"model {describe(predictor.path)} ({predictor.system}), SE {se}")
+    note = c_note(predictor.path)
+    if note:
+        err(note)
     files, errors = expand_inputs(args.inputs)
     fmt = "json" if args.json else "csv" if args.csv else "table"
     writer = _Writer(fmt, predictor.labels, files)
@@ -113,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
             writer.result(path, result)
     if fmt == "json":
         doc = {
-            "model": str(args.model),
+            "model": describe(predictor.path),
             "system": predictor.system,
             "se": predictor.se_name,
             "labels": predictor.labels,

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trnet import enhance
+from trnet import enhance, pretrained
 from trnet.audio import SAMPLE_RATE, AudioError, resample, stream_audio, wav_truncation
 from trnet.enhance import Enhancer
 from trnet.features import FRAME_LENGTH, fbank, num_frames
@@ -97,6 +97,7 @@ class Predictor:
         self.window = round(window * SAMPLE_RATE)
         self.hop = round(hop * SAMPLE_RATE)
         self.warnings: list[str] = []  # about the model as a whole (e.g. an SE it was not trained with)
+        self.path: Path | None = None  # the run directory or bundle it was loaded from (set by `load`)
 
     @property
     def system(self) -> str:
@@ -264,18 +265,21 @@ def check_windows(window: float, hop: float) -> None:
 
 
 def load(
-    path: str | Path,
+    path: str | Path | None = None,
     se: str | None = None,
     device: str = "cpu",
     se_options: dict | None = None,
     window: float = WINDOW_SECONDS,
     hop: float = HOP_SECONDS,
 ) -> Predictor:
-    """A trained run (directory or its best.safetensors) with its SE front-end.
+    """A trained run (directory or its best.safetensors) with its SE front-end; None (or a
+    bundle's name) is a model bundled with the package (`trnet.pretrained`), checked against
+    its SHA-256 first.
 
     `se` defaults to the back-end the model was trained with, with its training options; any
     other back-end gives a UserWarning, since the model learnt the artefacts of its own SE.
     Systems that read only the noisy X (Baseline-c/-n) load no SE at all."""
+    path = pretrained.resolve(path)
     model, config = load_run(path, device=device)
     trained_se = config.get("se")
     notes = []
@@ -299,6 +303,7 @@ def load(
     for note in notes:
         warnings.warn(note, UserWarning, stacklevel=2)
     predictor.warnings = notes
+    predictor.path = path
     return predictor
 
 
