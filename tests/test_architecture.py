@@ -29,13 +29,17 @@ LAYERS: dict[str, int] = {
     "trnet.training": 8,
     "trnet.predict": 8,
     "trnet.export": 8,
-    "trnet.experiments": 9,
-    "trnet.bundle": 9,  # building the bundled model: recipe, stages, leave-one-corpus-out, card
-    "trnet.cli": 10,
-    "trnet": 11,  # the package root: `trnet.load`, the library's front door
+    "trnet.report": 9,
+    "trnet.experiments": 10,
+    "trnet.bundle": 10,  # building the bundled model: recipe, stages, leave-one-corpus-out, card
+    "trnet.commands": 11,
+    "trnet.cli": 12,
+    "trnet": 13,  # the package root: `trnet.load`, the library's front door
 }
 # Imports allowed inside functions: heavy or optional dependencies that only one path needs.
 DEFERRED_OK = ("matplotlib", "sklearn.manifold", "onnx", "onnxruntime", "ray", "trnet.predict")
+# ... and a command's `run` imports the library it drives, so that `trnet COMMAND --help` stays light
+DEFERRED_IN = ("trnet.commands",)
 MAX_LINES = 400
 
 
@@ -123,7 +127,8 @@ def test_no_import_cycle() -> None:
 def test_deferred_imports_are_heavy_optional_dependencies_only() -> None:
     hidden = [f"{source}:{line} imports {target} inside a function"
               for source, targets in GRAPH.items() for target, line, deferred in targets
-              if deferred and not any(target == ok or target.startswith(ok + ".") for ok in DEFERRED_OK)]
+              if deferred and not any(target == ok or target.startswith(ok + ".") for ok in DEFERRED_OK)
+              and not source.startswith(DEFERRED_IN)]
     assert not hidden, "move these to the top of their file:\n" + "\n".join(hidden)
 
 

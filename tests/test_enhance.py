@@ -198,7 +198,7 @@ def test_dfn3_library_delay_is_the_compensated_constant(speech: np.ndarray) -> N
     one sample off on either side."""
     import soxr
 
-    from trnet.enhance import dfn3_libdf as libdf
+    from trnet.enhance.dfn3 import libdf
 
     se = libdf.DFN3LibDF(prefetch=False)
     x48 = soxr.resample(speech, 16_000, 48_000, quality="HQ")

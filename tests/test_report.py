@@ -12,12 +12,12 @@ import pytest
 from scipy.stats import wilcoxon
 
 from trnet.cli import main
-from trnet.experiments import stats
 from trnet.experiments.evalcache import TSNE_SYSTEMS
-from trnet.experiments.refinement import is_candidate, selection
-from trnet.experiments.report import make_report
-from trnet.experiments.results import RunPredictions, load_results, predictions_path
 from trnet.models import SYSTEMS
+from trnet.report import stats
+from trnet.report.markdown import make_report
+from trnet.report.results import RunPredictions, load_results, predictions_path
+from trnet.report.selection import is_candidate, selection
 
 NOISES = ("esc50", "musan")
 SNRS = (20, 15, 10, 5, 0)

@@ -14,11 +14,11 @@ import torch.nn.functional as F
 
 from tests.test_models import LENGTHS, batch, close, garbage, lmfb, pad, system
 from trnet.batches import condition_snr_db, fit_snr_input_stats, snr_input_stats
-from trnet.experiments.results import display_name
 from trnet.models import RECOMMENDED, SYSTEMS, VARIANTS, SERSystem, load_config, load_training_config
 from trnet.models.diagnostics import c_snr_spearman, oracle_c
 from trnet.models.losses import compute_losses, low_level_loss
 from trnet.models.snr_aware import SNR_INPUTS, SNRAware
+from trnet.report.results import display_name
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),

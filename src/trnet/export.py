@@ -1,7 +1,6 @@
 """`trnet export`: the inference graph of a trained run as ONNX or TorchScript.
 
     trnet export --model runs/trnet/fold0-seed1 --format onnx --out trnet.onnx
-    trnet export --format onnx --out trnet.onnx      # the bundled model (`trnet models`)
 
 The graph is what runs at inference (SPEC §5): SNR-aware module, encoder, bridge and
 classifier; SE and LMFB stay outside it (the SE model is a plug-in with its own runtime).
@@ -21,9 +20,7 @@ random batch and compared with PyTorch; the file is renamed into place only if t
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,8 +30,8 @@ import torch
 from torch import Tensor, nn
 
 from trnet.models import SERSystem
-from trnet.pretrained import is_bundle, resolve
-from trnet.runs import load_run, run_of
+from trnet.pretrained import is_bundle
+from trnet.runs import run_of
 from trnet.utils import UserError, atomic_path, check_file_path
 
 FORMATS = ("onnx", "torchscript")
@@ -148,15 +145,6 @@ def run_metadata(config: dict) -> dict[str, str]:
     }
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--model", help="run directory (best.safetensors + config.json), a .safetensors file, or a bundled model's "
-                        "name (default: the bundled model, see `trnet models`)"
-    )
-    p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("--out", required=True, type=Path, help="output file (written atomically)")
-
-
 def check_out(out: Path, model: str | Path) -> None:
     """UserError if writing `out` could destroy a run: a file of a run directory, or the
     model file itself (also through a link), or a path that cannot be a file."""
@@ -168,23 +156,3 @@ def check_out(out: Path, model: str | Path) -> None:
     model_file = model / "best.safetensors" if model.is_dir() else model
     if out.exists() and model_file.exists() and out.resolve() == model_file.resolve():
         raise UserError(f"--out {out} is the model being exported; write the export to another file")
-
-
-def run(args: argparse.Namespace) -> int:
-    path = resolve(args.model)  # the bundled model (checked against its SHA-256) without --model
-    check_out(args.out, path)
-    try:
-        model, config = load_run(path)
-    except UserError as e:
-        print(f"trnet export: cannot load model: {e}", file=sys.stderr)
-        return 2
-    try:
-        delta = export(model, args.format, args.out, run_metadata(config))
-    except ImportError as e:
-        print(f"trnet export: {e}; install the export extras: pip install 'trnet[export]'", file=sys.stderr)
-        return 2
-    except (ValueError, RuntimeError) as e:
-        print(f"trnet export: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.out} ({args.format}, {model.cfg.name}); check vs PyTorch: max |delta logits| = {delta:.1e}")
-    return 0

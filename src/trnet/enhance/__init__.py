@@ -21,8 +21,8 @@ DEFAULT = "dfn3"
 
 # name -> "module:class"
 BACKENDS: dict[str, str] = {
-    "dfn3": "trnet.enhance.dfn3:DFN3",
-    "dfn3-libdf": "trnet.enhance.dfn3_libdf:DFN3LibDF",
+    "dfn3": "trnet.enhance.dfn3.batched:DFN3",
+    "dfn3-libdf": "trnet.enhance.dfn3.libdf:DFN3LibDF",
     "cmgan": "trnet.enhance.cmgan:CMGAN",
     "spectral": "trnet.enhance.spectral:Spectral",
     "identity": "trnet.enhance.identity:Identity",

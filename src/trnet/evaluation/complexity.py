@@ -10,8 +10,6 @@ device: shapes only, no memory or compute."""
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -21,7 +19,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from trnet.features import N_MELS
 from trnet.features import T_MAX as FRAMES  # 5 s at a 10 ms shift, padded
 from trnet.models import SYSTEMS, SERSystem, load_config, teacher_config
-from trnet.models.encoder import ENCODERS
 
 
 def _macs(fn: Callable[[], object]) -> int:
@@ -75,17 +72,3 @@ def format_table(rows: list[dict], encoder: str, width: int) -> str:
             f"{r['infer_params'] / 1e6:>17.2f} {r['infer_macs'] / 1e9:>15.2f}"
         )
     return "\n".join(lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
-    parser.add_argument(
-        "--encoder", choices=tuple(ENCODERS), default="resnet", help="acoustic encoder (default: resnet)"
-    )
-    parser.add_argument("--width", type=int, default=32, help="channels of the first block (default: 32)")
-
-
-def run(args: argparse.Namespace) -> int:
-    rows = complexity_table(args.encoder, args.width)
-    print(json.dumps(rows, indent=2) if args.json else format_table(rows, args.encoder, args.width))
-    return 0

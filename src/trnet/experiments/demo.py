@@ -9,17 +9,10 @@ small encoder and few epochs; the report says so. `--quick` is a smoke-test vari
 
 from __future__ import annotations
 
-import argparse
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from trnet import enhance
-from trnet.corpora import CorpusError
-from trnet.experiments.recipe import RecipeError, recipe_from_dict, with_overrides
-from trnet.experiments.reproduce import reproduce
-from trnet.utils import free_cores
 
 SYSTEMS = ["baseline-c", "baseline-e", "trnet"]
 
@@ -76,33 +69,3 @@ def demo_table(emodb: Path | None, quick: bool, se: str) -> dict[str, Any]:
         "corpus": corpus,
         "noise": {"synth": noise},
     }
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=Path("trnet-demo"), help="work directory (default ./trnet-demo)")
-    p.add_argument("--emodb", type=Path, help="an EmoDB release (ROOT/wav/*.wav) to use instead of synthetic speech")
-    p.add_argument("--quick", action="store_true", help="a much smaller variant (about a minute), for tests")
-    p.add_argument("--se", help="SE back-end (default: dfn3 if usable here, else spectral)")
-    p.add_argument("--workers", type=int, default=free_cores(),
-                   help="processes building the condition store (default: the free cores, %(default)s now)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads for training (default 1: robust when other jobs share the cores)")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local processes (default), or Ray tasks (pip install 'trnet[ray]')")
-    p.add_argument("--address", help="ray: a running cluster to join ('auto'); default: a local Ray of --workers CPUs")
-
-
-def run(args: argparse.Namespace) -> int:
-    started = time.time()
-    out = args.out.resolve()
-    se = args.se or default_se()
-    table = demo_table(args.emodb, args.quick, se)
-    try:
-        recipe = recipe_from_dict(table, base=out, origin=f"built-in {table['name']} recipe (trnet.demo)")
-        recipe = with_overrides(recipe, engine=args.engine, address=args.address)
-        results = reproduce(recipe, workers=args.workers, device="cpu", threads=args.threads)
-    except (RecipeError, CorpusError) as err:
-        print(f"trnet demo: error: {err}", file=sys.stderr)
-        return 2
-    print(f"\ndemo finished in {time.time() - started:.0f} s; the report is {results / 'report.md'}")
-    return 0

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from trnet.corpora import LOADERS, CorpusError, check_options, kinds
-from trnet.models import SYSTEMS, VARIANTS, SystemConfig, TrainingConfig
+from trnet.models import PAPER_TRAINING, PAPER_WIDTH, SYSTEMS, VARIANTS
 from trnet.models.encoder import ENCODERS
 from trnet.store import SNRS
 
@@ -60,8 +60,6 @@ KEYS = ("name", "work", "corpus", "noise", "train_noise", "se", "se_options", "s
         "epochs", "batch_size", "patience", "encoder", "width", "snrs", "noise_seed", "notes", "engine")
 ENGINES = ("local", "ray")
 KNOWN = SYSTEMS + VARIANTS  # what a recipe may run: Table 1's systems, then the variants, in this order
-PAPER_TRAINING = TrainingConfig()  # SPEC §7: the defaults are the paper's (80 epochs, batch 32)
-PAPER_WIDTH = next(f.default for f in fields(SystemConfig) if f.name == "width")  # 32: filters 32..256 (SPEC §5)
 
 
 class RecipeError(ValueError):

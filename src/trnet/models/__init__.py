@@ -2,6 +2,8 @@
 `SERSystem` class whose configurations are the seven compared systems."""
 
 from trnet.models.system import (
+    PAPER_TRAINING,
+    PAPER_WIDTH,
     RECOMMENDED,
     SYSTEMS,
     VARIANTS,
@@ -17,6 +19,8 @@ from trnet.models.system import (
 )
 
 __all__ = [
+    "PAPER_TRAINING",
+    "PAPER_WIDTH",
     "SYSTEMS",
     "RECOMMENDED",
     "VARIANTS",

@@ -88,6 +88,10 @@ class TrainingConfig:
     patience: int = 10  # early stopping: epochs without a better validation UAR
 
 
+PAPER_TRAINING = TrainingConfig()  # SPEC §7: the defaults are the paper's (80 epochs, batch 32)
+PAPER_WIDTH = SystemConfig.width  # 32: filters 32..256 (SPEC §5)
+
+
 def _read_toml(name_or_path: str | Path) -> tuple[str, dict]:
     path = Path(name_or_path)
     if path.suffix != ".toml":

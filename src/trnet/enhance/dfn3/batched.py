@@ -42,9 +42,9 @@ import torch
 from torch import Tensor
 
 from trnet.enhance.base import SAMPLE_RATE, Enhancer, check_batch, make_version
-from trnet.enhance.dfn3_model import GRAPHS, HISTORY, model_files
-from trnet.enhance.dfn3_signal import SignalPath, attenuation_limit
-from trnet.enhance.dfn3_torch import TorchGraphs
+from trnet.enhance.dfn3.model import GRAPHS, HISTORY, model_files
+from trnet.enhance.dfn3.signal import SignalPath, attenuation_limit
+from trnet.enhance.dfn3.torch_graphs import TorchGraphs
 
 DF_RATE = 48_000
 
@@ -128,7 +128,7 @@ class DFN3(Enhancer):
     over (a long utterance runs alone, in chunks). It bounds memory and never changes
     outputs (bitwise; tested); `threads`: onnxruntime's intra-op threads (default:
     torch.get_num_threads() when the back-end is built); `runtime`: "onnxruntime" (default)
-    or "torch" (the same weights in PyTorch, `trnet.enhance.dfn3_torch`, on `device`:
+    or "torch" (the same weights in PyTorch, `trnet.enhance.dfn3.torch_graphs`, on `device`:
     default "cuda" when available, else "cpu"; on a CPU it is 2-3x slower than onnxruntime)."""
 
     name = "dfn3"

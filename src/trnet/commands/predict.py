@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from trnet.audio import AudioError
-from trnet.enhance.cli import parse_options
+from trnet.enhance.options import parse_options
 from trnet.predict.predictor import HOP_SECONDS, WINDOW_SECONDS, Prediction, check_windows, load
 from trnet.pretrained import c_note, describe
 from trnet.runs import RunError

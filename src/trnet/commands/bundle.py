@@ -1,7 +1,7 @@
-"""`trnet bundle RECIPE`: build the bundled model (pipeline.py), resumable; then optionally
-install it into the package's data and fill the model card's measured sections.
+"""`trnet bundle RECIPE`: build the bundled model (`trnet.bundle.pipeline`), resumable; then
+optionally install it into the package's data and fill the model card's measured sections.
 
-    trnet bundle recipes/pretrained.toml --jobs 2 --threads 1     # all stages; rerun after a kill
+    trnet bundle recipes/pretrained.toml --jobs 2 --threads 1     # every stage; rerun after a kill
     trnet bundle recipes/pretrained.toml --install --card docs/model-card.md
 """
 
@@ -10,9 +10,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from trnet.bundle import card, pipeline, publish
-from trnet.bundle.recipe import load_bundle_recipe
-from trnet.pretrained import PACKAGE_DIR
 from trnet.utils import free_cores
 
 
@@ -23,19 +20,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=free_cores(),
                    help="processes building the condition stores (default: the free cores, %(default)s now)")
     p.add_argument("--jobs", type=int, default=1,
-                   help="train this many groups (the shipped model; each LOCO direction x seed) in parallel "
-                        "processes, one thread each unless --threads")
+                   help="train this many groups (the shipped model; each leave-one-corpus-out direction x seed) in "
+                        "parallel processes, one thread each unless --threads")
     p.add_argument("--threads", type=int, help="torch CPU threads per training process (1 on a shared machine)")
     p.add_argument("--device", help="torch device for training and evaluation (default: cuda if available, else cpu)")
     p.add_argument("--no-measure", action="store_true", help="skip the RTF / peak-memory measurement")
     p.add_argument("--install", action="store_true",
-                   help=f"then copy the bundle into the package's data ({PACKAGE_DIR}/<name>; with an editable "
-                        "install that is the checkout's src/trnet/pretrained, ready to commit)")
-    p.add_argument("--card", type=Path, help="then write the measured sections into this model card "
-                                             "(between its markers), e.g. docs/model-card.md")
+                   help="then copy the bundle into the package's data, trnet/pretrained/<name>/ (with an editable "
+                        "install: the checkout's src/trnet/pretrained/, ready to commit)")
+    p.add_argument("--card", type=Path, help="then write the measured sections into this model card (between its "
+                                             "markers), e.g. docs/model-card.md")
 
 
 def run(args: argparse.Namespace) -> int:
+    from trnet.bundle import card, pipeline, publish
+    from trnet.bundle.recipe import load_bundle_recipe
+
     recipe = load_bundle_recipe(args.recipe, work=args.work.resolve() if args.work else None, epochs=args.epochs)
     bundle = pipeline.make(recipe, workers=args.workers, jobs=args.jobs, device=args.device, threads=args.threads,
                            measure_inputs=not args.no_measure)

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from trnet.experiments.results import Results, display_name
-from trnet.experiments.tables import mean_std
 from trnet.models import VARIANTS
+from trnet.report.results import Results, display_name
+from trnet.report.tables import mean_std
 
 
 def _mean(values: dict[Any, float]) -> float:

@@ -46,6 +46,8 @@ NAMES = {
     "trnet-robust": "TRNet-robust",
 }
 TRNET_FAMILY = ("trnet", "trnet-wo-low", "trnet-wo-high")  # systems with an SNR-aware module (Figure 2)
+TSNE_SYSTEMS = ("baseline-c", "baseline-e", "trnet")  # systems whose h is kept (paper Figure 3)
+TSNE_SNRS = (20, 10, 0)  # ... under the training noise at these SNRs (and clean)
 
 Run = tuple[str, int, int]  # (system, fold, seed)
 

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from trnet.evaluation.complexity import complexity_table
-from trnet.experiments.results import Results, display_name
-from trnet.experiments.stats import PairedTest, min_pairs, paired_test
+from trnet.report.results import Results, display_name
+from trnet.report.stats import PairedTest, min_pairs, paired_test
 
 # Paper Table 1 (IEMOCAP, %): UAR/WAR on IEM, IEM-ESC, IEM-MUSAN
 PAPER_TABLE1 = {

@@ -15,8 +15,7 @@ import numpy as np
 
 from trnet.corpora import LABELS
 from trnet.evaluation.metrics import confusion
-from trnet.experiments.evalcache import TSNE_SNRS, TSNE_SYSTEMS
-from trnet.experiments.results import Results, RunPredictions, display_name
+from trnet.report.results import TSNE_SNRS, TSNE_SYSTEMS, Results, RunPredictions, display_name
 from trnet.store import condition_name
 from trnet.utils import atomic_path
 

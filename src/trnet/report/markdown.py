@@ -21,19 +21,16 @@ note, never an error.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from trnet.experiments.figures import confusion_figure, figure2, figure3, figure_uar
-from trnet.experiments.recipe import PAPER_TRAINING, PAPER_WIDTH
-from trnet.experiments.refinement import c_table, selection
-from trnet.experiments.results import TRNET_FAMILY, Results, display_name, load_results
-from trnet.experiments.tables import paper_table1, significance, snr_table, table1, table2
 from trnet.features import N_MELS, T_MAX
-from trnet.models import SYSTEMS
+from trnet.models import PAPER_TRAINING, PAPER_WIDTH, SYSTEMS
+from trnet.report.figures import confusion_figure, figure2, figure3, figure_uar
+from trnet.report.results import TRNET_FAMILY, Results, display_name, load_results
+from trnet.report.selection import c_table, selection
+from trnet.report.tables import paper_table1, significance, snr_table, table1, table2
 from trnet.utils import write_text_atomic
 
 PAPER_SEEDS, PAPER_FOLDS = 3, 10  # SPEC §3: 10 leave-one-speaker-out folds x 3 seeds
@@ -228,27 +225,3 @@ def make_report(results_dir: str | Path, out: str | Path | None = None, also: di
     write_text_atomic(out / "report.md", "\n".join(md))
     write_text_atomic(out / "significance.json", json.dumps(tests, indent=2) + "\n")
     return out / "report.md"
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("results", type=Path, help="results directory (WORK/results of `trnet reproduce`)")
-    p.add_argument("--out", type=Path, help="where to write report.md and the figures (default: RESULTS)")
-    p.add_argument("--also", action="append", default=[], metavar="TAG=RESULTS",
-                   help="add another results directory's runs as systems <system>@TAG (repeatable)")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        also = {}
-        for item in args.also:
-            tag, sep, path = item.partition("=")
-            if not sep or not tag or not path or "@" in tag:
-                print(f"trnet report: error: --also {item!r}: expected TAG=RESULTS_DIR", file=sys.stderr)
-                return 2
-            also[tag] = Path(path)
-        path = make_report(args.results, args.out, also)
-    except FileNotFoundError as err:
-        print(f"trnet report: error: {err}", file=sys.stderr)
-        return 2
-    print(f"report: {path}")
-    return 0

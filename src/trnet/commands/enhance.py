@@ -15,6 +15,7 @@ import torch
 
 from trnet import enhance
 from trnet.audio import AudioError, load_audio, save_audio
+from trnet.enhance.options import parse_options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,28 +34,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="back-end option, e.g. checkpoint=PATH (repeatable)",
     )
-
-
-def parse_options(items: list[str]) -> dict[str, object]:
-    """`KEY=VALUE` strings -> keyword options; numbers and true/false are converted."""
-    options: dict[str, object] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--opt {item!r}: expected KEY=VALUE")
-        options[key.replace("-", "_")] = _convert(value)
-    return options
-
-
-def _convert(value: str) -> object:
-    if value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
