@@ -90,8 +90,48 @@ def make_world(root: Path, recipe: str = RECIPE) -> Path:
     (root / "bb" / "data.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     t = np.arange(32_000) / 16_000
     for j in range(6):
-        save_audio(root / "noise" / "hum" / f"h{j}.wav", (0.1 * np.sin(2 * np.pi * (50 + 10 * j) * t)).astype(np.float32))
+        hum = 0.1 * np.sin(2 * np.pi * (50 + 10 * j) * t)
+        save_audio(root / "noise" / "hum" / f"h{j}.wav", hum.astype(np.float32))
         save_audio(root / "noise" / "hiss" / f"s{j}.wav", (0.05 * rng.standard_normal(32_000)).astype(np.float32))
     path = root / "tiny-bundle.toml"
     path.write_text(recipe)
     return path
+
+
+def random_bundle(folder: Path, name: str = "test-model", se: str = "identity", placeholder: bool = True,
+                  system: str = "trnet-std-snr") -> Path:
+    """A bundle (trnet.pretrained layout) of a randomly initialised system, width 2: what the
+    package-data code needs to be tested before the real model lands. Returns its folder."""
+    import json
+    from dataclasses import asdict, replace
+
+    import torch
+
+    from trnet.corpora import LABELS as CLASSES
+    from trnet.models import SERSystem, load_config
+    from trnet.pretrained import FILES, FORMAT, MANIFEST
+    from trnet.runs import BEST, save_weights, write_config, write_finished
+    from trnet.utils import sha256_file
+
+    out = folder / name
+    cfg = replace(load_config(system), width=2)
+    torch.manual_seed(0)
+    model = SERSystem(cfg)
+    if model.snr is not None and model.snr.needs_stats:
+        model.snr.set_input_stats(torch.full((cfg.n_mels,), 5.0), torch.full((cfg.n_mels,), 2.0))
+    save_weights(out / BEST, model)
+    write_config(out, {"system": asdict(cfg), "labels": list(CLASSES), "se": se, "se_options": {},
+                       "fold": "holdout", "seed": 1, "test_speaker": None, "val_speakers": ["aa-b"]})
+    write_finished(out, {"val_uar": 0.25, "val_ce": 1.4, "epoch": 1, "epochs_run": 1})
+    manifest = {
+        "format": FORMAT, "name": name, "default": True, "placeholder": placeholder, "system": system,
+        "encoder": cfg.encoder, "width": cfg.width, "labels": list(CLASSES), "se": se,
+        "files": {f: {"sha256": sha256_file(out / f), "bytes": (out / f).stat().st_size} for f in FILES},
+        "training_data": [{"name": "aa", "title": "Corpus A", "language": "Tonal", "licence": "MIT (generated)"}],
+        "noise": [{"name": "hum", "title": "Hum", "licence": "MIT (generated)"}],
+        "licence": {"weights": "test only", "code": "MIT"},
+        "metrics": {"leave_one_corpus_out": [{"train": "aa", "test": "bb", "system": system,
+                                              "rho": {"mean": 0.42, "std": 0.0, "n": 1}}]},
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return out
