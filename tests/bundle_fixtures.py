@@ -99,8 +99,8 @@ def make_world(root: Path, recipe: str = RECIPE) -> Path:
 
 
 def random_bundle(folder: Path, name: str = "test-model", se: str = "identity", placeholder: bool = True,
-                  system: str = "trnet-std-snr") -> Path:
-    """A bundle (trnet.pretrained layout) of a randomly initialised system, width 2: what the
+                  system: str = "trnet-std-snr", width: int = 2) -> Path:
+    """A bundle (trnet.pretrained layout) of a randomly initialised system (width 2): what the
     package-data code needs to be tested before the real model lands. Returns its folder."""
     import json
     from dataclasses import asdict, replace
@@ -114,7 +114,7 @@ def random_bundle(folder: Path, name: str = "test-model", se: str = "identity", 
     from trnet.utils import sha256_file
 
     out = folder / name
-    cfg = replace(load_config(system), width=2)
+    cfg = replace(load_config(system), width=width)
     torch.manual_seed(0)
     model = SERSystem(cfg)
     if model.snr is not None and model.snr.needs_stats:

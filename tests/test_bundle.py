@@ -20,7 +20,7 @@ import pytest
 from tests.bundle_fixtures import RECIPE, make_world
 from trnet import runs
 from trnet.batches import condition_set
-from trnet.bundle import card, plan
+from trnet.bundle import card, plan, publish
 from trnet.bundle.recipe import BundleRecipeError, load_bundle_recipe
 from trnet.corpora import CorpusError
 from trnet.corpora.combined import combine, part_of, parts
@@ -125,6 +125,11 @@ def test_bundle_end_to_end(built: tuple[Path, str]) -> None:
         == "bb-ZC0"
     assert [n["name"] for n in m["noise"]] == ["hum", "hiss"] and m["recipe"]["table"]["name"] == recipe.name
     assert "/" not in runs.read_config(bundle.path)["store"].split(" ")[0].removeprefix("stores/")
+    # installing: a copy that verifies; a placeholder never goes into the package's own data
+    installed = publish.install(bundle.path, into=work / "installed")
+    assert Bundle(installed, read_manifest(installed)).verify().name == recipe.name
+    with pytest.raises(BundleRecipeError, match="placeholder"):
+        publish.install(bundle.path)
     # the card fragment names both directions and the targets
     fragment = (work / "card" / "results.md").read_text()
     assert fragment.startswith(card.BEGIN) and "| aa → bb | baseline-e |" in fragment and "**Targets**" in fragment

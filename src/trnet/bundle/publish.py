@@ -117,6 +117,9 @@ def install(bundle: Path, into: Path = PACKAGE_DIR) -> Path:
     """Copy a verified bundle into the package's data (`trnet/pretrained/<name>/`); with an
     editable install that is the checkout's src/trnet/pretrained/, ready to commit."""
     b = Bundle(bundle, read_manifest(bundle)).verify()
+    if b.manifest.get("placeholder") and Path(into).resolve() == PACKAGE_DIR:
+        raise BundleRecipeError(f"{bundle} is a placeholder (a test build, `placeholder = true` in its recipe): "
+                                "it is not installed into the package")
     target = Path(into) / b.name
     tmp = target.with_name(f".{b.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
