@@ -1,6 +1,7 @@
 """The house rules of docs/architecture.md, checked on the source itself: every import (at the
 top of a file or inside a function) goes down the layers, there is no import cycle, deferred
-imports are kept for heavy optional dependencies, and no source file outgrows one job."""
+imports are kept for heavy optional dependencies (and for a command's `run`), no source file
+outgrows one job, and no package outgrows a fifth of the code."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ PACKAGE = SRC / "trnet"
 LAYERS: dict[str, int] = {
     "trnet.utils": 0,
     "trnet.audio": 1,
+    "trnet.options": 1,
+    "trnet.configs": 1,
     "trnet.features": 2,
     "trnet.corpora": 3,
     "trnet.enhance": 3,
@@ -41,6 +44,7 @@ DEFERRED_OK = ("matplotlib", "sklearn.manifold", "onnx", "onnxruntime", "ray", "
 # ... and a command's `run` imports the library it drives, so that `trnet COMMAND --help` stays light
 DEFERRED_IN = ("trnet.commands",)
 MAX_LINES = 400
+MAX_SHARE = 0.20  # of all source lines, for one package or top-level module
 
 
 def module_name(path: Path) -> str:
@@ -135,6 +139,16 @@ def test_deferred_imports_are_heavy_optional_dependencies_only() -> None:
 def test_no_source_file_over_400_lines() -> None:
     long = {str(p.relative_to(SRC)): n for p in SOURCES if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"files over {MAX_LINES} lines (split them by job): {long}"
+
+
+def test_no_package_or_module_over_a_fifth_of_the_code() -> None:
+    lines: dict[str, int] = {}
+    for p in SOURCES:
+        top = p.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        lines[top] = lines.get(top, 0) + len(p.read_text().splitlines())
+    total = sum(lines.values())
+    big = {k: f"{v / total:.0%}" for k, v in lines.items() if v > MAX_SHARE * total}
+    assert not big, f"packages or modules over {MAX_SHARE:.0%} of the {total} source lines (split them): {big}"
 
 
 def test_the_checker_sees_a_wrong_way_import(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ The batched DFN3 back-end against libDF's frame loop: tests/test_enhance_dfn3.py
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +36,7 @@ AVAILABLE = enhance.available()
 BACKENDS = [pytest.param(n, marks=pytest.mark.slow) if n == "cmgan" else n for n in AVAILABLE]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """The test machine's cores are shared: one thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +65,7 @@ def xcorr_lag(output: np.ndarray, reference: np.ndarray) -> int:
 
 def test_registry_lists_usable_backends_and_rejects_unknown_names() -> None:
     assert {"identity", "spectral"} <= set(AVAILABLE) <= set(enhance.BACKENDS)
-    with pytest.raises(ValueError, match="available: .*identity"):
+    with pytest.raises(ValueError, match="known: .*identity"):
         enhance.load("no-such-se")
 
 

@@ -5,8 +5,6 @@ pieces it rebuilds (ONNX batch axis, ERB bands, normalisation constant)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -25,12 +23,7 @@ needs_libdf = pytest.mark.skipif(
 PARITY_DB = 30.0  # SI-SDR of dfn3's output against libDF's; measured: > 100 dB
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mix(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Batches from the condition store (SPEC §7), for training and evaluation alike.
+"""Batches from the condition store (docs/design.md §7), for training and evaluation alike.
 
 Training: every example draws its condition uniformly from {clean, each SNR of the training
 noise corpus} at every step (the authors' recipe), or clean only for Baseline-c. Validation

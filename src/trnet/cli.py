@@ -28,6 +28,7 @@ from trnet.commands import (
     prepare,
     report,
     reproduce,
+    select,
     train,
 )
 from trnet.utils import UserError
@@ -44,6 +45,7 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "train": (train, "train one system on one fold and seed"),
     "reproduce": (reproduce, "run a recipe: systems x folds x seeds, then evaluate"),
     "report": (report, "write the tables and figures of a results directory"),
+    "select": (select, "name the system validation chose, pooled over studies, by an alias (trnet-robust)"),
     "complexity": (complexity, "parameters and MACs of every system (paper Table 2)"),
     "predict": (predict, "predict emotions on your own audio files"),
     "export": (export, "export the inference graph to ONNX or TorchScript"),

@@ -2,7 +2,7 @@
 
     trnet export --model runs/trnet/fold0-seed1 --format onnx --out trnet.onnx
 
-The graph is what runs at inference (SPEC §5): SNR-aware module, encoder, bridge and
+The graph is what runs at inference (docs/design.md §5): SNR-aware module, encoder, bridge and
 classifier; SE and LMFB stay outside it (the SE model is a plug-in with its own runtime).
 
     inputs   x       float32 [B, T, 80]  LMFB of the noisy signal (trnet.features.fbank)
@@ -38,6 +38,12 @@ FORMATS = ("onnx", "torchscript")
 INPUTS = ("x", "xe", "frames")
 OUTPUTS = ("logits", "c")
 OPSET = 17
+
+
+class ExportError(UserError):
+    """The exported graph does not compute what the PyTorch model computes."""
+
+
 TOLERANCE = 1e-4  # max |delta logits| accepted between PyTorch and the export
 
 
@@ -63,11 +69,15 @@ def example_inputs(n_mels: int = 80, batch: int = 2, t: int = 123, seed: int = 0
     return x, xe, frames
 
 
+def check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+
+
 def export(model: SERSystem, fmt: str, out: str | Path, metadata: dict[str, str] | None = None) -> float:
     """Write `model`'s inference graph to `out` atomically; return the max |delta logits|
-    between PyTorch and the export on a check batch (ValueError if above TOLERANCE)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"format {fmt!r} is not one of {FORMATS}")
+    between PyTorch and the export on a check batch (ExportError if above TOLERANCE)."""
+    check_format(fmt)
     graph = InferenceGraph(model).eval()  # export restores the top module's mode on all children
     args = example_inputs(model.cfg.n_mels)
     check = example_inputs(model.cfg.n_mels, batch=3, t=211, seed=1)
@@ -80,14 +90,17 @@ def export(model: SERSystem, fmt: str, out: str | Path, metadata: dict[str, str]
             got = torch.jit.load(str(tmp))(*check)[0]
         delta = float((got - graph(*check)[0]).abs().max())
         if not delta <= TOLERANCE:
-            raise ValueError(
+            raise ExportError(
                 f"exported graph disagrees with PyTorch: max |delta logits| = {delta:.2e} > {TOLERANCE:.0e}"
             )
     return delta
 
 
 def _export_onnx(graph: InferenceGraph, args: tuple[Tensor, ...], path: Path, metadata: dict[str, str]) -> None:
-    import onnx
+    try:
+        import onnx
+    except ImportError as err:
+        raise UserError(f"{err}; install the export extras: pip install 'trnet[export]'") from None
 
     dynamic = {"x": {0: "batch", 1: "frames_t"}, "xe": {0: "batch", 1: "frames_t"}, "frames": {0: "batch"}}
     dynamic.update({name: {0: "batch"} for name in OUTPUTS})

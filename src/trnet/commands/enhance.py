@@ -1,4 +1,4 @@
-"""`trnet enhance`: list the SE back-ends, or enhance audio files into a directory.
+"""`trnet enhance`: list the SE back-ends and their options, or enhance audio files into a directory.
 
     trnet enhance --list
     trnet enhance a.wav b.flac --se dfn3 --out enhanced/
@@ -11,52 +11,42 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
-from trnet import enhance
-from trnet.audio import AudioError, load_audio, save_audio
-from trnet.enhance.options import parse_options
+from trnet.options import parse_items
+from trnet.utils import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "inputs", nargs="*", type=Path, metavar="IN", help="audio files (any format/rate; read as 16 kHz mono)"
     )
-    p.add_argument("--list", action="store_true", help="list the back-ends and whether they can run here")
-    p.add_argument(
-        "--se", default=enhance.DEFAULT, choices=sorted(enhance.BACKENDS), help="back-end (default: %(default)s)"
-    )
+    p.add_argument("--list", action="store_true", help="list the back-ends, whether they can run here, their options")
+    p.add_argument("--se", help="back-end (default: the one --list marks as default)")
     p.add_argument("--out", type=Path, help="output directory: one 16 kHz 16-bit wav per input, same stem")
-    p.add_argument(
-        "--opt",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="back-end option, e.g. checkpoint=PATH (repeatable)",
-    )
+    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="back-end option, e.g. checkpoint=PATH (repeatable; --list shows each back-end's)")
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from trnet import enhance
+    from trnet.audio import AudioError, load_audio, save_audio
+
     if args.list:
         for name in enhance.BACKENDS:
             reason = enhance.unavailable_reason(name)
             default = " (default)" if name == enhance.DEFAULT else ""
             print(f"{name:<10} {'available' if reason is None else 'unavailable: ' + reason}{default}")
+            if reason is None:
+                print(f"{'':<10} options: {enhance.describe_options(name)}")
         return 0
     if not args.inputs or args.out is None:
-        print("trnet enhance: give input files and --out DIR (or --list)", file=sys.stderr)
-        return 2
+        raise UserError("give input files and --out DIR (or --list)")
     stems = [p.stem for p in args.inputs]
     clashes = sorted({s for s in stems if stems.count(s) > 1})
     if clashes:
-        print(f"trnet enhance: several inputs would write {', '.join(s + '.wav' for s in clashes)}", file=sys.stderr)
-        return 2
-
-    try:
-        se = enhance.load(args.se, **parse_options(args.opt))
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
-        print(f"trnet enhance: {err}", file=sys.stderr)
-        return 2
+        raise UserError(f"several inputs would write {', '.join(s + '.wav' for s in clashes)}")
+    se = enhance.load(args.se or enhance.DEFAULT, **parse_items(args.opt))
     print(f"{se.version}", file=sys.stderr)
     failed = 0
     for path in args.inputs:

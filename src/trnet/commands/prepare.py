@@ -5,13 +5,12 @@ code 2, and no manifest is written."""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from trnet.audio import AudioError
-from trnet.corpora.manifest import LABELS, CorpusError, LoadResult, write_manifest
+from trnet.corpora.manifest import CorpusError, LoadResult, write_manifest
 from trnet.corpora.registry import LOADERS, load
 from trnet.corpora.summary import summary
+from trnet.options import parse_items
 
 CORPORA = tuple(LOADERS)
 
@@ -22,11 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="corpus root (for synthetic: the folder to generate the corpus in)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the manifest OUT/<name>.csv")
     parser.add_argument("--name", help="manifest name (default: the corpus name)")
-    parser.add_argument("--csv", type=Path, help="folder: the labels CSV (default ROOT/labels.csv)")
-    parser.add_argument("--labels", help="folder: comma-separated class set (default: " + ",".join(LABELS) + ")")
-    parser.add_argument("--subsets", default="free-sound",
-                        help="musan: comma-separated noise/ sub-folders (default free-sound, as the paper)")
-    parser.add_argument("--seed", type=int, default=0, help="synthetic: generation seed")
+    parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="loader option (repeatable): folder csv=PATH labels=a,b,...; musan subsets=a,b; "
+                             "synthetic seed=N n_speakers=N utts_per_class=N duration=MIN,MAX")
 
 
 def load_corpus(args: argparse.Namespace) -> dict[str, LoadResult]:
@@ -34,13 +31,7 @@ def load_corpus(args: argparse.Namespace) -> dict[str, LoadResult]:
     name = args.name or args.corpus
     if args.corpus != "synthetic" and not args.root.exists():
         raise CorpusError(f"{args.root}: no such directory (--root must be the {args.corpus} corpus root)")
-    options: dict = {}
-    if args.corpus == "folder":
-        options = {"csv": args.csv, "labels": [x for x in args.labels.split(",") if x.strip()] if args.labels else None}
-    elif args.corpus == "musan":
-        options = {"subsets": [s.strip() for s in args.subsets.split(",") if s.strip()]}
-    elif args.corpus == "synthetic":
-        options = {"seed": args.seed}
+    options = parse_items(args.opt)
     role = LOADERS[args.corpus].roles[0]
     results = {name: load(args.corpus, args.root, role, **options)}
     if args.corpus == "synthetic":
@@ -49,13 +40,9 @@ def load_corpus(args: argparse.Namespace) -> dict[str, LoadResult]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        results = load_corpus(args)
-        for name, result in results.items():
-            write_manifest(args.out / f"{name}.csv", result.rows, result.kind)
-    except (CorpusError, AudioError, OSError) as err:  # OSError: e.g. --out is not a writable folder
-        print(f"trnet prepare: error: {err}", file=sys.stderr)
-        return 2
+    results = load_corpus(args)
+    for name, result in results.items():
+        write_manifest(args.out / f"{name}.csv", result.rows, result.kind)
     for name, result in results.items():
         print(summary(name, result))
         print(f"wrote {(args.out / f'{name}.csv').resolve()}\n")

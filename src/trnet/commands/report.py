@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from trnet.utils import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,17 +19,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from trnet.report.markdown import make_report
 
-    try:
-        also = {}
-        for item in args.also:
-            tag, sep, path = item.partition("=")
-            if not sep or not tag or not path or "@" in tag:
-                print(f"trnet report: error: --also {item!r}: expected TAG=RESULTS_DIR", file=sys.stderr)
-                return 2
-            also[tag] = Path(path)
-        path = make_report(args.results, args.out, also)
-    except FileNotFoundError as err:
-        print(f"trnet report: error: {err}", file=sys.stderr)
-        return 2
-    print(f"report: {path}")
+    also = {}
+    for item in args.also:
+        tag, sep, path = item.partition("=")
+        if not sep or not tag or not path or "@" in tag:
+            raise UserError(f"--also {item!r}: expected TAG=RESULTS_DIR")
+        also[tag] = Path(path)
+    print(f"report: {make_report(args.results, args.out, also)}")
     return 0

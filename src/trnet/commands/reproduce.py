@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from trnet.utils import free_cores
@@ -14,7 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", type=Path, help="recipe TOML (see recipes/)")
     p.add_argument("--folds", help="comma-separated fold indices, or 'all' (default: the recipe's)")
     p.add_argument("--seeds", help="comma-separated seeds (default: the recipe's)")
-    p.add_argument("--systems", help="comma-separated systems, e.g. trnet,baseline-e (default: the recipe's)")
+    p.add_argument("--systems", help="comma-separated systems, e.g. trnet,baseline-e (default: the recipe's; "
+                                     "known: trnet train --help)")
     p.add_argument("--epochs", type=int, help="maximum epochs (default: the recipe's)")
     p.add_argument("--work", type=Path, help="work directory (default: the recipe's)")
     p.add_argument("--workers", type=int, default=free_cores(),
@@ -34,21 +34,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-cpus", type=float, help="ray: CPUs per task (default: the recipe's, else 1)")
     p.add_argument("--num-gpus", type=float,
                    help="ray: GPUs per training/evaluation task; fractional shares a GPU, e.g. 0.25 (default 0)")
-    p.add_argument("--verbose", action="store_true", help="print every training epoch")
+    p.add_argument("--quiet", action="store_true",
+                   help="no line per training epoch (the default prints one, with the validation UAR)")
     p.add_argument("--no-report", action="store_true", help="write the results but not the report")
 
 
 def run(args: argparse.Namespace) -> int:
-    from trnet.corpora import CorpusError
-    from trnet.experiments.recipe import RecipeError, load_recipe, with_overrides
+    from trnet.experiments.recipe import load_recipe, with_overrides
     from trnet.experiments.reproduce import reproduce
 
-    try:
-        recipe = with_overrides(load_recipe(args.recipe), args.folds, args.seeds, args.systems, args.epochs, args.work,
-                                args.engine, args.address, args.num_cpus, args.num_gpus)
-        reproduce(recipe, workers=args.workers, device=args.device, verbose=args.verbose, report=not args.no_report,
-                  threads=args.threads, jobs=args.jobs)
-    except (RecipeError, CorpusError) as err:
-        print(f"trnet reproduce: error: {err}", file=sys.stderr)
-        return 2
+    recipe = with_overrides(load_recipe(args.recipe), args.folds, args.seeds, args.systems, args.epochs, args.work,
+                            args.engine, args.address, args.num_cpus, args.num_gpus)
+    reproduce(recipe, workers=args.workers, device=args.device, verbose=not args.quiet, report=not args.no_report,
+              threads=args.threads, jobs=args.jobs)
     return 0

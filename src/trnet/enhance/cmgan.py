@@ -18,8 +18,10 @@ and divided by c. Everything is non-causal and zero-phase, so the output is alig
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -294,22 +296,30 @@ class CMGANGenerator(nn.Module):
 # ---------------------------------------------------------------- the back-end
 
 
+@dataclass(frozen=True)
+class CMGANOptions:
+    checkpoint: Path | None = None  # default: ${TRNET_CMGAN_CHECKPOINT}
+    device: str = "cpu"
+
+
 class CMGAN(Enhancer):
     """`checkpoint`: the authors' generator state_dict (default: ${TRNET_CMGAN_CHECKPOINT});
     `device`: where the generator runs. Utterances are enhanced one at a time at their true
     length (the RMS normalisation and instance norms see the whole utterance)."""
 
     name = "cmgan"
+    Options = CMGANOptions
 
-    def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu"):
-        path = _checkpoint_path(checkpoint)
+    def __init__(self, **options: object):
+        o = self.configure(options)
+        path = _checkpoint_path(o.checkpoint)
         self.checkpoint = path
         self._sha = file_sha256(path)
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict):
             raise ValueError(f"{path}: not a generator state_dict; {WHERE_TO_GET}")
         state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from (D)DP
-        self.device = torch.device(device)
+        self.device = torch.device(o.device)
         self.net = CMGANGenerator()
         self.net.load_state_dict(state, strict=True)
         self.net.eval().requires_grad_(False).to(self.device)
@@ -345,8 +355,8 @@ class CMGAN(Enhancer):
 def _checkpoint_path(checkpoint: str | Path | None) -> Path:
     value = checkpoint if checkpoint is not None else os.environ.get(CHECKPOINT_ENV)
     if not value:
-        raise FileNotFoundError(WHERE_TO_GET)
+        raise FileNotFoundError(errno.ENOENT, f"no checkpoint given; {WHERE_TO_GET}")
     path = Path(value).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint; {WHERE_TO_GET}")
+        raise FileNotFoundError(errno.ENOENT, f"no such checkpoint; {WHERE_TO_GET}", str(path))
     return path

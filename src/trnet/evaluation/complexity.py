@@ -1,4 +1,4 @@
-"""`trnet complexity`: parameters and MACs of the seven systems (paper Table 2, SPEC §8).
+"""`trnet complexity`: parameters and MACs of the seven systems (paper Table 2, docs/design.md §8).
 
 Per 5 s utterance: a 500 x 80 LMFB input, all frames valid, batch 1; the SE front-end is
 excluded. MACs are counted with torch.utils.flop_counter.FlopCounterMode (MACs = FLOPs / 2);
@@ -16,9 +16,10 @@ from dataclasses import replace
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from trnet import configs
 from trnet.features import N_MELS
 from trnet.features import T_MAX as FRAMES  # 5 s at a 10 ms shift, padded
-from trnet.models import SYSTEMS, SERSystem, load_config, teacher_config
+from trnet.models import SERSystem, load_config, teacher_config
 
 
 def _macs(fn: Callable[[], object]) -> int:
@@ -32,13 +33,13 @@ def _params(model: torch.nn.Module) -> int:
 
 
 def complexity_table(encoder: str = "resnet", width: int = 32) -> list[dict]:
-    """One row per system in SYSTEMS order: {system, train_params, train_macs, infer_params,
+    """One row per system of the paper's Table 1, in table order: {system, train_params, train_macs, infer_params,
     infer_macs} (counts, not millions)."""
     rows = []
     with torch.device("meta"), torch.no_grad():
         feats = torch.zeros(1, FRAMES, N_MELS)
         lengths = torch.full((1,), FRAMES)
-        for name in SYSTEMS:
+        for name in configs.names(paper_only=True):
             cfg = replace(load_config(name), encoder=encoder, width=width, n_mels=N_MELS)
             model = SERSystem(cfg).eval()
             params, macs = _params(model), _macs(lambda: model(feats, feats, lengths))

@@ -21,7 +21,7 @@ from trnet.batches import label_indices
 from trnet.evaluation.evaluate import predict_condition
 from trnet.models.diagnostics import c_snr_spearman
 from trnet.protocol.folds import split
-from trnet.report.results import TSNE_SNRS, TSNE_SYSTEMS, RunPredictions
+from trnet.report.results import TSNE_SNRS, RunPredictions, tsne_systems
 from trnet.runs import BEST, load_run
 from trnet.store import Condition, ConditionStore, condition_name, condition_snr
 from trnet.utils import sha256_file, write_json_atomic
@@ -32,7 +32,7 @@ EVAL_VERSION = 2  # bump when the cached evaluation files would change (2: c std
 def h_conditions(system: str, store: ConditionStore, train_noise: str) -> list[Condition]:
     """Conditions whose representations h are kept (paper Figure 3): clean and the training
     noise at 20/10/0 dB, for Baseline-c, Baseline-e and TRNet only (h is the bulky part)."""
-    if system not in TSNE_SYSTEMS:
+    if system not in tsne_systems():
         return []
     return ["clean", *[(train_noise, s) for s in TSNE_SNRS if s in store.snrs]]
 

@@ -89,7 +89,7 @@ def _run(recipe: Recipe, engine: Engine, workers: int, device: str, verbose: boo
     bad = [f for f in folds if not 0 <= f < n_folds]
     if bad:
         raise RecipeError(f"folds {bad} out of range: this corpus has {n_folds} folds (0..{n_folds - 1})")
-    chunks = engine.chunk_map(recipe.se, recipe.se_options)  # None: the builder's local processes
+    chunks = engine.chunk_map()  # None: the builder's local processes
     stores = build_stores(recipe, corpus, noise, workers, quiet, map_chunks=chunks)
 
     order = training_order(recipe.systems, needs_teacher=any(load_config(s).teacher for s in recipe.systems))

@@ -4,9 +4,6 @@
 from trnet.models.system import (
     PAPER_TRAINING,
     PAPER_WIDTH,
-    RECOMMENDED,
-    SYSTEMS,
-    VARIANTS,
     SERSystem,
     SystemConfig,
     SystemOutput,
@@ -21,9 +18,6 @@ from trnet.models.system import (
 __all__ = [
     "PAPER_TRAINING",
     "PAPER_WIDTH",
-    "SYSTEMS",
-    "RECOMMENDED",
-    "VARIANTS",
     "SERSystem",
     "SystemConfig",
     "SystemOutput",

@@ -3,7 +3,7 @@
     model = trnet.load("runs/trnet/fold0-seed1")
     p = model.predict(wave, sample_rate)      # Prediction(label, probabilities, c, reliable, ...)
 
-Inputs are handled as at training time (SPEC §1): mono, 16 kHz, SE on the waveform, LMFB of
+Inputs are handled as at training time (docs/design.md §1): mono, 16 kHz, SE on the waveform, LMFB of
 the noisy and the enhanced signal, padded frames masked. The models were trained on segments
 of at most 5 s, so a longer input is cut into 5 s windows with overlap (hop 2.5 s); the file's
 result is the mean of the window probabilities weighted by each window's length (digitally
@@ -37,11 +37,12 @@ from trnet.features import FRAME_LENGTH, fbank, num_frames
 from trnet.models import SERSystem
 from trnet.predict.stream import Segment, WindowStream, spans
 from trnet.runs import RunError, load_run
+from trnet.utils import UserError
 
 MIN_SECONDS = 0.5  # shorter inputs carry too little speech for an emotion estimate
 SILENCE_PEAK = 1e-4  # peak amplitude below this (about -80 dBFS) is digital silence
 LOUD_PEAK = 4.0  # peak amplitude above this (12 dB over full scale) is not audio as the model knows it
-WINDOW_SECONDS = 5.0  # the training segment length (SPEC §1)
+WINDOW_SECONDS = 5.0  # the training segment length (docs/design.md §1)
 HOP_SECONDS = 2.5
 WINDOW_BATCH = 16  # windows per model call: bounds memory (activations) on hour-long inputs
 SE_WINDOWS = 64  # windows per SE call: 162.5 s of signal, plus the context
@@ -93,7 +94,7 @@ class Predictor:
         self.device = device
         self.labels: list[str] = list(config["labels"])
         if len(self.labels) != model.cfg.n_classes:
-            raise ValueError(f"config.json lists {len(self.labels)} labels for a {model.cfg.n_classes}-class model")
+            raise RunError(f"config.json lists {len(self.labels)} labels for a {model.cfg.n_classes}-class model")
         self.window = round(window * SAMPLE_RATE)
         self.hop = round(hop * SAMPLE_RATE)
         self.warnings: list[str] = []  # about the model as a whole (e.g. an SE it was not trained with)
@@ -257,11 +258,11 @@ class Predictor:
 
 
 def check_windows(window: float, hop: float) -> None:
-    """ValueError unless the windowing covers the input: window >= MIN_SECONDS, 0 < hop <= window."""
+    """UserError unless the windowing covers the input: window >= MIN_SECONDS, 0 < hop <= window."""
     if not window >= MIN_SECONDS:
-        raise ValueError(f"window must be at least {MIN_SECONDS} s, got {window}")
+        raise UserError(f"window must be at least {MIN_SECONDS} s, got {window}")
     if not 0 < hop <= window:
-        raise ValueError(f"hop must lie in (0, window = {window}] s, got {hop}")
+        raise UserError(f"hop must lie in (0, window = {window}] s, got {hop}")
 
 
 def load(
@@ -290,7 +291,7 @@ def load(
     else:
         name = se or trained_se
         if name is None:
-            raise ValueError(f"{path}: config.json names no SE back-end; pass se=NAME")
+            raise RunError(f"{path}: config.json names no SE back-end; pass se=NAME")
         if name != trained_se:
             notes.append(
                 f"model was trained on features enhanced by {trained_se!r}, not {name!r}: "

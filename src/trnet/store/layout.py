@@ -32,8 +32,8 @@ from trnet.audio import SAMPLE_RATE, SEGMENT_SAMPLES
 from trnet.corpora import CorpusError, read_manifest
 from trnet.utils import UserError, remove_temp_files, sha256_file
 
-FORMAT_VERSION = 2  # 2: SNR powers over the valid samples (SPEC §2), not the padded 5 s
-SNRS: tuple[int, ...] = (20, 15, 10, 5, 0)  # SPEC §2
+FORMAT_VERSION = 2  # 2: SNR powers over the valid samples (docs/design.md §2), not the padded 5 s
+SNRS: tuple[int, ...] = (20, 15, 10, 5, 0)  # docs/design.md §2
 SHAPE = (feat.T_MAX, feat.N_MELS)
 DTYPE = "float16"
 

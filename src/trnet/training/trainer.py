@@ -1,4 +1,4 @@
-"""Train one system on one fold and seed (SPEC §7).
+"""Train one system on one fold and seed (docs/design.md §7).
 
 Model selection and early stopping look at the validation speaker only; the test speaker
 is never evaluated here (the authors' code picked the best epoch on the test speaker).
@@ -164,7 +164,7 @@ def _loop(spec: RunSpec, out: Path, store: ConditionStore, labels: np.ndarray, t
             total=n_batches,
             desc=f"{spec.system.name} f{spec.fold_name} s{spec.seed} ep {epoch + 1}/{epochs}",
             leave=False,
-            disable=quiet,
+            disable=True if quiet else None,  # None: a bar on a terminal only, never into a log file
         )
         steps = 0
         for batch in bar:

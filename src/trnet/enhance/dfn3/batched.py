@@ -34,6 +34,7 @@ frame without its delay, i.e. shifted by 30 ms).
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
@@ -116,6 +117,29 @@ def _torch_graphs(device: str) -> TorchGraphs:
     return TorchGraphs(device)
 
 
+@dataclass(frozen=True)
+class DFN3Options:
+    """The options of `dfn3` (what each does: the DFN3 class below)."""
+
+    atten_lim_db: float = 100.0
+    post_filter_beta: float = 0.0
+    batch_frames: int = 1024
+    threads: int | None = None
+    runtime: str = "onnxruntime"
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        attenuation_limit(self.atten_lim_db)  # raises for a negative limit
+        if self.post_filter_beta < 0:
+            raise ValueError(f"post_filter_beta must be >= 0 (0 = off), got {self.post_filter_beta}")
+        if self.batch_frames < 1 or (self.threads is not None and self.threads < 1):
+            raise ValueError("batch_frames and threads must be >= 1")
+        if self.runtime not in ("onnxruntime", "torch"):
+            raise ValueError(f"runtime must be 'onnxruntime' or 'torch', got {self.runtime!r}")
+        if self.runtime == "onnxruntime" and self.device not in (None, "cpu"):
+            raise ValueError(f"runtime='onnxruntime' runs on the CPU; device={self.device!r} needs runtime='torch'")
+
+
 class DFN3(Enhancer):
     """DeepFilterNet3 at 48 kHz behind a 16 kHz interface (soxr HQ resampling both ways),
     whole utterances through the ONNX graphs, several utterances per graph call.
@@ -132,34 +156,23 @@ class DFN3(Enhancer):
     default "cuda" when available, else "cpu"; on a CPU it is 2-3x slower than onnxruntime)."""
 
     name = "dfn3"
+    Options = DFN3Options
 
-    def __init__(
-        self,
-        atten_lim_db: float = 100.0,
-        post_filter_beta: float = 0.0,
-        batch_frames: int = 1024,
-        threads: int | None = None,
-        runtime: str = "onnxruntime",
-        device: str | None = None,
-    ):
-        self.atten_lim_db = float(atten_lim_db)
+    def __init__(self, **options: object):
+        o = self.configure(options)
+        self.atten_lim_db = o.atten_lim_db
         self._atten_lim = attenuation_limit(self.atten_lim_db)
-        self.post_filter_beta = float(post_filter_beta)
-        if self.post_filter_beta < 0:
-            raise ValueError(f"post_filter_beta must be >= 0 (0 = off), got {post_filter_beta}")
-        self.batch_frames = int(batch_frames)
-        self.threads = int(threads) if threads is not None else torch.get_num_threads()
+        self.post_filter_beta = o.post_filter_beta
+        self.batch_frames = o.batch_frames
+        runtime, device, threads = o.runtime, o.device, o.threads
+        self.threads = threads if threads is not None else torch.get_num_threads()
         self._files = model_files()
         self._sp = SignalPath(self._files.params)
         if runtime == "onnxruntime":
-            if device not in (None, "cpu"):
-                raise ValueError(f"runtime='onnxruntime' runs on the CPU; device={device!r} needs runtime='torch'")
             self._graphs, self.device = _graphs(self.threads), "cpu"
-        elif runtime == "torch":
+        else:
             self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
             self._graphs = _torch_graphs(self.device)
-        else:
-            raise ValueError(f"runtime must be 'onnxruntime' or 'torch', got {runtime!r}")
         self.runtime = runtime
 
     @classmethod

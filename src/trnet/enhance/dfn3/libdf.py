@@ -89,6 +89,13 @@ def _create_state(rt: _Runtime, atten_lim_db: float, post_filter_beta: float) ->
     return state
 
 
+@dataclass(frozen=True)
+class LibDFOptions:
+    atten_lim_db: float = 100.0
+    post_filter_beta: float = 0.0
+    prefetch: bool = True
+
+
 class DFN3LibDF(Enhancer):
     """DeepFilterNet3 at 48 kHz behind a 16 kHz interface (soxr HQ resampling both ways).
 
@@ -97,12 +104,14 @@ class DFN3LibDF(Enhancer):
     `prefetch`: create the next state in the background (outputs are unaffected)."""
 
     name = "dfn3-libdf"
+    Options = LibDFOptions
 
-    def __init__(self, atten_lim_db: float = 100.0, post_filter_beta: float = 0.0, prefetch: bool = True):
+    def __init__(self, **options: object):
+        o = self.configure(options)
         self._rt = _runtime()
-        self.atten_lim_db = float(atten_lim_db)
-        self.post_filter_beta = float(post_filter_beta)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="dfn3-prefetch") if prefetch else None
+        self.atten_lim_db = o.atten_lim_db
+        self.post_filter_beta = o.post_filter_beta
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="dfn3-prefetch") if o.prefetch else None
         self._spare: Future[int] | None = None
         self._lock = threading.Lock()
 
