@@ -29,6 +29,8 @@ BAD: dict[str, list[str]] = {
     "predict": ["{tmp}/a.wav", "--model", "{tmp}/no-such-run"],
     "export": ["--model", "{tmp}/no-such-run", "--format", "onnx", "--out", "{tmp}/m.onnx"],
     "enhance": ["{tmp}/a.wav", "--se", "no-such-se", "--out", "{tmp}/enhanced"],
+    "models": ["--dir", "{tmp}/no-such-folder"],
+    "bundle": ["{tmp}/no-such-recipe.toml"],
 }
 
 

@@ -3,7 +3,8 @@ model is built from, so that the shipped weights can be rebuilt by anyone who ha
 
     name = "trnet-emodb-nemo"          # the bundle's name (trnet models, trnet predict --model NAME)
     work = "../../work/pretrained"      # everything is written here (relative: to this file)
-    system = "trnet-std-snr"           # the shipped system: the studies' validation choice
+    system = "trnet-std-snr"           # the shipped system: the studies' validation choice (an alias
+                                       # such as trnet-robust names the system it stands for)
     baseline = "baseline-e"            # trained beside it in the leave-one-corpus-out runs
     width = 16                         # encoder width (paper: 32); encoder = "resnet"
     epochs = 31, batch_size = 8, patience = 31
@@ -40,10 +41,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trnet import configs
 from trnet.corpora import LOADERS, CorpusError, check_options, kinds
 from trnet.corpora.combined import check_name
-from trnet.models import SYSTEMS, VARIANTS, load_config
+from trnet.models import load_config
 from trnet.models.encoder import ENCODERS
+from trnet.options import path_options
 from trnet.utils import UserError
 
 PROVENANCE = ("title", "language", "licence", "url")
@@ -160,7 +163,7 @@ def _source(name: str, table: Any, role: str, base: Path) -> Source:
         check_options(kind, options, where)
     except CorpusError as err:
         raise BundleRecipeError(str(err)) from None
-    for key in LOADERS[kind].path_options:
+    for key in path_options(LOADERS[kind].Options):
         if key in options:
             options[key] = base / options[key]
     provenance = {k: str(table[k]) for k in PROVENANCE if k in table}
@@ -186,10 +189,12 @@ def from_table(table: Mapping[str, Any], base: Path, origin: str, sha256: str = 
     t = {**DEFAULTS, **table}
     corpora = _tables(t, "corpora", "utterances", base)
     noise = _tables(t, "noise", "noise", base)
+    systems = {}
     for key in ("system", "baseline"):
-        if t[key] not in (*SYSTEMS, *VARIANTS):
-            raise BundleRecipeError(f"{key} {t[key]!r}: expected one of {', '.join((*SYSTEMS, *VARIANTS))}")
-        if load_config(t[key]).train_conditions == "clean" and key == "system":
+        systems[key] = configs.resolve(str(t[key]))  # an alias (trnet-robust) names the system it stands for
+        if systems[key] not in configs.names():
+            raise BundleRecipeError(f"{key} {t[key]!r}: expected one of {configs.known()}")
+        if load_config(systems[key]).train_conditions == "clean" and key == "system":
             raise BundleRecipeError(f"system {t[key]!r} trains on clean speech only; the bundle is for noise")
     if t["encoder"] not in ENCODERS:
         raise BundleRecipeError(f"encoder {t['encoder']!r}: expected one of {', '.join(ENCODERS)}")
@@ -211,8 +216,8 @@ def from_table(table: Mapping[str, Any], base: Path, origin: str, sha256: str = 
     if not isinstance(t["se_options"], Mapping) or not isinstance(t["placeholder"], bool):
         raise BundleRecipeError("se_options: expected a table; placeholder: expected true or false")
     return BundleRecipe(
-        name=_checked_name(t["name"]), work=(work or base / str(t["work"])).resolve(), system=t["system"],
-        baseline=t["baseline"], encoder=t["encoder"], **sizes,
+        name=_checked_name(t["name"]), work=(work or base / str(t["work"])).resolve(), system=systems["system"],
+        baseline=systems["baseline"], encoder=t["encoder"], **sizes,
         loco_seeds=_ints(t["loco_seeds"], "loco_seeds", positive=True), se=str(t["se"]),
         se_options=dict(t["se_options"]), noise_seed=_ints(t["noise_seed"], "noise_seed")[0],
         train_snrs=_ints(t["train_snrs"], "train_snrs"), test_snrs=_ints(t["test_snrs"], "test_snrs"),

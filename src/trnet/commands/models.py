@@ -3,6 +3,7 @@ classes, training data, licence, and whether every file matches its SHA-256.
 
     trnet models            # one block per bundle, the default first
     trnet models --json     # the manifests, with a `verified` field each
+    trnet models --dir DIR  # the bundles in another folder
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the manifests as one JSON document")
+    p.add_argument("--dir", type=Path, help="list the bundles in this folder instead (default: $TRNET_MODELS, else the "
+                                            "package's own)")
 
 
 def _status(bundle: Any) -> str:
@@ -37,15 +41,18 @@ def _sources(parts: list[dict[str, Any]], extra: tuple[str, ...]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trnet.pretrained import bundles, root
+    from trnet.pretrained import BundleError, bundles, root
 
-    found = bundles()
+    if args.dir is not None and not args.dir.is_dir():
+        raise BundleError(f"--dir {args.dir}: no such folder")
+    folder = args.dir or root()
+    found = bundles(folder)
     if args.json:
         doc = [{**b.manifest, "path": str(b.path), "verified": _status(b)} for b in found]
-        print(json.dumps({"folder": str(root()), "models": doc}, indent=2))
+        print(json.dumps({"folder": str(folder), "models": doc}, indent=2))
         return 0
     if not found:
-        print(f"no bundled model in {root()}: this install ships none (train one with trnet train or trnet "
+        print(f"no bundled model in {folder}: this install ships none (train one with trnet train or trnet "
               "reproduce, or build one with trnet bundle)", file=sys.stderr)
         return 0
     for k, b in enumerate(found):
