@@ -18,7 +18,8 @@ from dataclasses import replace
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from trnet.models import SYSTEMS, SERSystem, build_teacher, load_config, teacher_config
+from trnet import configs
+from trnet.models import SERSystem, build_teacher, load_config, teacher_config
 from trnet.models.losses import compute_losses
 
 
@@ -40,7 +41,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--systems", default=",".join(SYSTEMS))
+    ap.add_argument("--systems", default=",".join(configs.names(paper_only=True)))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -1,7 +1,14 @@
-"""Shared test helpers: where the shared data lives, and skipping cleanly when it is absent."""
+"""Shared test helpers: where the shared data lives (and skipping cleanly when it is absent),
+one-thread fixtures for a shared machine, and waiting for a process to reach a point before
+killing it."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,14 +31,46 @@ def emodb_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    """Tiny tensors: on a shared 2-core machine, intra-op threads only add contention (~100x)."""
+def one_thread() -> Iterator[None]:
+    """One torch thread: tiny tensors on a shared 2-core machine gain nothing from intra-op
+    threads, and more threads than free cores stall each other (~100x)."""
     import torch
 
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def one_openmp_thread() -> Iterator[None]:
+    """One OpenMP/BLAS thread (t-SNE's), for the same reason."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait until `path` exists; fail if `proc` ends first or `timeout` passes."""
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"process ended (rc {proc.returncode}) before {path} appeared"
+        assert time.time() < deadline, f"{path} did not appear"
+        time.sleep(0.02)
+
+
+def kill_when(path: Path, proc: subprocess.Popen, group: bool = False, timeout: float = 120) -> None:
+    """SIGKILL `proc` (its whole process group with `group`, as a crash would) once `path`
+    exists, and reap it: the kill -9 of the resume tests."""
+    try:
+        wait_for(path, proc, timeout)
+    finally:
+        if group:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 NO_DATA = "needs the shared data"

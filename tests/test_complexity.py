@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from trnet.evaluation.complexity import add_arguments, complexity_table, run
+from trnet.commands.complexity import add_arguments, run
+from trnet.evaluation.complexity import complexity_table
 
 
 @pytest.fixture(scope="module", params=["resnet", "cnn6"])

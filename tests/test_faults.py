@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.conftest import kill_when, wait_for
 from tests.test_predict import make_run, speech_like
 from tests.test_store import make_corpus
 from trnet.cli import main
@@ -59,14 +60,6 @@ def conditions_args(corpus: Path, noise: Path, out: Path, seed: int = 1, se: str
 def train_args(store: Path, out: Path, *extra: str) -> list[str]:
     return ["train", "--config", "baseline-n", "--fold", "0", "--store", str(store), "--out", str(out),
             "--epochs", "1", "--width", "4", "--quiet", *extra]
-
-
-def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while not path.exists():
-        assert proc.poll() is None, f"process ended (rc {proc.returncode}) before {path} appeared"
-        assert time.time() < deadline, f"{path} did not appear"
-        time.sleep(0.02)
 
 
 def children(pid: int) -> list[int]:
@@ -358,11 +351,7 @@ def test_5_a_killed_run_does_not_resume_with_other_settings(store, other_store, 
     cmd = [*TRNET, *train_args(store, tmp_path, "--epochs", "40")]
     out = tmp_path / "baseline-n" / "fold0-seed1"
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(out / "last.safetensors", proc)
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_when(out / "last.safetensors", proc)
     digests = {p.name: sha256_file(p) for p in out.iterdir()}
     for args, key in ((train_args(other_store, tmp_path, "--epochs", "40"), "store_hash"),
                       (train_args(store, tmp_path, "--epochs", "40", "--width", "8"), "system.width")):

@@ -1,5 +1,5 @@
 """The code is clean under the project's ruff configuration (pyproject.toml: line length 120,
-pyflakes, isort-style imports), so style never reaches review."""
+pyflakes, isort-style imports, and ruff's formatter), so style never reaches review."""
 
 from __future__ import annotations
 
@@ -13,9 +13,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_ruff_is_clean() -> None:
-    ruff = shutil.which("ruff") or shutil.which("ruff", path=str(Path(sys.executable).parent))
-    if ruff is None:
+def ruff(*args: str) -> subprocess.CompletedProcess:
+    exe = shutil.which("ruff") or shutil.which("ruff", path=str(Path(sys.executable).parent))
+    if exe is None:
         pytest.skip("ruff is not installed (pip install -e '.[test]' installs it)")
-    result = subprocess.run([ruff, "check", "src", "tests", "bench"], cwd=ROOT, capture_output=True, text=True)
+    return subprocess.run([exe, *args, "src", "tests", "bench"], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_ruff_is_clean() -> None:
+    result = ruff("check")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.xfail(reason="the tree is formatted once, after the open branches merge (`ruff format src tests "
+                          "bench`); then remove this mark", strict=False)
+def test_ruff_format_is_clean() -> None:
+    result = ruff("format", "--check")
     assert result.returncode == 0, result.stdout + result.stderr

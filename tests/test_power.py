@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from trnet.experiments.power import clustered_difference, mde_factor
+from trnet.report.power import clustered_difference, mde_factor
 
 
 def test_interval_is_the_t_interval_on_speaker_means() -> None:

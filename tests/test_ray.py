@@ -257,10 +257,10 @@ def test_engine_settings_in_a_recipe_and_on_the_command_line(tmp_path) -> None:
 
 def test_demo_takes_the_engine(tmp_path, monkeypatch) -> None:
     """`trnet demo --engine ray` runs its built-in recipe on Ray (the same reproduce() as above)."""
-    import trnet.experiments.demo as demo
+    import trnet.experiments.reproduce as reproduce
 
     seen = {}
-    monkeypatch.setattr(demo, "reproduce", lambda recipe, **kw: seen.setdefault("recipe", recipe) and tmp_path)
+    monkeypatch.setattr(reproduce, "reproduce", lambda recipe, **kw: seen.setdefault("recipe", recipe) and tmp_path)
     assert main(["demo", "--quick", "--se", "identity", "--out", str(tmp_path), "--engine", "ray"]) == 0
     assert seen["recipe"].engine == EngineSettings("ray")
     assert main(["demo", "--quick", "--se", "identity", "--out", str(tmp_path), "--address", "auto"]) == 2

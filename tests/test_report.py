@@ -11,28 +11,23 @@ import numpy as np
 import pytest
 from scipy.stats import wilcoxon
 
+from trnet import configs
 from trnet.cli import main
-from trnet.experiments import stats
-from trnet.experiments.evalcache import TSNE_SYSTEMS
-from trnet.experiments.refinement import is_candidate, selection
-from trnet.experiments.report import make_report
-from trnet.experiments.results import RunPredictions, load_results, predictions_path
-from trnet.models import SYSTEMS
+from trnet.report import stats
+from trnet.report.aliases import is_candidate
+from trnet.report.markdown import make_report
+from trnet.report.results import RunPredictions, load_results, predictions_path, tsne_systems
+from trnet.report.selection import selection
 
 NOISES = ("esc50", "musan")
 SNRS = (20, 15, 10, 5, 0)
 FOLDS, SEEDS = (0, 1, 2), (1, 2)
+SYSTEMS = configs.names(paper_only=True)
 N_UTT, DIM = 24, 16
 PNGS = ("uar_vs_snr.png", "fig2_snr_coefficient.png", "fig3_tsne.png", "confusion.png")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One OpenMP thread for t-SNE: on a shared machine more threads than free cores stall."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_openmp_thread")
 
 
 def true_uar(system: str, noise: str, snr: int | None, fold: int, seed: int) -> float:
@@ -64,7 +59,7 @@ def fabricate(root: Path, systems: tuple[str, ...] = SYSTEMS, folds=FOLDS, seeds
             if system.startswith("trnet"):
                 c = 0.9 if snr is None else 0.3 + 0.025 * snr
                 preds.c[name] = np.full(N_UTT, c, np.float32)
-            if system in TSNE_SYSTEMS and (snr is None or (noise == "esc50" and snr in (20, 10, 0))):
+            if system in tsne_systems() and (snr is None or (noise == "esc50" and snr in (20, 10, 0))):
                 preds.h[name] = rng.standard_normal((N_UTT, DIM)) + 3 * np.eye(4)[y] @ rng.standard_normal((4, DIM))
             uar = true_uar(system, noise, snr, fold, seed)
             rows.append({"system": system, "fold": fold, "seed": seed, "test_speaker": f"s{fold}", "noise": noise,

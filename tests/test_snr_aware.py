@@ -4,7 +4,6 @@ initialisation, the oracle-c loss, and the diagnostics (oracle c, Spearman rho o
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from tests.test_models import LENGTHS, batch, close, garbage, lmfb, pad, system
+from trnet import configs
 from trnet.batches import condition_snr_db, fit_snr_input_stats, snr_input_stats
-from trnet.experiments.results import display_name
-from trnet.models import RECOMMENDED, SYSTEMS, VARIANTS, SERSystem, load_config, load_training_config
+from trnet.models import SERSystem, load_config, load_training_config
 from trnet.models.diagnostics import c_snr_spearman, oracle_c
 from trnet.models.losses import compute_losses, low_level_loss
 from trnet.models.snr_aware import SNR_INPUTS, SNRAware
@@ -58,6 +57,8 @@ def test_options_need_the_snr_aware_module(field, value):
 
 
 def test_variant_configs_load_and_table1_is_unchanged():
+    SYSTEMS = configs.names(paper_only=True)
+    VARIANTS = tuple(s for s, i in configs.systems().items() if i.family == "variant")
     assert SYSTEMS == (
         "baseline-c",
         "baseline-n",
@@ -338,20 +339,8 @@ def test_trainer_saves_training_statistics_and_export_uses_them(tmp_path):
 
 
 def config_text(name: str, **options: str) -> str:
-    """A config's TOML with extra top-level keys (before any [training] table)."""
-    from importlib import resources
-
-    text = (resources.files("trnet") / "configs" / f"{name}.toml").read_text()
+    """A config's TOML with extra top-level keys (before its first table, [about] or [training])."""
+    text = configs.find(name).read_text()
     extra = "".join(f'{k} = "{v}"\n' for k, v in options.items())
-    head, sep, tail = text.partition("[training]")
+    head, sep, tail = text.partition("\n[")
     return head.rstrip() + "\n" + extra + ("\n" + sep + tail if sep else "")
-
-
-def test_recommended_system_is_the_validation_chosen_variant():
-    """trnet-robust is its own name for the variant the refinement study's validation UAR chose
-    (docs/emodb-refinement/report.md): the same model and training, nothing else."""
-    name, variant = RECOMMENDED
-    assert load_config(name) == replace(load_config(variant), name=name)
-    assert load_training_config(name) == load_training_config(variant)
-    report = Path(__file__).resolve().parents[1] / "docs" / "emodb-refinement" / "report.md"
-    assert f"validation picks **{display_name(variant)}**" in report.read_text()

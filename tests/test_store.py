@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tests.conftest import kill_when
 from trnet.audio import load_audio, pad_or_trim, save_audio
 from trnet.corpora import write_manifest
 from trnet.features import fbank, pad_frames
@@ -118,11 +116,7 @@ def test_kill_9_then_rerun_resumes_to_identical_store(corpus, tmp_path):
     cmd = [sys.executable, "-m", "trnet.cli", "conditions", "--corpus", str(corpus[0]), "--noise", f"white={corpus[1]}",
            "--se", "identity", "--seed", "1", "--snrs", "20,5,0", "--workers", "1", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "chunks" / "0.json").exists():
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)  # the build and its worker processes, as a crash would
-    proc.wait()
+    kill_when(out / "chunks" / "0.json", proc, group=True)  # the build and its workers, as a crash would
     assert not (out / "summary.json").exists(), "build finished before it could be killed"
     assert subprocess.run(cmd, capture_output=True).returncode == 0
     resumed = ConditionStore(out)

@@ -4,11 +4,8 @@ validation-only model selection, and learning on real EmoDB speech (SPEC §7).""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.conftest import kill_when
 from tests.test_store import make_corpus
 from trnet.protocol.folds import split
 from trnet.runs import load_run
@@ -123,11 +121,7 @@ def test_kill_9_then_rerun_resumes(store, tmp_path):
            "--store", str(store), "--out", str(tmp_path), "--epochs", "40", "--width", "4", "--quiet"]
     out = tmp_path / "baseline-n" / "fold0-seed1"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "last.safetensors").exists():
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when(out / "last.safetensors", proc)
     epochs_before = len((out / "log.csv").read_text().strip().splitlines()) - 1
     assert not (out / "done.json").exists() and epochs_before >= 1
     result = subprocess.run(cmd, capture_output=True, text=True)

@@ -1,5 +1,5 @@
 """Audio I/O: every file becomes mono float32 at 16 kHz, and every utterance a 5 s segment
-whose true length is kept so that padded frames can be masked (SPEC §1)."""
+whose true length is kept so that padded frames can be masked (docs/design.md §1)."""
 
 from __future__ import annotations
 

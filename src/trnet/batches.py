@@ -1,4 +1,4 @@
-"""Batches from the condition store (SPEC §7), for training and evaluation alike.
+"""Batches from the condition store (docs/design.md §7), for training and evaluation alike.
 
 Training: every example draws its condition uniformly from {clean, each SNR of the training
 noise corpus} at every step (the authors' recipe), or clean only for Baseline-c. Validation
@@ -58,13 +58,18 @@ def default_train_noise(store: ConditionStore) -> str | None:
     return "esc50" if "esc50" in store.noises else store.noises[0]
 
 
-def condition_set(store: ConditionStore, train_conditions: str, noise: str | None) -> list[Condition]:
-    """{clean} for clean training; {clean, (noise, snr) for every SNR} otherwise."""
+def condition_set(store: ConditionStore, train_conditions: str, noise: str | Sequence[str] | None
+                  ) -> list[Condition]:
+    """{clean} for clean training; {clean, (noise, snr) for every SNR} otherwise. Several
+    training noise corpora (the bundled model: ESC-50 and DEMAND) give {clean} and every
+    (noise, snr) of each, drawn uniformly like one (docs/design.md, "The bundled model")."""
     if train_conditions == "clean":
         return ["clean"]
-    if noise not in store.noises:
-        raise ValueError(f"training noise {noise!r} is not in the store (it has {store.noises})")
-    return ["clean", *[(noise, s) for s in store.snrs]]
+    noises = [noise] if isinstance(noise, str) or noise is None else list(noise)
+    for name in noises:
+        if name not in store.noises:
+            raise ValueError(f"training noise {name!r} is not in the store (it has {store.noises})")
+    return ["clean", *[(n, s) for n in noises for s in store.snrs]]
 
 
 def make_batch(

@@ -1,8 +1,9 @@
 """trnet: noise-robust speech emotion recognition (TRNet) from data preparation to report.
 
-Each sub-command lives beside the code it drives, in a module that defines
-`add_arguments(parser)` and `run(args) -> int`; it is imported only when used so that
-`trnet --help` stays fast. A user error (a `trnet.utils.UserError`, or an OSError such as a
+Every sub-command is a module of `trnet.commands` that defines `add_arguments(parser)` and
+`run(args) -> int`, registered below by name. Command modules import only light modules at
+their top (their `run` imports the library), so `trnet --help` and `trnet COMMAND --help` stay
+fast and never load torch. A user error (a `trnet.utils.UserError`, or an OSError such as a
 missing file or a full disk) is one line on stderr and exit code 2; a traceback means a bug
 (`trnet --debug ...` shows one for every error)."""
 
@@ -10,29 +11,47 @@ from __future__ import annotations
 
 import argparse
 import errno
-import importlib
 import os
 import sys
 from importlib.metadata import version
+from types import ModuleType
 
+from trnet.commands import (
+    bundle,
+    complexity,
+    conditions,
+    demo,
+    enhance,
+    export,
+    models,
+    predict,
+    prepare,
+    report,
+    reproduce,
+    select,
+    train,
+)
 from trnet.utils import UserError, sigterm_as_exit
 
 # OpenMP threads that spin while waiting starve each other on a busy machine (3 training
 # epochs: 85 s spinning vs 10 s passive, measured on 2 shared cores). Set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-# name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("trnet.experiments.demo", "run the whole pipeline on a built-in synthetic corpus (no data needed)"),
-    "prepare": ("trnet.corpora.cli", "scan a corpus and write its manifest CSV"),
-    "conditions": ("trnet.store.cli", "build the condition store: clean/noisy/enhanced features"),
-    "train": ("trnet.training.cli", "train one system on one fold and seed"),
-    "reproduce": ("trnet.experiments.reproduce", "run a recipe: systems x folds x seeds, then evaluate"),
-    "report": ("trnet.experiments.report", "write the tables and figures of a results directory"),
-    "complexity": ("trnet.evaluation.complexity", "parameters and MACs of every system (paper Table 2)"),
-    "predict": ("trnet.predict.cli", "predict emotions on your own audio files"),
-    "export": ("trnet.export", "export the inference graph to ONNX or TorchScript"),
-    "enhance": ("trnet.enhance.cli", "list SE back-ends, or enhance audio files"),
+# name -> (command module, one-line help)
+COMMANDS: dict[str, tuple[ModuleType, str]] = {
+    "demo": (demo, "run the whole pipeline on a built-in synthetic corpus (no data needed)"),
+    "prepare": (prepare, "scan a corpus and write its manifest CSV"),
+    "conditions": (conditions, "build the condition store: clean/noisy/enhanced features"),
+    "train": (train, "train one system on one fold and seed"),
+    "reproduce": (reproduce, "run a recipe: systems x folds x seeds, then evaluate"),
+    "report": (report, "write the tables and figures of a results directory"),
+    "select": (select, "name the system validation chose, pooled over studies, by an alias (trnet-robust)"),
+    "complexity": (complexity, "parameters and MACs of every system (paper Table 2)"),
+    "predict": (predict, "predict emotions on your own audio files"),
+    "export": (export, "export the inference graph to ONNX or TorchScript"),
+    "enhance": (enhance, "list SE back-ends, or enhance audio files"),
+    "models": (models, "list the models bundled with this install"),
+    "bundle": (bundle, "build the bundled model: stores, leave-one-corpus-out runs, final model, model card"),
 }
 
 
@@ -41,11 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"trnet {version('trnet')}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of every error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    chosen = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     for name, (module, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
-        if name == chosen:  # import only the module of the command being run
-            importlib.import_module(module).add_arguments(p)
+        module.add_arguments(sub.add_parser(name, help=help_, description=help_))
     return parser
 
 
@@ -56,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         build_parser().print_help()
         return 2
-    module = importlib.import_module(COMMANDS[args.command][0])
+    module = COMMANDS[args.command][0]
     try:
         with sigterm_as_exit():  # temp files and locks are cleaned up on SIGTERM too
             return int(module.run(args) or 0)

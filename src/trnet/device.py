@@ -1,6 +1,6 @@
-"""The torch device of a command (`--device`), checked before any work: a name torch does not
-know, or a GPU that this machine or this build of torch lacks, is one line (a UserError), not
-an assertion deep inside the first `.to(device)` (docs/design.md, "Faults and bad input")."""
+"""The torch device a command runs on: one check for every command (`train`, `reproduce`,
+`demo`, `predict`), so a missing GPU is one line and exit 2. Apart from `trnet.utils` because
+it imports torch, which the commands' parsers (`trnet --help`) do not."""
 
 from __future__ import annotations
 
@@ -9,22 +9,23 @@ import torch
 from trnet.utils import UserError
 
 
-def torch_device(name: str | torch.device, option: str = "--device") -> torch.device:
-    """The torch.device `name` names, if it can be used here; else UserError naming `option`."""
+def torch_device(name: str | None) -> str:
+    """The torch device `name` names ("cpu", "cuda", "cuda:N"; None: cuda when there is one,
+    else cpu), checked here once for every command: a device this machine lacks is a UserError
+    (one line, exit 2), not a traceback at the first tensor moved to it."""
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
-    except (RuntimeError, TypeError, ValueError):
-        raise UserError(f"{option} {name!r}: not a torch device (cpu, cuda, cuda:1, mps)") from None
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {name}: not a device; expected cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            why = "this build of torch has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-            raise UserError(f"{option} {name}: {why}; use {option} cpu")
+            build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise UserError(f"--device {name}: CUDA is not available here (torch {torch.__version__}, {build}); "
+                            "install a CUDA build of torch (README, On a GPU) or use --device cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UserError(f"{option} {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
-                            f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
-    elif device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise UserError(f"{option} {name}: MPS is not available here; use {option} cpu")
+            raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     elif device.type != "cpu":
-        raise UserError(f"{option} {name}: trnet runs on cpu, cuda or mps")
-    return device
+        raise UserError(f"--device {name}: only cpu and cuda are supported")
+    return str(device)

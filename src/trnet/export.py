@@ -2,7 +2,7 @@
 
     trnet export --model runs/trnet/fold0-seed1 --format onnx --out trnet.onnx
 
-The graph is what runs at inference (SPEC §5): SNR-aware module, encoder, bridge and
+The graph is what runs at inference (docs/design.md §5): SNR-aware module, encoder, bridge and
 classifier; SE and LMFB stay outside it (the SE model is a plug-in with its own runtime).
 
     inputs   x       float32 [B, T, 80]  LMFB of the noisy signal (trnet.features.fbank)
@@ -20,9 +20,7 @@ random batch and compared with PyTorch; the file is renamed into place only if t
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,13 +30,20 @@ import torch
 from torch import Tensor, nn
 
 from trnet.models import SERSystem
-from trnet.runs import load_run, run_of
+from trnet.pretrained import is_bundle
+from trnet.runs import run_of
 from trnet.utils import UserError, atomic_path, check_file_path
 
 FORMATS = ("onnx", "torchscript")
 INPUTS = ("x", "xe", "frames")
 OUTPUTS = ("logits", "c")
 OPSET = 17
+
+
+class ExportError(UserError):
+    """The exported graph does not compute what the PyTorch model computes."""
+
+
 TOLERANCE = 1e-4  # max |delta logits| accepted between PyTorch and the export
 
 
@@ -64,11 +69,15 @@ def example_inputs(n_mels: int = 80, batch: int = 2, t: int = 123, seed: int = 0
     return x, xe, frames
 
 
+def check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+
+
 def export(model: SERSystem, fmt: str, out: str | Path, metadata: dict[str, str] | None = None) -> float:
     """Write `model`'s inference graph to `out` atomically; return the max |delta logits|
-    between PyTorch and the export on a check batch (ValueError if above TOLERANCE)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"format {fmt!r} is not one of {FORMATS}")
+    between PyTorch and the export on a check batch (ExportError if above TOLERANCE)."""
+    check_format(fmt)
     graph = InferenceGraph(model).eval()  # export restores the top module's mode on all children
     args = example_inputs(model.cfg.n_mels)
     check = example_inputs(model.cfg.n_mels, batch=3, t=211, seed=1)
@@ -81,14 +90,17 @@ def export(model: SERSystem, fmt: str, out: str | Path, metadata: dict[str, str]
             got = torch.jit.load(str(tmp))(*check)[0]
         delta = float((got - graph(*check)[0]).abs().max())
         if not delta <= TOLERANCE:
-            raise ValueError(
+            raise ExportError(
                 f"exported graph disagrees with PyTorch: max |delta logits| = {delta:.2e} > {TOLERANCE:.0e}"
             )
     return delta
 
 
 def _export_onnx(graph: InferenceGraph, args: tuple[Tensor, ...], path: Path, metadata: dict[str, str]) -> None:
-    import onnx
+    try:
+        import onnx
+    except ImportError as err:
+        raise UserError(f"{err}; install the export extras: pip install 'trnet[export]'") from None
 
     dynamic = {"x": {0: "batch", 1: "frames_t"}, "xe": {0: "batch", 1: "frames_t"}, "frames": {0: "batch"}}
     dynamic.update({name: {0: "batch"} for name in OUTPUTS})
@@ -146,46 +158,14 @@ def run_metadata(config: dict) -> dict[str, str]:
     }
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--model", required=True, help="run directory (best.safetensors + config.json) or a .safetensors file"
-    )
-    p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("--out", required=True, type=Path, help="output file (written atomically)")
-    p.add_argument("--allow-unfinished", action="store_true",
-                   help="export a run that has not finished training (no done.json): its last checkpoint")
-
-
 def check_out(out: Path, model: str | Path) -> None:
     """UserError if writing `out` could destroy a run: a file of a run directory, or the
     model file itself (also through a link), or a path that cannot be a file."""
     check_file_path(out, "--out")
-    run = run_of(out)
+    run = run_of(out) or (out.parent if is_bundle(out.parent) else None)
     if run is not None:
         raise UserError(f"--out {out} is a file of the run {run}; write the export to another file")
     model = Path(model)
     model_file = model / "best.safetensors" if model.is_dir() else model
     if out.exists() and model_file.exists() and out.resolve() == model_file.resolve():
         raise UserError(f"--out {out} is the model being exported; write the export to another file")
-
-
-def run(args: argparse.Namespace) -> int:
-    check_out(args.out, args.model)
-    try:
-        model, config = load_run(args.model, allow_unfinished=args.allow_unfinished)
-    except UserError as e:
-        print(f"trnet export: cannot load model: {e}", file=sys.stderr)
-        return 2
-    if "unfinished" in config:
-        print(f"trnet export: warning: {args.model} is not a finished run: exporting its last checkpoint "
-              f"({config['unfinished']['checkpoint']}, epoch {config['unfinished']['epoch']})", file=sys.stderr)
-    try:
-        delta = export(model, args.format, args.out, run_metadata(config))
-    except ImportError as e:
-        print(f"trnet export: {e}; install the export extras: pip install 'trnet[export]'", file=sys.stderr)
-        return 2
-    except (ValueError, RuntimeError) as e:
-        print(f"trnet export: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.out} ({args.format}, {model.cfg.name}); check vs PyTorch: max |delta logits| = {delta:.1e}")
-    return 0

@@ -1,4 +1,4 @@
-"""Kaldi-compatible 80-dim log Mel filter bank (LMFB), batched in PyTorch (SPEC §1).
+"""Kaldi-compatible 80-dim log Mel filter bank (LMFB), batched in PyTorch (docs/design.md §1).
 
 Matches `kaldi.fbank` / kaldi-native-fbank with: 25 ms Hamming window, 10 ms shift,
 snip_edges, DC removal, pre-emphasis 0.97, no dither, 512-point power spectrum, 80 mel

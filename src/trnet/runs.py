@@ -46,8 +46,9 @@ class RunError(UserError):
 LOG_FIELDS = ["epoch", "loss", "ce", "low", "high", "coef", "val_uar", "val_war", "val_ce", "mean_c", "seconds"]
 
 
-def run_dir(runs: str | Path, system: str, fold: int, seed: int) -> Path:
-    return Path(runs) / system / f"fold{fold}-seed{seed}"
+def run_dir(runs: str | Path, system: str, fold: int | str, seed: int) -> Path:
+    """fold<K>-seed<S> for a LOSO fold, <name>-seed<S> for a named split (`Holdout`)."""
+    return Path(runs) / system / (f"fold{fold}-seed{seed}" if isinstance(fold, int) else f"{fold}-seed{seed}")
 
 
 def is_finished(path: Path) -> bool:

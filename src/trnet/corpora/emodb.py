@@ -1,4 +1,4 @@
-"""EmoDB (Berlin Database of Emotional Speech), the development stand-in for IEMOCAP (SPEC §3).
+"""EmoDB (Berlin Database of Emotional Speech), the development stand-in for IEMOCAP (docs/design.md §3).
 
 File names encode everything: `03a01Fa.wav` = speaker 03, text a01, emotion F, version a.
 The 4 classes are W->angry, F->happy, N->neutral, T->sad (339 utterances); boredom (L),

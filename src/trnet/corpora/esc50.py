@@ -1,4 +1,4 @@
-"""ESC-50 noise clips (SPEC §2): `ROOT/meta/esc50.csv` + `ROOT/audio/<filename>`.
+"""ESC-50 noise clips (docs/design.md §2): `ROOT/meta/esc50.csv` + `ROOT/audio/<filename>`.
 
 Every clip is one 5 s noise row (offset 0, duration 5); its source is the metadata's
 `src_file` (the Freesound recording it was cut from), which is what the source-disjoint

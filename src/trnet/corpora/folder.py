@@ -73,7 +73,7 @@ def check_labels(labels: Sequence[str] | None) -> tuple[str, ...]:
     classes = tuple(label.strip().lower() for label in labels)
     other = [c for c in classes if c not in LABELS]
     if other:
-        raise CorpusError(f"--labels {','.join(classes)}: {', '.join(other)} is not one of the classes trnet models "
+        raise CorpusError(f"labels {','.join(classes)}: {', '.join(other)} is not one of the classes trnet models "
                           f"({', '.join(LABELS)}); the class set may be a subset of them")
     return classes
 
@@ -130,7 +130,8 @@ def load(root: Path, csv_path: Path | None = None, labels: Sequence[str] | None 
                          speaker=speaker, session="", gender=gender, duration=frames / sr))
     if not rows:
         raise CorpusError(
-            f"{csv_path}: no row with a label in {', '.join(classes)} (use --labels to set the class set)"
+            f"{csv_path}: no row with a label in {', '.join(classes)} (the labels option sets the class set: "
+            "--opt labels=a,b,... or labels = [...] in a recipe)"
         )
     speakers = sorted({r["speaker"] for r in rows}, key=natural_key)
     notes: list[str] = []

@@ -1,4 +1,4 @@
-"""IEMOCAP from its raw release layout (SPEC §3).
+"""IEMOCAP from its raw release layout (docs/design.md §3).
 
 Labels come from `ROOT/Session{n}/dialog/EmoEvaluation/<dialog>.txt`, one line per turn:
 `[6.2901 - 8.2357]<TAB>Ses01F_impro01_F000<TAB>neu<TAB>[2.5000, 2.5000, 2.5000]`; every other

@@ -1,7 +1,7 @@
 """Manifests: the CSV files every loader writes and the rest of the pipeline reads.
 
 Every loader returns a `LoadResult`: the kept rows plus what was set aside and why, so that
-nothing is dropped silently (SPEC §3: "report unused classes"). The columns are fixed by
+nothing is dropped silently (docs/design.md §3: "report unused classes"). The columns are fixed by
 docs/architecture.md; this module is their one owner.
 """
 

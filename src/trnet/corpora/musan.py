@@ -1,4 +1,4 @@
-"""MUSAN `noise/` cut into 5 s segments (SPEC §2: 3860 segments; the unmatched test noise).
+"""MUSAN `noise/` cut into 5 s segments (docs/design.md §2: 3860 segments; the unmatched test noise).
 
 Layout: `ROOT/noise/{free-sound,sound-bible}/*.wav` (ANNOTATIONS, LICENSE and other non-wav
 files are ignored). A segment row is `<recording>_<k>`, source = recording, category = the

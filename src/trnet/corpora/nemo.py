@@ -49,7 +49,9 @@ def load(root: Path) -> LoadResult:
             reader = csv.DictReader(f, delimiter="\t")
             missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
             if missing:
-                raise CorpusError(f"{tsv}: header lacks column(s) {missing} (expected {', '.join(COLUMNS)}, tab-separated)")
+                raise CorpusError(
+                    f"{tsv}: header lacks column(s) {missing} (expected {', '.join(COLUMNS)}, tab-separated)"
+                )
             entries = [(reader.line_num, row) for row in reader]
     except UnicodeDecodeError as err:
         raise not_utf8(tsv, err) from None

@@ -11,56 +11,59 @@ Kinds and roles:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trnet.corpora import emodb, esc50, folder, iemocap, musan, nemo, noisefolder, synthetic
 from trnet.corpora.manifest import CorpusError, LoadResult, ManifestKind
+from trnet.options import OptionError, check, describe
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of a loader that takes none."""
+
+
+@dataclass(frozen=True)
+class FolderOptions:
+    csv: Path | None = None  # the labels CSV (default ROOT/labels.csv); a recipe's path is relative to it
+    labels: list[str] | None = None  # the class set: a subset of trnet.corpora.LABELS (default: all four)
+
+
+@dataclass(frozen=True)
+class MusanOptions:
+    subsets: list[str] = field(default_factory=lambda: ["free-sound"])  # noise/ sub-folders (the paper's)
+
+
+@dataclass(frozen=True)
+class SyntheticOptions:
+    seed: int = 0
+    n_speakers: int = 10
+    utts_per_class: int = 12
+    duration: list[float] = field(default_factory=lambda: [1.5, 3.0])  # seconds, min and max
 
 
 @dataclass(frozen=True)
 class Loader:
-    """A corpus kind: what it can serve as, the options it takes (those naming a file or folder
-    are resolved against a recipe's folder), and the function that reads it."""
+    """A corpus kind: what it can serve as, its options, and the module that reads it
+    (imported when used, so that listing the kinds costs nothing)."""
 
     roles: tuple[ManifestKind, ...]
-    options: tuple[str, ...]
-    read: Callable[..., LoadResult]
-    path_options: tuple[str, ...] = ()
-
-
-def _folder(root: Path, role: ManifestKind, csv: Path | None = None, labels: list[str] | None = None) -> LoadResult:
-    return folder.load(root, csv_path=csv, labels=labels)
-
-
-def _synthetic(root: Path, role: ManifestKind, **options: Any) -> LoadResult:
-    if "duration" in options:
-        options["duration"] = tuple(options["duration"])
-    try:
-        labels_csv = Path(synthetic.generate(root, **options))
-    except ValueError as err:  # the generator's argument checks name the option
-        raise CorpusError(f"synthetic corpus at {root}: {err}") from None
-    return folder.load(labels_csv) if role == "utterances" else noisefolder.load(labels_csv.parent / "noise")
-
-
-def _plain(module: Any) -> Callable[..., LoadResult]:
-    def read(root: Path, role: ManifestKind, **options: Any) -> LoadResult:
-        return module.load(root, **options)
-
-    return read
+    module: str
+    Options: type = NoOptions
 
 
 LOADERS: dict[str, Loader] = {
-    "iemocap": Loader(("utterances",), (), _plain(iemocap)),
-    "emodb": Loader(("utterances",), (), _plain(emodb)),
-    "nemo": Loader(("utterances",), (), _plain(nemo)),
-    "folder": Loader(("utterances",), ("csv", "labels"), _folder, path_options=("csv",)),
-    "esc50": Loader(("noise",), (), _plain(esc50)),
-    "musan": Loader(("noise",), ("subsets",), _plain(musan)),
-    "noise": Loader(("noise",), (), _plain(noisefolder)),
-    "synthetic": Loader(("utterances", "noise"), ("seed", "n_speakers", "utts_per_class", "duration"), _synthetic),
+    "iemocap": Loader(("utterances",), "trnet.corpora.iemocap"),
+    "emodb": Loader(("utterances",), "trnet.corpora.emodb"),
+    "nemo": Loader(("utterances",), "trnet.corpora.nemo"),
+    "folder": Loader(("utterances",), "trnet.corpora.folder", FolderOptions),
+    "esc50": Loader(("noise",), "trnet.corpora.esc50"),
+    "musan": Loader(("noise",), "trnet.corpora.musan", MusanOptions),
+    "noise": Loader(("noise",), "trnet.corpora.noisefolder"),
+    "synthetic": Loader(("utterances", "noise"), "trnet.corpora.synthetic", SyntheticOptions),
 }
 
 
@@ -69,24 +72,48 @@ def kinds(role: ManifestKind) -> tuple[str, ...]:
     return tuple(k for k, loader in LOADERS.items() if role in loader.roles)
 
 
-def check_options(kind: str, options: dict[str, Any], where: str) -> None:
-    """CorpusError naming `where` (e.g. "[noise.esc50]") for an unknown kind or option."""
+def check_options(kind: str, options: dict[str, Any], where: str) -> Any:
+    """The options of corpus `kind`, checked and filled in; CorpusError naming `where` (e.g.
+    "[noise.esc50]") for an unknown kind, an unknown option or a value of the wrong type."""
     if kind not in LOADERS:
         raise CorpusError(f"{where} kind {kind!r}: expected one of {', '.join(LOADERS)}")
-    unknown = sorted(set(options) - set(LOADERS[kind].options))
-    if unknown:
-        allowed = ", ".join(LOADERS[kind].options) or "none"
-        raise CorpusError(f"{where}: unknown option(s) {unknown} for kind {kind!r} (allowed: {allowed})")
+    try:
+        return check(LOADERS[kind].Options, options, f"{where} (kind {kind!r})")
+    except OptionError as err:
+        raise CorpusError(str(err)) from None
+
+
+def describe_options(kind: str) -> str:
+    return describe(LOADERS[kind].Options)
 
 
 def load(kind: str, root: str | Path, role: ManifestKind = "utterances", **options: Any) -> LoadResult:
     """Read corpus `kind` at `root` as `role` with the loader's options; a CorpusError names
     what is wrong (unknown kind, a kind that cannot serve as `role`, a bad option)."""
-    check_options(kind, options, f"corpus {kind!r}")
+    opts = check_options(kind, options, f"corpus {kind!r}")
     loader = LOADERS[kind]
     if role not in loader.roles:
         raise CorpusError(f"corpus kind {kind!r} gives {' or '.join(loader.roles)}, not {role}")
-    result = loader.read(Path(root), role, **options)
+    module = importlib.import_module(loader.module)
+    root = Path(root)
+    if kind == "folder":
+        result = module.load(root, csv_path=opts.csv, labels=opts.labels)
+    elif kind == "synthetic":
+        result = _synthetic(module, root, role, opts)
+    else:
+        result = module.load(root, **dataclasses.asdict(opts))
     if result.kind != role:
         raise CorpusError(f"corpus kind {kind!r} gave {result.kind}, expected {role}")
     return result
+
+
+def _synthetic(module: Any, root: Path, role: ManifestKind, opts: SyntheticOptions) -> LoadResult:
+    """The generator writes the corpus under `root`; its speech is a folder corpus, its noise/ a
+    noise folder."""
+    folder, noisefolder = (importlib.import_module(f"trnet.corpora.{m}") for m in ("folder", "noisefolder"))
+    try:
+        labels_csv = Path(module.generate(root, opts.seed, opts.n_speakers, opts.utts_per_class,
+                                          tuple(opts.duration)))
+    except ValueError as err:  # the generator's argument checks name the option
+        raise CorpusError(f"synthetic corpus at {root}: {err}") from None
+    return folder.load(labels_csv) if role == "utterances" else noisefolder.load(labels_csv.parent / "noise")

@@ -1,4 +1,4 @@
-"""Speech-enhancement front-ends (SPEC §4): the frozen SE model is a plug-in.
+"""Speech-enhancement front-ends (docs/design.md §4): the frozen SE model is a plug-in.
 
     se = trnet.enhance.load("dfn3")              # default back-end
     xe = se.enhance(wave, lengths)               # [B, N] -> [B, N], 16 kHz, sample-aligned
@@ -14,21 +14,34 @@ dependency only disables its own back-end.
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass, field
+from typing import Any
 
 from trnet.enhance.base import Enhancer
+from trnet.options import OptionError, describe
 
 DEFAULT = "dfn3"
 
 # name -> "module:class"
 BACKENDS: dict[str, str] = {
-    "dfn3": "trnet.enhance.dfn3:DFN3",
-    "dfn3-libdf": "trnet.enhance.dfn3_libdf:DFN3LibDF",
+    "dfn3": "trnet.enhance.dfn3.batched:DFN3",
+    "dfn3-libdf": "trnet.enhance.dfn3.libdf:DFN3LibDF",
     "cmgan": "trnet.enhance.cmgan:CMGAN",
     "spectral": "trnet.enhance.spectral:Spectral",
     "identity": "trnet.enhance.identity:Identity",
 }
 
-__all__ = ["BACKENDS", "DEFAULT", "Enhancer", "available", "load", "unavailable_reason"]
+__all__ = ["BACKENDS", "DEFAULT", "Enhancer", "Spec", "available", "describe_options", "load", "spec",
+           "unavailable_reason"]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A back-end and its options as the user gave them (checked against the back-end's
+    `Options`): what a recipe, `trnet conditions` and the store key carry, in one piece."""
+
+    name: str = DEFAULT
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 def _backend_class(name: str) -> type[Enhancer]:
@@ -50,8 +63,27 @@ def available() -> list[str]:
     return [name for name in BACKENDS if unavailable_reason(name) is None]
 
 
+def spec(name: str | None = None, options: dict[str, Any] | None = None) -> Spec:
+    """Back-end `name` (default: DEFAULT) with `options`, checked against its `Options`
+    dataclass without building it; OptionError names what is wrong."""
+    name = name or DEFAULT
+    options = dict(options or {})
+    if name not in BACKENDS:
+        raise OptionError(f"unknown SE back-end {name!r}; known: {', '.join(BACKENDS)} (trnet enhance --list)")
+    try:
+        cls = _backend_class(name)
+    except ImportError as err:
+        raise OptionError(f"SE back-end {name!r} cannot run here: {err}") from None
+    cls.configure(options)
+    return Spec(name, options)
+
+
+def describe_options(name: str) -> str:
+    """`key=default, ...` of back-end `name`'s options (for `trnet enhance --list`)."""
+    return describe(_backend_class(name).Options)
+
+
 def load(name: str = DEFAULT, **options: object) -> Enhancer:
     """Build back-end `name` with its options (e.g. `load("cmgan", checkpoint=path)`)."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown SE back-end {name!r}; available: {', '.join(available()) or 'none'}")
-    return _backend_class(name)(**options)
+    checked = spec(name, options)
+    return _backend_class(checked.name)(**checked.options)

@@ -1,4 +1,4 @@
-"""The contract every SE back-end meets (SPEC §4), so that the rest of trnet never needs to
+"""The contract every SE back-end meets (docs/design.md §4), so that the rest of trnet never needs to
 know which model produced x_e: same shape, dtype and sample alignment as the input, zeros
 beyond each utterance's length, and a `version` string that changes whenever the output
 would change (the condition store keys its cache on it)."""
@@ -7,16 +7,24 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from trnet.audio import SAMPLE_RATE
+from trnet.options import check
 from trnet.utils import sha256_file
 
 __all__ = ["SAMPLE_RATE", "Enhancer", "check_batch", "file_sha256", "make_version"]
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of a back-end that takes none."""
 
 
 class Enhancer(ABC):
@@ -27,6 +35,12 @@ class Enhancer(ABC):
     """
 
     name: str
+    Options: type = NoOptions  # the back-end's options: a frozen dataclass (fields, defaults, checks)
+
+    @classmethod
+    def configure(cls, options: dict) -> Any:
+        """`options` checked against `Options` and filled in (OptionError if one is wrong)."""
+        return check(cls.Options, options, f"SE back-end {cls.name!r}")
 
     @property
     @abstractmethod

@@ -18,10 +18,12 @@ and divided by c. Everything is non-causal and zero-phase, so the output is alig
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import pickle
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -301,15 +303,23 @@ class CheckpointError(UserError):
     """A CMGAN checkpoint that cannot be used (unreadable, pickled objects, other weights)."""
 
 
+@dataclass(frozen=True)
+class CMGANOptions:
+    checkpoint: Path | None = None  # default: ${TRNET_CMGAN_CHECKPOINT}
+    device: str = "cpu"
+
+
 class CMGAN(Enhancer):
     """`checkpoint`: the authors' generator state_dict (default: ${TRNET_CMGAN_CHECKPOINT});
     `device`: where the generator runs. Utterances are enhanced one at a time at their true
     length (the RMS normalisation and instance norms see the whole utterance)."""
 
     name = "cmgan"
+    Options = CMGANOptions
 
-    def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu"):
-        path = _checkpoint_path(checkpoint)
+    def __init__(self, **options: object):
+        o = self.configure(options)
+        path = _checkpoint_path(o.checkpoint)
         self.checkpoint = path
         self._sha = file_sha256(path)
         try:  # weights only: a pickled object is refused, never run
@@ -324,13 +334,14 @@ class CMGAN(Enhancer):
         if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
             raise CheckpointError(f"{path}: not a generator state_dict; {WHERE_TO_GET}")
         state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from (D)DP
-        self.device = torch.device(device)
+        self.device = torch.device(o.device)
         self.net = CMGANGenerator()
         try:
             self.net.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            first = str(err).strip().splitlines()[0]
-            raise CheckpointError(f"{path}: not the CMGAN generator's weights ({first}); {WHERE_TO_GET}") from None
+        except RuntimeError as err:  # "Error(s) in loading state_dict ...:" and the first key that differs
+            lines = [line.strip() for line in str(err).strip().splitlines()]
+            why = " ".join(lines[1:2] or lines[:1])[:200]
+            raise CheckpointError(f"{path}: not the CMGAN generator's weights ({why}); {WHERE_TO_GET}") from None
         self.net.eval().requires_grad_(False).to(self.device)
         self._window = torch.hamming_window(N_FFT, device=self.device)
 
@@ -364,8 +375,8 @@ class CMGAN(Enhancer):
 def _checkpoint_path(checkpoint: str | Path | None) -> Path:
     value = checkpoint if checkpoint is not None else os.environ.get(CHECKPOINT_ENV)
     if not value:
-        raise FileNotFoundError(WHERE_TO_GET)
+        raise FileNotFoundError(errno.ENOENT, f"no checkpoint given; {WHERE_TO_GET}")
     path = Path(value).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint; {WHERE_TO_GET}")
+        raise FileNotFoundError(errno.ENOENT, f"no such checkpoint; {WHERE_TO_GET}", str(path))
     return path

@@ -7,6 +7,8 @@ STFT/iSTFT pair is zero-phase, so the output is sample-aligned with the input.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy
 import torch
@@ -24,6 +26,15 @@ MS_BIAS = 2.02
 _EPS = 1e-12
 
 
+@dataclass(frozen=True)
+class SpectralOptions:
+    window_s: float = 1.5
+    smoothing: float = 0.9
+    dd_alpha: float = 0.98
+    xi_min_db: float = -25.0
+    gain_floor_db: float = -12.0
+
+
 class Spectral(Enhancer):
     """`window_s`: minimum-statistics window; `smoothing`: periodogram smoothing;
     `dd_alpha`: decision-directed weight; `xi_min_db`: a priori SNR floor (limits musical
@@ -32,20 +43,12 @@ class Spectral(Enhancer):
     (noisy: 2.19)."""
 
     name = "spectral"
+    Options = SpectralOptions
 
-    def __init__(
-        self,
-        window_s: float = 1.5,
-        smoothing: float = 0.9,
-        dd_alpha: float = 0.98,
-        xi_min_db: float = -25.0,
-        gain_floor_db: float = -12.0,
-    ):
-        self.window_s = float(window_s)
-        self.smoothing = float(smoothing)
-        self.dd_alpha = float(dd_alpha)
-        self.xi_min_db = float(xi_min_db)
-        self.gain_floor_db = float(gain_floor_db)
+    def __init__(self, **options: float):
+        o = self.configure(options)
+        self.window_s, self.smoothing, self.dd_alpha = o.window_s, o.smoothing, o.dd_alpha
+        self.xi_min_db, self.gain_floor_db = o.xi_min_db, o.gain_floor_db
         self._window = torch.hann_window(N_FFT)
 
     @property

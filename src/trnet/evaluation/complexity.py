@@ -1,4 +1,4 @@
-"""`trnet complexity`: parameters and MACs of the seven systems (paper Table 2, SPEC §8).
+"""`trnet complexity`: parameters and MACs of the seven systems (paper Table 2, docs/design.md §8).
 
 Per 5 s utterance: a 500 x 80 LMFB input, all frames valid, batch 1; the SE front-end is
 excluded. MACs are counted with torch.utils.flop_counter.FlopCounterMode (MACs = FLOPs / 2);
@@ -10,18 +10,16 @@ device: shapes only, no memory or compute."""
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Callable
 from dataclasses import replace
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from trnet import configs
 from trnet.features import N_MELS
 from trnet.features import T_MAX as FRAMES  # 5 s at a 10 ms shift, padded
-from trnet.models import SYSTEMS, SERSystem, load_config, teacher_config
-from trnet.models.encoder import ENCODERS
+from trnet.models import SERSystem, load_config, teacher_config
 
 
 def _macs(fn: Callable[[], object]) -> int:
@@ -35,13 +33,13 @@ def _params(model: torch.nn.Module) -> int:
 
 
 def complexity_table(encoder: str = "resnet", width: int = 32) -> list[dict]:
-    """One row per system in SYSTEMS order: {system, train_params, train_macs, infer_params,
+    """One row per system of the paper's Table 1, in table order: {system, train_params, train_macs, infer_params,
     infer_macs} (counts, not millions)."""
     rows = []
     with torch.device("meta"), torch.no_grad():
         feats = torch.zeros(1, FRAMES, N_MELS)
         lengths = torch.full((1,), FRAMES)
-        for name in SYSTEMS:
+        for name in configs.names(paper_only=True):
             cfg = replace(load_config(name), encoder=encoder, width=width, n_mels=N_MELS)
             model = SERSystem(cfg).eval()
             params, macs = _params(model), _macs(lambda: model(feats, feats, lengths))
@@ -75,17 +73,3 @@ def format_table(rows: list[dict], encoder: str, width: int) -> str:
             f"{r['infer_params'] / 1e6:>17.2f} {r['infer_macs'] / 1e9:>15.2f}"
         )
     return "\n".join(lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
-    parser.add_argument(
-        "--encoder", choices=tuple(ENCODERS), default="resnet", help="acoustic encoder (default: resnet)"
-    )
-    parser.add_argument("--width", type=int, default=32, help="channels of the first block (default: 32)")
-
-
-def run(args: argparse.Namespace) -> int:
-    rows = complexity_table(args.encoder, args.width)
-    print(json.dumps(rows, indent=2) if args.json else format_table(rows, args.encoder, args.width))
-    return 0

@@ -1,5 +1,5 @@
 """Run a model over one speaker's utterances under one condition: predictions, c, h, and the
-oracle c of each utterance (the reference the estimated c is judged against, issue #12)."""
+oracle c of each utterance (the reference the estimated c is judged against, docs/design.md §6.2)."""
 
 from __future__ import annotations
 

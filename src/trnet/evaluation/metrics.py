@@ -1,4 +1,4 @@
-"""UAR and WAR, the officially recommended SER metrics (paper §4.3, SPEC §3)."""
+"""UAR and WAR, the officially recommended SER metrics (paper §4.3, docs/design.md §3)."""
 
 from __future__ import annotations
 

@@ -190,7 +190,7 @@ class Engine:
     def default_device(self) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
 
-    def chunk_map(self, se: str, se_options: dict) -> ChunkMap | None:
+    def chunk_map(self) -> ChunkMap | None:
         """How store chunks are computed (None: the builder's local processes)."""
         return None
 

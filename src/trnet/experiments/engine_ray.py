@@ -47,7 +47,7 @@ from trnet.experiments.engine import (
 from trnet.experiments.evalcache import evaluate_run
 from trnet.experiments.recipe import EngineSettings
 from trnet.store import ChunkMap, ConditionStore
-from trnet.store.builder import init_worker, process_chunk
+from trnet.store.builder import process_chunk
 from trnet.utils import write_text_atomic
 
 INSTALL = "pip install 'trnet[ray]'"
@@ -120,16 +120,9 @@ def _probe(work: str, token: str, read: list[str]) -> dict[str, Any]:
     return out
 
 
-_loaded_se: tuple[str, str] | None = None  # the SE back-end this worker process holds
-
-
-def _chunk_task(se: str, se_options: dict, job: dict, threads: int) -> dict:
-    global _loaded_se
+def _chunk_task(job: dict, threads: int) -> dict:
+    """A store chunk (the job names its SE back-end, which each worker process builds once)."""
     _require(Path(job["utts"][0]["path"]).parent, "corpus folder")
-    key = (se, repr(sorted(se_options.items())))
-    if _loaded_se != key:  # Ray reuses worker processes: load the SE back-end once per process
-        init_worker(se, se_options)
-        _loaded_se = key
     torch.set_num_threads(threads)
     return process_chunk(job)
 
@@ -245,7 +238,7 @@ class RayEngine(Engine):
     def default_device(self) -> str:
         return "cuda" if self.settings.num_gpus > 0 else "cpu"
 
-    def chunk_map(self, se: str, se_options: dict) -> ChunkMap:
+    def chunk_map(self) -> ChunkMap:
         ray, s = self.ray, self.settings
         task = ray.remote(_chunk_task).options(num_cpus=s.num_cpus, num_gpus=s.store_num_gpus, name="trnet-chunk")
         window = max(2, 2 * int(ray.cluster_resources().get("CPU", 1) // s.num_cpus))
@@ -253,13 +246,13 @@ class RayEngine(Engine):
 
         def run(jobs: list[dict]) -> Iterator[dict]:
             todo = iter(jobs)
-            refs = deque(task.remote(se, se_options, job, threads) for job in itertools.islice(todo, window))
+            refs = deque(task.remote(job, threads) for job in itertools.islice(todo, window))
             try:
                 while refs:
                     result = _get(ray, refs.popleft())
                     job = next(todo, None)
                     if job is not None:
-                        refs.append(task.remote(se, se_options, job, threads))
+                        refs.append(task.remote(job, threads))
                     yield result  # in job order: the builder commits chunks exactly as from local workers
             finally:
                 for ref in refs:

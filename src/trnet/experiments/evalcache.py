@@ -19,22 +19,20 @@ import numpy as np
 
 from trnet.batches import label_indices
 from trnet.evaluation.evaluate import predict_condition
-from trnet.experiments.results import RunPredictions
 from trnet.models.diagnostics import c_snr_spearman
 from trnet.protocol.folds import split
+from trnet.report.results import TSNE_SNRS, RunPredictions, tsne_systems
 from trnet.runs import BEST, load_run
 from trnet.store import Condition, ConditionStore, condition_name, condition_snr
 from trnet.utils import sha256_file, write_json_atomic
 
 EVAL_VERSION = 2  # bump when the cached evaluation files would change (2: c std, oracle c, rho)
-TSNE_SYSTEMS = ("baseline-c", "baseline-e", "trnet")  # systems whose h is kept (paper Figure 3)
-TSNE_SNRS = (20, 10, 0)  # ... under the training noise at these SNRs (and clean)
 
 
 def h_conditions(system: str, store: ConditionStore, train_noise: str) -> list[Condition]:
     """Conditions whose representations h are kept (paper Figure 3): clean and the training
     noise at 20/10/0 dB, for Baseline-c, Baseline-e and TRNet only (h is the bulky part)."""
-    if system not in TSNE_SYSTEMS:
+    if system not in tsne_systems():
         return []
     return ["clean", *[(train_noise, s) for s in TSNE_SNRS if s in store.snrs]]
 

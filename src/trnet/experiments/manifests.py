@@ -12,7 +12,7 @@ from typing import Any
 
 from trnet import corpora
 from trnet.corpora import LoadResult, write_manifest
-from trnet.corpora.cli import summary
+from trnet.corpora.summary import summary
 from trnet.experiments.recipe import Recipe, Source
 
 

@@ -1,4 +1,4 @@
-"""Recipes: one TOML file names a whole experiment of the paper (§4-§5, SPEC §8), so that a
+"""Recipes: one TOML file names a whole experiment of the paper (§4-§5, docs/design.md §8), so that a
 reproduction is a file anyone can read, edit and rerun, not a shell history.
 
     name = "emodb"
@@ -19,17 +19,24 @@ reproduction is a file anyone can read, edit and rerun, not a shell history.
     notes = ["..."]                   # what is synthetic or a stand-in; shown in the report
     engine = "local"                  # or "ray", or an [engine] table (below)
 
+    [analysis]                        # optional: the comparison the report must make, declared
+    baseline = "baseline-e"           # before running (trnet.report.primary): validation picks
+    candidates = ["trnet", "trnet-std"]   # one candidate, compared with the baseline on noisy UAR
+    mde_target = 2.5                  # the design's goal for the minimum detectable effect
+
     [corpus]                          # the emotional speech
-    kind = "emodb"                    # iemocap | emodb | folder | synthetic
+    kind = "emodb"                    # iemocap | emodb | nemo | folder | synthetic
     root = "../shared/data/emodb"
 
     [noise.esc50]                     # one table per noise corpus; the name is the table's
     kind = "esc50"                    # esc50 | musan | noise | synthetic
     root = "../shared/data/esc50"
 
-Other keys of a [corpus] or [noise.*] table are the loader's options: `csv`, `labels`
-(folder), `subsets` (musan), `seed`, `n_speakers`, `utts_per_class`, `duration` (synthetic:
-generate the corpus under `root`; as a noise corpus, its noise/ folder is used).
+Other keys of a [corpus] or [noise.*] table are the loader's options, declared with their
+types and defaults in `trnet.corpora.registry` (the same as `trnet prepare --opt`): `csv`,
+`labels` (folder), `subsets` (musan), `seed`, `n_speakers`, `utts_per_class`, `duration`
+(synthetic: generate the corpus under `root`; as a noise corpus, its noise/ folder is used).
+`systems` may name an alias (`trnet-robust`), which resolves to the system it stands for.
 
     [engine]                          # how the work runs; the results never depend on it
     kind = "ray"                      # local (default: processes on this machine) | ray
@@ -38,7 +45,7 @@ generate the corpus under `root`; as a noise corpus, its noise/ folder is used).
     num_gpus = 0.25                   # ray: GPUs per training/evaluation task (fractional: shared)
     store_num_gpus = 0                # ray: GPUs per store-chunk task (an SE back-end on the GPU)
 
-Without `noise_seed`, each training seed has its own condition store, since SPEC §7 says
+Without `noise_seed`, each training seed has its own condition store, since docs/design.md §7 says
 the seed fixes the noise assignment too; `noise_seed = N` shares one store (one SE pass)
 among all seeds, which matters when SE is the expensive step.
 """
@@ -51,19 +58,19 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from trnet import configs, enhance
 from trnet.corpora import LOADERS, CorpusError, check_options, kinds
-from trnet.models import SYSTEMS, VARIANTS, SystemConfig, TrainingConfig
+from trnet.models import PAPER_TRAINING, PAPER_WIDTH
 from trnet.models.encoder import ENCODERS
+from trnet.options import path_options
+from trnet.report.primary import check_analysis
 from trnet.store import SNRS, StoreError
 from trnet.store.layout import check_noise_name, check_snrs
 from trnet.utils import UserError, check_seed
 
 KEYS = ("name", "work", "corpus", "noise", "train_noise", "se", "se_options", "seed", "folds", "systems",
-        "epochs", "batch_size", "patience", "encoder", "width", "snrs", "noise_seed", "notes", "engine")
+        "epochs", "batch_size", "patience", "encoder", "width", "snrs", "noise_seed", "notes", "engine", "analysis")
 ENGINES = ("local", "ray")
-KNOWN = SYSTEMS + VARIANTS  # what a recipe may run: Table 1's systems, then the variants, in this order
-PAPER_TRAINING = TrainingConfig()  # SPEC §7: the defaults are the paper's (80 epochs, batch 32)
-PAPER_WIDTH = next(f.default for f in fields(SystemConfig) if f.name == "width")  # 32: filters 32..256 (SPEC §5)
 
 
 class RecipeError(UserError):
@@ -219,7 +226,7 @@ def _source(table: Any, where: str, role: str, base: Path) -> Source:
         check_options(kind, options, f"[{where}]")
     except CorpusError as err:
         raise RecipeError(str(err)) from None
-    for key in LOADERS[kind].path_options:
+    for key in path_options(LOADERS[kind].Options):
         if key in options:
             options[key] = base / options[key]
     return Source(kind, (base / str(table["root"])).resolve(), options)
@@ -245,12 +252,9 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
     if _text(table, "train_noise") not in noise:
         raise RecipeError(f"train_noise {table['train_noise']!r} is not one of the noise corpora ({', '.join(noise)})")
     for key in ("name", "work", "se"):
-        _text(table, key, "dfn3" if key == "se" else None)
+        _text(table, key, enhance.DEFAULT if key == "se" else None)
     folds = table.get("folds", "all")
-    systems = _once(_strings(table.get("systems", list(SYSTEMS)), "systems", single=False), "systems")
-    bad = [s for s in systems if s not in KNOWN]
-    if bad or not systems:
-        raise RecipeError(f"systems: unknown {bad or 'empty list'}; known: {', '.join(KNOWN)}")
+    systems = _systems(table.get("systems", configs.names(paper_only=True)), "systems")
     se_options = table.get("se_options", {})
     if not isinstance(se_options, Mapping):
         raise RecipeError(f"se_options: expected a table ([se_options] with KEY = VALUE lines), got {se_options!r}")
@@ -272,16 +276,21 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         folds = _int_list(folds, "folds")
         if min(folds) < 0:
             raise RecipeError(f"folds: fold indices start at 0, got {min(folds)}")
+    if "analysis" in table:  # the declared comparison (report/primary.py); checked before any work
+        try:
+            check_analysis(table["analysis"], systems)
+        except ValueError as err:
+            raise RecipeError(str(err)) from None
     return Recipe(
         name=str(table["name"]),
         corpus=_source(table["corpus"], "corpus", "utterances", base),
         noise=noise,
         train_noise=str(table["train_noise"]),
-        se=str(table.get("se", "dfn3")),
+        se=str(table.get("se", enhance.DEFAULT)),
         se_options=dict(se_options),
         seeds=_seeds(_int_list(table.get("seed", [1]), "seed"), "seed"),
         folds=None if folds == "all" else folds,
-        systems=tuple(s for s in KNOWN if s in systems),
+        systems=systems,
         epochs=epochs,
         batch_size=batch_size,
         patience=patience,
@@ -295,6 +304,20 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         table=_plain(table),
         engine=_engine(table.get("engine", "local")),
     )
+
+
+def _systems(chosen: Any, where: str) -> tuple[str, ...]:
+    """The systems a recipe runs, aliases resolved (`trnet-robust` -> the selected system), in
+    table order (`trnet.configs`); RecipeError naming the unknown ones and the known."""
+    if isinstance(chosen, str) or not isinstance(chosen, list | tuple) or not chosen:
+        raise RecipeError(f"{where}: expected a non-empty list of systems, got {chosen!r}")
+    _once(tuple(chosen), where)
+    known = configs.names()
+    resolved = {configs.resolve(str(s)) for s in chosen}
+    bad = sorted(resolved - set(known))
+    if bad:
+        raise RecipeError(f"{where}: unknown {bad}; known: {configs.known()}")
+    return tuple(s for s in known if s in resolved)
 
 
 def _plain(value: Any) -> Any:
@@ -344,11 +367,7 @@ def with_overrides(recipe: Recipe, folds: str | None = None, seeds: str | None =
             raise RecipeError("--seeds: expected comma-separated integers")
         changes["seeds"] = _seeds(parsed, "--seeds")
     if systems is not None:
-        chosen = list(_once(tuple(s.strip() for s in systems.split(",") if s.strip()), "--systems"))
-        bad = [s for s in chosen if s not in KNOWN]
-        if bad or not chosen:
-            raise RecipeError(f"--systems: unknown {bad or 'empty list'}; known: {', '.join(KNOWN)}")
-        changes["systems"] = tuple(s for s in KNOWN if s in chosen)
+        changes["systems"] = _systems([s.strip() for s in systems.split(",") if s.strip()], "--systems")
     if epochs is not None:
         if epochs < 1:
             raise RecipeError("--epochs must be >= 1")

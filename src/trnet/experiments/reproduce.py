@@ -15,9 +15,7 @@ evaluations: the engine (engine.py: local processes, the default; engine_ray.py:
 
 from __future__ import annotations
 
-import argparse
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -27,19 +25,19 @@ from typing import Any
 import torch
 from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
-from trnet.corpora import CorpusError, read_manifest
+from trnet.corpora import read_manifest
 from trnet.device import torch_device
 from trnet.experiments.engine import Engine, Grid, LocalEngine
 from trnet.experiments.engine_ray import RayEngine
 from trnet.experiments.grid import build_stores, check_se, training_order, work_lock
 from trnet.experiments.manifests import prepare
-from trnet.experiments.recipe import Recipe, RecipeError, load_recipe, with_overrides
-from trnet.experiments.report import make_report
-from trnet.experiments.results import git_commit, predictions_path, write_results
+from trnet.experiments.recipe import Recipe, RecipeError
 from trnet.models import load_config
 from trnet.protocol.folds import loso_folds
+from trnet.report.markdown import make_report
+from trnet.report.results import git_commit, predictions_path, write_results
 from trnet.store import ConditionStore
-from trnet.utils import atomic_path, free_cores
+from trnet.utils import atomic_path
 
 
 def make_engine(recipe: Recipe, workers: int = 1, jobs: int = 1, verbose: bool = False) -> Engine:
@@ -94,7 +92,7 @@ def _run(recipe: Recipe, engine: Engine, workers: int, device: str, verbose: boo
     bad = [f for f in folds if not 0 <= f < n_folds]
     if bad:
         raise RecipeError(f"folds {bad} out of range: this corpus has {n_folds} folds (0..{n_folds - 1})")
-    chunks = engine.chunk_map(recipe.se, recipe.se_options)  # None: the builder's local processes
+    chunks = engine.chunk_map()  # None: the builder's local processes
     stores = build_stores(recipe, corpus, noise, workers, quiet, map_chunks=chunks)
 
     order = training_order(recipe.systems, needs_teacher=any(load_config(s).teacher for s in recipe.systems))
@@ -166,43 +164,3 @@ def _run(recipe: Recipe, engine: Engine, workers: int, device: str, verbose: boo
     write_results(results_dir, rows, meta)
     log(f"results: {results_dir / 'results.csv'} ({len(rows)} rows)")
     return results_dir
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recipe", type=Path, help="recipe TOML (see recipes/)")
-    p.add_argument("--folds", help="comma-separated fold indices, or 'all' (default: the recipe's)")
-    p.add_argument("--seeds", help="comma-separated seeds (default: the recipe's)")
-    p.add_argument("--systems", help="comma-separated systems, e.g. trnet,baseline-e (default: the recipe's)")
-    p.add_argument("--epochs", type=int, help="maximum epochs (default: the recipe's)")
-    p.add_argument("--work", type=Path, help="work directory (default: the recipe's)")
-    p.add_argument("--workers", type=int, default=free_cores(),
-                   help="processes building the condition store (default: the free cores, %(default)s now; "
-                        "ray: the CPUs of the local Ray it starts)")
-    p.add_argument("--device", help="torch device for training and evaluation (default: cuda if available, else cpu; "
-                                    "ray: cuda if tasks have GPUs)")
-    p.add_argument("--threads", type=int, help="torch CPU threads for training (default: torch's, one per core); "
-                                               "use 1 on a machine shared with other jobs")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="local engine: train this many (fold, seed) groups in parallel, one thread each "
-                        "(CPU: try the core count)")
-    p.add_argument("--engine", choices=("local", "ray"),
-                   help="where the work runs (default: the recipe's, else local): local processes, or Ray tasks")
-    p.add_argument("--address", help="ray: a running cluster to join ('auto', 'ray://head:10001'); "
-                                     "default: start a local Ray of --workers CPUs")
-    p.add_argument("--num-cpus", type=float, help="ray: CPUs per task (default: the recipe's, else 1)")
-    p.add_argument("--num-gpus", type=float,
-                   help="ray: GPUs per training/evaluation task; fractional shares a GPU, e.g. 0.25 (default 0)")
-    p.add_argument("--verbose", action="store_true", help="print every training epoch")
-    p.add_argument("--no-report", action="store_true", help="write the results but not the report")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        recipe = with_overrides(load_recipe(args.recipe), args.folds, args.seeds, args.systems, args.epochs, args.work,
-                                args.engine, args.address, args.num_cpus, args.num_gpus)
-        reproduce(recipe, workers=args.workers, device=args.device, verbose=args.verbose, report=not args.no_report,
-                  threads=args.threads, jobs=args.jobs)
-    except (RecipeError, CorpusError) as err:
-        print(f"trnet reproduce: error: {err}", file=sys.stderr)
-        return 2
-    return 0

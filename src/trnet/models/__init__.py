@@ -2,9 +2,8 @@
 `SERSystem` class whose configurations are the seven compared systems."""
 
 from trnet.models.system import (
-    RECOMMENDED,
-    SYSTEMS,
-    VARIANTS,
+    PAPER_TRAINING,
+    PAPER_WIDTH,
     SERSystem,
     SystemConfig,
     SystemOutput,
@@ -17,9 +16,8 @@ from trnet.models.system import (
 )
 
 __all__ = [
-    "SYSTEMS",
-    "RECOMMENDED",
-    "VARIANTS",
+    "PAPER_TRAINING",
+    "PAPER_WIDTH",
     "SERSystem",
     "SystemConfig",
     "SystemOutput",

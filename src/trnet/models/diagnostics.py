@@ -1,4 +1,4 @@
-"""Diagnostics of the SNR-aware module (issue #12): the least-squares ("oracle") coefficient
+"""Diagnostics of the SNR-aware module (docs/design.md §6.2): the least-squares ("oracle") coefficient
 and the rank correlation between estimated c and the SNR. Pure functions: no model, no I/O."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Acoustic encoders of the SER module (paper §3.3): LMFB [B, T, F] + valid lengths [B] ->
 utterance representation h [B, D], D = 8 * width (256 at the default width 32).
 
-- `ResNetEncoder` (SPEC default, paper §3.3/§4.2): four residual blocks, 5x5 kernels, stride 2.
+- `ResNetEncoder` (the default, paper §3.3/§4.2): four residual blocks, 5x5 kernels, stride 2.
 - `CNN6Encoder` (the authors' code): PANNs-style CNN6 on LMFB + delta + delta-delta.
 
 Both start with a BatchNorm per mel bin (PANNs' bn0; the raw LMFB has a large offset and

@@ -1,5 +1,5 @@
 """Training objective (paper §3.2, §3.4, §3.5): L = L_task + alpha L_low + beta L_high, eq. (8),
-plus gamma L_c (beyond the paper, issue #12; gamma = 0 by default)."""
+plus gamma L_c (beyond the paper, docs/design.md §6.2; gamma = 0 by default)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ Options (SystemConfig keys `snr_input`, `snr_init`; the paper's behaviour is the
               "lmfb-std"   eq. (1) on the LMFB standardised per mel bin, (X - mu) / sigma, with
                            mu, sigma from the training speakers only (buffers `input_mean`,
                            `input_std`, saved with the weights and used unchanged at inference
-                           and in export; the trainer sets them, training.data.snr_input_stats).
+                           and in export; the trainer sets them, batches.snr_input_stats).
                            The cosine ignores each column's scale, so mu is what matters: it
                            removes the large positive offset every LMFB column shares, which
                            keeps eq. (1) near 1 for every utterance on the raw LMFB.

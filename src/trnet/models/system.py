@@ -1,5 +1,5 @@
 """The one model class (paper Figure 1, §4.4). The seven compared systems are configurations of
-it (SPEC §6), read from src/trnet/configs/<name>.toml:
+it (docs/design.md §6), read from src/trnet/configs/<name>.toml:
 
     input "x"      encoder(X)                                        Baseline-c, Baseline-n
     input "xe"     encoder(X_e)                                      Baseline-e
@@ -12,25 +12,22 @@ so the student's state_dict and inference graph have no teacher in them."""
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, fields, replace
-from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from trnet import configs
+from trnet.configs import ConfigError
 from trnet.models.bridge import FiLMBridge
 from trnet.models.encoder import ENCODERS
 from trnet.models.snr_aware import C_TARGETS, SNR_INITS, SNR_INPUTS, SNRAware
 from trnet.utils import safe_component
 
-SYSTEMS = ("baseline-c", "baseline-n", "baseline-e", "baseline-ne", "trnet", "trnet-wo-low", "trnet-wo-high")  # Table 1
-# beyond Table 1: options of the SNR-aware module (issue #12), configs/<name>.toml
+# beyond Table 1: options of the SNR-aware module (docs/design.md §6.2)
 SNR_OPTIONS = ("snr_input", "snr_init", "gamma", "c_target")  # SystemConfig fields of the SNR-aware module
-VARIANTS = ("trnet-std", "trnet-std-snr", "trnet-std-oracle", "trnet-power", "trnet-pytorch-init", "trnet-robust")
-RECOMMENDED = ("trnet-robust", "trnet-std")  # (name, the variant it is): chosen by validation UAR, issue #12
 INPUTS = ("x", "xe", "ne", "trnet")
 
 
@@ -43,11 +40,11 @@ class SystemConfig:
     beta: float  # weight of L_high, eq. (8)
     bridge: bool  # FiLM bridge, eq. (6)
     teacher: bool  # frozen Baseline-c teacher gives h_s
-    encoder: str = "resnet"  # "resnet" (SPEC default) or "cnn6" (the authors' code)
+    encoder: str = "resnet"  # "resnet" (the paper's text) or "cnn6" (the authors' code)
     width: int = 32  # channels of the first block; h has 8 * width dimensions
     n_classes: int = 4
     n_mels: int = 80
-    # SNR-aware module options (issue #12; the defaults are the paper's, see models/snr_aware.py)
+    # SNR-aware module options (docs/design.md §6.2; the defaults are the paper's, see models/snr_aware.py)
     snr_input: str = "lmfb"  # what eq. (1) compares: "lmfb" | "lmfb-std" | "mel-power"
     snr_init: str = "project"  # FC init: "project" (weights 0, bias 0.5) | "pytorch" (nn.Linear default)
     gamma: float = 0.0  # weight of L_c = mean (c - c*)^2 (beyond the paper; models/losses.py)
@@ -76,12 +73,12 @@ class SystemConfig:
         }
         problems = [message for message, failed in checks.items() if failed]
         if problems:
-            raise ValueError(f"system {self.name!r}: " + "; ".join(problems))
+            raise ConfigError(f"system {self.name!r}: " + "; ".join(problems))
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Training settings (SPEC §7). The defaults are the paper's, and this class is their one
+    """Training settings (docs/design.md §7). The defaults are the paper's, and this class is their one
     home: a system's TOML may override them in a [training] table (the built-in ones don't)."""
 
     epochs: int = 80
@@ -103,26 +100,32 @@ class TrainingConfig:
             raise ValueError("training settings: " + "; ".join(problems))
 
 
+PAPER_TRAINING = TrainingConfig()  # docs/design.md §7: the defaults are the paper's (80 epochs, batch 32)
+PAPER_WIDTH = SystemConfig.width  # 32: filters 32..256 (docs/design.md §5)
+
+
 def _read_toml(name_or_path: str | Path) -> tuple[str, dict]:
+    """A system's name and table, by name (the registry, `trnet.configs`; an alias resolves
+    to its system) or by the path of a .toml file."""
     path = Path(name_or_path)
     if path.suffix != ".toml":
-        path = Path(str(resources.files("trnet") / "configs" / f"{name_or_path}.toml"))
-        if not path.exists():
-            raise FileNotFoundError(
-                f"no system config {name_or_path!r}; known systems: {', '.join(SYSTEMS)}, or a .toml path"
-            )
-    with open(path, "rb") as f:
-        return path.stem, tomllib.load(f)
+        path = configs.find(str(name_or_path))
+    elif not path.is_file():
+        raise ConfigError(f"{path}: no such system config")
+    table = configs.read_toml(path)
+    table.pop("about", None)  # what the registry reads: names, families, order (trnet.configs)
+    return path.stem, table
 
 
 def load_config(name_or_path: str | Path) -> SystemConfig:
-    """A system config by name (one of SYSTEMS) or .toml path; its name is the file's stem."""
+    """A system config by name (`trnet.configs.names()`, or an alias) or .toml path; its name
+    is the file's stem."""
     name, table = _read_toml(name_or_path)
     table.pop("training", None)
     try:
         return SystemConfig(name=name, **table)
     except TypeError as e:  # unknown or missing keys
-        raise ValueError(f"{name_or_path}: {e}") from None
+        raise ConfigError(f"{name_or_path}: {e}") from None
 
 
 def load_training_config(name_or_path: str | Path) -> TrainingConfig:
@@ -131,7 +134,7 @@ def load_training_config(name_or_path: str | Path) -> TrainingConfig:
     try:
         return TrainingConfig(**table.get("training", {}))
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{name_or_path} [training]: {e}") from None
+        raise ConfigError(f"{name_or_path} [training]: {e}") from None
 
 
 def teacher_config(cfg: SystemConfig) -> SystemConfig:

@@ -1,4 +1,4 @@
-"""Inference on your own audio (the library part; `trnet predict` is `trnet.predict.cli`).
+"""Inference on your own audio (the library part; `trnet predict` is `trnet.commands.predict`).
 
     model = trnet.predict.load("runs/trnet/fold0-seed1")    # or trnet.load(...)
     p = model.predict(wave, sample_rate)                     # Prediction(label, probabilities, c, ...)

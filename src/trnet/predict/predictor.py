@@ -3,7 +3,7 @@
     model = trnet.load("runs/trnet/fold0-seed1")
     p = model.predict(wave, sample_rate)      # Prediction(label, probabilities, c, reliable, ...)
 
-Inputs are handled as at training time (SPEC §1): mono, 16 kHz, SE on the waveform, LMFB of
+Inputs are handled as at training time (docs/design.md §1): mono, 16 kHz, SE on the waveform, LMFB of
 the noisy and the enhanced signal, padded frames masked. The models were trained on segments
 of at most 5 s, so a longer input is cut into 5 s windows with overlap (hop 2.5 s); the file's
 result is the mean of the window probabilities weighted by each window's length (digitally
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trnet import enhance
+from trnet import enhance, pretrained
 from trnet.audio import SAMPLE_RATE, AudioError, declared_rate, resample, stream_audio, wav_truncation
 from trnet.device import torch_device
 from trnet.enhance import Enhancer
@@ -41,12 +41,13 @@ from trnet.features import FRAME_LENGTH, fbank, num_frames
 from trnet.models import SERSystem
 from trnet.predict.stream import Segment, WindowStream, spans
 from trnet.runs import RunError, load_run
+from trnet.utils import UserError
 
 MIN_SECONDS = 0.5  # shorter inputs carry too little speech for an emotion estimate
 SILENCE_PEAK = 1e-4  # peak amplitude below this (about -80 dBFS) is digital silence
 LOUD_PEAK = 4.0  # peak amplitude above this (12 dB over full scale) is not audio as the model knows it
 MIN_RATE = 4_000  # Hz: a file declared at a lower rate holds no speech band (a wrong header?)
-WINDOW_SECONDS = 5.0  # the training segment length (SPEC §1)
+WINDOW_SECONDS = 5.0  # the training segment length (docs/design.md §1)
 MAX_WINDOW_SECONDS = 60.0  # longer windows would hold a minute of audio per model call
 HOP_SECONDS = 2.5
 WINDOW_BATCH = 16  # windows per model call: bounds memory (activations) on hour-long inputs
@@ -100,10 +101,11 @@ class Predictor:
         self.device = device
         self.labels: list[str] = list(config["labels"])
         if len(self.labels) != model.cfg.n_classes:
-            raise ValueError(f"config.json lists {len(self.labels)} labels for a {model.cfg.n_classes}-class model")
+            raise RunError(f"config.json lists {len(self.labels)} labels for a {model.cfg.n_classes}-class model")
         self.window = round(window * SAMPLE_RATE)
         self.hop = round(hop * SAMPLE_RATE)
         self.warnings: list[str] = []  # about the model as a whole (e.g. an SE it was not trained with)
+        self.path: Path | None = None  # the run directory or bundle it was loaded from (set by `load`)
 
     @property
     def system(self) -> str:
@@ -285,17 +287,17 @@ class InputOverflow(AudioError):
 
 
 def check_windows(window: float, hop: float) -> None:
-    """ValueError unless the windowing covers the input: MIN_SECONDS <= window <=
+    """UserError unless the windowing covers the input: MIN_SECONDS <= window <=
     MAX_WINDOW_SECONDS, 0 < hop <= window (finite numbers)."""
     if not (math.isfinite(window) and MIN_SECONDS <= window <= MAX_WINDOW_SECONDS):
-        raise ValueError(f"window must be a number of seconds from {MIN_SECONDS} to {MAX_WINDOW_SECONDS:g}, "
-                         f"got {window}")
+        raise UserError(f"window must be a number of seconds from {MIN_SECONDS} to {MAX_WINDOW_SECONDS:g}, "
+                        f"got {window}")
     if not (math.isfinite(hop) and 0 < hop <= window):
-        raise ValueError(f"hop must lie in (0, window = {window}] s, got {hop}")
+        raise UserError(f"hop must lie in (0, window = {window}] s, got {hop}")
 
 
 def load(
-    path: str | Path,
+    path: str | Path | None = None,
     se: str | None = None,
     device: str = "cpu",
     se_options: dict | None = None,
@@ -303,7 +305,9 @@ def load(
     hop: float = HOP_SECONDS,
     allow_unfinished: bool = False,
 ) -> Predictor:
-    """A trained run (directory or its best.safetensors) with its SE front-end.
+    """A trained run (directory or its best.safetensors) with its SE front-end; None (or a
+    bundle's name) is a model bundled with the package (`trnet.pretrained`), checked against
+    its SHA-256 first.
 
     `se` defaults to the back-end the model was trained with, with its training options; any
     other back-end gives a UserWarning, since the model learnt the artefacts of its own SE.
@@ -312,6 +316,7 @@ def load(
     UserWarning saying so."""
     check_windows(window, hop)
     device = str(torch_device(device))
+    path = pretrained.resolve(path)
     model, config = load_run(path, device=device, allow_unfinished=allow_unfinished)
     trained_se = config.get("se")
     notes = []
@@ -326,7 +331,7 @@ def load(
     else:
         name = se or trained_se
         if name is None:
-            raise ValueError(f"{path}: config.json names no SE back-end; pass se=NAME")
+            raise RunError(f"{path}: config.json names no SE back-end; pass se=NAME")
         if name != trained_se:
             notes.append(
                 f"model was trained on features enhanced by {trained_se!r}, not {name!r}: "
@@ -339,6 +344,7 @@ def load(
     for note in notes:
         warnings.warn(note, UserWarning, stacklevel=2)
     predictor.warnings = notes
+    predictor.path = path
     return predictor
 
 

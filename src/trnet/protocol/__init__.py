@@ -1,2 +1,2 @@
 """Experimental protocol: leave-one-speaker-out folds, SNR mixing, and source-disjoint noise
-assignment (SPEC §2, §3)."""
+assignment (docs/design.md §2, §3)."""

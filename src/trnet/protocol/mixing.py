@@ -1,4 +1,4 @@
-"""Mixing speech and noise at a target SNR, exactly as SPEC §2 defines it:
+"""Mixing speech and noise at a target SNR, exactly as docs/design.md §2 defines it:
 x = s + k·n, k = sqrt(P_s / (P_n · 10^(SNR/10))), where P_s and P_n are mean powers over
 the utterance's true length (its `valid` samples), not over the zero-padded 5 s segment:
 a 2 s utterance labelled 0 dB is at 0 dB where the speech is. (Powers over the padded
@@ -47,7 +47,7 @@ def snr_db(speech: np.ndarray, noise_part: np.ndarray, valid: int | None = None)
 def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float, valid: int | None = None) -> np.ndarray:
     """Add `noise` (looped/trimmed to the speech length) to `speech` at `snr_db` dB; float32.
     `valid` is the utterance's true length in samples (the rest of `speech` is zero padding):
-    both powers are measured over those samples (SPEC §2); None means the whole array.
+    both powers are measured over those samples (docs/design.md §2); None means the whole array.
     Silent (all-zero) or non-finite speech or noise is a ValueError, never a NaN mixture."""
     speech = np.asarray(speech)
     noise = np.asarray(noise)

@@ -1,4 +1,4 @@
-"""Source-disjoint noise (SPEC §2): clips are grouped by source recording and the groups are
+"""Source-disjoint noise (docs/design.md §2): clips are grouped by source recording and the groups are
 split into disjoint pools, one per session, so that no two sessions, hence never train and
 test of any fold, hear noise cut from the same recording. Each utterance then gets one fixed
 clip of its session's pool, chosen from a hash of (seed, noise corpus, utterance id) so that

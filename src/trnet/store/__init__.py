@@ -1,5 +1,5 @@
 """The condition store: clean, noisy and enhanced LMFB of every utterance under every
-condition, computed once and memory-mapped (SPEC §2, §4).
+condition, computed once and memory-mapped (docs/design.md §2, §4).
 
     build(BuildSpec(...), out)         # trnet conditions; resumes after a kill (builder.py)
     store = ConditionStore(out)        # read access (reader.py)

@@ -1,5 +1,5 @@
 """Building a condition store: for every utterance, the clean LMFB X_s and, for each
-condition (clean; each noise corpus x SNR), the noisy X and the enhanced X_e (SPEC §2, §4).
+condition (clean; each noise corpus x SNR), the noisy X and the enhanced X_e (docs/design.md §2, §4).
 
 The authors recompute noise mixing, SE and features inside every training step; here they
 are computed once and kept as float16 memory-mapped arrays (`trnet.store.layout`), so a
@@ -92,7 +92,7 @@ class BuildSpec:
         return store_key(self.corpus, self.noise, self.se, self.se_options, se_version, self.seed, self.snrs)
 
 
-_worker_se: enhance.Enhancer | None = None
+_worker_se: dict[str, enhance.Enhancer] = {}  # this process's back-end, by its spec (at most one)
 
 
 def load_enhancer(se: str, se_options: dict) -> enhance.Enhancer:
@@ -103,20 +103,28 @@ def load_enhancer(se: str, se_options: dict) -> enhance.Enhancer:
         raise StoreError(f"SE back-end {se!r} with options {se_options}: {err}") from None
 
 
-def init_worker(se: str, se_options: dict, parent: int | None = None) -> None:
-    """Per worker process: exit with the parent, one thread, one SE back-end for all the
-    chunks it computes."""
-    global _worker_se
+def init_worker(parent: int | None = None) -> None:
+    """Per worker process: exit with the parent, one thread."""
     if parent is not None:
         die_with_parent(parent)
     torch.set_num_threads(1)
-    _worker_se = enhance.load(se, **se_options)
+
+
+def worker_enhancer(se: str, se_options: dict) -> enhance.Enhancer:
+    """The back-end a job names, built once per process: pool workers and Ray's reused
+    worker processes compute many chunks with one back-end."""
+    key = json.dumps([se, se_options], sort_keys=True, default=str)
+    if key not in _worker_se:
+        _worker_se.clear()
+        _worker_se[key] = load_enhancer(se, se_options)
+    return _worker_se[key]
 
 
 def process_chunk(job: dict) -> dict:
     """All conditions of a few utterances: float16 features and achieved SNRs (no I/O but
-    reading the audio, so that any engine can run it; the builder commits the result)."""
-    se, snrs = _worker_se, job["snrs"]
+    reading the audio, so that any engine can run it; the builder commits the result). The
+    job carries everything, the SE back-end and its options included."""
+    se, snrs = worker_enhancer(job["se"], job["se_options"]), job["snrs"]
     out: dict[str, list] = {"xs": [], "xe_clean": [], "x": [], "xe": [], "snr": [], "frames": []}
     t_se = 0.0
     audio: dict[str, np.ndarray] = {}
@@ -127,7 +135,7 @@ def process_chunk(job: dict) -> dict:
         for noise in utt["noise"]:
             clip = load_audio(noise["path"], offset=float(noise["offset"]), duration=float(noise["duration"]))
             for snr in snrs:
-                mixed = mix_at_snr(speech, clip, snr, valid=n)  # powers over the true length (SPEC §2)
+                mixed = mix_at_snr(speech, clip, snr, valid=n)  # powers over the true length (docs/design.md §2)
                 waves.append(mixed.astype(np.float32))
                 achieved.append(snr_db(speech, mixed.astype(np.float64) - speech, valid=n))
         batch = torch.from_numpy(np.stack(waves))
@@ -152,12 +160,11 @@ def process_chunk(job: dict) -> dict:
     return {"index": job["index"], "t_se": t_se, "audio": audio, **{k: np.asarray(v) for k, v in out.items()}}
 
 
-def local_map(se: str, se_options: dict, workers: int) -> ChunkMap:
+def local_map(workers: int) -> ChunkMap:
     """Chunks in `workers` local processes (the default engine)."""
 
     def run(jobs: list[dict]) -> Iterator[dict]:
-        with ProcessPoolExecutor(max_workers=workers, initializer=init_worker,
-                                 initargs=(se, se_options, os.getpid())) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=(os.getpid(),)) as pool:
             yield from pool.map(process_chunk, jobs)
 
     return run
@@ -278,12 +285,12 @@ def _build(spec: BuildSpec, root: Path, key: dict, workers: int, quiet: bool, ma
             for j in idx
         ]
         jobs.append({"chunk": i, "index": list(idx), "utts": job_utts, "snrs": list(spec.snrs),
-                     "keep_audio": spec.keep_audio, "key": key["hash"]})
+                     "se": spec.se, "se_options": spec.se_options, "keep_audio": spec.keep_audio, "key": key["hash"]})
     done_before = -(-len(utts) // CHUNK) - len(jobs)
 
     bar = tqdm(total=len(utts), initial=done_before * CHUNK, unit="utt", desc=f"conditions ({spec.se})", disable=quiet)
     if jobs:
-        mapper = map_chunks or local_map(spec.se, spec.se_options, workers)
+        mapper = map_chunks or local_map(workers)
         for job, res in zip(jobs, mapper(jobs)):
             _commit_chunk(root, arrays, noises, spec, job, res)
             bar.update(len(job["index"]))

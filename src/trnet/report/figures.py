@@ -1,4 +1,4 @@
-"""The report's figures (paper §5, SPEC §8), drawn from a results directory:
+"""The report's figures (paper §5, docs/design.md §8), drawn from a results directory:
 
     uar_vs_snr.png            UAR vs SNR per noise corpus, every system
     fig2_snr_coefficient.png  Figure 2: estimated c vs SNR (quartiles) and the oracle c, systems with c
@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from trnet.configs import display_name
 from trnet.corpora import LABELS
 from trnet.evaluation.metrics import confusion
-from trnet.experiments.evalcache import TSNE_SNRS, TSNE_SYSTEMS
-from trnet.experiments.results import Results, RunPredictions, display_name
+from trnet.report.results import TSNE_SNRS, Results, RunPredictions, tsne_systems
 from trnet.store import condition_name
 from trnet.utils import atomic_path
 
@@ -154,7 +154,7 @@ def figure3(res: Results, path: Path) -> tuple[str, list[dict[str, Any]]]:
     """t-SNE of h (paper Figure 3); returns a note on what was drawn and centre distances."""
     from sklearn.manifold import TSNE  # heavy, and only this figure needs it
 
-    systems = [s for s in TSNE_SYSTEMS if s in res.systems]
+    systems = [s for s in tsne_systems() if s in res.systems]
     run = _tsne_run(res, systems) if systems else None
     if run is None:
         return "Figure 3 skipped: none of Baseline-c, Baseline-e, TRNet has a run with kept representations.", []
@@ -212,7 +212,7 @@ def figure3(res: Results, path: Path) -> tuple[str, list[dict[str, Any]]]:
         "condition centres. One model per system, as in the paper (representations of different models are "
         "not in one space)."
     )
-    missing = [s for s in TSNE_SYSTEMS if s not in systems]
+    missing = [s for s in tsne_systems() if s not in systems]
     if missing:
         note += f" Not drawn (not run or no h kept): {', '.join(display_name(s) for s in missing)}."
     return note, distances

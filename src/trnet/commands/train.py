@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from trnet.models.encoder import ENCODERS
-from trnet.training.trainer import spec_from_names, train
+from trnet import configs
 from trnet.utils import check_folder_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="system name (e.g. trnet, baseline-e) or a config TOML path")
+    p.add_argument("--config", required=True, metavar="SYSTEM",
+                   help=f"a system ({configs.known()}) or a system config's .toml path")
     p.add_argument("--fold", type=int, required=True, help="LOSO fold index (0 .. 2 x sessions - 1)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--store", type=Path, required=True, help="condition store (trnet conditions)")
@@ -21,14 +19,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--out", type=Path, required=True, help="runs directory; the run goes to OUT/<system>/fold<K>-seed<S>"
     )
     p.add_argument("--epochs", type=int, help="override the config's maximum epochs")
-    p.add_argument("--encoder", choices=tuple(ENCODERS), help="override the config's encoder")
+    p.add_argument("--encoder", help="override the config's encoder (resnet or cnn6)")
     p.add_argument("--width", type=int, help="override the encoder width (channels of the first block)")
     p.add_argument("--train-noise", help="noise corpus of the store to train on (default: esc50, else the first)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--quiet", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from trnet.training.trainer import spec_from_names, train
+
     check_folder_path(args.out, "--out")
     overrides = {k: getattr(args, k) for k in ("encoder", "width") if getattr(args, k) is not None}
     spec = spec_from_names(
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         system_overrides=overrides,
         training_overrides={"epochs": args.epochs},
         train_noise=args.train_noise,
-        device=args.device,
+        device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
     )
     path = train(spec, quiet=args.quiet)
     print(f"run: {path}")

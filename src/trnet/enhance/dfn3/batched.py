@@ -34,6 +34,7 @@ frame without its delay, i.e. shifted by 30 ms).
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
@@ -42,9 +43,9 @@ import torch
 from torch import Tensor
 
 from trnet.enhance.base import SAMPLE_RATE, Enhancer, check_batch, make_version
-from trnet.enhance.dfn3_model import GRAPHS, HISTORY, model_files
-from trnet.enhance.dfn3_signal import SignalPath, attenuation_limit
-from trnet.enhance.dfn3_torch import TorchGraphs
+from trnet.enhance.dfn3.model import GRAPHS, HISTORY, model_files
+from trnet.enhance.dfn3.signal import SignalPath, attenuation_limit
+from trnet.enhance.dfn3.torch_graphs import TorchGraphs
 
 DF_RATE = 48_000
 
@@ -116,6 +117,29 @@ def _torch_graphs(device: str) -> TorchGraphs:
     return TorchGraphs(device)
 
 
+@dataclass(frozen=True)
+class DFN3Options:
+    """The options of `dfn3` (what each does: the DFN3 class below)."""
+
+    atten_lim_db: float = 100.0
+    post_filter_beta: float = 0.0
+    batch_frames: int = 1024
+    threads: int | None = None
+    runtime: str = "onnxruntime"
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        attenuation_limit(self.atten_lim_db)  # raises for a negative limit
+        if self.post_filter_beta < 0:
+            raise ValueError(f"post_filter_beta must be >= 0 (0 = off), got {self.post_filter_beta}")
+        if self.batch_frames < 1 or (self.threads is not None and self.threads < 1):
+            raise ValueError("batch_frames and threads must be >= 1")
+        if self.runtime not in ("onnxruntime", "torch"):
+            raise ValueError(f"runtime must be 'onnxruntime' or 'torch', got {self.runtime!r}")
+        if self.runtime == "onnxruntime" and self.device not in (None, "cpu"):
+            raise ValueError(f"runtime='onnxruntime' runs on the CPU; device={self.device!r} needs runtime='torch'")
+
+
 class DFN3(Enhancer):
     """DeepFilterNet3 at 48 kHz behind a 16 kHz interface (soxr HQ resampling both ways),
     whole utterances through the ONNX graphs, several utterances per graph call.
@@ -128,38 +152,27 @@ class DFN3(Enhancer):
     over (a long utterance runs alone, in chunks). It bounds memory and never changes
     outputs (bitwise; tested); `threads`: onnxruntime's intra-op threads (default:
     torch.get_num_threads() when the back-end is built); `runtime`: "onnxruntime" (default)
-    or "torch" (the same weights in PyTorch, `trnet.enhance.dfn3_torch`, on `device`:
+    or "torch" (the same weights in PyTorch, `trnet.enhance.dfn3.torch_graphs`, on `device`:
     default "cuda" when available, else "cpu"; on a CPU it is 2-3x slower than onnxruntime)."""
 
     name = "dfn3"
+    Options = DFN3Options
 
-    def __init__(
-        self,
-        atten_lim_db: float = 100.0,
-        post_filter_beta: float = 0.0,
-        batch_frames: int = 1024,
-        threads: int | None = None,
-        runtime: str = "onnxruntime",
-        device: str | None = None,
-    ):
-        self.atten_lim_db = float(atten_lim_db)
+    def __init__(self, **options: object):
+        o = self.configure(options)
+        self.atten_lim_db = o.atten_lim_db
         self._atten_lim = attenuation_limit(self.atten_lim_db)
-        self.post_filter_beta = float(post_filter_beta)
-        if self.post_filter_beta < 0:
-            raise ValueError(f"post_filter_beta must be >= 0 (0 = off), got {post_filter_beta}")
-        self.batch_frames = int(batch_frames)
-        self.threads = int(threads) if threads is not None else torch.get_num_threads()
+        self.post_filter_beta = o.post_filter_beta
+        self.batch_frames = o.batch_frames
+        runtime, device, threads = o.runtime, o.device, o.threads
+        self.threads = threads if threads is not None else torch.get_num_threads()
         self._files = model_files()
         self._sp = SignalPath(self._files.params)
         if runtime == "onnxruntime":
-            if device not in (None, "cpu"):
-                raise ValueError(f"runtime='onnxruntime' runs on the CPU; device={device!r} needs runtime='torch'")
             self._graphs, self.device = _graphs(self.threads), "cpu"
-        elif runtime == "torch":
+        else:
             self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
             self._graphs = _torch_graphs(self.device)
-        else:
-            raise ValueError(f"runtime must be 'onnxruntime' or 'torch', got {runtime!r}")
         self.runtime = runtime
 
     @classmethod

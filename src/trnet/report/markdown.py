@@ -1,4 +1,4 @@
-"""`trnet report RESULTS_DIR`: the paper's tables and figures (§5, SPEC §8) from a results
+"""`trnet report RESULTS_DIR`: the paper's tables and figures (§5, docs/design.md §8) from a results
 directory written by `trnet reproduce`, as report.md plus PNGs beside it.
 
     Table 1     per system: clean, and each noise corpus as the mean over its SNRs; UAR and
@@ -21,22 +21,23 @@ note, never an error.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from trnet.experiments.figures import confusion_figure, figure2, figure3, figure_uar
-from trnet.experiments.recipe import PAPER_TRAINING, PAPER_WIDTH
-from trnet.experiments.refinement import FLAT_SPREAD, c_table, selection
-from trnet.experiments.results import TRNET_FAMILY, Results, display_name, load_results
-from trnet.experiments.tables import paper_table1, significance, snr_table, table1, table2
+from trnet import configs
+from trnet.configs import display_name
 from trnet.features import N_MELS, T_MAX
-from trnet.models import SYSTEMS
-from trnet.utils import write_text_atomic
+from trnet.models import PAPER_TRAINING, PAPER_WIDTH
+from trnet.report.aliases import study_evidence
+from trnet.report.figures import confusion_figure, figure2, figure3, figure_uar
+from trnet.report.primary import primary_section
+from trnet.report.results import Results, load_results
+from trnet.report.selection import FLAT_SPREAD, c_table, selection
+from trnet.report.tables import paper_table1, significance, snr_table, table1, table2
+from trnet.utils import write_json_atomic, write_text_atomic
 
-PAPER_SEEDS, PAPER_FOLDS = 3, 10  # SPEC §3: 10 leave-one-speaker-out folds x 3 seeds
+PAPER_SEEDS, PAPER_FOLDS = 3, 10  # docs/design.md §3: 10 leave-one-speaker-out folds x 3 seeds
 
 
 def _setup(res: Results) -> list[str]:
@@ -144,7 +145,7 @@ def make_report(results_dir: str | Path, out: str | Path | None = None, also: di
     meta = res.meta
     md = [f"# TRNet reproduction report: {meta.get('recipe', {}).get('name', results_dir.name)}", "", "## Setup", ""]
     md += _setup(res)
-    missing = [s for s in SYSTEMS if s not in res.systems]
+    missing = [s for s in configs.names(paper_only=True) if s not in res.systems]
     if missing:
         md.append(f"- Not run: {', '.join(display_name(s) for s in missing)} (their rows and figures are left out).")
     n_runs = {s: len(res.runs(s)) for s in res.systems}
@@ -154,6 +155,11 @@ def make_report(results_dir: str | Path, out: str | Path | None = None, also: di
            "Test speaker of each fold; mean ± sample std over the (fold, seed) runs; noise columns are the mean over "
            "the SNRs. Best mean per column in bold.", "", table1(res), ""]
     md += ["Paper (IEMOCAP, CMGAN, 10 folds × 3 seeds), for reference:", "", paper_table1(), ""]
+    analysis = meta.get("recipe", {}).get("table", {}).get("analysis")
+    if analysis:
+        lines, numbers = primary_section(res, analysis, list(also or {}))
+        md += ["## The declared comparison", "", *lines, ""]
+        write_json_atomic(out / "primary.json", numbers)
     md += ["## Per-SNR results", ""]
     if res.noises:
         figure_uar(res, out / "uar_vs_snr.png")
@@ -181,7 +187,8 @@ def make_report(results_dir: str | Path, out: str | Path | None = None, also: di
                f"it falls monotonically with the SNR (\"flat\": it moves less than {FLAT_SPREAD} in all), and the "
                "Spearman rho between c and SNR over each run's test "
                "utterances × conditions (clean ranked highest), mean ± std over runs:", "", c_table(res), ""]
-        absent = [display_name(s) for s in TRNET_FAMILY if s not in drawn]
+        absent = [info.display for s, info in configs.systems().items() if info.paper and info.snr_aware
+                  and s not in drawn]
         if absent:
             md += [f"Not run: {', '.join(absent)}.", ""]
     else:
@@ -228,28 +235,5 @@ def make_report(results_dir: str | Path, out: str | Path | None = None, also: di
         tests += more
     write_text_atomic(out / "report.md", "\n".join(md))
     write_text_atomic(out / "significance.json", json.dumps(tests, indent=2) + "\n")
+    write_json_atomic(out / "selection.json", study_evidence(res, results_dir.name))  # for `trnet select`
     return out / "report.md"
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("results", type=Path, help="results directory (WORK/results of `trnet reproduce`)")
-    p.add_argument("--out", type=Path, help="where to write report.md and the figures (default: RESULTS)")
-    p.add_argument("--also", action="append", default=[], metavar="TAG=RESULTS",
-                   help="add another results directory's runs as systems <system>@TAG (repeatable)")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        also = {}
-        for item in args.also:
-            tag, sep, path = item.partition("=")
-            if not sep or not tag or not path or "@" in tag:
-                print(f"trnet report: error: --also {item!r}: expected TAG=RESULTS_DIR", file=sys.stderr)
-                return 2
-            also[tag] = Path(path)
-        path = make_report(args.results, args.out, also)
-    except FileNotFoundError as err:
-        print(f"trnet report: error: {err}", file=sys.stderr)
-        return 2
-    print(f"report: {path}")
-    return 0

@@ -24,36 +24,23 @@ from typing import Any
 
 import numpy as np
 
-from trnet.models import SYSTEMS, VARIANTS
+from trnet import configs
 from trnet.store import parse_condition
-from trnet.utils import atomic_path, write_json_atomic, write_text_atomic
+from trnet.utils import UserError, atomic_path, write_json_atomic, write_text_atomic
 
 RESULT_COLUMNS = ("system", "fold", "seed", "test_speaker", "noise", "snr", "uar", "war", "mean_c", "c_std", "n")
 RUN_COLUMNS = ("system", "fold", "seed", "test_speaker", "val_uar", "best_epoch", "epochs_run", "rho")  # + rho_<noise>
-NAMES = {
-    "baseline-c": "Baseline-c",
-    "baseline-n": "Baseline-n",
-    "baseline-e": "Baseline-e",
-    "baseline-ne": "Baseline-ne",
-    "trnet": "TRNet",
-    "trnet-wo-low": "TRNet w/o L_low",
-    "trnet-wo-high": "TRNet w/o L_high",
-    "trnet-std": "TRNet-std",
-    "trnet-std-snr": "TRNet-std-snr",
-    "trnet-std-oracle": "TRNet-std-oracle",
-    "trnet-power": "TRNet-power",
-    "trnet-pytorch-init": "TRNet-pytorch-init",
-    "trnet-robust": "TRNet-robust",
-}
-TRNET_FAMILY = ("trnet", "trnet-wo-low", "trnet-wo-high")  # systems with an SNR-aware module (Figure 2)
+
+
+def tsne_systems() -> tuple[str, ...]:
+    """Systems whose representations h are kept for Figure 3 (`figure3 = true` in their config:
+    the paper's Baseline-c, Baseline-e and TRNet)."""
+    return tuple(s for s, info in configs.systems().items() if info.figure3)
+
+
+TSNE_SNRS = (20, 10, 0)  # Figure 3's conditions: the training noise at these SNRs (and clean)
 
 Run = tuple[str, int, int]  # (system, fold, seed)
-
-
-def display_name(system: str) -> str:
-    """The paper's name of a system; "<system>@<tag>" (a merged results directory) keeps its tag."""
-    base, sep, tag = system.partition("@")
-    return f"{NAMES.get(base, base)} @{tag}" if sep else NAMES.get(system, system)
 
 
 # --------------------------------------------------------------------------- predictions
@@ -118,7 +105,7 @@ class Results:
                     noises.append(r["noise"])
         present = {run[0] for run in self.by_run}
         self.sources = {s: (root, s) for s in present}
-        known = SYSTEMS + VARIANTS
+        known = configs.names()
         self.systems = [s for s in known if s in present] + sorted(present - set(known))
         self.noises = [n for n in meta.get("noise", {}) if n in noises] + [
             n for n in noises if n not in meta.get("noise", {})
@@ -181,7 +168,7 @@ def load_results(results_dir: Path, also: dict[str, Path] | None = None) -> Resu
     results_dir = Path(results_dir)
     path = results_dir / "results.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (write it with `trnet reproduce RECIPE`)")
+        raise UserError(f"{path}: not found (write it with `trnet reproduce RECIPE`)")
     meta_path = results_dir / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     res = Results(json.loads(path.read_text()), meta, results_dir)

@@ -1,4 +1,4 @@
-"""The report's tables (paper §5, SPEC §8) and its paired significance tests, as markdown:
+"""The report's tables (paper §5, docs/design.md §8) and its paired significance tests, as markdown:
 Table 1 (UAR/WAR per system and setting), per-SNR tables, Table 2 (complexity), the paper's
 Table 1, and paired tests of one system against others."""
 
@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from trnet.configs import display_name
 from trnet.evaluation.complexity import complexity_table
-from trnet.experiments.results import Results, display_name
-from trnet.experiments.stats import PairedTest, min_pairs, paired_test
+from trnet.report.results import Results
+from trnet.report.stats import PairedTest, min_pairs, paired_test
 
 # Paper Table 1 (IEMOCAP, %): UAR/WAR on IEM, IEM-ESC, IEM-MUSAN
 PAPER_TABLE1 = {

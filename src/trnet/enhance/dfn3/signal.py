@@ -1,7 +1,7 @@
 """DeepFilterNet's signal path around the DFN3 graphs, rebuilt from libDF: the 960/480
 analysis/synthesis STFT, ERB and complex features with running-mean normalisation, applying
 the ERB gains and the deep-filter coefficients, the post-filter and the attenuation limit.
-See `trnet.enhance.dfn3` for what makes it equal to libDF's frame loop."""
+See `trnet.enhance.dfn3.batched` for what makes it equal to libDF's frame loop."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from scipy.signal import lfilter
 
-from trnet.enhance.dfn3_model import Params
+from trnet.enhance.dfn3.model import Params
 
 # libDF's initial running-normalisation states (MEAN_NORM_INIT, UNIT_NORM_INIT in lib.rs).
 MEAN_NORM_INIT = (-60.0, -90.0)

@@ -13,12 +13,13 @@ import sys
 import warnings
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from trnet.audio import AudioError
-from trnet.enhance.cli import parse_options
-from trnet.predict.predictor import HOP_SECONDS, WINDOW_SECONDS, Prediction, check_windows, load
-from trnet.runs import RunError
+from trnet.options import parse_items
 from trnet.utils import printable
+
+if TYPE_CHECKING:
+    from trnet.predict import Prediction
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 SILENT = "digitally silent"  # a window's note (table, CSV); JSON windows carry "silent": true
@@ -29,17 +30,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "inputs", nargs="+", metavar="AUDIO", help="audio files, directories (searched recursively) or glob patterns"
     )
     p.add_argument(
-        "--model", required=True, help="run directory (best.safetensors + config.json) or a .safetensors file"
+        "--model", help="run directory (best.safetensors + config.json), a .safetensors file, or a bundled model's "
+                        "name (default: the model bundled with trnet, see `trnet models`)"
     )
     p.add_argument("--se", help="SE back-end (default: the one the model was trained with)")
-    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="SE back-end option (repeatable)")
+    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="SE back-end option (repeatable; trnet enhance --list)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="write one JSON document")
     fmt.add_argument("--csv", action="store_true", help="write CSV: one row per window and per file")
-    p.add_argument(
-        "--window", type=float, default=WINDOW_SECONDS, help="window for long inputs, seconds (default %(default)s)"
-    )
-    p.add_argument("--hop", type=float, default=HOP_SECONDS, help="hop between windows, seconds (default %(default)s)")
+    p.add_argument("--window", type=float, help="window for long inputs, seconds (default: the 5 s training segment)")
+    p.add_argument("--hop", type=float, help="hop between windows, seconds (default: half the default window)")
     p.add_argument(
         "--device", default="cpu", help="torch device for features and model (SE runs where its back-end runs)"
     )
@@ -74,24 +75,30 @@ def expand_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from trnet.audio import AudioError
+    from trnet.predict import HOP_SECONDS, WINDOW_SECONDS, check_windows, load
+    from trnet.pretrained import c_note, describe
+    from trnet.runs import RunError
+
     def err(message: str) -> None:
         print(f"trnet predict: {message}", file=sys.stderr)
 
-    try:
-        check_windows(args.window, args.hop)
-        options = parse_options(args.opt) if args.opt else None
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            predictor = load(
-                args.model, se=args.se, device=args.device, se_options=options, window=args.window, hop=args.hop,
-                allow_unfinished=args.allow_unfinished,
-            )
-    except (OSError, ValueError, TypeError, KeyError, RuntimeError, ImportError) as e:
-        err(str(e))
-        return 2
+    window = WINDOW_SECONDS if args.window is None else args.window
+    hop = HOP_SECONDS if args.hop is None else args.hop
+    check_windows(window, hop)
+    options = parse_items(args.opt) if args.opt else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # no --model: the bundled model, checked against its SHA-256
+        predictor = load(args.model, se=args.se, device=args.device, se_options=options, window=window, hop=hop,
+                         allow_unfinished=args.allow_unfinished)
     for w in caught:
         err(f"warning: {w.message}")
-    err(f"model {args.model} ({predictor.system}), SE {predictor.se_name or 'none (reads the noisy input only)'}")
+    se = predictor.se_name or "none (reads the noisy input only)"
+    err(f"model {describe(predictor.path)} ({predictor.system}), SE {se}")
+    note = c_note(predictor.path)  # what c is worth, measured on held-out corpora (bundled models)
+    if note:
+        err(note)
     files, errors = expand_inputs(args.inputs)
     fmt = "json" if args.json else "csv" if args.csv else "table"
     writer = _Writer(fmt, predictor.labels, files)
@@ -103,8 +110,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 result = predictor.predict_file(path)
             except RunError as e:  # the model, not the file: no other file will fare better
-                err(f"{printable(path)}: {e}")
-                return 2
+                raise RunError(f"{printable(path)}: {e}") from None
             except (OSError, RuntimeError, ValueError) as e:  # AudioError too; one bad file must not stop a batch
                 message = str(e) if isinstance(e, AudioError) else f"{path}: {type(e).__name__}: {e}"
                 message = printable(message)
@@ -117,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
             writer.result(path, result)
     if fmt == "json":
         doc = {
-            "model": str(args.model),
+            "model": describe(predictor.path),
             "system": predictor.system,
             "se": predictor.se_name,
             "labels": predictor.labels,

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trnet.enhance.dfn3_model import GRAPHS, HISTORY, _fields, _read_varint, model_files
+from trnet.enhance.dfn3.model import GRAPHS, HISTORY, _fields, _read_varint, model_files
 
 # ONNX TensorProto data types used by the graphs' weights.
 _DTYPES = {1: np.float32, 7: np.int64}

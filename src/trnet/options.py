@@ -1,0 +1,139 @@
+"""Typed options of the plug-ins (SE back-ends, corpus loaders), declared once per plug-in.
+
+A plug-in declares its options as a frozen dataclass (field types, defaults, and checks in
+`__post_init__`), as lhotse's feature extractors declare a `config_type`. Every way a user
+sets an option goes through `check` with that dataclass, so the spelling, the types and
+the messages are the same everywhere:
+
+    recipe          se = "dfn3"  +  se_options = { atten_lim_db = 20 }
+                    [corpus] kind = "musan", subsets = ["free-sound"]
+    command line    --opt atten_lim_db=20   (trnet conditions, enhance, predict, prepare)
+
+`parse_items` turns `KEY=VALUE` strings into a table like the recipe's; `check` refuses an
+unknown key or a value of the wrong type with a `UserError` naming the plug-in, the key and
+what it takes. The table as given (not the filled-in dataclass) is what keys a store, so a
+default that is written out or left out gives the same store only if it is left out the
+same way; that is how stores have always been keyed (docs/design.md §9, "How a store is keyed").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from trnet.utils import UserError
+
+
+class OptionError(UserError):
+    """An option a plug-in does not take, or a value it cannot use."""
+
+
+def parse_items(items: list[str], flag: str = "--opt") -> dict[str, Any]:
+    """`KEY=VALUE` strings -> a table: true/false are booleans, numbers are numbers, anything
+    else a string (a comma-separated string becomes a list where the option is a list)."""
+    table: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise OptionError(f"{flag} {item!r}: expected KEY=VALUE")
+        table[key.strip().replace("-", "_")] = _scalar(value)
+    return table
+
+
+def _scalar(value: str) -> Any:
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def check(options_type: type, given: Mapping[str, Any], where: str) -> Any:
+    """The plug-in's options dataclass filled from `given`; OptionError naming `where` (e.g.
+    "SE back-end 'dfn3'") for an unknown key, a value of the wrong type, or a failed check."""
+    hints = typing.get_type_hints(options_type)
+    names = [f.name for f in dataclasses.fields(options_type)]
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise OptionError(f"{where}: unknown option(s) {', '.join(unknown)}; it takes {describe(options_type)}")
+    values = {}
+    for key, value in given.items():
+        try:
+            values[key] = _coerce(value, hints[key])
+        except (TypeError, ValueError):
+            raise OptionError(f"{where}: option {key} = {value!r}: expected {_type_name(hints[key])}") from None
+    try:
+        return options_type(**values)
+    except (TypeError, ValueError) as err:
+        raise OptionError(f"{where}: {err}") from None
+
+
+def describe(options_type: type) -> str:
+    """`key=default, ...` of an options dataclass ("no options" if it has none)."""
+    fields = dataclasses.fields(options_type)
+    if not fields:
+        return "no options"
+    return ", ".join(f"{f.name}={_default(f)}" for f in fields)
+
+
+def _default(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING:
+        return "none" if f.default is None else str(f.default)
+    if f.default_factory is not dataclasses.MISSING:
+        return str(f.default_factory())
+    return "(required)"
+
+
+def path_options(options_type: type) -> tuple[str, ...]:
+    """Options that name a file or folder (a recipe resolves them against its own folder)."""
+    hints = typing.get_type_hints(options_type)
+    return tuple(f.name for f in dataclasses.fields(options_type) if Path in _members(hints[f.name]))
+
+
+def _members(hint: Any) -> tuple[Any, ...]:
+    return typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+        else (hint,)
+
+
+def _type_name(hint: Any) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a path",
+             type(None): "none"}
+    if typing.get_origin(hint) in (list, tuple):
+        return "a list"
+    return " or ".join(names.get(m, "a list" if typing.get_origin(m) in (list, tuple) else str(m))
+                       for m in _members(hint))
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """`value` as the type `hint` allows: an int for a float, a str for a Path, a
+    comma-separated str or a tuple for a list; anything else must already have the type."""
+    for member in _members(hint):
+        if member is type(None) and value is None:
+            return None
+        if member is bool and isinstance(value, bool):
+            return value
+        if member is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if member is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if member is str and isinstance(value, str):
+            return value
+        if member is Path and isinstance(value, str | Path):
+            return Path(value)
+        origin = typing.get_origin(member)
+        if origin in (list, tuple):
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list | tuple):
+                continue
+            (inner, *_) = typing.get_args(member) or (Any,)
+            converted = [item.strip() if isinstance(item, str) and inner is str else _coerce(item, inner)
+                         for item in items]
+            return origin(converted)
+    raise TypeError(f"{value!r} is not {_type_name(hint)}")

@@ -1,0 +1,76 @@
+"""The declared comparison of a study (report/primary.py): the recipe's [analysis] table is
+validated before any work, and the report computes exactly the declared numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from tests.test_report import FOLDS, NOISES, SEEDS, SNRS, fabricate, true_uar
+from trnet.experiments.recipe import RecipeError, recipe_from_dict
+from trnet.report.markdown import make_report
+from trnet.report.primary import check_analysis
+
+pytestmark = pytest.mark.usefixtures("one_openmp_thread")
+ANALYSIS = {"baseline": "baseline-e", "candidates": ["trnet-wo-low", "trnet"], "mde_target": 2.5}
+
+
+def with_analysis(root: Path, analysis: dict = ANALYSIS) -> Path:
+    meta = json.loads((root / "meta.json").read_text())
+    meta["recipe"]["table"] = {"analysis": analysis}
+    (root / "meta.json").write_text(json.dumps(meta))
+    return root
+
+
+def noisy(system: str, fold: int, seed: int) -> float:
+    return 100 * float(np.mean([true_uar(system, n, s, fold, seed) for n in NOISES for s in SNRS]))
+
+
+@pytest.mark.slow
+def test_report_computes_the_declared_comparison(tmp_path: Path) -> None:
+    results = with_analysis(fabricate(tmp_path))
+    make_report(results)
+    numbers = json.loads((results / "primary.json").read_text())
+    assert numbers["chosen"] == "trnet"  # the higher fabricated validation UAR of the two candidates
+    speaker_means = np.array([np.mean([noisy("trnet", f, s) - noisy("baseline-e", f, s) for s in SEEDS])
+                              for f in FOLDS])
+    p = numbers["primary"]
+    assert p["mean"] == pytest.approx(speaker_means.mean())
+    lo, hi = stats.t.interval(0.95, len(FOLDS) - 1, loc=speaker_means.mean(), scale=stats.sem(speaker_means))
+    assert p["ci"] == pytest.approx([lo, hi])
+    assert p["speakers"] == len(FOLDS) and p["runs"] == len(FOLDS) * len(SEEDS)
+    text = (results / "report.md").read_text()
+    assert "## The declared comparison" in text and "TRNet (chosen)" in text
+    assert "Minimum detectable effect at 80 % power" in text and "target ≤ 2.5" in text
+    assert set(numbers["per_condition"]) == {"clean", *(f"{n}@{s}" for n in NOISES for s in SNRS)}
+
+
+@pytest.mark.slow
+def test_a_report_without_a_declaration_has_no_such_section(tmp_path: Path) -> None:
+    results = fabricate(tmp_path)
+    make_report(results)
+    assert "declared comparison" not in (results / "report.md").read_text()
+    assert not (results / "primary.json").exists()
+
+
+@pytest.mark.parametrize("analysis, message", [
+    ({"baseline": "baseline-x", "candidates": ["trnet"]}, "baseline 'baseline-x'"),
+    ({"baseline": "baseline-e", "candidates": "trnet"}, "candidates: expected a non-empty list"),
+    ({"baseline": "baseline-e", "candidates": ["trnet", "trnet"]}, "distinct"),
+    ({"baseline": "baseline-e", "candidates": ["baseline-e"]}, "the baseline itself"),
+    ({"baseline": "baseline-e", "candidates": ["trnet"], "mde_target": -1}, "mde_target"),
+    ({"baseline": "baseline-e", "candidates": ["trnet"], "metric": "war"}, "unknown key"),
+    ("trnet", "expected a table"),
+])
+def test_bad_declarations_are_refused_before_any_work(tmp_path: Path, analysis, message: str) -> None:
+    table = {"name": "x", "work": "w", "train_noise": "n", "systems": ["baseline-e", "trnet"],
+             "corpus": {"kind": "emodb", "root": "."}, "noise": {"n": {"kind": "noise", "root": "."}},
+             "analysis": analysis}
+    with pytest.raises(RecipeError, match=message):
+        recipe_from_dict(table, base=tmp_path, origin="test")
+    with pytest.raises(ValueError):
+        check_analysis(analysis, ["baseline-e", "trnet"])
