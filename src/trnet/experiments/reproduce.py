@@ -37,7 +37,7 @@ from trnet.protocol.folds import loso_folds
 from trnet.report.markdown import make_report
 from trnet.report.results import git_commit, predictions_path, write_results
 from trnet.store import ConditionStore
-from trnet.utils import atomic_path
+from trnet.utils import atomic_path, inside
 
 
 def make_engine(recipe: Recipe, workers: int = 1, jobs: int = 1, verbose: bool = False) -> Engine:
@@ -133,7 +133,7 @@ def _run(recipe: Recipe, engine: Engine, workers: int, device: str, verbose: boo
                 )
     for stale in (results_dir / "predictions").rglob("*.npz"):
         if stale not in keep:  # from an earlier, different grid: the report must not pick it up
-            stale.unlink()
+            (inside(results_dir, stale.parent) / stale.name).unlink()  # a link is removed, never its target
     meta = {
         "recipe": {"name": recipe.name, "origin": recipe.origin, "table": recipe.table},
         "commit": git_commit(),
