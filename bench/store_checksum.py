@@ -1,4 +1,4 @@
-"""What the store's chunk checksums cost (docs/design.md, "Faults and bad input"): the time to
+"""What the store's chunk checksums cost (docs/design.md §9): the time to
 open a store and verify its arrays, from disk (the store's pages evicted from the page cache
 first) and from memory, beside the time of a training run on the same store.
 
@@ -50,6 +50,7 @@ def evict(paths: list[Path]) -> None:
 def forget(root: Path) -> None:
     """Make the next open verify again: this process's memory of it, and verified.json."""
     checksum._checked.clear()
+    checksum._opened.clear()
     (root / "verified.json").unlink(missing_ok=True)
 
 
@@ -136,6 +137,7 @@ def measure(root: Path) -> dict:
             out[f"open_{cache}_s"] = round(t_open, 3)
             out[f"{what}_bytes"] = sum((root / rel).stat().st_size for rel in rels)
     checksum._checked.clear()  # another process: verified.json (written just now) says all is verified
+    checksum._opened.clear()
     t0 = time.perf_counter()
     s = ConditionStore(root)
     for rel in all_rels:

@@ -1,6 +1,6 @@
 """Hostile input: names that try to leave their directory, unfinished or corrupt inputs used as
-if fine, user mistakes that ended in a traceback, and what users see (docs/design.md, "Faults
-and bad input"). Every case runs the real command line (in process, or in a subprocess where a
+if fine, user mistakes that ended in a traceback, and what users see (docs/design.md §9).
+Every case runs the real command line (in process, or in a subprocess where a
 signal, a full disk or a C library's stderr is involved); nothing is mocked.
 
 Each refused case asserts the user-error contract (exit 2, exactly one line on stderr, no

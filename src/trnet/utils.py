@@ -32,7 +32,7 @@ class LockedError(UserError):
 
 class UnsafeNameError(UserError):
     """A name that becomes a file or folder name is not one safe path component, or a path
-    would leave the directory it belongs to (docs/design.md, "Faults and bad input")."""
+    would leave the directory it belongs to (docs/design.md §9)."""
 
 
 # --------------------------------------------------------------------------- names and paths
@@ -300,7 +300,7 @@ def check_seed(seed: object, what: str = "--seed") -> int:
 def sigterm_as_exit() -> Iterator[None]:
     """SIGTERM (kill, a scheduler's stop) raises SystemExit(143) for the block instead of ending the
     process on the spot, so that `finally` blocks run: atomic writes remove their temp file and
-    locks are released, as on Ctrl-C (docs/design.md, "Faults and bad input")."""
+    locks are released, as on Ctrl-C (docs/design.md §9)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -1,4 +1,4 @@
-"""Content checksums of a store's chunks (docs/design.md, "Faults and bad input").
+"""Content checksums of a store's chunks (docs/design.md §9).
 
 When the builder commits a chunk it records, in the chunk's marker, the SHA-256 of the rows
 that chunk wrote in every feature array (`chunks/<i>.json`: "checksums": {array: hex}). When a
@@ -49,7 +49,8 @@ BLOCK_ROWS = 64 * CHUNK  # rows read and hashed per step when verifying (40 MiB)
 THREADS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
 REBUILD = "rebuild it with `trnet conditions ... --rebuild` (or into another --out)"
 
-_checked: dict[str, tuple] = {}  # real path of a store or array -> the state this process verified it in
+_checked: dict[str, tuple] = {}  # real path of an array -> the state this process verified it in
+_opened: dict[str, tuple] = {}  # real path of a store -> (the state it was opened in, its chunk markers)
 
 
 def chunk_checksums(arrays: dict[str, np.ndarray], index: Sequence[int]) -> dict[str, str]:
@@ -113,19 +114,21 @@ def _record(root: Path, key_hash: str, states: dict[str, tuple]) -> None:
 
 
 def open_store(root: Path, key: dict, n: int, frames: np.ndarray, n_chunks: int) -> list[dict]:
-    """What opening a complete store checks (once per process and state of its files): every
-    array of its full size, chunk markers readable, frames.npy as the markers say; a store whose
-    markers lack checksums is upgraded (`_upgrade`). Returns the chunk markers."""
+    """What opening a complete store checks: every array of its full size, chunk markers
+    readable, frames.npy as the markers say (once per process and state of frames.npy and the
+    chunks folder); a store whose markers lack checksums is upgraded (`_upgrade`). Returns the
+    chunk markers."""
     root = Path(root)
     rels = array_paths(list(key["noise"]), key["snrs"])
     check_sizes(root, rels, n)
+    real, state = os.path.realpath(root), (key["hash"], n_chunks, _state(root / FRAMES, root / CHUNKS))
+    if real in _opened and _opened[real][0] == state:
+        return _opened[real][1]
     markers = _markers(root, n_chunks)
-    real, state = os.path.realpath(root), (key["hash"], _state(root / FRAMES, root / CHUNKS))
-    if _checked.get(real) != state:
-        _check_frames(root, markers, frames)
-        if any("checksums" not in m for m in markers):
-            markers = _upgrade(root, key, rels, n, n_chunks) or markers
-        _checked[real] = (key["hash"], _state(root / FRAMES, root / CHUNKS))
+    _check_frames(root, markers, frames)
+    if any("checksums" not in m for m in markers):
+        markers = _upgrade(root, key, rels, n, n_chunks) or markers
+    _opened[real] = ((key["hash"], n_chunks, _state(root / FRAMES, root / CHUNKS)), markers)
     return markers
 
 

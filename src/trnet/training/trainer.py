@@ -73,7 +73,7 @@ def train(spec: RunSpec, quiet: bool = False, wait: bool = False) -> Path:
     for name, value in (("epochs", spec.training.epochs), ("batch_size", spec.training.batch_size)):
         if value < 1:
             raise RunError(f"{name} must be at least 1, got {value}")
-    try:  # everything checked before anything is written (docs/design.md, "Faults and bad input")
+    try:  # everything checked before anything is written (docs/design.md §9)
         check_seed(spec.seed, "seed")
         device = torch_device(spec.device)
     except UserError as err:
