@@ -216,6 +216,22 @@ def test_names_that_become_paths_are_refused_where_they_enter(case, ctx, tmp_pat
     assert not (tmp_path / "out").exists() or not any(p.is_file() for p in (tmp_path / "out").rglob("*")), case
 
 
+def test_keep_audio_writes_inside_the_store_and_rebuild_removes_it(ctx, tmp_path, capsys):
+    """The checked paths still do their job: --keep-audio writes audio/<condition>/<id>.wav,
+    --rebuild removes those files and nothing of the user's."""
+    root = tmp_path / "store"
+    root.mkdir()
+    (root / "notes.txt").write_text("mine")
+    code, _, err = run_main(capsys, *conditions_args(*ctx["corpus"], root), "--keep-audio")
+    assert code == 0, err
+    ids = [r["id"] for r in read_manifest(ctx["corpus"][0])]
+    assert sorted(p.stem for p in (root / "audio" / "clean").iterdir()) == sorted(ids)
+    assert (root / "audio" / "esc50@0").is_dir()
+    code, _, err = run_main(capsys, *conditions_args(*ctx["corpus"], root, seed=2), "--rebuild")
+    assert code == 0, err
+    assert not (root / "audio").exists() and (root / "notes.txt").read_text() == "mine"
+
+
 def test_enhance_never_writes_over_its_input(tmp_path, capsys):
     d = tmp_path / "d"
     d.mkdir()
