@@ -29,11 +29,13 @@ LAYERS: dict[str, int] = {
     "trnet.batches": 6,
     "trnet.runs": 6,
     "trnet.evaluation": 7,
+    "trnet.pretrained": 7,  # the bundled models: where they are, and their SHA-256 check
     "trnet.training": 8,
     "trnet.predict": 8,
     "trnet.export": 8,
     "trnet.report": 9,
     "trnet.experiments": 10,
+    "trnet.bundle": 10,  # building the bundled model: recipe, stages, leave-one-corpus-out, card
     "trnet.commands": 11,
     "trnet.cli": 12,
     "trnet": 13,  # the package root: `trnet.load`, the library's front door

@@ -340,7 +340,9 @@ def test_folder_with_sessions(tmp_path: Path) -> None:
         ("b__3", "neutral", "B", "M"),
     ]
     assert result.set_aside == {"label calm": 1} and result.notes == []
-    assert len(folder.load(root, labels=["calm", *LABELS]).rows) == 5
+    assert len(folder.load(root, labels=["angry", "sad"]).rows) == 2  # a subset of the four classes
+    with pytest.raises(CorpusError, match="calm is not one of the classes"):  # the models have exactly four
+        folder.load(root, labels=["calm", *LABELS])
 
 
 def test_folder_without_sessions_pairs_speakers_in_sorted_order(

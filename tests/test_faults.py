@@ -25,6 +25,7 @@ from tests.conftest import kill_when, wait_for
 from tests.test_predict import make_run, speech_like
 from tests.test_store import make_corpus
 from trnet.cli import main
+from trnet.runs import write_finished
 from trnet.store import BuildSpec, ConditionStore, build
 from trnet.utils import sha256_file
 
@@ -126,6 +127,19 @@ def wav(tmp_path_factory) -> Path:
 def copy_run(run: Path, dest: Path) -> Path:
     shutil.copytree(run, dest)
     return dest
+
+
+def record_checksums(root: Path) -> None:
+    """Record the chunk checksums of a store's arrays as they are now (what its builder would
+    have written, had it computed these bytes)."""
+    from trnet.store.checksum import chunk_checksums
+
+    n = len(ConditionStore(root, verify=False))
+    arrays = {p.relative_to(root).as_posix(): np.memmap(p, dtype="float16", mode="r", shape=(n, 500, 80))
+              for p in root.rglob("*.f16")}
+    for marker in (root / "chunks").glob("*.json"):
+        m = json.loads(marker.read_text())
+        marker.write_text(json.dumps({**m, "checksums": chunk_checksums(arrays, m["index"])}))
 
 
 def damage(path: Path, offset_from_end: int = 256, length: int = 64) -> None:
@@ -356,6 +370,7 @@ def test_6_nan_features_stop_training_without_done(store, tmp_path, capsys):
         data = np.memmap(array, dtype="float16", mode="r+")
         data[::7] = np.nan
         data.flush()
+    record_checksums(poisoned)  # as if the store had been built with NaN in it (an SE that emitted NaN)
     line = one_line_error(*run_main(capsys, *train_args(poisoned, tmp_path / "runs"))[::2])
     assert "non-finite" in line or "NaN" in line, line
     assert not list((tmp_path / "runs").rglob("done.json"))
@@ -369,8 +384,9 @@ def test_6_damaged_weights_are_detected_on_load(finished, wav, tmp_path, capsys)
 
 
 def test_6_non_finite_model_outputs_are_an_error(wav, tmp_path, capsys):
-    run = make_run(tmp_path, system="baseline-n", se="identity")  # no done.json: nothing to check the bytes against
+    run = make_run(tmp_path, system="baseline-n", se="identity")
     damage(run / "best.safetensors", offset_from_end=4096, length=4096)
+    write_finished(run, {"epoch": 1})  # done.json vouches for these weights: a run trained into NaN
     code, out, err = run_main(capsys, "predict", wav, "--model", run)
     line = one_line_error(code, "\n".join(e for e in err.splitlines() if not e.startswith("trnet predict: model ")))
     assert "NaN" in line, line

@@ -18,7 +18,7 @@ from trnet.cli import main
 from trnet.corpora import LABELS
 from trnet.features import fbank
 from trnet.models import SERSystem, load_config, load_training_config
-from trnet.runs import save_weights, write_config
+from trnet.runs import save_weights, write_config, write_finished
 
 WIDTH = 4  # tiny models: inference plumbing does not depend on width
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -56,7 +56,8 @@ def scramble(model: SERSystem, seed: int = 0) -> SERSystem:
 def make_run(
     root: Path, system: str = "trnet", width: int = WIDTH, se: str = "identity", seed: int = 0, **overrides
 ) -> Path:
-    """A run directory in the trainer's format (config.json + best.safetensors), random weights."""
+    """A finished run directory in the trainer's format (config.json, best.safetensors, done.json),
+    random weights."""
     cfg = replace(load_config(system), width=width, **overrides)
     model = scramble(SERSystem(cfg), seed)
     out = root / system / f"fold0-seed{seed}"
@@ -78,6 +79,7 @@ def make_run(
         "train_speakers": ["09", "10", "11", "12", "13", "14", "15", "16"],
     }
     write_config(out, config)
+    write_finished(out, {"epoch": 1, "val_uar": 0.25, "val_ce": 1.4, "epochs_run": 1})
     return out
 
 

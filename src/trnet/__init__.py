@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 __version__ = version("trnet")  # one owner: pyproject.toml
 
 
-def load(path: str | Path, se: str | None = None, device: str = "cpu", **options: Any) -> Predictor:
-    """A trained run ready for `.predict(wave, sample_rate)` / `.predict_file(path)`; see
+def load(path: str | Path | None = None, se: str | None = None, device: str = "cpu", **options: Any) -> Predictor:
+    """A trained run ready for `.predict(wave, sample_rate)` / `.predict_file(path)`; without
+    `path`, the model bundled with the package (`trnet models` lists it). See
     `trnet.predict.load`."""
     from trnet.predict import load as _load
 

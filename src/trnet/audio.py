@@ -3,8 +3,11 @@ whose true length is kept so that padded frames can be masked (docs/design.md §
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import struct
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +15,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from trnet.utils import UserError, atomic_path
+from trnet.utils import UserError, atomic_path, printable
 
 SAMPLE_RATE = 16_000  # the one sample rate of trnet: every signal is resampled to it on load
 SEGMENT_SECONDS = 5.0
@@ -31,10 +34,60 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np
 
 
 def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, expected an audio file")
+    """AudioError unless `path` is a regular file (a FIFO or /dev/zero would block or never end)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise AudioError(f"{printable(path)}: no such file") from None
+    if stat.S_ISDIR(mode):
+        raise AudioError(f"{printable(path)}: is a directory, expected an audio file")
+    if not stat.S_ISREG(mode):
+        raise AudioError(f"{printable(path)}: {file_kind(mode)}, not a regular file; expected an audio file")
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words ("a FIFO (named pipe)", "a character device", ...)."""
+    kinds = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def unreadable(path: str | Path, err: Exception) -> str:
+    """"PATH: not a readable audio file (why)", without the byte-string repr of the name and
+    the misleading "(possibly a pipe?)" that libsndfile adds for a format it does not know."""
+    why = getattr(err, "error_string", None) or str(err)
+    if "possibly a pipe" in why or "not a regular file" in why:
+        why = "unknown format, or damaged data"
+    return f"{printable(path)}: not a readable audio file ({' '.join(why.split()).rstrip('.')})"
+
+
+@contextlib.contextmanager
+def quiet_decoder() -> Iterator[None]:
+    """Silence what decoder libraries (mpg123) print on the process's stderr while a file is
+    opened or read: trnet reports a bad file in its own one line."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def declared_rate(path: str | Path) -> int | None:
+    """The sample rate a file's header declares (None if it cannot be read)."""
+    try:
+        with quiet_decoder():
+            return int(sf.info(os.fsencode(path)).samplerate)
+    except (sf.LibsndfileError, RuntimeError, TypeError, OSError):
+        return None
 
 
 def load_audio(
@@ -48,7 +101,7 @@ def load_audio(
     path = Path(path)
     _check_path(path)
     try:
-        with sf.SoundFile(os.fsencode(path)) as f:  # bytes: any file name, UTF-8 or not
+        with quiet_decoder(), sf.SoundFile(os.fsencode(path)) as f:  # bytes: any file name, UTF-8 or not
             sr = f.samplerate
             start = int(round(offset * sr))
             if start:
@@ -56,7 +109,7 @@ def load_audio(
             frames = -1 if duration is None else int(round(duration * sr))
             data = f.read(frames=frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        raise AudioError(f"{path}: not a readable audio file ({err})") from err
+        raise AudioError(unreadable(path, err)) from None
     if data.shape[0] == 0:
         raise AudioError(f"{path}: contains no samples")
     wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
@@ -75,12 +128,15 @@ def stream_audio(path: str | Path, block_seconds: float = 10.0, sample_rate: int
     path = Path(path)
     _check_path(path)
     try:
-        with sf.SoundFile(os.fsencode(path)) as f:  # bytes: any file name, UTF-8 or not
+        with quiet_decoder():
+            f = sf.SoundFile(os.fsencode(path))  # bytes: any file name, UTF-8 or not
+        with f:
             stream = None if f.samplerate == sample_rate else soxr.ResampleStream(
                 f.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
             total = 0
             while True:
-                data = f.read(frames=max(1, int(block_seconds * f.samplerate)), dtype="float32", always_2d=True)
+                with quiet_decoder():
+                    data = f.read(frames=max(1, int(block_seconds * f.samplerate)), dtype="float32", always_2d=True)
                 last = data.shape[0] == 0
                 wave = np.ascontiguousarray(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])
                 if not np.isfinite(wave).all():
@@ -94,7 +150,7 @@ def stream_audio(path: str | Path, block_seconds: float = 10.0, sample_rate: int
                 if last:
                     return
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        raise AudioError(f"{path}: not a readable audio file ({err})") from err
+        raise AudioError(unreadable(path, err)) from None
 
 
 def wav_truncation(path: str | Path) -> tuple[float, float] | None:

@@ -19,7 +19,7 @@ import torch
 
 from trnet.corpora import LABELS
 from trnet.protocol.folds import split
-from trnet.store import Condition, ConditionStore, condition_snr
+from trnet.store import Condition, ConditionStore, StoreError, condition_snr
 
 CROP_MULTIPLE = 16  # the encoders downsample time by 2^4
 
@@ -42,6 +42,12 @@ class Batch:
 
 
 def label_indices(store: ConditionStore) -> np.ndarray:
+    """Class index per utterance (StoreError for a label outside LABELS, e.g. a store built from
+    a hand-edited manifest)."""
+    other = next((r for r in store.rows if r["label"] not in LABELS), None)
+    if other is not None:
+        raise StoreError(f"store {store.root}: utterance {other['id']} has label {other['label']!r}, not one of "
+                         f"{', '.join(LABELS)} (the classes trnet trains)")
     return np.array([LABELS.index(r["label"]) for r in store.rows], dtype=np.int64)
 
 
@@ -52,13 +58,18 @@ def default_train_noise(store: ConditionStore) -> str | None:
     return "esc50" if "esc50" in store.noises else store.noises[0]
 
 
-def condition_set(store: ConditionStore, train_conditions: str, noise: str | None) -> list[Condition]:
-    """{clean} for clean training; {clean, (noise, snr) for every SNR} otherwise."""
+def condition_set(store: ConditionStore, train_conditions: str, noise: str | Sequence[str] | None
+                  ) -> list[Condition]:
+    """{clean} for clean training; {clean, (noise, snr) for every SNR} otherwise. Several
+    training noise corpora (the bundled model: ESC-50 and DEMAND) give {clean} and every
+    (noise, snr) of each, drawn uniformly like one (docs/design.md, "The bundled model")."""
     if train_conditions == "clean":
         return ["clean"]
-    if noise not in store.noises:
-        raise ValueError(f"training noise {noise!r} is not in the store (it has {store.noises})")
-    return ["clean", *[(noise, s) for s in store.snrs]]
+    noises = [noise] if isinstance(noise, str) or noise is None else list(noise)
+    for name in noises:
+        if name not in store.noises:
+            raise ValueError(f"training noise {name!r} is not in the store (it has {store.noises})")
+    return ["clean", *[(n, s) for n in noises for s in store.snrs]]
 
 
 def make_batch(

@@ -17,11 +17,13 @@ from importlib.metadata import version
 from types import ModuleType
 
 from trnet.commands import (
+    bundle,
     complexity,
     conditions,
     demo,
     enhance,
     export,
+    models,
     predict,
     prepare,
     report,
@@ -29,7 +31,7 @@ from trnet.commands import (
     select,
     train,
 )
-from trnet.utils import UserError
+from trnet.utils import UserError, sigterm_as_exit
 
 # OpenMP threads that spin while waiting starve each other on a busy machine (3 training
 # epochs: 85 s spinning vs 10 s passive, measured on 2 shared cores). Set before torch loads.
@@ -48,6 +50,8 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "predict": (predict, "predict emotions on your own audio files"),
     "export": (export, "export the inference graph to ONNX or TorchScript"),
     "enhance": (enhance, "list SE back-ends, or enhance audio files"),
+    "models": (models, "list the models bundled with this install"),
+    "bundle": (bundle, "build the bundled model: stores, leave-one-corpus-out runs, final model, model card"),
 }
 
 
@@ -70,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = COMMANDS[args.command][0]
     try:
-        return int(module.run(args) or 0)
+        with sigterm_as_exit():  # temp files and locks are cleaned up on SIGTERM too
+            return int(module.run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from trnet.models import SERSystem
+from trnet.pretrained import is_bundle
 from trnet.runs import run_of
 from trnet.utils import UserError, atomic_path, check_file_path
 
@@ -161,7 +162,7 @@ def check_out(out: Path, model: str | Path) -> None:
     """UserError if writing `out` could destroy a run: a file of a run directory, or the
     model file itself (also through a link), or a path that cannot be a file."""
     check_file_path(out, "--out")
-    run = run_of(out)
+    run = run_of(out) or (out.parent if is_bundle(out.parent) else None)
     if run is not None:
         raise UserError(f"--out {out} is a file of the run {run}; write the export to another file")
     model = Path(model)

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from trnet.models import SERSystem, SystemConfig, TrainingConfig
 from trnet.utils import UserError, atomic_path, exclusive_lock, sha256_file, write_json_atomic, write_text_atomic
@@ -46,8 +46,9 @@ class RunError(UserError):
 LOG_FIELDS = ["epoch", "loss", "ce", "low", "high", "coef", "val_uar", "val_war", "val_ce", "mean_c", "seconds"]
 
 
-def run_dir(runs: str | Path, system: str, fold: int, seed: int) -> Path:
-    return Path(runs) / system / f"fold{fold}-seed{seed}"
+def run_dir(runs: str | Path, system: str, fold: int | str, seed: int) -> Path:
+    """fold<K>-seed<S> for a LOSO fold, <name>-seed<S> for a named split (`Holdout`)."""
+    return Path(runs) / system / (f"fold{fold}-seed{seed}" if isinstance(fold, int) else f"{fold}-seed{seed}")
 
 
 def is_finished(path: Path) -> bool:
@@ -155,7 +156,7 @@ def write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=LOG_FIELDS, extrasaction="ignore")
     w.writeheader()
-    w.writerows(rows)
+    w.writerows({**row, "epoch": int(row["epoch"])} for row in rows)  # read back as floats after a resume
     write_text_atomic(Path(path) / LOG, buf.getvalue())
 
 
@@ -172,10 +173,17 @@ def read_log(path: Path) -> list[dict[str, float]]:
 # --------------------------------------------------------------------------- checkpoints
 
 
+def _write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None) -> None:
+    """Serialise in memory, then write with Python's file I/O (atomically): a full disk is an
+    OSError naming the file (one line), not safetensors' own error type."""
+    data = save(tensors, metadata=metadata)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def save_weights(path: str | Path, module: torch.nn.Module, metadata: dict[str, str] | None = None) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    _write_safetensors(path, tensors, metadata)
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
@@ -211,8 +219,7 @@ def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
         for name, value in pstate.items():
             t = value if torch.is_tensor(value) else torch.tensor(value)
             tensors[f"optim.{pid}.{name}"] = t.detach().cpu().contiguous()
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"epoch": str(epoch)})
+    _write_safetensors(path, tensors, {"epoch": str(epoch)})
 
 
 def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
@@ -236,13 +243,23 @@ def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
 # --------------------------------------------------------------------------- loading
 
 
-def load_run(path: str | Path, device: str = "cpu") -> tuple[SERSystem, dict[str, Any]]:
+def load_run(path: str | Path, device: str = "cpu", allow_unfinished: bool = False,
+             ) -> tuple[SERSystem, dict[str, Any]]:
     """A finished run's best model (eval mode) and its config.json; `path` is the run
-    directory or its best.safetensors."""
+    directory or its best.safetensors. A run without done.json (killed, or still training) is
+    a RunError; with `allow_unfinished` its last checkpoint (last.safetensors) is loaded and
+    config["unfinished"] says which epoch it holds."""
     path = Path(path)
     ckpt = path if path.suffix == ".safetensors" else path / BEST
-    if not ckpt.exists() or not (ckpt.parent / CONFIG).exists():
+    if not (ckpt.parent / CONFIG).exists() or not (ckpt.exists() or allow_unfinished):
         raise RunError(f"{path}: expected a run directory with {BEST} and {CONFIG}")
+    unfinished = None
+    if not is_finished(ckpt.parent):
+        if not allow_unfinished:
+            raise RunError(f"{ckpt.parent} is not a finished run (no {DONE}: its training was stopped or is still "
+                           f"going); finish it with `trnet train`, or pass --allow-unfinished to use its last "
+                           "checkpoint")
+        ckpt, unfinished = ckpt.parent / LAST, _last_epoch(ckpt.parent / LAST)
     config = read_config(ckpt.parent)
     try:
         system = SystemConfig(**config["system"])
@@ -253,5 +270,26 @@ def load_run(path: str | Path, device: str = "cpu") -> tuple[SERSystem, dict[str
     if ckpt.name == BEST:
         verify_best(ckpt.parent)
     model = SERSystem(system).to(device)
-    load_weights(ckpt, model)
-    return model.eval(), config
+    if unfinished is None:
+        load_weights(ckpt, model)
+        return model.eval(), config
+    weights = {k[6:]: v for k, v in read_weights(ckpt).items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        raise RunError(f"{ckpt}: the weights do not fit the model of config.json "
+                       f"({str(err).strip().splitlines()[0]})") from None
+    return model.eval(), {**config, "unfinished": {"checkpoint": str(ckpt), "epoch": unfinished}}
+
+
+def _last_epoch(path: Path) -> int:
+    """The epoch an unfinished run's last.safetensors holds (RunError if there is none yet)."""
+    if not path.is_file():
+        raise RunError(f"{path.parent} is not finished and has no {LAST} yet (stopped in its first epoch); "
+                       "train it with `trnet train`")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return int(f.metadata()["epoch"])
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types for any damage
+        raise RunError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err}); train the run "
+                       "again") from None

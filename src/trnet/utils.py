@@ -30,6 +30,51 @@ class LockedError(UserError):
     """Another process holds the lock of a directory."""
 
 
+class UnsafeNameError(UserError):
+    """A name that becomes a file or folder name is not one safe path component, or a path
+    would leave the directory it belongs to (docs/design.md §9)."""
+
+
+# --------------------------------------------------------------------------- names and paths
+
+NAME_MAX_BYTES = 200  # below NAME_MAX (255) with room for ".wav", ".f16" and atomic_path's ".<name>.XXXX.tmp"
+
+
+def safe_component(name: object, what: str) -> str:
+    """`name` if it can be one file or folder name inside a directory, else UnsafeNameError
+    naming `what` ("noise name", "utterance id", ...): a non-empty string, not "." or "..", with
+    no "/", "\\", NUL or other control character, not starting with "." (hidden files, and the
+    ".lock" and ".<name>.*.tmp" files trnet keeps beside its own), at most NAME_MAX_BYTES bytes
+    of UTF-8. Every name that becomes a path (noise names, utterance ids, system names, manifest
+    names) goes through here where it enters."""
+    if not isinstance(name, str) or not name:
+        raise UnsafeNameError(f"{what} {name!r}: expected a non-empty name")
+    shown = printable(repr(name))
+    if name in (".", "..") or name.startswith("."):
+        raise UnsafeNameError(f"{what} {shown}: may not start with '.' (it becomes a file or folder name)")
+    bad = sorted({c for c in name if c in "/\\" or ord(c) < 32 or ord(c) == 127})
+    if bad:
+        raise UnsafeNameError(f"{what} {shown}: may not contain {' '.join(map(repr, bad))} "
+                              "(it becomes one file or folder name)")
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise UnsafeNameError(f"{what} {shown}: not valid UTF-8; rename it") from None
+    if size > NAME_MAX_BYTES:
+        raise UnsafeNameError(f"{what} {shown[:40]}...: {size} bytes, at most {NAME_MAX_BYTES}")
+    return name
+
+
+def inside(root: str | Path, path: str | Path) -> Path:
+    """`path` if it lies inside the directory `root` once links and ".." are resolved (the
+    proof every write and delete in a store, a run or a work directory makes first), else
+    UnsafeNameError: a hostile name or a planted link must never reach a file elsewhere."""
+    root_real, real = os.path.realpath(root), os.path.realpath(path)
+    if os.path.commonpath([root_real, real]) != root_real or real == root_real:
+        raise UnsafeNameError(f"{printable(path)} lies outside {printable(root)}; refusing to write or delete it")
+    return Path(path)
+
+
 def _umask() -> int:
     try:  # Linux: read it without changing it (os.umask sets it, racing other threads)
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -116,37 +161,21 @@ os.register_at_fork(after_in_child=_forget_locks_in_child)
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: str | Path, what: str, wait: bool = False) -> Iterator[None]:
+def exclusive_lock(path: str | Path, what: str, wait: bool = False, remove: bool = False) -> Iterator[None]:
     """Hold an OS lock (flock) on the file `path` for the block. If another process holds it:
     raise LockedError at once, or with `wait`, say so on stderr and wait for it. The OS drops
     the lock when its holder dies, even by kill -9: a lock is never stale. `what` names the
     holder in the message ("a build of this store"). A lock this process already holds is
-    re-entered (the outer block keeps it). On a file system without locks (Lustre mounted
-    without flock) the block runs unlocked, with a warning."""
+    re-entered (the outer block keeps it). With `remove`, the lock file is deleted when the
+    block ends (a failed command leaves no trace); a lock taken on a file that was deleted
+    meanwhile is retaken on the new one, so two processes never hold "the" lock at once. On a
+    file system without locks (Lustre mounted without flock) the block runs unlocked, with a
+    warning."""
     path = Path(path).resolve()
     if path in _held:
         yield
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = ""
-            with contextlib.suppress(OSError, ValueError, IndexError):  # empty, or not written by us
-                holder = f" (PID {int(os.pread(fd, 32, 0).decode().split()[0])})"
-            if not wait:
-                raise LockedError(f"{path} is held by {what}{holder}: wait for it to finish, or stop it") from None
-            print(f"{path} is held by {what}{holder}; waiting for it", file=sys.stderr, flush=True)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-    except OSError as err:
-        if err.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
-            os.close(fd)
-            raise
-        print(f"warning: {path}: this file system has no locks; going on without one", file=sys.stderr)
-    except BaseException:
-        os.close(fd)
-        raise
+    fd = _lock_fd(path, what, wait)
     _held[path] = fd
     try:
         os.ftruncate(fd, 0)
@@ -154,7 +183,44 @@ def exclusive_lock(path: str | Path, what: str, wait: bool = False) -> Iterator[
         yield
     finally:
         del _held[path]
+        if remove:
+            with contextlib.suppress(OSError):
+                path.unlink()  # while still held: a waiter then retakes the lock on a new file
         os.close(fd)
+
+
+def _lock_fd(path: Path, what: str, wait: bool) -> int:
+    """A descriptor of `path` holding its flock (see `exclusive_lock`)."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = ""
+                with contextlib.suppress(OSError, ValueError, IndexError):  # empty, or not written by us
+                    holder = f" (PID {int(os.pread(fd, 32, 0).decode().split()[0])})"
+                if not wait:
+                    raise LockedError(f"{path} is held by {what}{holder}: wait for it to finish, or stop it") from None
+                print(f"{path} is held by {what}{holder}; waiting for it", file=sys.stderr, flush=True)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as err:
+            if err.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
+                os.close(fd)
+                raise
+            print(f"warning: {path}: this file system has no locks; going on without one", file=sys.stderr)
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            now, held = os.stat(path), os.fstat(fd)
+            same = (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # its holder removed the file after we opened it: lock the new one
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -219,3 +285,31 @@ def free_cores() -> int:
         busy = 0
     return max(1, usable - busy)
 
+
+SEED_MAX = 2**32 - 1  # numpy's and torch's seeds are unsigned; 32 bits leave room for seed * 1000 + epoch
+
+
+def check_seed(seed: object, what: str = "--seed") -> int:
+    """`seed` if it is an integer in 0..SEED_MAX, else UserError naming `what`."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= SEED_MAX:
+        raise UserError(f"{what}: expected an integer from 0 to {SEED_MAX}, got {seed!r}")
+    return seed
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM (kill, a scheduler's stop) raises SystemExit(143) for the block instead of ending the
+    process on the spot, so that `finally` blocks run: atomic writes remove their temp file and
+    locks are released, as on Ctrl-C (docs/design.md §9)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

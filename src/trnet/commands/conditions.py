@@ -22,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="SE back-end option, e.g. checkpoint=PATH for cmgan (repeatable; trnet enhance --list)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--snrs", help="comma-separated SNRs in dB (default: the paper's five, 20 to 0 dB)")
+    p.add_argument("--snrs", help="comma-separated SNRs in dB, each in -20..60 and once (default: the paper's five, "
+                                  "20 to 0 dB)")
     p.add_argument("--workers", type=int, default=free_cores(),
                    help="worker processes (default: the free cores, %(default)s now)")
     p.add_argument("--keep-audio", action="store_true", help="also write the enhanced waveforms (to listen to)")
@@ -32,25 +33,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_noise(items: list[str]) -> dict[str, Path]:
-    noise = {}
+    from trnet.corpora import read_manifest
+    from trnet.store.layout import check_noise_name
+
+    noise: dict[str, Path] = {}
     for item in items:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise UserError(f"--noise expects NAME=MANIFEST, got {item!r}")
+        check_noise_name(name)
+        if name in noise:
+            raise UserError(f"--noise {name} is given twice ({noise[name]} and {path}); give each noise corpus "
+                            "a name of its own")
         if not Path(path).is_file():
             raise UserError(f"--noise {name}: no manifest at {path} (run `trnet prepare` first)")
+        read_manifest(path, "noise")  # an utterance manifest here is a one-line error, not a KeyError later
         noise[name] = Path(path).resolve()
     return noise
 
 
 def parse_snrs(text: str) -> tuple[int, ...]:
+    from trnet.store.layout import check_snrs
+
     try:
         snrs = tuple(int(s) for s in text.split(","))
     except ValueError:
         raise UserError(f"--snrs: expected comma-separated integers in dB (e.g. 20,10,0), got {text!r}") from None
-    if len(set(snrs)) != len(snrs):
-        raise UserError(f"--snrs: each SNR once, got {text!r}")
-    return snrs
+    return check_snrs(snrs, "--snrs")
 
 
 def spec_from_args(args: argparse.Namespace) -> BuildSpec:
@@ -70,7 +79,7 @@ def spec_from_args(args: argparse.Namespace) -> BuildSpec:
         seed=args.seed,
         snrs=SNRS if args.snrs is None else parse_snrs(args.snrs),
         keep_audio=args.keep_audio,
-    )
+    )  # build() checks it before anything is written (check_spec)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,11 +8,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from trnet.options import parse_items
-from trnet.utils import UserError
+from trnet.utils import UserError, check_folder_path, printable
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     clashes = sorted({s for s in stems if stems.count(s) > 1})
     if clashes:
         raise UserError(f"several inputs would write {', '.join(s + '.wav' for s in clashes)}")
+    check_targets(args.inputs, args.out)
     se = enhance.load(args.se or enhance.DEFAULT, **parse_items(args.opt))
     print(f"{se.version}", file=sys.stderr)
     failed = 0
@@ -57,7 +59,31 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             continue
         out = se.enhance(torch.from_numpy(wave)[None])[0].numpy()
-        target = args.out / f"{path.stem}.wav"
-        save_audio(target, out)
-        print(target)
+        dest = target(path, args.out)
+        save_audio(dest, out)
+        print(dest)
     return 1 if failed else 0
+
+
+def target(path: Path, out: Path) -> Path:
+    return out / f"{path.stem}.wav"
+
+
+def check_targets(inputs: list[Path], out: Path) -> None:
+    """UserError, before anything is written, if an output would overwrite an input (the same
+    file, also through a link or another spelling of the folder): `--out` holding the
+    recordings must never destroy them."""
+    check_folder_path(out, "--out")
+    for path in inputs:
+        for other in inputs:
+            dest = target(other, out)
+            if _same_file(path, dest):
+                raise UserError(f"--out {printable(out)}: the output {printable(dest)} would overwrite the input "
+                                f"{printable(path)}; write to another folder")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return os.path.realpath(a) == os.path.realpath(b)

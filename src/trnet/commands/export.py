@@ -1,27 +1,36 @@
-"""`trnet export --model RUN --format onnx|torchscript --out FILE`: the inference graph
-(`trnet.export`)."""
+"""`trnet export [--model RUN] --format onnx|torchscript --out FILE`: the inference graph
+(`trnet.export`); without --model, of the model bundled with trnet."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--model", required=True, help="run directory (best.safetensors + config.json) or a .safetensors file"
+        "--model", help="run directory (best.safetensors + config.json), a .safetensors file, or a bundled model's "
+                        "name (default: the model bundled with trnet, see `trnet models`)"
     )
     p.add_argument("--format", required=True, help="onnx or torchscript")
     p.add_argument("--out", required=True, type=Path, help="output file (written atomically)")
+    p.add_argument("--allow-unfinished", action="store_true",
+                   help="export a run that has not finished training (no done.json): its last checkpoint")
 
 
 def run(args: argparse.Namespace) -> int:
     from trnet.export import check_format, check_out, export, run_metadata
+    from trnet.pretrained import resolve
     from trnet.runs import load_run
 
     check_format(args.format)
-    check_out(args.out, args.model)
-    model, config = load_run(args.model)
+    path = resolve(args.model)  # no --model: the bundled model, checked against its SHA-256
+    check_out(args.out, path)
+    model, config = load_run(path, allow_unfinished=args.allow_unfinished)
+    if "unfinished" in config:
+        print(f"trnet export: warning: {path} is not a finished run: exporting its last checkpoint "
+              f"({config['unfinished']['checkpoint']}, epoch {config['unfinished']['epoch']})", file=sys.stderr)
     delta = export(model, args.format, args.out, run_metadata(config))
     print(f"wrote {args.out} ({args.format}, {model.cfg.name}); check vs PyTorch: max |delta logits| = {delta:.1e}")
     return 0

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from trnet.predict import Prediction
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+SILENT = "digitally silent"  # a window's note (table, CSV); JSON windows carry "silent": true
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "inputs", nargs="+", metavar="AUDIO", help="audio files, directories (searched recursively) or glob patterns"
     )
     p.add_argument(
-        "--model", required=True, help="run directory (best.safetensors + config.json) or a .safetensors file"
+        "--model", help="run directory (best.safetensors + config.json), a .safetensors file, or a bundled model's "
+                        "name (default: the model bundled with trnet, see `trnet models`)"
     )
     p.add_argument("--se", help="SE back-end (default: the one the model was trained with)")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
@@ -42,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", default="cpu", help="torch device for features and model (SE runs where its back-end runs)"
     )
+    p.add_argument("--allow-unfinished", action="store_true",
+                   help="use a run that has not finished training (no done.json): its last checkpoint")
 
 
 def expand_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
@@ -74,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from trnet.audio import AudioError
     from trnet.device import torch_device
     from trnet.predict import HOP_SECONDS, WINDOW_SECONDS, check_windows, load
+    from trnet.pretrained import c_note, describe
     from trnet.runs import RunError
 
     def err(message: str) -> None:
@@ -86,10 +91,16 @@ def run(args: argparse.Namespace) -> int:
     options = parse_items(args.opt) if args.opt else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        predictor = load(args.model, se=args.se, device=device, se_options=options, window=window, hop=hop)
+        # no --model: the bundled model, checked against its SHA-256
+        predictor = load(args.model, se=args.se, device=device, se_options=options, window=window, hop=hop,
+                         allow_unfinished=args.allow_unfinished)
     for w in caught:
         err(f"warning: {w.message}")
-    err(f"model {args.model} ({predictor.system}), SE {predictor.se_name or 'none (reads the noisy input only)'}")
+    se = predictor.se_name or "none (reads the noisy input only)"
+    err(f"model {describe(predictor.path)} ({predictor.system}), SE {se}")
+    note = c_note(predictor.path)  # what c is worth, measured on held-out corpora (bundled models)
+    if note:
+        err(note)
     files, errors = expand_inputs(args.inputs)
     fmt = "json" if args.json else "csv" if args.csv else "table"
     writer = _Writer(fmt, predictor.labels, files)
@@ -114,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
             writer.result(path, result)
     if fmt == "json":
         doc = {
-            "model": str(args.model),
+            "model": describe(predictor.path),
             "system": predictor.system,
             "se": predictor.se_name,
             "labels": predictor.labels,
@@ -144,14 +155,15 @@ class _Writer:
         if self.fmt == "json":
             self.doc["results"].append({"file": name, **asdict(p)})
             return
-        rows = [(str(k), w.start, w.end, w.label, w.probabilities, w.c, "") for k, w in enumerate(p.windows)]
+        rows = [(str(k), w.start, w.end, w.label, w.probabilities, w.c, SILENT if w.silent else "")
+                for k, w in enumerate(p.windows)]
         notes = "unreliable" if not p.reliable else ""
         rows.append(("all", 0.0, p.duration, p.label, p.probabilities, p.c, notes))
         for window, start, end, label, probs, c, note in rows:
             c_text = "n/a" if c is None else f"{c:.6f}" if self.fmt == "csv" else f"{c:.3f}"
             if self.fmt == "csv":
                 values = [f"{probs[k]:.6f}" for k in self.labels]
-                extra = [str(p.reliable).lower(), "; ".join(p.warnings)] if window == "all" else ["", ""]
+                extra = [str(p.reliable).lower(), "; ".join(p.warnings)] if window == "all" else ["", note]
                 self.csv.writerow([name, window, f"{start:.3f}", f"{end:.3f}", label, *values, c_text, *extra])
             else:
                 span = f"{start:.1f}-{end:.1f}" if window != "all" or not p.windows else "all"

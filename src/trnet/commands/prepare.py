@@ -11,6 +11,7 @@ from trnet.corpora.manifest import CorpusError, LoadResult, write_manifest
 from trnet.corpora.registry import LOADERS, load
 from trnet.corpora.summary import summary
 from trnet.options import parse_items
+from trnet.utils import safe_component
 
 CORPORA = tuple(LOADERS)
 
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_corpus(args: argparse.Namespace) -> dict[str, LoadResult]:
     """Run the chosen loader; name -> result (synthetic gives its utterances and its noise)."""
-    name = args.name or args.corpus
+    name = safe_component(args.name or args.corpus, "--name")  # it becomes the file name OUT/<name>.csv
     if args.corpus != "synthetic" and not args.root.exists():
         raise CorpusError(f"{args.root}: no such directory (--root must be the {args.corpus} corpus root)")
     options = parse_items(args.opt)

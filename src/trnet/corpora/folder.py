@@ -5,8 +5,10 @@ The CSV (default `ROOT/labels.csv`) has columns `file,label,speaker` and optiona
 protocol validates on the other speaker of the test speaker's session, so sessions must pair
 speakers: a `session` column must give every session exactly two speakers, and without one
 the speakers are paired in sorted order ((1st, 2nd) -> session 1, ...), which the summary
-says. Labels outside the class set (LABELS unless `labels` is given) are set aside and
-counted. Gender (F/M) is optional; without it the fold order within a session is by id.
+says. Labels outside the class set (LABELS unless `labels` is given, a subset of LABELS: the
+models and the training have exactly those four classes) are set aside and counted. Gender
+(F/M) is optional; without it the fold order within a session is by id. Errors name the CSV
+line (as a spreadsheet numbers it, header = 1).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from trnet.audio import file_kind
 from trnet.corpora.manifest import (
     LABELS,
     CorpusError,
@@ -32,9 +35,11 @@ REQUIRED = ("file", "label", "speaker")
 GENDERS = {"f": "F", "female": "F", "w": "F", "woman": "F", "m": "M", "male": "M", "man": "M", "": ""}
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """(columns, [(CSV line of the row, row)])."""
     if not path.is_file():
-        raise CorpusError(f"{path}: not found (expected a CSV with columns {','.join(REQUIRED)}[,session,gender])")
+        raise CorpusError(f"{path}: {_missing(path)} (expected a CSV with columns {','.join(REQUIRED)}"
+                          "[,session,gender])")
     try:
         with open_csv(path) as f:
             reader = csv.DictReader(f)
@@ -43,9 +48,34 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
             if missing:
                 raise CorpusError(f"{path}: lacks column(s) {missing}; expected {','.join(REQUIRED)}[,session,gender]")
             reader.fieldnames = columns
-            return columns, [{k: (v or "").strip() for k, v in row.items() if k} for row in reader]
+            entries = []
+            line = reader.line_num + 1  # where the next row starts
+            for row in reader:
+                entries.append((line, {k: (v or "").strip() for k, v in row.items() if k}))
+                line = reader.line_num + 1
+            return columns, entries
     except UnicodeDecodeError as err:
         raise not_utf8(path, err) from None
+
+
+def _missing(path: Path) -> str:
+    """Why `path` is not a file that can be read: not found, or what it is instead."""
+    try:
+        return f"is {file_kind(path.stat().st_mode)}, not a regular file"
+    except OSError:
+        return "not found"
+
+
+def check_labels(labels: Sequence[str] | None) -> tuple[str, ...]:
+    """The class set: LABELS, or a subset of it (CorpusError for any other label)."""
+    if not labels:
+        return LABELS
+    classes = tuple(label.strip().lower() for label in labels)
+    other = [c for c in classes if c not in LABELS]
+    if other:
+        raise CorpusError(f"labels {','.join(classes)}: {', '.join(other)} is not one of the classes trnet models "
+                          f"({', '.join(LABELS)}); the class set may be a subset of them")
+    return classes
 
 
 def _single(values: dict[str, set[str]], what: str, csv_path: Path) -> dict[str, str]:
@@ -64,13 +94,14 @@ def load(root: Path, csv_path: Path | None = None, labels: Sequence[str] | None 
         root, csv_path = root.parent, root
     root = require_dir(root, "a folder of audio with labels.csv")
     csv_path = Path(csv_path) if csv_path else root / "labels.csv"
+    classes = check_labels(labels)
     columns, entries = _read_csv(csv_path)
-    classes = tuple(label.strip().lower() for label in labels) if labels else LABELS
     rows: list[dict[str, Any]] = []
     set_aside: Counter[str] = Counter()
     sessions: dict[str, set[str]] = defaultdict(set)
     genders: dict[str, set[str]] = defaultdict(set)
-    for line, entry in enumerate(entries, start=2):
+    first_line: dict[str, int] = {}  # utterance id -> the CSV line that gave it
+    for line, entry in entries:
         label, speaker = entry["label"].lower(), entry["speaker"]
         if not entry["file"] or not speaker:
             raise CorpusError(f"{csv_path}:{line}: empty file or speaker")
@@ -79,7 +110,7 @@ def load(root: Path, csv_path: Path | None = None, labels: Sequence[str] | None 
             continue
         audio = root / entry["file"]
         if not audio.is_file():
-            raise CorpusError(f"{csv_path}:{line}: {audio} not found (file is relative to {root})")
+            raise CorpusError(f"{csv_path}:{line}: {audio} {_missing(audio)} (file is relative to {root})")
         gender = GENDERS.get(entry.get("gender", "").lower())
         if gender is None:
             raise CorpusError(f"{csv_path}:{line}: gender {entry['gender']!r} is not F/M")
@@ -90,11 +121,17 @@ def load(root: Path, csv_path: Path | None = None, labels: Sequence[str] | None 
         genders[speaker].add(gender)
         frames, sr = audio_frames(audio)
         rel = audio.relative_to(root) if audio.is_relative_to(root) else Path(audio.name)
-        rows.append(dict(id=rel.with_suffix("").as_posix().replace("/", "__"), path=str(audio), label=label,
+        utt_id = rel.with_suffix("").as_posix().replace("/", "__")
+        if utt_id in first_line:
+            raise CorpusError(f"{csv_path}:{line}: {entry['file']} is listed again (first at line "
+                              f"{first_line[utt_id]}); list each file once")
+        first_line[utt_id] = line
+        rows.append(dict(id=utt_id, path=str(audio), label=label,
                          speaker=speaker, session="", gender=gender, duration=frames / sr))
     if not rows:
         raise CorpusError(
-            f"{csv_path}: no row with a label in {', '.join(classes)} (use --labels to set the class set)"
+            f"{csv_path}: no row with a label in {', '.join(classes)} (the labels option sets the class set: "
+            "--opt labels=a,b,... or labels = [...] in a recipe)"
         )
     speakers = sorted({r["speaker"] for r in rows}, key=natural_key)
     notes: list[str] = []

@@ -17,6 +17,7 @@ from typing import Any, Literal, TextIO
 
 import soundfile as sf
 
+from trnet.audio import quiet_decoder, unreadable
 from trnet.utils import UserError, atomic_path, printable
 
 LABELS: tuple[str, ...] = ("angry", "happy", "neutral", "sad")
@@ -73,9 +74,10 @@ def audio_frames(path: Path) -> tuple[int, int]:
     """(frames, sample rate) from the file header only: scanning thousands of files must not
     decode them."""
     try:
-        info = sf.info(os.fsencode(path))  # bytes: any file name, UTF-8 or not
+        with quiet_decoder():
+            info = sf.info(os.fsencode(path))  # bytes: any file name, UTF-8 or not
     except (sf.LibsndfileError, RuntimeError) as err:
-        raise CorpusError(f"{path}: not a readable audio file ({err})") from err
+        raise CorpusError(unreadable(path, err)) from None
     return info.frames, info.samplerate
 
 
@@ -110,20 +112,21 @@ def write_manifest(path: str | Path, rows: Iterable[dict[str, Any]], kind: Manif
     return path
 
 
-def read_manifest(path: str | Path) -> list[dict[str, Any]]:
-    """Read a manifest written by `write_manifest` (either kind, told apart by its header).
-    `duration`/`offset` come back as floats, everything else as strings; a relative path is
-    taken relative to the manifest's folder."""
+def read_manifest(path: str | Path, kind: ManifestKind | None = None) -> list[dict[str, Any]]:
+    """Read a manifest written by `write_manifest` (either kind, told apart by its header; with
+    `kind`, a manifest of the other kind is a CorpusError). `duration`/`offset` come back as
+    floats, everything else as strings; a relative path is taken relative to the manifest's
+    folder."""
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"{path}: manifest not found (write it with `trnet prepare`)")
     try:
-        return _read_manifest(path)
+        return _read_manifest(path, kind)
     except UnicodeDecodeError as err:
         raise not_utf8(path, err) from None
 
 
-def _read_manifest(path: Path) -> list[dict[str, Any]]:
+def _read_manifest(path: Path, want: ManifestKind | None = None) -> list[dict[str, Any]]:
     with open_csv(path) as f:
         reader = csv.reader(f)
         header = tuple(next(reader, ()))
@@ -133,6 +136,10 @@ def _read_manifest(path: Path) -> list[dict[str, Any]]:
             raise CorpusError(
                 f"{path}: header {','.join(header) or '(empty file)'!r} is not a manifest header; expected {expected}"
             )
+        if want is not None and kind != want:
+            made_by = "iemocap|emodb|nemo|folder" if want == "utterances" else "esc50|musan|noise"
+            raise CorpusError(f"{path} is a manifest of {kind}, not of {want} (write one with "
+                              f"`trnet prepare {made_by}`)")
         rows: list[dict[str, Any]] = []
         seen: set[str] = set()
         for values in reader:

@@ -29,7 +29,7 @@ class NoOptions:
 @dataclass(frozen=True)
 class FolderOptions:
     csv: Path | None = None  # the labels CSV (default ROOT/labels.csv); a recipe's path is relative to it
-    labels: list[str] | None = None  # the class set (default: trnet.corpora.LABELS)
+    labels: list[str] | None = None  # the class set: a subset of trnet.corpora.LABELS (default: all four)
 
 
 @dataclass(frozen=True)

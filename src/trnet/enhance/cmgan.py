@@ -21,6 +21,8 @@ from __future__ import annotations
 import errno
 import math
 import os
+import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trnet.enhance.base import Enhancer, file_sha256, make_version
+from trnet.utils import UserError
 
 N_FFT = 400
 HOP = 100
@@ -296,6 +299,10 @@ class CMGANGenerator(nn.Module):
 # ---------------------------------------------------------------- the back-end
 
 
+class CheckpointError(UserError):
+    """A CMGAN checkpoint that cannot be used (unreadable, pickled objects, other weights)."""
+
+
 @dataclass(frozen=True)
 class CMGANOptions:
     checkpoint: Path | None = None  # default: ${TRNET_CMGAN_CHECKPOINT}
@@ -315,13 +322,26 @@ class CMGAN(Enhancer):
         path = _checkpoint_path(o.checkpoint)
         self.checkpoint = path
         self._sha = file_sha256(path)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict):
-            raise ValueError(f"{path}: not a generator state_dict; {WHERE_TO_GET}")
+        try:  # weights only: a pickled object is refused, never run
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's notes on pickle protocols: the error below says it all
+                state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - torch raises many types for a file it cannot read
+            why = ("it is not a torch checkpoint, or holds Python objects besides tensors (refused: only weights "
+                   "are loaded)") if isinstance(err, pickle.UnpicklingError) else \
+                f"{type(err).__name__}: {' '.join(str(err).split())[:120]}"
+            raise CheckpointError(f"{path}: not a readable generator checkpoint ({why}); {WHERE_TO_GET}") from None
+        if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+            raise CheckpointError(f"{path}: not a generator state_dict; {WHERE_TO_GET}")
         state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from (D)DP
         self.device = torch.device(o.device)
         self.net = CMGANGenerator()
-        self.net.load_state_dict(state, strict=True)
+        try:
+            self.net.load_state_dict(state, strict=True)
+        except RuntimeError as err:  # "Error(s) in loading state_dict ...:" and the first key that differs
+            lines = [line.strip() for line in str(err).strip().splitlines()]
+            why = " ".join(lines[1:2] or lines[:1])[:200]
+            raise CheckpointError(f"{path}: not the CMGAN generator's weights ({why}); {WHERE_TO_GET}") from None
         self.net.eval().requires_grad_(False).to(self.device)
         self._window = torch.hamming_window(N_FFT, device=self.device)
 

@@ -33,12 +33,17 @@ def work_lock(work: Path) -> Iterator[None]:
         check_folder_path(work, "work")
     except UserError as err:
         raise RecipeError(str(err)) from None
+    made = not work.exists()
     work.mkdir(parents=True, exist_ok=True)
-    try:
-        with exclusive_lock(work / ".lock", f"another `trnet reproduce` on {work}"):
+    try:  # the lock file goes with the lock: a failed run leaves no trace, and one it made no folder
+        with exclusive_lock(work / ".lock", f"another `trnet reproduce` on {work}", remove=True):
             yield
     except LockedError as err:
         raise RecipeError(str(err)) from None
+    finally:
+        if made:
+            with contextlib.suppress(OSError):
+                work.rmdir()  # only if empty
 
 
 def check_se(recipe: Recipe) -> None:

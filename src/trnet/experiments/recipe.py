@@ -64,8 +64,9 @@ from trnet.models import PAPER_TRAINING, PAPER_WIDTH
 from trnet.models.encoder import ENCODERS
 from trnet.options import path_options
 from trnet.report.primary import check_analysis
-from trnet.store import SNRS
-from trnet.utils import UserError
+from trnet.store import SNRS, StoreError
+from trnet.store.layout import check_noise_name, check_snrs
+from trnet.utils import UserError, check_seed
 
 KEYS = ("name", "work", "corpus", "noise", "train_noise", "se", "se_options", "seed", "folds", "systems",
         "epochs", "batch_size", "patience", "encoder", "width", "snrs", "noise_seed", "notes", "engine", "analysis")
@@ -167,13 +168,54 @@ def load_recipe(path: str | Path) -> Recipe:
 
 
 def _int_list(value: Any, key: str) -> tuple[int, ...]:
-    values = [value] if isinstance(value, int) else value
+    values = [value] if isinstance(value, int) and not isinstance(value, bool) else value
     if (
         not isinstance(values, list)
         or not values
         or not all(isinstance(v, int) and not isinstance(v, bool) for v in values)
     ):
         raise RecipeError(f"{key}: expected an integer or a non-empty list of integers, got {value!r}")
+    return _once(tuple(values), key)
+
+
+def _once(values: tuple, key: str) -> tuple:
+    """`values` if none repeats (a repeated fold, seed or SNR would count its runs twice)."""
+    twice = [v for k, v in enumerate(values) if v in values[:k]]
+    if twice:
+        raise RecipeError(f"{key}: {twice[0]} is given more than once; list each once")
+    return values
+
+
+def _seeds(values: tuple[int, ...], key: str) -> tuple[int, ...]:
+    for seed in values:
+        try:
+            check_seed(seed, key)
+        except UserError as err:
+            raise RecipeError(str(err)) from None
+    return values
+
+
+def _snrs(values: tuple[int, ...], key: str) -> tuple[int, ...]:
+    try:
+        return check_snrs(values, key)
+    except StoreError as err:
+        raise RecipeError(str(err)) from None
+
+
+def _text(table: Mapping[str, Any], key: str, default: str | None = None) -> str:
+    """A string setting (RecipeError for a number, a list, a table)."""
+    value = table.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise RecipeError(f"{key}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _strings(value: Any, key: str, single: bool) -> tuple[str, ...]:
+    """A list of strings (or, with `single`, one string as a list of one)."""
+    values = [value] if single and isinstance(value, str) else value
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        example = f'{key} = ["..."]'
+        raise RecipeError(f"{key}: expected a list of strings ({example}), got {value!r}")
     return tuple(values)
 
 
@@ -205,27 +247,39 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
     noise_tables = table["noise"]
     if not isinstance(noise_tables, Mapping) or not noise_tables:
         raise RecipeError("[noise.<name>]: expected at least one noise corpus table")
+    for name in noise_tables:  # a noise name becomes a folder of the store
+        try:
+            check_noise_name(name)
+        except StoreError as err:
+            raise RecipeError(f"[noise.{name}]: {err}") from None
     noise = {str(name): _source(t, f"noise.{name}", "noise", base) for name, t in noise_tables.items()}
-    if table["train_noise"] not in noise:
+    if _text(table, "train_noise") not in noise:
         raise RecipeError(f"train_noise {table['train_noise']!r} is not one of the noise corpora ({', '.join(noise)})")
+    for key in ("name", "work", "se"):
+        _text(table, key, enhance.DEFAULT if key == "se" else None)
     folds = table.get("folds", "all")
     systems = _systems(table.get("systems", configs.names(paper_only=True)), "systems")
+    se_options = table.get("se_options", {})
+    if not isinstance(se_options, Mapping):
+        raise RecipeError(f"se_options: expected a table ([se_options] with KEY = VALUE lines), got {se_options!r}")
     epochs = table.get("epochs", PAPER_TRAINING.epochs)
     batch_size = table.get("batch_size", PAPER_TRAINING.batch_size)
     patience = table.get("patience", PAPER_TRAINING.patience)
     width = table.get("width", PAPER_WIDTH)
     for key, value in (("epochs", epochs), ("batch_size", batch_size), ("patience", patience), ("width", width)):
-        if not isinstance(value, int) or value < 1:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise RecipeError(f"{key}: expected a positive integer, got {value!r}")
     encoder = table.get("encoder", "resnet")
     if encoder not in ENCODERS:
         raise RecipeError(f"encoder {encoder!r}: expected one of {', '.join(ENCODERS)}")
     noise_seed = table.get("noise_seed")
     if noise_seed is not None:
-        noise_seed = _int_list(noise_seed, "noise_seed")[0]
-    notes = table.get("notes", [])
-    if isinstance(notes, str):
-        notes = [notes]
+        noise_seed = _seeds(_int_list(noise_seed, "noise_seed"), "noise_seed")[0]
+    notes = _strings(table.get("notes", []), "notes", single=True)
+    if folds != "all":
+        folds = _int_list(folds, "folds")
+        if min(folds) < 0:
+            raise RecipeError(f"folds: fold indices start at 0, got {min(folds)}")
     if "analysis" in table:  # the declared comparison (report/primary.py); checked before any work
         try:
             check_analysis(table["analysis"], systems)
@@ -237,9 +291,9 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         noise=noise,
         train_noise=str(table["train_noise"]),
         se=str(table.get("se", enhance.DEFAULT)),
-        se_options=dict(table.get("se_options", {})),
-        seeds=_int_list(table.get("seed", [1]), "seed"),
-        folds=None if folds == "all" else _int_list(folds, "folds"),
+        se_options=dict(se_options),
+        seeds=_seeds(_int_list(table.get("seed", [1]), "seed"), "seed"),
+        folds=None if folds == "all" else folds,
         systems=systems,
         epochs=epochs,
         batch_size=batch_size,
@@ -247,7 +301,7 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         encoder=encoder,
         width=width,
         work=(base / str(table["work"])).resolve(),
-        snrs=_int_list(table.get("snrs", list(SNRS)), "snrs"),
+        snrs=_snrs(_int_list(table.get("snrs", list(SNRS)), "snrs"), "snrs"),
         noise_seed=noise_seed,
         notes=tuple(str(n) for n in notes),
         origin=origin,
@@ -261,6 +315,7 @@ def _systems(chosen: Any, where: str) -> tuple[str, ...]:
     table order (`trnet.configs`); RecipeError naming the unknown ones and the known."""
     if isinstance(chosen, str) or not isinstance(chosen, list | tuple) or not chosen:
         raise RecipeError(f"{where}: expected a non-empty list of systems, got {chosen!r}")
+    _once(tuple(chosen), where)
     known = configs.names()
     resolved = {configs.resolve(str(s)) for s in chosen}
     bad = sorted(resolved - set(known))
@@ -288,7 +343,9 @@ def parse_int_list(text: str, what: str) -> tuple[int, ...] | None:
         raise RecipeError(f"--{what}: expected comma-separated integers or 'all', got {text!r}") from None
     if not values:
         raise RecipeError(f"--{what}: empty list")
-    return values
+    if min(values) < 0:
+        raise RecipeError(f"--{what}: {min(values)} is negative")
+    return _once(values, f"--{what}")
 
 
 def with_overrides(recipe: Recipe, folds: str | None = None, seeds: str | None = None, systems: str | None = None,
@@ -314,7 +371,7 @@ def with_overrides(recipe: Recipe, folds: str | None = None, seeds: str | None =
         parsed = parse_int_list(seeds, "seeds")
         if parsed is None:
             raise RecipeError("--seeds: expected comma-separated integers")
-        changes["seeds"] = parsed
+        changes["seeds"] = _seeds(parsed, "--seeds")
     if systems is not None:
         changes["systems"] = _systems([s.strip() for s in systems.split(",") if s.strip()], "--systems")
     if epochs is not None:

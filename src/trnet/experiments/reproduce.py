@@ -26,6 +26,7 @@ import torch
 from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
 from trnet.corpora import read_manifest
+from trnet.device import torch_device
 from trnet.experiments.engine import Engine, Grid, LocalEngine
 from trnet.experiments.engine_ray import RayEngine
 from trnet.experiments.grid import build_stores, check_se, training_order, work_lock
@@ -36,7 +37,7 @@ from trnet.protocol.folds import loso_folds
 from trnet.report.markdown import make_report
 from trnet.report.results import git_commit, predictions_path, write_results
 from trnet.store import ConditionStore
-from trnet.utils import atomic_path
+from trnet.utils import atomic_path, inside
 
 
 def make_engine(recipe: Recipe, workers: int = 1, jobs: int = 1, verbose: bool = False) -> Engine:
@@ -60,6 +61,8 @@ def reproduce(recipe: Recipe, workers: int = 1, device: str | None = None, verbo
     threads (and OpenMP/BLAS pools, e.g. t-SNE's) for the run: on a shared machine, more OpenMP
     threads than free cores stall each other (measured: 3 epochs took 40-85 s with 2 threads,
     6 s with 1, on 2 busy cores)."""
+    if device is not None:
+        torch_device(device)  # a device this machine lacks: one line, before any work
     before = torch.get_num_threads()
     torch.set_num_threads(threads or before)
     try:
@@ -130,7 +133,7 @@ def _run(recipe: Recipe, engine: Engine, workers: int, device: str, verbose: boo
                 )
     for stale in (results_dir / "predictions").rglob("*.npz"):
         if stale not in keep:  # from an earlier, different grid: the report must not pick it up
-            stale.unlink()
+            (inside(results_dir, stale.parent) / stale.name).unlink()  # a link is removed, never its target
     meta = {
         "recipe": {"name": recipe.name, "origin": recipe.origin, "table": recipe.table},
         "commit": git_commit(),

@@ -24,6 +24,7 @@ from trnet.configs import ConfigError
 from trnet.models.bridge import FiLMBridge
 from trnet.models.encoder import ENCODERS
 from trnet.models.snr_aware import C_TARGETS, SNR_INITS, SNR_INPUTS, SNRAware
+from trnet.utils import safe_component
 
 # beyond Table 1: options of the SNR-aware module (docs/design.md §6.2)
 SNR_OPTIONS = ("snr_input", "snr_init", "gamma", "c_target")  # SystemConfig fields of the SNR-aware module
@@ -50,6 +51,7 @@ class SystemConfig:
     c_target: str = "oracle"  # c* of L_c: "oracle" (least-squares c of eq. (5)) | "snr" (known SNR / 25 dB, clean 1)
 
     def __post_init__(self) -> None:
+        safe_component(self.name, "system name")  # it names the run's folder RUNS/<system>/
         checks = {
             f"input {self.input!r} is not one of {INPUTS}": self.input not in INPUTS,
             f"train_conditions {self.train_conditions!r} is not 'clean' or 'noisy'": self.train_conditions
@@ -83,6 +85,19 @@ class TrainingConfig:
     batch_size: int = 32
     lr: float = 1e-3
     patience: int = 10  # early stopping: epochs without a better validation UAR
+
+    def __post_init__(self) -> None:
+        """Every setting checked when the config is made, so a bad one is refused before a run
+        directory is written (docs/design.md §9)."""
+        problems = [f"{name} must be an integer >= 1, got {getattr(self, name)!r}"
+                    for name in ("epochs", "batch_size", "patience")
+                    if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool)
+                    or getattr(self, name) < 1]
+        lr = self.lr
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < float("inf"):
+            problems.append(f"lr must be a finite number > 0, got {lr!r}")
+        if problems:
+            raise ValueError("training settings: " + "; ".join(problems))
 
 
 PAPER_TRAINING = TrainingConfig()  # docs/design.md §7: the defaults are the paper's (80 epochs, batch 32)
@@ -118,7 +133,7 @@ def load_training_config(name_or_path: str | Path) -> TrainingConfig:
     _, table = _read_toml(name_or_path)
     try:
         return TrainingConfig(**table.get("training", {}))
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise ConfigError(f"{name_or_path} [training]: {e}") from None
 
 

@@ -12,13 +12,16 @@ streamed: a file is read block by block, and SE, features and model run on batch
 windows, SE on a stretch of signal that covers the batch plus SE_CONTEXT seconds on each side
 (`trnet.predict.stream`), so memory stays flat however long the input. Inputs under 0.5 s,
 digitally silent, far beyond full scale or cut short (a WAV whose header promises more than
-the file holds) still get a prediction, flagged unreliable with a warning: a caller sorting
-thousands of files wants a row per file, not a crash. Non-finite model outputs (damaged
-weights) are an error.
+the file holds) or declared at a sample rate below 4 kHz still get a prediction, flagged
+unreliable with a warning: a caller sorting thousands of files wants a row per file, not a
+crash. An input so loud that its features overflow (a float file at 1e18) is that file's
+error (AudioError), never the model's; non-finite model outputs from finite features (damaged
+weights) are an error of the model.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Iterator
@@ -30,8 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from trnet import enhance
-from trnet.audio import SAMPLE_RATE, AudioError, resample, stream_audio, wav_truncation
+from trnet import enhance, pretrained
+from trnet.audio import SAMPLE_RATE, AudioError, declared_rate, resample, stream_audio, wav_truncation
+from trnet.device import torch_device
 from trnet.enhance import Enhancer
 from trnet.features import FRAME_LENGTH, fbank, num_frames
 from trnet.models import SERSystem
@@ -42,7 +46,9 @@ from trnet.utils import UserError
 MIN_SECONDS = 0.5  # shorter inputs carry too little speech for an emotion estimate
 SILENCE_PEAK = 1e-4  # peak amplitude below this (about -80 dBFS) is digital silence
 LOUD_PEAK = 4.0  # peak amplitude above this (12 dB over full scale) is not audio as the model knows it
+MIN_RATE = 4_000  # Hz: a file declared at a lower rate holds no speech band (a wrong header?)
 WINDOW_SECONDS = 5.0  # the training segment length (docs/design.md §1)
+MAX_WINDOW_SECONDS = 60.0  # longer windows would hold a minute of audio per model call
 HOP_SECONDS = 2.5
 WINDOW_BATCH = 16  # windows per model call: bounds memory (activations) on hour-long inputs
 SE_WINDOWS = 64  # windows per SE call: 162.5 s of signal, plus the context
@@ -59,6 +65,7 @@ class Window:
     label: str
     probabilities: dict[str, float]
     c: float | None
+    silent: bool = False  # digitally silent: left out of the file's result (when the rest is audible)
 
 
 @dataclass
@@ -98,6 +105,7 @@ class Predictor:
         self.window = round(window * SAMPLE_RATE)
         self.hop = round(hop * SAMPLE_RATE)
         self.warnings: list[str] = []  # about the model as a whole (e.g. an SE it was not trained with)
+        self.path: Path | None = None  # the run directory or bundle it was loaded from (set by `load`)
 
     @property
     def system(self) -> str:
@@ -114,7 +122,14 @@ class Predictor:
         cut = wav_truncation(path)
         if cut is not None:
             warns.append(f"the file is truncated: its header says {cut[0]:.2f} s, it holds {cut[1]:.2f} s")
-        return self._predict(_timed_blocks(stream_audio(path, BLOCK_SECONDS), timings), warns, timings)
+        rate = declared_rate(path)
+        if rate is not None and rate < MIN_RATE:
+            warns.append(f"the file declares a sample rate of {rate} Hz (< {MIN_RATE} Hz): it cannot hold speech "
+                         "as the model knows it; check its header")
+        try:
+            return self._predict(_timed_blocks(stream_audio(path, BLOCK_SECONDS), timings), warns, timings)
+        except InputOverflow as err:
+            raise AudioError(f"{path}: {err}") from None
 
     def predict(self, wave: Any, sample_rate: int, timings: dict[str, float] | None = None) -> Prediction:
         """Predict on a waveform: numpy array or torch tensor, [N], [N, C] or [C, N] (the
@@ -123,7 +138,12 @@ class Predictor:
         with _timed(timings, "load"):
             audio = self.prepare(wave, sample_rate)
         step = int(BLOCK_SECONDS * SAMPLE_RATE)
-        return self._predict((audio[i : i + step] for i in range(0, len(audio), step)), [], timings)
+        warns = [] if sample_rate >= MIN_RATE else [f"sample rate {sample_rate} Hz (< {MIN_RATE} Hz): it cannot hold "
+                                                      "speech as the model knows it"]
+        try:
+            return self._predict((audio[i : i + step] for i in range(0, len(audio), step)), warns, timings)
+        except InputOverflow as err:
+            raise AudioError(f"waveform: {err}") from None
 
     def _predict(self, blocks: Any, warns: list[str], timings: dict[str, float] | None) -> Prediction:
         stream = WindowStream(blocks, self.window, self.hop, SE_WINDOWS, round(SE_CONTEXT * SAMPLE_RATE),
@@ -151,8 +171,8 @@ class Predictor:
         mean = weights @ prob
         c_list = [None] * len(spans) if c_all is None else [float(c) for c in c_all]
         windows = [
-            Window(start / SAMPLE_RATE, min(stop, n_true) / SAMPLE_RATE, *self._label(p), c)
-            for (start, stop), p, c in zip(spans, prob, c_list)
+            Window(start / SAMPLE_RATE, min(stop, n_true) / SAMPLE_RATE, *self._label(p), c, silent=bool(quiet))
+            for (start, stop), p, c, quiet in zip(spans, prob, c_list, silent)
         ]
         return Prediction(
             *self._label(mean),
@@ -174,6 +194,12 @@ class Predictor:
         for i in range(0, len(spans), WINDOW_BATCH):
             with _timed(timings, "features"):
                 x, xe, frames = self.features(wave, enhanced, spans[i : i + WINDOW_BATCH])
+            for feats in (x, xe):
+                if feats is not None and not torch.isfinite(feats).all():
+                    peak = float(np.abs(segment.samples).max())
+                    raise InputOverflow(f"peak amplitude {peak:.3g} is so far beyond full scale (1.0) that its "
+                                        "features overflow: not audio as the model knows it; skipped (check the "
+                                        "file's sample format or scaling)")
             with _timed(timings, "model"):
                 p, c = self.classify(x, xe, frames)
             probs.append(p)
@@ -256,30 +282,48 @@ class Predictor:
         self.close()
 
 
+class InputOverflow(AudioError):
+    """An input whose features are not finite (samples far beyond full scale)."""
+
+
 def check_windows(window: float, hop: float) -> None:
-    """UserError unless the windowing covers the input: window >= MIN_SECONDS, 0 < hop <= window."""
-    if not window >= MIN_SECONDS:
-        raise UserError(f"window must be at least {MIN_SECONDS} s, got {window}")
-    if not 0 < hop <= window:
+    """UserError unless the windowing covers the input: MIN_SECONDS <= window <=
+    MAX_WINDOW_SECONDS, 0 < hop <= window (finite numbers)."""
+    if not (math.isfinite(window) and MIN_SECONDS <= window <= MAX_WINDOW_SECONDS):
+        raise UserError(f"window must be a number of seconds from {MIN_SECONDS} to {MAX_WINDOW_SECONDS:g}, "
+                        f"got {window}")
+    if not (math.isfinite(hop) and 0 < hop <= window):
         raise UserError(f"hop must lie in (0, window = {window}] s, got {hop}")
 
 
 def load(
-    path: str | Path,
+    path: str | Path | None = None,
     se: str | None = None,
     device: str = "cpu",
     se_options: dict | None = None,
     window: float = WINDOW_SECONDS,
     hop: float = HOP_SECONDS,
+    allow_unfinished: bool = False,
 ) -> Predictor:
-    """A trained run (directory or its best.safetensors) with its SE front-end.
+    """A trained run (directory or its best.safetensors) with its SE front-end; None (or a
+    bundle's name) is a model bundled with the package (`trnet.pretrained`), checked against
+    its SHA-256 first.
 
     `se` defaults to the back-end the model was trained with, with its training options; any
     other back-end gives a UserWarning, since the model learnt the artefacts of its own SE.
-    Systems that read only the noisy X (Baseline-c/-n) load no SE at all."""
-    model, config = load_run(path, device=device)
+    Systems that read only the noisy X (Baseline-c/-n) load no SE at all. A run without
+    done.json is refused unless `allow_unfinished`: then its last checkpoint is used, with a
+    UserWarning saying so."""
+    check_windows(window, hop)
+    device = str(torch_device(device))
+    path = pretrained.resolve(path)
+    model, config = load_run(path, device=device, allow_unfinished=allow_unfinished)
     trained_se = config.get("se")
     notes = []
+    if "unfinished" in config:
+        notes.append(f"{path} is not a finished run: using its last checkpoint "
+                     f"({config['unfinished']['checkpoint']}, epoch {config['unfinished']['epoch']}), not the "
+                     "weights validation would choose")
     backend = None
     if model.cfg.input == "x":
         if se is not None:
@@ -300,6 +344,7 @@ def load(
     for note in notes:
         warnings.warn(note, UserWarning, stacklevel=2)
     predictor.warnings = notes
+    predictor.path = path
     return predictor
 
 

@@ -82,23 +82,48 @@ def _next_same_gender_folds(speakers: list[str], gender: dict[str, str]) -> list
 
 
 @dataclass(frozen=True)
+class Holdout:
+    """A split with no test speaker, for a model trained to be shipped rather than scored
+    (docs/design.md, "The bundled model"): the validation speakers select the epoch, every
+    other speaker trains. `trnet.protocol.holdout` says which speakers validate."""
+
+    name: str  # the run directory's name in place of fold<K>
+    val_speakers: tuple[str, ...]
+    train_speakers: tuple[str, ...]
+    test_speaker: None = None
+
+
+@dataclass(frozen=True)
 class Split:
     """A fold's (train, validation, test) rows, as indices into the rows it was made from."""
 
-    fold: Fold
+    fold: Fold | Holdout
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
 
     def speakers(self) -> dict[str, Any]:
         """What a run records about its fold."""
+        if isinstance(self.fold, Holdout):
+            return {"test_speaker": None, "val_speakers": list(self.fold.val_speakers),
+                    "train_speakers": list(self.fold.train_speakers)}
         return {"test_speaker": self.fold.test_speaker, "val_speaker": self.fold.val_speaker,
                 "train_speakers": list(self.fold.train_speakers)}
 
 
-def split(rows: Sequence[dict[str, Any]], fold: int | Fold) -> Split:
+def split(rows: Sequence[dict[str, Any]], fold: int | Fold | Holdout) -> Split:
     """The rows (indices, in manifest order) of fold `fold` (an index into `loso_folds(rows)`,
-    or a Fold): training speakers, the validation speaker, the test speaker."""
+    a Fold, or a Holdout: no test rows): training speakers, the validation speaker(s), the
+    test speaker."""
+    if isinstance(fold, Holdout):
+        present = {str(r["speaker"]) for r in rows}
+        missing = [s for s in (*fold.val_speakers, *fold.train_speakers) if s not in present]
+        if missing or not fold.val_speakers or not fold.train_speakers:
+            raise ValueError(f"split {fold.name}: speakers {missing or 'none'} are not in the corpus "
+                             f"({len(fold.val_speakers)} validation, {len(fold.train_speakers)} training speakers)")
+        speaker = np.array([str(r["speaker"]) for r in rows])
+        return Split(fold, np.flatnonzero(np.isin(speaker, list(fold.train_speakers))),
+                     np.flatnonzero(np.isin(speaker, list(fold.val_speakers))), np.zeros(0, np.int64))
     if not isinstance(fold, Fold):
         folds = loso_folds(rows)
         if not 0 <= fold < len(folds):

@@ -33,7 +33,7 @@ from trnet.report.aliases import study_evidence
 from trnet.report.figures import confusion_figure, figure2, figure3, figure_uar
 from trnet.report.primary import primary_section
 from trnet.report.results import Results, load_results
-from trnet.report.selection import c_table, selection
+from trnet.report.selection import FLAT_SPREAD, c_table, selection
 from trnet.report.tables import paper_table1, significance, snr_table, table1, table2
 from trnet.utils import write_json_atomic, write_text_atomic
 
@@ -184,7 +184,8 @@ def make_report(results_dir: str | Path, out: str | Path | None = None, also: di
                "asks for; dotted: the same for the X_e of another SE setting).", "",
                "![Figure 2](fig2_snr_coefficient.png)", "",
                f"Mean c (over runs of each run's mean over test utterances) clean and at {min(res.snrs)} dB, whether "
-               "it falls monotonically with the SNR, and the Spearman rho between c and SNR over each run's test "
+               f"it falls monotonically with the SNR (\"flat\": it moves less than {FLAT_SPREAD} in all), and the "
+               "Spearman rho between c and SNR over each run's test "
                "utterances × conditions (clean ranked highest), mean ± std over runs:", "", c_table(res), ""]
         absent = [info.display for s, info in configs.systems().items() if info.paper and info.snr_aware
                   and s not in drawn]

@@ -3,7 +3,8 @@ SNR, and which system would validation choose? Every number comes from the resul
 (results rows, meta.json's runs, predictions files), like the rest of the report.
 
     c_table      per system with c: mean c clean and at the lowest SNR per noise corpus, their
-                 difference, whether the mean falls monotonically with SNR, Spearman rho
+                 difference, whether the mean falls monotonically with SNR ("flat" when it moves
+                 less than FLAT_SPREAD in all), Spearman rho
     selection    validation UAR per system (the only number a choice may use), test UAR beside it,
                  and the system the rule of `aliases.py` picks
 """
@@ -30,9 +31,20 @@ def c_profile(res: Results, system: str, noise: str) -> list[float]:
                                                             for s in res.snrs)]
 
 
+FLAT_SPREAD = 0.02  # a mean c that moves less than this from clean to the lowest SNR does not track it
+
+
 def monotone(profile: list[float]) -> bool:
     """Whether c never rises as the SNR falls (clean first)."""
     return bool(np.all(np.diff(profile) <= 0))
+
+
+def trend(profile: list[float]) -> str:
+    """The "monotone" cell: "flat" when max - min of the mean c is below FLAT_SPREAD (a c of
+    0.365 -> 0.361 is not an SNR estimate), else "yes" if it never rises as the SNR falls, "no"."""
+    if np.all(np.isfinite(profile)) and np.ptp(profile) < FLAT_SPREAD:
+        return "flat"
+    return "yes" if monotone(profile) else "no"
 
 
 def rho_cell(res: Results, system: str, key: str) -> str:
@@ -54,7 +66,7 @@ def c_table(res: Results) -> str:
         cells = [display_name(system), rho_cell(res, system, "rho")]
         for noise in res.noises:
             p = c_profile(res, system, noise)
-            cells += [f"{p[0]:.3f}", f"{p[-1]:.3f}", f"{p[0] - p[-1]:+.3f}", "yes" if monotone(p) else "no",
+            cells += [f"{p[0]:.3f}", f"{p[-1]:.3f}", f"{p[0] - p[-1]:+.3f}", trend(p),
                       rho_cell(res, system, f"rho_{noise}")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

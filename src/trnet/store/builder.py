@@ -17,6 +17,7 @@ the builder alone; workers exit when the builder dies.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import time
@@ -32,20 +33,28 @@ from tqdm import tqdm
 from trnet import enhance
 from trnet import features as feat
 from trnet.audio import load_audio, pad_or_trim, save_audio
-from trnet.corpora import read_manifest, write_manifest
+from trnet.corpora import LABELS, read_manifest, write_manifest
 from trnet.protocol.mixing import mix_at_snr, snr_db
 from trnet.protocol.noise import assign_noise
+from trnet.store.checksum import chunk_checksums
 from trnet.store.layout import (
+    AUDIO,
+    CHUNK,
     CHUNKS,
     DTYPE,
+    FRAMES,
     KEY,
     LOCK,
     SHAPE,
     SNRS,
+    SUMMARY,
+    UTTERANCES,
     SettingsChanged,
     StoreError,
     array_path,
     array_paths,
+    check_noise_name,
+    check_snrs,
     condition_name,
     conditions,
     is_complete,
@@ -53,10 +62,18 @@ from trnet.store.layout import (
     remove_store_files,
     remove_temp_files_of,
     store_key,
+    store_path,
 )
-from trnet.utils import atomic_path, check_folder_path, die_with_parent, exclusive_lock, write_json_atomic
-
-CHUNK = 8  # utterances per committed chunk
+from trnet.utils import (
+    UserError,
+    atomic_path,
+    check_folder_path,
+    check_seed,
+    die_with_parent,
+    exclusive_lock,
+    safe_component,
+    write_json_atomic,
+)
 
 ChunkMap = Callable[[list[dict]], Iterable[dict]]  # jobs -> results, in job order
 
@@ -160,7 +177,7 @@ def _open_arrays(root: Path, noises: list[str], snrs: Sequence[int], n: int) -> 
     arrays = {}
     size = n * int(np.prod(SHAPE)) * np.dtype(DTYPE).itemsize
     for rel in array_paths(noises, snrs):
-        path = root / rel
+        path = store_path(root, rel)
         if not path.exists() or path.stat().st_size != size:
             with atomic_path(path) as tmp, open(tmp, "r+b") as f:  # allocate, then rename: never a short file
                 os.posix_fallocate(f.fileno(), 0, size)
@@ -182,6 +199,7 @@ def build(spec: BuildSpec, out: str | Path, workers: int = 1, quiet: bool = Fals
     check_folder_path(root, "store folder")
     if workers < 1:
         raise StoreError(f"workers must be at least 1, got {workers}")
+    check_spec(spec)
     se = load_enhancer(spec.se, spec.se_options)
     key = spec.key(se.version)
     del se
@@ -201,6 +219,41 @@ def build(spec: BuildSpec, out: str | Path, workers: int = 1, quiet: bool = Fals
         return _build(spec, root, key, workers, quiet, map_chunks)
 
 
+def check_spec(spec: BuildSpec) -> None:
+    """StoreError (or CorpusError) for settings no store can be built with, before anything is
+    written: noise names that cannot be folder names, SNRs outside the range or repeated, a
+    negative seed, manifests of the wrong kind or empty, labels outside LABELS, and (with
+    keep_audio) utterance ids that cannot be file names."""
+    for name in spec.noise:
+        check_noise_name(name)
+    check_snrs(spec.snrs)
+    try:
+        check_seed(spec.seed, "seed")
+    except UserError as err:
+        raise StoreError(str(err)) from None
+    utts = read_manifest(spec.corpus, "utterances")
+    if not utts:
+        raise StoreError(f"{spec.corpus}: manifest has no utterances")
+    _check_utterances(spec, utts)
+    for name in sorted(spec.noise):
+        if not read_manifest(spec.noise[name], "noise"):
+            raise StoreError(f"noise {name}: {spec.noise[name]} has no clips")
+
+
+def _check_utterances(spec: BuildSpec, utts: list[dict]) -> None:
+    """Labels in the class set (training indexes LABELS); with keep_audio, ids that can be
+    file names (audio/<condition>/<id>.wav)."""
+    for row in utts:
+        if row["label"] not in LABELS:
+            raise StoreError(f"{spec.corpus}: utterance {row['id']} has label {row['label']!r}, not one of "
+                             f"{', '.join(LABELS)} (the classes trnet trains)")
+        if spec.keep_audio:
+            try:
+                safe_component(row["id"], "utterance id")
+            except UserError as err:
+                raise StoreError(f"{spec.corpus}: {err} (--keep-audio writes audio/<condition>/<id>.wav)") from None
+
+
 def _differences(old: dict, new: dict) -> str:
     """'seed 1 -> 2, se_version' : the settings that differ, with short values."""
     out = []
@@ -215,12 +268,11 @@ def _differences(old: dict, new: dict) -> str:
 def _build(spec: BuildSpec, root: Path, key: dict, workers: int, quiet: bool, map_chunks: ChunkMap | None) -> Path:
     remove_temp_files_of(root, list(spec.noise), spec.snrs)  # what a killed build was writing
     write_json_atomic(root / KEY, key)
-    utts = read_manifest(spec.corpus)
-    if not utts:
-        raise StoreError(f"{spec.corpus}: manifest has no utterances")
-    write_manifest(root / "utterances.csv", utts, "utterances")
+    utts = read_manifest(spec.corpus, "utterances")  # as check_spec found it
+    write_manifest(root / UTTERANCES, utts, "utterances")
     noises = sorted(spec.noise)
-    assignments = {name: assign_noise(utts, read_manifest(spec.noise[name]), spec.seed, name) for name in noises}
+    assignments = {name: assign_noise(utts, read_manifest(spec.noise[name], "noise"), spec.seed, name)
+                   for name in noises}
     arrays = _open_arrays(root, noises, spec.snrs, len(utts))
     (root / CHUNKS).mkdir(exist_ok=True)
 
@@ -267,17 +319,17 @@ def _commit_chunk(root: Path, arrays: dict, noises: list[str], spec: BuildSpec, 
         arr.flush()
     for utt_id, waves in res["audio"].items():
         for cond, wave in zip(conditions(noises, spec.snrs), waves):
-            save_audio(root / "audio" / condition_name(cond) / f"{utt_id}.wav", wave)
+            save_audio(store_path(root, f"{AUDIO}/{condition_name(cond)}/{utt_id}.wav"), wave)
     marker = {"key": job["key"], "index": job["index"], "frames": res["frames"].tolist(), "snr": res["snr"].tolist(),
-              "t_se": res["t_se"]}
-    write_json_atomic(root / "chunks" / f"{job['chunk']}.json", marker)
+              "t_se": res["t_se"], "checksums": chunk_checksums(arrays, job["index"])}
+    write_json_atomic(store_path(root, f"{CHUNKS}/{job['chunk']}.json"), marker)
 
 
 def _write_assignment(root: Path, name: str, utts: list[dict], assignment: dict) -> None:
-    lines = ["utterance,noise_id,noise_source"]
-    lines += [f"{u['id']},{assignment[u['id']]['id']},{assignment[u['id']]['source']}" for u in utts]
-    with atomic_path(root / name / "assignment.csv") as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+    with atomic_path(store_path(root, f"{name}/assignment.csv")) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["utterance", "noise_id", "noise_source"])
+        writer.writerows([u["id"], assignment[u["id"]]["id"], assignment[u["id"]]["source"]] for u in utts)
 
 
 def _finish(root: Path, utts: list[dict], noises: list[str], spec: BuildSpec, key_hash: str) -> Path:
@@ -295,7 +347,7 @@ def _finish(root: Path, utts: list[dict], noises: list[str], spec: BuildSpec, ke
         for row in m["snr"]:
             for cond, value in zip(snr_sum, row):
                 snr_sum[cond].append(value)
-    with atomic_path(root / "frames.npy") as tmp:
+    with atomic_path(store_path(root, FRAMES)) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, frames)
     size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
@@ -307,7 +359,7 @@ def _finish(root: Path, utts: list[dict], noises: list[str], spec: BuildSpec, ke
         "se_seconds": t_se,
         "bytes": size,
     }
-    write_json_atomic(root / "summary.json", summary)
+    write_json_atomic(root / SUMMARY, summary)
     return root
 
 

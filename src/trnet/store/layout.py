@@ -9,12 +9,18 @@ Layout of a store directory:
     clean/xs.f16, clean/xe.f16              [U, 500, 80] float16
     <noise>/<snr>/x.f16, <noise>/<snr>/xe.f16
     <noise>/assignment.csv   utterance -> noise clip
-    chunks/<i>.json          per-chunk completion markers (key hash, timings, achieved SNRs)
+    chunks/<i>.json          per-chunk completion markers (key hash, timings, achieved SNRs, and
+                             the SHA-256 of the rows the chunk wrote in every array: checksum.py)
     summary.json             written when the build is complete (with the key hash)
+    verified.json            the state (size, times, inode) each array had when its checksums last
+                             verified (checksum.py): an array found so is not read again
     audio/<condition>/<utterance>.wav   enhanced waveforms, with --keep-audio only
 
 A store is complete when summary.json carries the hash of key.json, which `build` writes only
-after checking that every chunk marker carries it. A store removes only the files above.
+after checking that every chunk marker carries it. A store removes only the files above. Noise
+names and (with --keep-audio) utterance ids become folder and file names: each must be one safe
+path component (`trnet.utils.safe_component`), and every write and delete is proven to stay
+inside the store (`store_path`).
 
 A condition is "clean" or (noise corpus, SNR in dB); its name is "clean" or "<noise>@<snr>"
 (`condition_name` / `parse_condition`), in results, predictions and reports alike.
@@ -30,17 +36,20 @@ from pathlib import Path
 from trnet import features as feat
 from trnet.audio import SAMPLE_RATE, SEGMENT_SAMPLES
 from trnet.corpora import CorpusError, read_manifest
-from trnet.utils import UserError, remove_temp_files, sha256_file
+from trnet.utils import UserError, inside, remove_temp_files, safe_component, sha256_file
 
 FORMAT_VERSION = 2  # 2: SNR powers over the valid samples (docs/design.md §2), not the padded 5 s
 SNRS: tuple[int, ...] = (20, 15, 10, 5, 0)  # docs/design.md §2
+SNR_RANGE = (-20, 60)  # dB, the SNRs a store accepts (docs/design.md §9): negative ones too (nEMO -5 dB)
 SHAPE = (feat.T_MAX, feat.N_MELS)
+CHUNK = 8  # utterances per committed chunk (chunks/<i>.json covers rows i*CHUNK ..)
 DTYPE = "float16"
 
-LOCK, KEY, SUMMARY, UTTERANCES, FRAMES, CHUNKS, AUDIO = (
-    ".lock", "key.json", "summary.json", "utterances.csv", "frames.npy", "chunks", "audio")
+LOCK, KEY, SUMMARY, UTTERANCES, FRAMES, CHUNKS, AUDIO, VERIFIED = (
+    ".lock", "key.json", "summary.json", "utterances.csv", "frames.npy", "chunks", "audio", "verified.json")
 
 Condition = str | tuple[str, int]  # "clean" or (noise corpus, SNR in dB)
+RESERVED = ("clean", CHUNKS, AUDIO)  # folders of the store itself: not noise names
 
 
 class StoreError(UserError):
@@ -54,6 +63,43 @@ class SettingsChanged(StoreError):
         self.root, self.differences = Path(root), differences
         super().__init__(f"store {root} was built with other settings ({differences}); pass --rebuild to replace "
                          "its files (nothing else is removed), or choose another --out")
+
+
+def check_noise_name(name: object) -> str:
+    """`name` if it can name a noise corpus (it becomes the store folder `<name>/`), else
+    StoreError: one safe path component, not a folder of the store itself."""
+    try:
+        safe_component(name, "noise name")
+    except UserError as err:
+        raise StoreError(str(err)) from None
+    if name in RESERVED or "@" in name:
+        raise StoreError(f"noise name {name!r}: {', '.join(RESERVED)} are the store's own folders, and '@' "
+                         "separates noise and SNR in condition names; choose another name")
+    return name
+
+
+def check_snrs(snrs: object, what: str = "snrs") -> tuple[int, ...]:
+    """SNRs as a tuple, or StoreError: integers in SNR_RANGE dB, each once, at least one."""
+    values = list(snrs) if isinstance(snrs, list | tuple) else None
+    if not values or not all(isinstance(s, int) and not isinstance(s, bool) for s in values):
+        raise StoreError(f"{what}: expected one or more integer SNRs in dB, got {snrs!r}")
+    low, high = SNR_RANGE
+    out = [s for s in values if not low <= s <= high]
+    if out:
+        raise StoreError(f"{what}: {out[0]} dB is outside {low}..{high} dB")
+    if len(set(values)) != len(values):
+        twice = sorted({s for s in values if values.count(s) > 1})
+        raise StoreError(f"{what}: each SNR once; {', '.join(map(str, twice))} dB given more than once")
+    return tuple(values)
+
+
+def store_path(root: Path, rel: str) -> Path:
+    """root/rel, proven to stay inside the store (StoreError otherwise): every write and delete
+    of a store goes through here."""
+    try:
+        return inside(root, Path(root) / rel)
+    except UserError as err:
+        raise StoreError(str(err)) from None
 
 
 def condition_name(cond: Condition) -> str:
@@ -136,6 +182,13 @@ def read_key(root: Path) -> dict | None:
         raise StoreError(f"{path} is damaged ({err}); build the store in another folder") from None
     if not isinstance(key, dict) or not all(k in key for k in ("hash", "noise", "snrs")):
         raise StoreError(f"{path} lacks the store's settings; build the store in another folder")
+    if not isinstance(key["noise"], dict) or not isinstance(key["snrs"], list):
+        raise StoreError(f"{path}: its noise or SNR settings are damaged; build the store in another folder")
+    for name in key["noise"]:  # they become paths: a tampered key.json must not lead outside
+        try:
+            safe_component(name, "noise name")
+        except UserError as err:
+            raise StoreError(f"{path}: {err}; build the store in another folder") from None
     return key
 
 
@@ -156,10 +209,10 @@ def folders(noises: Sequence[str], snrs: Sequence[int]) -> list[str]:
 
 def remove_temp_files_of(root: Path, noises: Sequence[str], snrs: Sequence[int]) -> None:
     """The temp files that writes of a killed build left (only in the store's own folders)."""
-    remove_temp_files(root, [KEY, UTTERANCES, FRAMES, SUMMARY])
+    remove_temp_files(root, [KEY, UTTERANCES, FRAMES, SUMMARY, VERIFIED])
     for rel in folders(noises, snrs):
         if (Path(root) / rel).is_dir():
-            remove_temp_files(Path(root) / rel)
+            remove_temp_files(store_path(root, rel))
 
 
 def remove_store_files(root: Path, key: dict) -> None:
@@ -172,14 +225,25 @@ def remove_store_files(root: Path, key: dict) -> None:
         ids = [row["id"] for row in read_manifest(root / UTTERANCES)] if (root / UTTERANCES).exists() else []
     except CorpusError:
         ids = []
-    files = [SUMMARY, *array_paths(noises, snrs), *(f"{n}/assignment.csv" for n in noises), FRAMES]
+    files = [SUMMARY, VERIFIED, *array_paths(noises, snrs), *(f"{n}/assignment.csv" for n in noises), FRAMES]
     files += [f"{CHUNKS}/{p.name}" for p in (root / CHUNKS).glob("*.json") if p.stem.isdigit()]
-    files += [f"{AUDIO}/{condition_name(c)}/{i}.wav" for c in conditions(noises, snrs) for i in ids]
+    files += [f"{AUDIO}/{condition_name(c)}/{i}.wav" for c in conditions(noises, snrs) for i in ids if _safe_id(i)]
     for rel in [*files, UTTERANCES]:
-        (root / rel).unlink(missing_ok=True)
+        path = root / rel
+        if path.exists() or path.is_symlink():
+            store_path(root, rel).unlink(missing_ok=True)
     remove_temp_files_of(root, noises, snrs)
     for rel in folders(noises, snrs):
         folder = root / rel
         if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
+            store_path(root, rel).rmdir()
     (root / KEY).unlink()
+
+
+def _safe_id(utt_id: str) -> bool:
+    """Whether an utterance id can have been a file name of the store (only those are removed)."""
+    try:
+        safe_component(utt_id, "utterance id")
+    except UserError:
+        return False
+    return True

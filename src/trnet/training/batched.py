@@ -337,8 +337,9 @@ def _end_epoch(model: StackedSystem, i: int, r: _Run, sums: torch.Tensor, steps:
     runs.save_training_state(r.prep.out / runs.LAST, r.model, r.optimizer, epoch)
     r.epoch = epoch
     if not quiet:
-        tqdm.write(f"{r.spec.system.name} fold {r.spec.fold} seed {r.spec.seed} epoch {epoch}: loss {row['loss']:.3f} "
-                   f"val UAR {val['val_uar']:.3f} (best {r.best['val_uar']:.3f} @ {r.best['epoch']})")
+        tqdm.write(f"{r.spec.system.name} fold {r.spec.fold_name} seed {r.spec.seed} epoch {epoch}: "
+                   f"loss {row['loss']:.3f} val UAR {val['val_uar']:.3f} "
+                   f"(best {r.best['val_uar']:.3f} @ {r.best['epoch']})")
 
 
 def _finish(r: _Run) -> None:

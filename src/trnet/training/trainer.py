@@ -26,6 +26,7 @@ from trnet.batches import (
     train_batches,
 )
 from trnet.corpora import LABELS
+from trnet.device import torch_device
 from trnet.evaluation.evaluate import predict_condition
 from trnet.evaluation.metrics import uar, war
 from trnet.models import (
@@ -38,26 +39,30 @@ from trnet.models import (
     teacher_config,
 )
 from trnet.models.losses import compute_losses
-from trnet.protocol.folds import loso_folds, split
+from trnet.protocol.folds import Holdout, loso_folds, split
 from trnet.runs import RunError
 from trnet.store import ConditionStore, condition_name
-from trnet.utils import remove_temp_files
+from trnet.utils import UserError, check_seed, remove_temp_files
 
 
 @dataclass(frozen=True)
 class RunSpec:
     system: SystemConfig
     training: TrainingConfig
-    fold: int
+    fold: int | Holdout  # a LOSO fold, or a split with no test speaker (the bundled model)
     seed: int
     store: Path
     runs: Path
-    train_noise: str | None = None
+    train_noise: str | tuple[str, ...] | None = None  # several: each noise corpus's SNRs are drawn
     device: str = "cpu"
 
     @property
+    def fold_name(self) -> int | str:
+        return self.fold.name if isinstance(self.fold, Holdout) else self.fold
+
+    @property
     def dir(self) -> Path:
-        return runs.run_dir(self.runs, self.system.name, self.fold, self.seed)
+        return runs.run_dir(self.runs, self.system.name, self.fold_name, self.seed)
 
 
 @dataclass(frozen=True)
@@ -80,25 +85,38 @@ def prepare(spec: RunSpec) -> Prepared:
     for name, value in (("epochs", spec.training.epochs), ("batch_size", spec.training.batch_size)):
         if value < 1:
             raise RunError(f"{name} must be at least 1, got {value}")
+    try:  # everything checked before anything is written (docs/design.md §9)
+        check_seed(spec.seed, "seed")
+        torch_device(spec.device)
+    except UserError as err:
+        raise RunError(str(err)) from None
     store = ConditionStore(spec.store)
-    n_folds = len(loso_folds(store.rows))
-    if not 0 <= spec.fold < n_folds:
-        raise RunError(f"fold {spec.fold} out of range: the store's corpus has {n_folds} folds (0..{n_folds - 1})")
-    if spec.train_noise is not None and spec.train_noise not in store.noises:
-        raise RunError(f"train noise {spec.train_noise!r} is not in the store {spec.store} "
-                       f"(it has {', '.join(store.noises) or 'no noise'})")
+    if not isinstance(spec.fold, Holdout):
+        n_folds = len(loso_folds(store.rows))
+        if not 0 <= spec.fold < n_folds:
+            raise RunError(f"fold {spec.fold} out of range: the store's corpus has {n_folds} folds (0..{n_folds - 1})")
+    for noise in [spec.train_noise] if isinstance(spec.train_noise, str) else spec.train_noise or ():
+        if noise not in store.noises:
+            raise RunError(f"train noise {noise!r} is not in the store {spec.store} "
+                           f"(it has {', '.join(store.noises) or 'no noise'})")
     train_noise = spec.train_noise or default_train_noise(store)
     if spec.system.train_conditions != "clean" and train_noise is None:
         raise RunError(f"{spec.system.name} trains on noisy data but the store {spec.store} has no noise corpus")
     conds = condition_set(store, spec.system.train_conditions, train_noise)
-    fold = split(store.rows, spec.fold)
+    store.check(conds)  # the arrays this run reads match their checksums, before anything is written
+    labels = label_indices(store)
+    try:
+        fold = split(store.rows, spec.fold)
+    except ValueError as err:
+        raise RunError(str(err)) from None
+    train_rows, val_rows = fold.train, fold.val
     config = {
         "system": asdict(spec.system),
         "training": asdict(spec.training),
-        "fold": spec.fold,
+        "fold": spec.fold_name,
         "seed": spec.seed,
         "labels": list(LABELS),
-        "train_noise": train_noise,
+        "train_noise": train_noise if isinstance(train_noise, str | None) else list(train_noise),
         "train_conditions": [condition_name(c) for c in conds],
         "store": str(Path(spec.store).resolve()),
         "store_hash": store.key["hash"],
@@ -106,7 +124,7 @@ def prepare(spec: RunSpec) -> Prepared:
         "se_options": store.key["se_options"],
         **fold.speakers(),
     }
-    return Prepared(spec.dir, store, label_indices(store), fold.train, fold.val, conds, config)
+    return Prepared(spec.dir, store, labels, train_rows, val_rows, conds, config)
 
 
 def train(spec: RunSpec, quiet: bool = False, wait: bool = False) -> Path:
@@ -173,7 +191,7 @@ def _loop(spec: RunSpec, out: Path, store: ConditionStore, labels: np.ndarray, t
         bar = tqdm(
             train_batches(store, labels, train_rows, conds, spec.training.batch_size, spec.seed, epoch),
             total=n_batches,
-            desc=f"{spec.system.name} f{spec.fold} s{spec.seed} ep {epoch + 1}/{epochs}",
+            desc=f"{spec.system.name} f{spec.fold_name} s{spec.seed} ep {epoch + 1}/{epochs}",
             leave=False,
             disable=True if quiet else None,  # None: a bar on a terminal only, never into a log file
         )
@@ -216,7 +234,7 @@ def _loop(spec: RunSpec, out: Path, store: ConditionStore, labels: np.ndarray, t
         runs.save_training_state(out / runs.LAST, model, optimizer, epoch + 1)
         if not quiet:
             tqdm.write(
-                f"{spec.system.name} fold {spec.fold} seed {spec.seed} epoch {epoch + 1}: loss {row['loss']:.3f} "
+                f"{spec.system.name} fold {spec.fold_name} seed {spec.seed} epoch {epoch + 1}: loss {row['loss']:.3f} "
                 f"val UAR {val['val_uar']:.3f} (best {best['val_uar']:.3f} @ {best['epoch']})"
             )
     runs.write_finished(out, {**best, "epochs_run": len(history)})

@@ -1,0 +1,156 @@
+"""The models that ship inside the package (docs/design.md, "The bundled model"), so that
+`trnet predict clip.wav` works on a fresh install: no training, no download.
+
+A bundle is a folder of package data, `trnet/pretrained/<name>/`, laid out as a finished
+run directory (`trnet.runs`: best.safetensors, config.json, done.json), so everything that
+reads a run (predict, export, `trnet.load`) reads a bundle unchanged, plus
+
+    manifest.json   name, system, classes, training data with their licences, the recipe,
+                    the commit, metrics, and the SHA-256 and size of every file above
+
+Every file is checked against the manifest's SHA-256 before a bundle is used: a damaged or
+half-copied install is one line naming the file, never a model that silently predicts
+nonsense. The folder searched is the package's own, or `$TRNET_MODELS` when set (a site-wide
+folder of bundles, or a test's temporary one). `trnet bundle` writes a bundle;
+`trnet models` lists them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trnet.runs import BEST, CONFIG, DONE
+from trnet.utils import UserError, sha256_file
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+FILES = (BEST, CONFIG, DONE)  # what a manifest vouches for
+ENV = "TRNET_MODELS"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+class BundleError(UserError):
+    """A bundled model that is missing, damaged or unknown; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A bundled model: its folder and its manifest."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["name"])
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.manifest.get("labels", []))
+
+    def verify(self) -> Bundle:
+        """Self, after checking every file against the manifest (BundleError if one differs)."""
+        files = self.manifest.get("files")
+        if not isinstance(files, dict) or set(files) != set(FILES):
+            raise BundleError(f"{self.path / MANIFEST}: lists {sorted(files or [])}, expected {list(FILES)}; "
+                              "reinstall trnet (or rebuild the bundle)")
+        for name in FILES:
+            path = self.path / name
+            if not path.is_file():
+                raise BundleError(f"bundled model {self.name}: {path} is missing; reinstall trnet")
+            if sha256_file(path) != files[name].get("sha256"):
+                raise BundleError(f"bundled model {self.name}: {path} does not match its SHA-256 in {MANIFEST} "
+                                  "(damaged or replaced); reinstall trnet")
+        return self
+
+
+def root() -> Path:
+    """The folder searched for bundles: $TRNET_MODELS, else the package's own."""
+    env = os.environ.get(ENV)
+    return Path(env).expanduser() if env else PACKAGE_DIR
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """A bundle folder's manifest (BundleError if unreadable or of an unknown format)."""
+    file = Path(folder) / MANIFEST
+    try:
+        manifest = json.loads(file.read_text())
+    except OSError as err:
+        raise BundleError(f"{file}: cannot read it ({err.strerror})") from None
+    except ValueError as err:
+        raise BundleError(f"{file} is not valid JSON ({err}); reinstall trnet (or rebuild the bundle)") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or "name" not in manifest:
+        raise BundleError(f"{file}: not a bundle manifest of format {FORMAT}; reinstall trnet")
+    return manifest
+
+
+def is_bundle(folder: str | Path) -> bool:
+    return (Path(folder) / MANIFEST).is_file()
+
+
+def bundles(folder: str | Path | None = None) -> list[Bundle]:
+    """The bundles in `folder` (default: `root()`): the default one first (its manifest says
+    `"default": true`), then by name. Unverified: `Bundle.verify` before use."""
+    base = Path(folder) if folder is not None else root()
+    if not base.is_dir():
+        return []
+    found = [Bundle(p, read_manifest(p)) for p in sorted(base.iterdir()) if p.is_dir() and is_bundle(p)]
+    return sorted(found, key=lambda b: (not b.manifest.get("default", False), b.name))
+
+
+def default() -> Bundle:
+    """The bundled model `trnet predict` and `trnet.load()` use without a model, verified."""
+    found = bundles()
+    if not found:
+        raise BundleError(f"no bundled model in {root()} (this install ships none); pass a trained run with "
+                          "--model RUN (trnet.load(RUN))")
+    return found[0].verify()
+
+
+def find(name: str) -> Bundle | None:
+    """The bundle called `name`, verified, or None."""
+    match = next((b for b in bundles() if b.name == name), None)
+    return None if match is None else match.verify()
+
+
+def resolve(model: str | Path | None) -> Path:
+    """The run directory to load for `model`: None is the default bundle; a bundle folder or a
+    bundle's name is that bundle (verified); anything else is returned as given (a run
+    directory or a .safetensors file, which `trnet.runs.load_run` checks)."""
+    if model is None:
+        return default().path
+    path = Path(model)
+    if path.is_dir() and is_bundle(path):
+        return Bundle(path, read_manifest(path)).verify().path
+    if not path.exists():
+        match = find(str(model))
+        if match is not None:
+            return match.path
+    return path
+
+
+def describe(path: str | Path) -> str:
+    """How `trnet predict` names a resolved model: 'NAME (bundled with trnet)' or the path."""
+    if not is_bundle(path):
+        return str(path)
+    manifest = read_manifest(Path(path))
+    return f"{manifest['name']} (bundled with trnet{'; PLACEHOLDER test build' if manifest.get('placeholder') else ''})"
+
+
+def c_note(path: str | Path) -> str | None:
+    """What a bundled model's c is worth, measured: the Spearman rho between c and the SNR on
+    the held-out corpus of each leave-one-corpus-out run of its system (docs/model-card.md),
+    so that nobody reads c as a calibrated noise meter on the model's word alone."""
+    if not is_bundle(path):
+        return None
+    manifest = read_manifest(Path(path))
+    rows = [r for r in manifest.get("metrics", {}).get("leave_one_corpus_out", [])
+            if r.get("system") == manifest.get("system") and (r.get("rho") or {}).get("mean") is not None]
+    if not rows:
+        return None
+    parts = ", ".join(f"{r['train']}->{r['test']} {r['rho']['mean']:.2f}" for r in rows)
+    return f"c (1 = clean, 0 = noisy) tracks the SNR with Spearman rho {parts} on held-out corpora (model card)"
