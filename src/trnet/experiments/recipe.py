@@ -44,6 +44,8 @@ types and defaults in `trnet.corpora.registry` (the same as `trnet prepare --opt
     num_cpus = 1                      # ray: CPUs per task (training, evaluation, store chunk)
     num_gpus = 0.25                   # ray: GPUs per training/evaluation task (fractional: shared)
     store_num_gpus = 0                # ray: GPUs per store-chunk task (an SE back-end on the GPU)
+    batch_runs = 0                    # runs of one system stacked into one model: 0 auto (CUDA 32, CPU
+                                      # none), 1 never, N at most N (docs/design.md §7.1)
 
 Without `noise_seed`, each training seed has its own condition store, since docs/design.md §7 says
 the seed fixes the noise assignment too; `noise_seed = N` shares one store (one SE pass)
