@@ -15,8 +15,9 @@ from safetensors.torch import load_file
 
 from tests.conftest import kill_when
 from tests.test_store import make_corpus
+from trnet.models import TrainingConfig
 from trnet.protocol.folds import split
-from trnet.runs import load_run
+from trnet.runs import RunError, load_run
 from trnet.store import BuildSpec, ConditionStore, build
 from trnet.training import trainer
 from trnet.training.trainer import spec_from_names, train
@@ -94,8 +95,9 @@ def test_test_speaker_is_never_evaluated_during_training(store, tmp_path, monkey
     assert not set(np.concatenate(seen)) & set(test_rows)
 
 
-def test_crash_mid_run_then_resume_equals_uninterrupted(store, tmp_path, monkeypatch):
-    reference = weights(run(store, tmp_path / "ref", epochs=4, patience=100))
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_crash_mid_run_then_resume_equals_uninterrupted(store, tmp_path, monkeypatch, schedule):
+    reference = weights(run(store, tmp_path / "ref", epochs=4, patience=100, lr_schedule=schedule))
     calls = {"n": 0}
     original = trainer.validate
 
@@ -107,12 +109,28 @@ def test_crash_mid_run_then_resume_equals_uninterrupted(store, tmp_path, monkeyp
 
     monkeypatch.setattr(trainer, "validate", crash_on_third_epoch)
     with pytest.raises(RuntimeError, match="simulated"):
-        run(store, tmp_path / "crash", epochs=4, patience=100)
+        run(store, tmp_path / "crash", epochs=4, patience=100, lr_schedule=schedule)
     monkeypatch.setattr(trainer, "validate", original)
     out = tmp_path / "crash" / "baseline-n" / "fold0-seed1"
     assert (out / "last.safetensors").exists() and not (out / "done.json").exists()
-    assert_same(reference, weights(run(store, tmp_path / "crash", epochs=4, patience=100)))
+    assert_same(reference, weights(run(store, tmp_path / "crash", epochs=4, patience=100, lr_schedule=schedule)))
     assert len((out / "log.csv").read_text().strip().splitlines()) == 5
+
+
+def test_cosine_schedule_changes_the_run_and_ends_at_zero(store, tmp_path):
+    """The schedule is a training setting: it changes the weights, is recorded in config.json
+    and refused on a mismatch; it falls from lr to 0 over epochs x batches per epoch."""
+    constant = weights(run(store, tmp_path / "r", epochs=2, patience=100))
+    with pytest.raises(RunError, match="lr_schedule"):
+        run(store, tmp_path / "r", epochs=2, patience=100, lr_schedule="cosine")
+    cosine = weights(run(store, tmp_path / "c", epochs=2, patience=100, lr_schedule="cosine"))
+    assert any(not torch.equal(constant[k], cosine[k]) for k in constant)
+    config = json.loads((tmp_path / "c" / "baseline-n" / "fold0-seed1" / "config.json").read_text())
+    assert config["training"]["lr_schedule"] == "cosine"
+    t = TrainingConfig(epochs=2, lr=1e-3, lr_schedule="cosine")
+    assert t.lr_at(0, 5) == 1e-3 and t.lr_at(5, 5) == pytest.approx(5e-4) and t.lr_at(10, 5) == 0.0
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainingConfig(lr_schedule="step")
 
 
 @pytest.mark.slow

@@ -93,6 +93,12 @@ def make_batch(
     )
 
 
+def n_train_batches(n_rows: int, batch_size: int) -> int:
+    """How many batches `train_batches` yields per epoch (a last batch of one waits)."""
+    full, rest = divmod(n_rows, batch_size)
+    return full + (1 if rest >= 2 else 0)
+
+
 def train_batches(
     store: ConditionStore,
     labels: np.ndarray,

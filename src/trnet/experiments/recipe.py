@@ -10,6 +10,8 @@ reproduction is a file anyone can read, edit and rerun, not a shell history.
     systems = ["baseline-c", ...]     # default: all seven, in Table-1 order
     epochs = 15                       # maximum epochs (default 80, the paper's)
     batch_size = 32                   # default 32, the paper's
+    lr_schedule = "cosine"            # learning rate over the run: "constant" (default, the paper's)
+                                      # or "cosine" (from lr to 0; docs/design.md §7)
     patience = 10                     # early stopping after this many epochs without a better
                                       # validation UAR (default 10); = epochs: no early stopping
     encoder = "resnet"                # or "cnn6" (the authors' code)
@@ -63,6 +65,7 @@ from typing import Any
 from trnet import configs, enhance
 from trnet.corpora import LOADERS, CorpusError, check_options, kinds
 from trnet.models import PAPER_TRAINING, PAPER_WIDTH
+from trnet.models.system import LR_SCHEDULES
 from trnet.models.encoder import ENCODERS
 from trnet.options import path_options
 from trnet.report.primary import check_analysis
@@ -71,7 +74,8 @@ from trnet.store.layout import check_noise_name, check_snrs
 from trnet.utils import UserError, check_seed
 
 KEYS = ("name", "work", "corpus", "noise", "train_noise", "se", "se_options", "seed", "folds", "systems",
-        "epochs", "batch_size", "patience", "encoder", "width", "snrs", "noise_seed", "notes", "engine", "analysis")
+        "epochs", "batch_size", "patience", "encoder", "width", "snrs", "noise_seed", "notes", "engine", "analysis",
+        "lr_schedule")
 ENGINES = ("local", "ray")
 
 
@@ -145,6 +149,7 @@ class Recipe:
     epochs: int
     batch_size: int
     patience: int
+    lr_schedule: str
     encoder: str
     width: int
     work: Path
@@ -271,6 +276,9 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
     for key, value in (("epochs", epochs), ("batch_size", batch_size), ("patience", patience), ("width", width)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise RecipeError(f"{key}: expected a positive integer, got {value!r}")
+    lr_schedule = table.get("lr_schedule", PAPER_TRAINING.lr_schedule)
+    if lr_schedule not in LR_SCHEDULES:
+        raise RecipeError(f"lr_schedule {lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
     encoder = table.get("encoder", "resnet")
     if encoder not in ENCODERS:
         raise RecipeError(f"encoder {encoder!r}: expected one of {', '.join(ENCODERS)}")
@@ -300,6 +308,7 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         epochs=epochs,
         batch_size=batch_size,
         patience=patience,
+        lr_schedule=lr_schedule,
         encoder=encoder,
         width=width,
         work=(base / str(table["work"])).resolve(),

@@ -12,6 +12,7 @@ so the student's state_dict and inference graph have no teacher in them."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -76,6 +77,9 @@ class SystemConfig:
             raise ConfigError(f"system {self.name!r}: " + "; ".join(problems))
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """Training settings (docs/design.md §7). The defaults are the paper's, and this class is their one
@@ -85,6 +89,7 @@ class TrainingConfig:
     batch_size: int = 32
     lr: float = 1e-3
     patience: int = 10  # early stopping: epochs without a better validation UAR
+    lr_schedule: str = "constant"  # "constant" (the paper's) | "cosine" (to 0 over the run; docs/design.md §7)
 
     def __post_init__(self) -> None:
         """Every setting checked when the config is made, so a bad one is refused before a run
@@ -96,8 +101,19 @@ class TrainingConfig:
         lr = self.lr
         if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < float("inf"):
             problems.append(f"lr must be a finite number > 0, got {lr!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            problems.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if problems:
             raise ValueError("training settings: " + "; ".join(problems))
+
+    def lr_at(self, step: int, steps_per_epoch: int) -> float:
+        """The learning rate of optimiser step `step` (0-based over the whole run): constant, or
+        cosine from `lr` to 0 over epochs x steps_per_epoch steps (a function of the step alone,
+        so a resumed run follows the same schedule)."""
+        if self.lr_schedule == "constant":
+            return float(self.lr)
+        total = max(1, self.epochs * steps_per_epoch)
+        return float(self.lr) * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 
 
 PAPER_TRAINING = TrainingConfig()  # docs/design.md §7: the defaults are the paper's (80 epochs, batch 32)

@@ -23,6 +23,7 @@ from trnet.batches import (
     default_train_noise,
     fit_snr_input_stats,
     label_indices,
+    n_train_batches,
     train_batches,
 )
 from trnet.corpora import LABELS
@@ -196,7 +197,10 @@ def _loop(spec: RunSpec, out: Path, store: ConditionStore, labels: np.ndarray, t
             disable=True if quiet else None,  # None: a bar on a terminal only, never into a log file
         )
         steps = 0
+        per_epoch = n_train_batches(len(train_rows), spec.training.batch_size)
         for batch in bar:
+            for group in optimizer.param_groups:  # the schedule is a function of the global step
+                group["lr"] = spec.training.lr_at(epoch * per_epoch + steps, per_epoch)
             b = batch.to(device)
             out_ = model(b.x, b.xe, b.frames)
             h_s = teacher.embed(b.xs, b.frames) if teacher is not None else None
