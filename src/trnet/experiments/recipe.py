@@ -65,8 +65,8 @@ from typing import Any
 from trnet import configs, enhance
 from trnet.corpora import LOADERS, CorpusError, check_options, kinds
 from trnet.models import PAPER_TRAINING, PAPER_WIDTH
-from trnet.models.system import LR_SCHEDULES
 from trnet.models.encoder import ENCODERS
+from trnet.models.system import LR_SCHEDULES
 from trnet.options import path_options
 from trnet.report.primary import check_analysis
 from trnet.store import SNRS, StoreError

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from trnet import runs
-from trnet.batches import Batch, condition_snr_db, fit_snr_input_stats, make_batch, train_batches
+from trnet.batches import Batch, condition_snr_db, fit_snr_input_stats, make_batch, n_train_batches, train_batches
 from trnet.corpora import LABELS
 from trnet.evaluation.metrics import uar, war
 from trnet.models import SERSystem, build_teacher, teacher_config
@@ -226,7 +226,8 @@ def _epoch(model: StackedSystem, rs: list[_Run], active: list[int]) -> tuple[dic
             by_size.setdefault(len(b.index), []).append(i)
         for rows in by_size.values():
             for group in split_by_length(rows, [heads[i].x.shape[1] for i in rows]):
-                losses = _step(model, rs, group, [heads[i] for i in group]).to("cpu", torch.float64)
+                lrs = [_lr(rs[i], steps[i]) for i in group]
+                losses = _step(model, rs, group, [heads[i] for i in group], lrs).to("cpu", torch.float64)
                 for j, i in enumerate(group):
                     sums[i] += losses[j]
                     steps[i] += 1
@@ -263,7 +264,14 @@ def _stack(batches: list[Batch], device: torch.device) -> tuple[torch.Tensor, ..
     return x, xe, xs, lengths
 
 
-def _step(model: StackedSystem, rs: list[_Run], group: list[int], batches: list[Batch]) -> torch.Tensor:
+def _lr(r: _Run, step: int) -> float:
+    """The run's learning rate at this step of its epoch (trainer._loop: a function of the global step)."""
+    per_epoch = n_train_batches(len(r.prep.train_rows), r.spec.training.batch_size)
+    return r.spec.training.lr_at(r.epoch * per_epoch + step, per_epoch)
+
+
+def _step(model: StackedSystem, rs: list[_Run], group: list[int], batches: list[Batch],
+          lrs: list[float]) -> torch.Tensor:
     x, xe, xs, lengths = _stack(batches, model.device)
     y = torch.stack([b.y for b in batches]).to(model.device)
     snr = torch.stack([condition_snr_db(b.conditions) for b in batches]).to(model.device)
@@ -271,7 +279,7 @@ def _step(model: StackedSystem, rs: list[_Run], group: list[int], batches: list[
     if rs[group[0]].h_s is not None:
         h_s = torch.stack([rs[i].h_s[b.index] for i, b in zip(group, batches)]).to(model.device)
     try:
-        return model.train_step(group, x, xe, xs, lengths, y, snr, h_s)
+        return model.train_step(group, x, xe, xs, lengths, y, snr, h_s, lrs)
     except FloatingPointError as err:
         r = rs[err.args[0][0]]
         raise RunError(f"run {r.prep.out}: the loss is not finite at epoch {r.epoch + 1}; training stopped, the run "

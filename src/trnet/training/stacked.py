@@ -94,15 +94,17 @@ class StackedAdam:
                                   "exp_avg_sq": v[name][r].clone()}
 
     @torch.no_grad()
-    def step(self, rows: list[int]) -> None:
-        """One update of the runs in `rows` (their gradient rows), as torch's _single_tensor_adam."""
+    def step(self, rows: list[int], lrs: list[float] | None = None) -> None:
+        """One update of the runs in `rows` (their gradient rows), as torch's _single_tensor_adam,
+        each at its learning rate (`lrs`, the run's schedule at its step; default: `lr`)."""
         flat, grad = self.stack.flat, self.stack.flat.grad
         b1, b2 = BETAS
         for r in rows:
             self.steps[r] += 1
         bc1 = torch.tensor([1 - b1 ** self.steps[r] for r in rows], dtype=torch.float64)
         bc2 = torch.tensor([1 - b2 ** self.steps[r] for r in rows], dtype=torch.float64)
-        step_size = (self.lr / bc1).to(flat)[:, None]
+        lr = torch.tensor(lrs if lrs is not None else [self.lr] * len(rows), dtype=torch.float64)
+        step_size = (lr / bc1).to(flat)[:, None]
         bc2_sqrt = bc2.sqrt().to(flat)[:, None]
         everyone = rows == list(range(self.stack.size))
         idx = None if everyone else torch.tensor(rows, device=flat.device)
@@ -153,7 +155,7 @@ class StackedSystem:
             return vmap(lambda p, b, x, f: functional_call(t.base, (p, b), (x, f)))(params, buffers, xs, frames)
 
     def train_step(self, rows: list[int], x: Tensor, xe: Tensor, xs: Tensor, frames: Tensor, y: Tensor,
-                   snr_db: Tensor, h_s: Tensor | None = None) -> Tensor:
+                   snr_db: Tensor, h_s: Tensor | None = None, lrs: list[float] | None = None) -> Tensor:
         """One optimiser step of the runs `rows` on their batches (stacked [R', B, ...]); returns
         their losses [R', 5] (LOSS_KEYS), detached. The teachers' h_s is computed here unless
         given. Raises FloatingPointError (with the offending positions in `rows`) before any
@@ -181,7 +183,7 @@ class StackedSystem:
             with torch.no_grad():
                 for n, b in s.buffers.items():
                     b.index_copy_(0, idx, buffers[n])
-        self.adam.step(rows)
+        self.adam.step(rows, lrs)
         return losses.detach()
 
     @torch.no_grad()
