@@ -12,6 +12,7 @@ reproduction is a file anyone can read, edit and rerun, not a shell history.
     batch_size = 32                   # default 32, the paper's
     lr_schedule = "cosine"            # learning rate over the run: "constant" (default, the paper's)
                                       # or "cosine" (from lr to 0; docs/design.md §7)
+    bucket = true                     # batches of similar length (default false, the paper's random batches)
     patience = 10                     # early stopping after this many epochs without a better
                                       # validation UAR (default 10); = epochs: no early stopping
     encoder = "resnet"                # or "cnn6" (the authors' code)
@@ -63,8 +64,8 @@ from typing import Any
 from trnet import configs, enhance
 from trnet.corpora import LOADERS, CorpusError, check_options, kinds
 from trnet.models import PAPER_TRAINING, PAPER_WIDTH
-from trnet.models.system import LR_SCHEDULES
 from trnet.models.encoder import ENCODERS
+from trnet.models.system import LR_SCHEDULES
 from trnet.options import path_options
 from trnet.report.primary import check_analysis
 from trnet.store import SNRS, StoreError
@@ -73,7 +74,7 @@ from trnet.utils import UserError, check_seed
 
 KEYS = ("name", "work", "corpus", "noise", "train_noise", "se", "se_options", "seed", "folds", "systems",
         "epochs", "batch_size", "patience", "encoder", "width", "snrs", "noise_seed", "notes", "engine", "analysis",
-        "lr_schedule")
+        "lr_schedule", "bucket")
 ENGINES = ("local", "ray")
 
 
@@ -144,6 +145,7 @@ class Recipe:
     batch_size: int
     patience: int
     lr_schedule: str
+    bucket: bool
     encoder: str
     width: int
     work: Path
@@ -273,6 +275,9 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
     lr_schedule = table.get("lr_schedule", PAPER_TRAINING.lr_schedule)
     if lr_schedule not in LR_SCHEDULES:
         raise RecipeError(f"lr_schedule {lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
+    bucket = table.get("bucket", PAPER_TRAINING.bucket)
+    if not isinstance(bucket, bool):
+        raise RecipeError(f"bucket: expected true or false, got {bucket!r}")
     encoder = table.get("encoder", "resnet")
     if encoder not in ENCODERS:
         raise RecipeError(f"encoder {encoder!r}: expected one of {', '.join(ENCODERS)}")
@@ -303,6 +308,7 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         batch_size=batch_size,
         patience=patience,
         lr_schedule=lr_schedule,
+        bucket=bucket,
         encoder=encoder,
         width=width,
         work=(base / str(table["work"])).resolve(),
