@@ -95,9 +95,9 @@ def test_test_speaker_is_never_evaluated_during_training(store, tmp_path, monkey
     assert not set(np.concatenate(seen)) & set(test_rows)
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
-def test_crash_mid_run_then_resume_equals_uninterrupted(store, tmp_path, monkeypatch, schedule):
-    reference = weights(run(store, tmp_path / "ref", epochs=4, patience=100, lr_schedule=schedule))
+@pytest.mark.parametrize("schedule, bucket", [("constant", False), ("cosine", True)])
+def test_crash_mid_run_then_resume_equals_uninterrupted(store, tmp_path, monkeypatch, schedule, bucket):
+    reference = weights(run(store, tmp_path / "ref", epochs=4, patience=100, lr_schedule=schedule, bucket=bucket))
     calls = {"n": 0}
     original = trainer.validate
 
@@ -109,11 +109,12 @@ def test_crash_mid_run_then_resume_equals_uninterrupted(store, tmp_path, monkeyp
 
     monkeypatch.setattr(trainer, "validate", crash_on_third_epoch)
     with pytest.raises(RuntimeError, match="simulated"):
-        run(store, tmp_path / "crash", epochs=4, patience=100, lr_schedule=schedule)
+        run(store, tmp_path / "crash", epochs=4, patience=100, lr_schedule=schedule, bucket=bucket)
     monkeypatch.setattr(trainer, "validate", original)
     out = tmp_path / "crash" / "baseline-n" / "fold0-seed1"
     assert (out / "last.safetensors").exists() and not (out / "done.json").exists()
-    assert_same(reference, weights(run(store, tmp_path / "crash", epochs=4, patience=100, lr_schedule=schedule)))
+    again = run(store, tmp_path / "crash", epochs=4, patience=100, lr_schedule=schedule, bucket=bucket)
+    assert_same(reference, weights(again))
     assert len((out / "log.csv").read_text().strip().splitlines()) == 5
 
 
@@ -169,3 +170,23 @@ def test_unknown_fold_is_a_clear_error(store, tmp_path):
     spec = spec_from_names("baseline-c", 99, 1, store, tmp_path, system_overrides=TINY)
     with pytest.raises(ValueError, match="fold 99 out of range"):
         train(spec, quiet=True)
+
+
+def test_bucketing_keeps_every_example_once_and_crops_less(monkeypatch):
+    """Buckets: the same examples per epoch (and the same conditions each drew), the same number
+    of batches, a fixed order given (seed, epoch), and batches of similar length."""
+    import trnet.batches as batches
+
+    rng = np.random.default_rng(0)
+    store = type("Store", (), {"frames": rng.lognormal(np.log(240), 0.3, 1000).clip(87, 500).astype(int)})()
+    monkeypatch.setattr(batches, "make_batch", lambda s, labels, idx, conds, crop=True: (idx, conds))
+    rows, conds = np.arange(997), ["clean", ("n", 10), ("n", 0)]
+    plain = list(batches.train_batches(store, None, rows, conds, 8, 1, 3))
+    bucketed = list(batches.train_batches(store, None, rows, conds, 8, 1, 3, bucket=True))
+    again = list(batches.train_batches(store, None, rows, conds, 8, 1, 3, bucket=True))
+    assert all(np.array_equal(a[0], b[0]) and a[1] == b[1] for a, b in zip(bucketed, again))
+    assert len(plain) == len(bucketed) == batches.n_train_batches(len(rows), 8)
+    pairs = {(int(i), c) for idx, cs in plain for i, c in zip(idx, cs)}
+    assert pairs == {(int(i), c) for idx, cs in bucketed for i, c in zip(idx, cs)}  # same draws, once each
+    longest = [np.mean([store.frames[idx].max() for idx, _ in bs]) for bs in (plain, bucketed)]
+    assert longest[1] < 0.85 * longest[0]

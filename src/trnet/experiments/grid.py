@@ -4,7 +4,8 @@ Layout of WORK:
     .lock                    held by the `trnet reproduce` working on WORK (an OS lock)
     manifests/corpus.csv, manifests/noise-<name>.csv
     stores/seed<S>/ (or stores/noise-seed<N>/ with `noise_seed`)
-    runs/<store>/<encoder>-w<width>-e<epochs>-b<batch>[-p<patience>][-<lr schedule>]-<train noise>-<store hash>/
+    runs/<store>/<encoder>-w<width>-e<epochs>-b<batch>[-p<patience>][-<lr schedule>][-bucket]-<train noise>-
+        <store hash>/
         <system>/fold<K>-seed<S>/
     results/
 Runs live under the store's hash and the training settings, so changing the SE back-end,
@@ -89,6 +90,7 @@ def runs_dir(recipe: Recipe, seed: int, store: ConditionStore) -> Path:
     """Runs live under the store's hash and the training settings (see the module docstring)."""
     patience = "" if recipe.patience == PAPER_TRAINING.patience else f"-p{recipe.patience}"
     patience += "" if recipe.lr_schedule == PAPER_TRAINING.lr_schedule else f"-{recipe.lr_schedule}"
+    patience += "-bucket" if recipe.bucket else ""
     tag = (f"{recipe.encoder}-w{recipe.width}-e{recipe.epochs}-b{recipe.batch_size}{patience}-{recipe.train_noise}-"
            f"{store.key['hash'][:10]}")
     return recipe.work / "runs" / store_name(recipe, seed) / tag
@@ -98,7 +100,8 @@ def run_spec(recipe: Recipe, system: str, fold: int, seed: int, store: Path, run
     return spec_from_names(system, fold, seed, store, runs,
                            system_overrides={"encoder": recipe.encoder, "width": recipe.width},
                            training_overrides={"epochs": recipe.epochs, "batch_size": recipe.batch_size,
-                                               "patience": recipe.patience, "lr_schedule": recipe.lr_schedule},
+                                               "patience": recipe.patience, "lr_schedule": recipe.lr_schedule,
+                                               "bucket": recipe.bucket},
                            train_noise=recipe.train_noise, device=device)
 
 

@@ -12,6 +12,7 @@ reproduction is a file anyone can read, edit and rerun, not a shell history.
     batch_size = 32                   # default 32, the paper's
     lr_schedule = "cosine"            # learning rate over the run: "constant" (default, the paper's)
                                       # or "cosine" (from lr to 0; docs/design.md §7)
+    bucket = true                     # batches of similar length (default false, the paper's random batches)
     patience = 10                     # early stopping after this many epochs without a better
                                       # validation UAR (default 10); = epochs: no early stopping
     encoder = "resnet"                # or "cnn6" (the authors' code)
@@ -75,7 +76,7 @@ from trnet.utils import UserError, check_seed
 
 KEYS = ("name", "work", "corpus", "noise", "train_noise", "se", "se_options", "seed", "folds", "systems",
         "epochs", "batch_size", "patience", "encoder", "width", "snrs", "noise_seed", "notes", "engine", "analysis",
-        "lr_schedule")
+        "lr_schedule", "bucket")
 ENGINES = ("local", "ray")
 
 
@@ -150,6 +151,7 @@ class Recipe:
     batch_size: int
     patience: int
     lr_schedule: str
+    bucket: bool
     encoder: str
     width: int
     work: Path
@@ -279,6 +281,9 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
     lr_schedule = table.get("lr_schedule", PAPER_TRAINING.lr_schedule)
     if lr_schedule not in LR_SCHEDULES:
         raise RecipeError(f"lr_schedule {lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
+    bucket = table.get("bucket", PAPER_TRAINING.bucket)
+    if not isinstance(bucket, bool):
+        raise RecipeError(f"bucket: expected true or false, got {bucket!r}")
     encoder = table.get("encoder", "resnet")
     if encoder not in ENCODERS:
         raise RecipeError(f"encoder {encoder!r}: expected one of {', '.join(ENCODERS)}")
@@ -309,6 +314,7 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         batch_size=batch_size,
         patience=patience,
         lr_schedule=lr_schedule,
+        bucket=bucket,
         encoder=encoder,
         width=width,
         work=(base / str(table["work"])).resolve(),

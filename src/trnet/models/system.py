@@ -90,6 +90,7 @@ class TrainingConfig:
     lr: float = 1e-3
     patience: int = 10  # early stopping: epochs without a better validation UAR
     lr_schedule: str = "constant"  # "constant" (the paper's) | "cosine" (to 0 over the run; docs/design.md §7)
+    bucket: bool = False  # batches of similar length (trnet.batches.train_batches); the paper's are random
 
     def __post_init__(self) -> None:
         """Every setting checked when the config is made, so a bad one is refused before a run
@@ -101,6 +102,8 @@ class TrainingConfig:
         lr = self.lr
         if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < float("inf"):
             problems.append(f"lr must be a finite number > 0, got {lr!r}")
+        if not isinstance(self.bucket, bool):
+            problems.append(f"bucket must be true or false, got {self.bucket!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             problems.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if problems:

@@ -190,7 +190,8 @@ def _loop(spec: RunSpec, out: Path, store: ConditionStore, labels: np.ndarray, t
         sums = {"loss": 0.0, "ce": 0.0, "low": 0.0, "high": 0.0, "coef": 0.0}
         n_batches = -(-len(train_rows) // spec.training.batch_size)
         bar = tqdm(
-            train_batches(store, labels, train_rows, conds, spec.training.batch_size, spec.seed, epoch),
+            train_batches(store, labels, train_rows, conds, spec.training.batch_size, spec.seed, epoch,
+                          bucket=spec.training.bucket),
             total=n_batches,
             desc=f"{spec.system.name} f{spec.fold_name} s{spec.seed} ep {epoch + 1}/{epochs}",
             leave=False,
