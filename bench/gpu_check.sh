@@ -60,23 +60,23 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, record its key:
 }
 
 if [ "$QUICK" = 1 ]; then EPOCHS=2; UTTS=24; FOLDS=4; SEEDS=1; DFN=8
-else EPOCHS=31; UTTS=""; FOLDS=10; SEEDS=4; DFN=64; fi
+else EPOCHS=31; UTTS=""; FOLDS=10; SEEDS=2; DFN=64; fi
 WORK="$OUT/work"
 
 # 1. the tests marked gpu (they skip without CUDA)
-step pytest_gpu 120 $PY -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider
+step pytest_gpu 60 $PY -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider
 tail -1 "$OUT/pytest_gpu.log" | sed 's/^/pytest_gpu_summary: /' >> "$RESULTS"
 # 2. CPU vs CUDA: logits and c of every system
-step parity 45 $PY bench/gpu_check.py parity --device "$DEVICE"
+step parity 40 $PY bench/gpu_check.py parity --device "$DEVICE"
 # 3. the EmoDB store with DFN3's torch runtime on the device (also the data of step 4)
-step store 120 $PY bench/gpu_check.py store --device "$DEVICE" --data .gpu --work "$WORK" ${UTTS:+--utterances $UTTS}
+step store 90 $PY bench/gpu_check.py store --device "$DEVICE" --data .gpu --work "$WORK" ${UTTS:+--utterances $UTTS}
 # 4. one TRNet run of the EmoDB setting (after its Baseline-c teacher): wall time, peak memory
-step train 120 $PY bench/gpu_check.py train --device "$DEVICE" --work "$WORK" --epochs "$EPOCHS"
+step train 150 $PY bench/gpu_check.py train --device "$DEVICE" --work "$WORK" --epochs "$EPOCHS"
 # 5. the stacked grid on the device: runs/hour (compare with the 2-core CPU in docs/benchmarks.md)
-step grid 200 $PY bench/grid.py --paths stacked --jobs 1 --device "$DEVICE" --folds "$FOLDS" --seeds "$SEEDS" \
+step grid 120 $PY bench/grid.py --paths stacked --jobs 1 --device "$DEVICE" --folds "$FOLDS" --seeds "$SEEDS" \
     --stack 64 --epochs 2 --settings fixed,variable
 grep -E '^(fixed|variable) ' "$OUT/grid.log" | awk '{print "grid_" $1 "_runs_per_hour: " $5 "  # " $0}' >> "$RESULTS"
 # 6. DFN3 batched on the device vs onnxruntime on the CPU
-step dfn3 45 $PY bench/gpu_check.py dfn3 --device "$DEVICE" --data .gpu --utterances "$DFN"
+step dfn3 40 $PY bench/gpu_check.py dfn3 --device "$DEVICE" --data .gpu --utterances "$DFN"
 record "total_seconds: $SECONDS"
 echo "results: $RESULTS"
