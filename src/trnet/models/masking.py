@@ -27,10 +27,18 @@ def halve(lengths: Tensor) -> Tensor:
 class MaskedBatchNorm(nn.BatchNorm2d):
     """BatchNorm2d over [B, C, T, F] whose training statistics (and so its running statistics)
     come from the valid time steps only: padding is neither counted nor able to shift them.
-    In eval mode it is the plain per-element affine map of nn.BatchNorm2d."""
+    In eval mode it is the plain per-element affine map of nn.BatchNorm2d; with `functional`
+    (set on the stacked models of `trnet.training.stacked`) that map is written out in tensor
+    operations, because under torch.func.vmap on CUDA `F.batch_norm` asks for a memory format
+    that vmap cannot answer (torch 2.11: "NYI: querying is_contiguous inside of vmap")."""
+
+    functional = False
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:  # type: ignore[override]
         if not self.training:
+            if self.functional:
+                scale = self.weight * torch.rsqrt(self.running_var + self.eps)
+                return (x - self.running_mean[:, None, None]) * scale[:, None, None] + self.bias[:, None, None]
             return super().forward(x)
         valid = frame_mask(lengths, x.shape[2])[:, None, :, None]
         n = valid.sum() * x.shape[3]  # valid elements per channel

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -164,7 +165,11 @@ def local_map(workers: int) -> ChunkMap:
     """Chunks in `workers` local processes (the default engine)."""
 
     def run(jobs: list[dict]) -> Iterator[dict]:
-        with ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=(os.getpid(),)) as pool:
+        # A process that has initialised CUDA (an SE back-end on the GPU, checked before the build)
+        # cannot fork workers that use it: they start fresh ("spawn") then; on the CPU, fork as before.
+        context = multiprocessing.get_context("spawn") if torch.cuda.is_initialized() else None
+        with ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=(os.getpid(),),
+                                 mp_context=context) as pool:
             yield from pool.map(process_chunk, jobs)
 
     return run

@@ -23,6 +23,7 @@ from torch.func import functional_call, vmap
 
 from trnet.models import SERSystem, SystemConfig
 from trnet.models.losses import compute_losses
+from trnet.models.masking import MaskedBatchNorm
 
 LOSS_KEYS = ("total", "ce", "low", "high", "coef")
 BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which the single-run trainer uses
@@ -41,6 +42,9 @@ class Stack:
     def __init__(self, models: Sequence[nn.Module], device: torch.device | str = "cpu"):
         first = models[0]
         self.base = copy.deepcopy(first).to("meta")  # the architecture only; tensors come from the stack
+        for module in self.base.modules():  # eval-mode BatchNorm in plain tensor ops (vmap on CUDA)
+            if isinstance(module, MaskedBatchNorm):
+                module.functional = True
         self.names = [n for n, _ in first.named_parameters()]
         self.shapes = [p.shape for p in first.parameters()]
         self.numels = [p.numel() for p in first.parameters()]
