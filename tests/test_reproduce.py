@@ -199,6 +199,8 @@ def test_parallel_jobs_give_the_sequential_results(grid, tmp_path) -> None:
         logs[jobs] = buf.getvalue()
     assert "stacks of runs in 2 parallel processes" in logs["2"]  # runs of a system stacked
     assert "2 (fold, seed) groups in 2 parallel processes" in logs["2-alone"]  # the CPU's default
+    # ... whose processes also evaluate their runs: nothing was evaluated before, and every run says so
+    assert "evaluated before" not in logs["2-alone"] and logs["2-alone"].count(", evaluated ") == 2 * 2
     assert {r["fold"] for r in results["2"]} == {"0", "1"} and len(results["2"]) == 20
     assert results["1"] == results["2"]  # the stacks follow from the recipe, not from --jobs
     assert {r["fold"] for r in results["2-alone"]} == {"0", "1"} and len(results["2-alone"]) == 20

@@ -27,7 +27,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -154,25 +154,43 @@ def trained_lines(fold: int, seed: int, trained: list[tuple[str, float | None, d
             for system, seconds, best in trained if seconds is not None]
 
 
-def train_group(recipe: Recipe, systems: list[str], fold: int, seed: int, store: Path, device: str) -> list[str]:
-    """Train one (fold, seed)'s systems in order (Baseline-c, the teacher, first); returns a
-    progress line per run it trained."""
+def train_group(recipe: Recipe, systems: list[str], fold: int, seed: int, store: Path,
+                device: str) -> tuple[list[str], dict[tuple[str, int, int], float]]:
+    """Train one (fold, seed)'s systems in order (Baseline-c, the teacher, first), then evaluate
+    the recipe's systems among them (cached in each run directory, so the driver only reads
+    them): the evaluations run in parallel with other groups' training instead of one after the
+    other at the end. Returns a progress line per run trained, and the seconds of each
+    evaluation made here."""
     torch.set_num_threads(1)  # the parallelism is across processes
     grid = Grid(recipe, {seed: store}, (fold,), systems, device)
-    return trained_lines(fold, seed, train_runs(grid, fold, seed))
+    lines = trained_lines(fold, seed, train_runs(grid, fold, seed))
+    evaluated: dict[tuple[str, int, int], float] = {}
+    opened = ConditionStore(store)
+    for system in systems:
+        if system in recipe.systems:
+            t0 = time.time()
+            ev = evaluate_run(grid.spec(system, fold, seed).dir, opened, fold, system, recipe.train_noise, device)
+            if not ev.cached:
+                evaluated[(system, fold, seed)] = time.time() - t0
+    return lines, evaluated
 
 
 def train_parallel(recipe: Recipe, stores: dict[int, Path], folds: tuple[int, ...], order: list[str], jobs: int,
-                   device: str, log: Callable[[str], None]) -> None:
-    """Train every (fold, seed) group in `jobs` local processes, logging as groups finish."""
+                   device: str, log: Callable[[str], None]) -> dict[tuple[str, int, int], float]:
+    """Train and evaluate every (fold, seed) group in `jobs` local processes, logging as groups
+    finish; the seconds of each evaluation made there."""
     groups = [(fold, seed) for seed in recipe.seeds for fold in folds]
     log(f"training {len(groups)} (fold, seed) groups in {jobs} parallel processes")
+    evaluated: dict[tuple[str, int, int], float] = {}
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
                              initargs=(os.getpid(),)) as pool:  # workers exit when this process dies
         futures = [pool.submit(train_group, recipe, order, fold, seed, stores[seed], device) for fold, seed in groups]
         for future in as_completed(futures):
-            for line in future.result():
+            lines, seconds = future.result()
+            evaluated.update(seconds)
+            for line in lines:
                 log(line)
+    return evaluated
 
 
 def stacks(grid: Grid) -> list[tuple[str, list[tuple[int, int]]]]:
@@ -276,8 +294,9 @@ class Engine:
 
 
 class LocalEngine(Engine):
-    """The default: `jobs` local processes train (fold, seed) groups, then runs are trained
-    (what is left) and evaluated one after the other in this process, in grid order."""
+    """The default: `jobs` local processes train (fold, seed) groups and evaluate their runs (or
+    the runs are trained as stacks), then whatever is left is trained and evaluated in this
+    process, in grid order, and every run's line is printed."""
 
     name = "local"
 
@@ -290,10 +309,11 @@ class LocalEngine(Engine):
     def run_grid(self, grid: Grid, verbose: bool, log: Log) -> dict[tuple[str, int, int], RunResult]:
         recipe = grid.recipe
         stacked: Trained = {}
+        evaluated: dict[tuple[str, int, int], float] = {}  # evaluations the training processes made
         if stack_size(grid) > 1:
             stacked = train_stacks(grid, self.jobs, log)
         elif self.jobs > 1:
-            train_parallel(recipe, grid.stores, grid.folds, grid.order, self.jobs, grid.device, log)
+            evaluated = train_parallel(recipe, grid.stores, grid.folds, grid.order, self.jobs, grid.device, log)
         done, out = 0, {}
         for seed in recipe.seeds:
             store = ConditionStore(grid.stores[seed])
@@ -308,9 +328,11 @@ class LocalEngine(Engine):
                         continue
                     t0 = time.time()
                     ev = evaluate_run(spec.dir, store, fold, system, recipe.train_noise, grid.device)
+                    if key in evaluated:  # made by a training process just now: say so, with its time
+                        ev = replace(ev, cached=False)
                     done += 1
                     result = RunResult(system, fold, seed, spec.dir, best, ev)
-                    log(evaluated_line(done, grid.total, result, trained, time.time() - t0))
+                    log(evaluated_line(done, grid.total, result, trained, evaluated.get(key, time.time() - t0)))
                     out[(system, fold, seed)] = result
         return out
 
