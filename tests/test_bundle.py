@@ -191,3 +191,22 @@ def test_kill_9_mid_training_then_rerun_finishes(tmp_path: Path) -> None:
     for log in logs.rglob(runs.LOG):
         epochs = [int(float(r["epoch"])) for r in runs.read_log(log.parent)]
         assert epochs == list(range(1, len(epochs) + 1))  # resumed, never an epoch twice
+
+
+def test_min_updates_raises_the_epochs_of_a_small_corpus() -> None:
+    """EmoDB alone (~300 training utterances) would make 152 updates in 4 epochs of batch 8; with
+    min_updates = 1000 it trains 27 epochs, while nEMO's 2,900 utterances keep the 4 epochs."""
+    from types import SimpleNamespace
+
+    recipe = SimpleNamespace(epochs=4, batch_size=8, min_updates=1000)
+    assert plan.run_epochs(recipe, 2900) == 4 and plan.run_epochs(recipe, 305) == 27
+    assert plan.run_epochs(SimpleNamespace(epochs=4, batch_size=8, min_updates=0), 305) == 4
+
+
+@pytest.mark.parametrize("line, message", [
+    ('lr_schedule = "step"', "lr_schedule"), ("bucket = 1", "bucket"), ("min_updates = -3", "min_updates")])
+def test_training_keys_of_a_bundle_recipe_are_checked(tmp_path: Path, line: str, message: str) -> None:
+    path = make_world(tmp_path)
+    path.write_text(RECIPE.replace('width = 2', f'width = 2\n{line}'))
+    with pytest.raises(BundleRecipeError, match=message):
+        load_bundle_recipe(path)

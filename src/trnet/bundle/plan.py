@@ -22,8 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from trnet.batches import n_train_batches
 from trnet.bundle.recipe import BundleRecipe
 from trnet.models import load_config
+from trnet.protocol.folds import split
 from trnet.protocol.holdout import corpus_holdout
 from trnet.store import ConditionStore
 from trnet.training.trainer import RunSpec, spec_from_names
@@ -95,7 +97,9 @@ def noise_path(recipe: BundleRecipe, noise: str) -> Path:
 
 
 def runs_root(recipe: BundleRecipe, group: Group, store: ConditionStore) -> Path:
-    tag = (f"{recipe.encoder}-w{recipe.width}-e{recipe.epochs}-b{recipe.batch_size}-p{recipe.patience}-"
+    extra = "" if recipe.lr_schedule == "constant" else f"-{recipe.lr_schedule}"
+    extra += ("-bucket" if recipe.bucket else "") + (f"-u{recipe.min_updates}" if recipe.min_updates else "")
+    tag = (f"{recipe.encoder}-w{recipe.width}-e{recipe.epochs}-b{recipe.batch_size}-p{recipe.patience}{extra}-"
            f"{'+'.join(group.train_noise)}-{store.key['hash'][:10]}")
     return recipe.work / "runs" / group.store / tag
 
@@ -104,11 +108,20 @@ def run_spec(recipe: BundleRecipe, group: Group, system: str, device: str) -> Ru
     """A run of the group: the holdout split of its store's corpora (protocol.holdout)."""
     path = store_path(recipe, group.store)
     store = ConditionStore(path)
-    return spec_from_names(system, corpus_holdout(store.rows), group.seed, path, runs_root(recipe, group, store),
+    holdout = corpus_holdout(store.rows)
+    return spec_from_names(system, holdout, group.seed, path, runs_root(recipe, group, store),
                            system_overrides={"encoder": recipe.encoder, "width": recipe.width},
-                           training_overrides={"epochs": recipe.epochs, "batch_size": recipe.batch_size,
-                                               "patience": recipe.patience},
+                           training_overrides={"epochs": run_epochs(recipe, len(split(store.rows, holdout).train)),
+                                               "batch_size": recipe.batch_size, "patience": recipe.patience,
+                                               "lr_schedule": recipe.lr_schedule, "bucket": recipe.bucket},
                            train_noise=group.train_noise, device=device)
+
+
+def run_epochs(recipe: BundleRecipe, n_train: int) -> int:
+    """The recipe's epochs, or more where a run would otherwise make fewer than `min_updates`
+    optimiser updates (a small corpus alone, e.g. EmoDB's 300 training utterances)."""
+    per_epoch = max(1, n_train_batches(n_train, recipe.batch_size))
+    return max(recipe.epochs, -(-recipe.min_updates // per_epoch))
 
 
 def training_order(systems: tuple[str, ...]) -> list[str]:

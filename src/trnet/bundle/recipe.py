@@ -8,6 +8,8 @@ model is built from, so that the shipped weights can be rebuilt by anyone who ha
     baseline = "baseline-e"            # trained beside it in the leave-one-corpus-out runs
     width = 16                         # encoder width (paper: 32); encoder = "resnet"
     epochs = 31, batch_size = 8, patience = 31
+    lr_schedule = "cosine", bucket = true   # as trnet.models.TrainingConfig (defaults: constant, false)
+    min_updates = 1000                 # each run trains max(epochs, enough epochs for 1000 updates)
     seed = 1                           # the shipped model's seed
     loco_seeds = [1]                   # seeds of the leave-one-corpus-out runs (mean +- std)
     se = "dfn3"                        # and se_options = { ... }
@@ -46,16 +48,19 @@ from trnet.corpora import LOADERS, CorpusError, check_options, kinds
 from trnet.corpora.combined import check_name
 from trnet.models import load_config
 from trnet.models.encoder import ENCODERS
+from trnet.models.system import LR_SCHEDULES
 from trnet.options import path_options
 from trnet.utils import UserError
 
 PROVENANCE = ("title", "language", "licence", "url")
 KEYS = ("name", "work", "system", "baseline", "width", "encoder", "epochs", "batch_size", "patience", "seed",
+        "lr_schedule", "bucket", "min_updates",
         "loco_seeds", "se", "se_options", "noise_seed", "train_snrs", "test_snrs", "train_noise",
         "loco_train_noise", "test_noise", "weights_licence", "placeholder", "notes", "corpora", "noise")
 REQUIRED = ("name", "work", "system", "corpora", "noise", "train_noise")
 DEFAULTS: dict[str, Any] = {
     "baseline": "baseline-e", "width": 16, "encoder": "resnet", "epochs": 31, "batch_size": 8, "patience": 31,
+    "lr_schedule": "constant", "bucket": False, "min_updates": 0,
     "seed": 1, "loco_seeds": [1], "se": "dfn3", "se_options": {}, "noise_seed": 1,
     "train_snrs": [20, 15, 10, 5, 0], "test_snrs": [20, 15, 10, 5, 0, -5], "loco_train_noise": None,
     "test_noise": None, "weights_licence": "see the training data's licences", "placeholder": False, "notes": [],
@@ -89,6 +94,9 @@ class BundleRecipe:
     batch_size: int
     patience: int
     seed: int
+    lr_schedule: str
+    bucket: bool
+    min_updates: int  # a run's epochs rise until it makes this many optimiser updates (0: off)
     loco_seeds: tuple[int, ...]
     se: str
     se_options: dict[str, Any]
@@ -201,6 +209,12 @@ def from_table(table: Mapping[str, Any], base: Path, origin: str, sha256: str = 
     sizes = {k: _ints(t[k], k, positive=True)[0] for k in ("width", "epochs", "batch_size", "patience", "seed")}
     if epochs is not None:
         sizes["epochs"] = _ints(epochs, "--epochs", positive=True)[0]
+    if t["lr_schedule"] not in LR_SCHEDULES or not isinstance(t["bucket"], bool):
+        raise BundleRecipeError(f"lr_schedule: expected one of {', '.join(LR_SCHEDULES)}; bucket: true or false "
+                                f"(got {t['lr_schedule']!r}, {t['bucket']!r})")
+    min_updates = _ints(t["min_updates"], "min_updates")[0]
+    if min_updates < 0:
+        raise BundleRecipeError(f"min_updates: expected an integer >= 0, got {min_updates}")
     train_noise = _names(t["train_noise"], "train_noise", noise)
     loco_noise = _names(t["loco_train_noise"] or list(train_noise), "loco_train_noise", noise)
     test_noise = t["test_noise"]
@@ -217,7 +231,8 @@ def from_table(table: Mapping[str, Any], base: Path, origin: str, sha256: str = 
         raise BundleRecipeError("se_options: expected a table; placeholder: expected true or false")
     return BundleRecipe(
         name=_checked_name(t["name"]), work=(work or base / str(t["work"])).resolve(), system=systems["system"],
-        baseline=systems["baseline"], encoder=t["encoder"], **sizes,
+        baseline=systems["baseline"], encoder=t["encoder"], **sizes, lr_schedule=t["lr_schedule"],
+        bucket=t["bucket"], min_updates=min_updates,
         loco_seeds=_ints(t["loco_seeds"], "loco_seeds", positive=True), se=str(t["se"]),
         se_options=dict(t["se_options"]), noise_seed=_ints(t["noise_seed"], "noise_seed")[0],
         train_snrs=_ints(t["train_snrs"], "train_snrs"), test_snrs=_ints(t["test_snrs"], "test_snrs"),
