@@ -19,6 +19,9 @@ def test_demo_quick(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     report = tmp_path / "results" / "report.md"
     assert out.rstrip().endswith(f"the report is {report}")
+    models = next(line for line in out.splitlines() if line.startswith("the trained models"))
+    run = Path(models.split("--model ")[1])  # where its models are, and one that predict takes
+    assert (run / "done.json").is_file() and run.parent.name == "trnet"
     text = report.read_text()
     assert "demo-quick" in text and "Synthetic speech" in text
     meta = json.loads((tmp_path / "results" / "meta.json").read_text())

@@ -40,5 +40,8 @@ def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_dict(table, base=out, origin=f"built-in {table['name']} recipe (trnet.experiments.demo)")
     recipe = with_overrides(recipe, engine=args.engine, address=args.address)
     results = reproduce(recipe, workers=args.workers, device=device, threads=args.threads, verbose=not args.quiet)
-    print(f"\ndemo finished in {time.time() - started:.0f} s; the report is {results / 'report.md'}")
+    example = next(iter(sorted((recipe.work / "runs").glob("**/trnet/fold*-seed*/done.json"))), None)
+    print(f"\nthe trained models (a run directory per system, fold and seed) are under {recipe.work / 'runs'}"
+          + (f"; e.g. trnet predict FILES --model {example.parent}" if example else ""))
+    print(f"demo finished in {time.time() - started:.0f} s; the report is {results / 'report.md'}")
     return 0
