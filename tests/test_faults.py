@@ -311,6 +311,41 @@ def test_3_reproduce_killed_in_the_store_and_in_training_continues(tmp_path):
         kill_all(left)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_3b_reproduce_stopped_while_training_in_parallel_ends_at_once(tmp_path, signum):
+    """SIGTERM (a scheduler's stop) or Ctrl-C while 2 processes train: `trnet reproduce` ends
+    within seconds (it does not wait for the running groups, minutes of training here, to
+    finish), and its workers with it; test 3 shows that the same command then continues."""
+    from tests.test_reproduce import make_tree
+
+    recipe = make_tree(tmp_path)
+    cmd = [*TRNET, "reproduce", str(recipe), "--workers", "2", "--jobs", "2", "--threads", "1", "--no-report",
+           "--seeds", "1", "--folds", "0,1", "--systems", "baseline-n", "--epochs", "5000"]
+    work = tmp_path / "work"
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.time() + 300
+        while next(work.glob("runs/**/last.safetensors"), None) is None:
+            assert proc.poll() is None and time.time() < deadline, "finished before it could be stopped"
+            time.sleep(0.05)
+        workers = children(proc.pid)
+        stopped = time.time()
+        proc.send_signal(signum)
+        rc = proc.wait(timeout=60)
+        assert time.time() - stopped < 10, f"took {time.time() - stopped:.0f} s to stop"
+        assert rc != 0
+        deadline = time.time() + 10
+        while any(map(alive, workers)) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not any(map(alive, workers)), "workers outlived their parent"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        kill_all(workers)
+
+
 # --------------------------------------------------------------------------- 4. export
 
 

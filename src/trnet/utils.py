@@ -297,6 +297,23 @@ def check_seed(seed: object, what: str = "--seed") -> int:
 
 
 @contextlib.contextmanager
+def stopping(pool: Any) -> Iterator[Any]:
+    """A process pool (concurrent.futures) whose workers are ended when the block is left by an
+    exception: SIGTERM (`sigterm_as_exit`), Ctrl-C or an error. Leaving a `with pool:` block
+    otherwise waits for every running task, which for a training pool is minutes; the work a
+    killed worker was doing resumes on the next run (runs, store chunks and locks are made for
+    that, docs/design.md §9)."""
+    try:
+        yield pool
+    except BaseException:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):  # pid -> Process
+            with contextlib.suppress(Exception):
+                process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+
+
+@contextlib.contextmanager
 def sigterm_as_exit() -> Iterator[None]:
     """SIGTERM (kill, a scheduler's stop) raises SystemExit(143) for the block instead of ending the
     process on the spot, so that `finally` blocks run: atomic writes remove their temp file and

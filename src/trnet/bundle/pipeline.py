@@ -38,7 +38,7 @@ from trnet.corpora import LoadResult, write_manifest
 from trnet.corpora.combined import combine
 from trnet.store import BuildSpec, ConditionStore, SettingsChanged, build
 from trnet.training.trainer import RunSpec, train
-from trnet.utils import LockedError, UserError, check_folder_path, die_with_parent, exclusive_lock
+from trnet.utils import LockedError, UserError, check_folder_path, die_with_parent, exclusive_lock, stopping
 
 Log = Callable[[str], None]
 
@@ -141,7 +141,7 @@ def train_all(recipe: BundleRecipe, device: str, jobs: int, threads: int | None,
         return
     log(f"training {len(todo)} groups in {jobs} parallel processes")
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
-                             initargs=(os.getpid(),)) as pool:  # workers exit when this process dies
+                             initargs=(os.getpid(),)) as pool, stopping(pool):  # workers end with this process
         futures = [pool.submit(train_group, recipe, group, device, threads or 1) for group in todo]
         for future in as_completed(futures):
             for line in future.result():

@@ -41,7 +41,7 @@ from trnet.experiments.recipe import Recipe, RecipeError
 from trnet.store import ChunkMap, ConditionStore
 from trnet.training.batched import train_batched
 from trnet.training.trainer import RunSpec, train
-from trnet.utils import die_with_parent
+from trnet.utils import die_with_parent, stopping
 
 Log = Callable[[str], None]
 AUTO_STACK = 32  # runs per stack on CUDA when the recipe says batch_runs = 0 (auto)
@@ -183,7 +183,7 @@ def train_parallel(recipe: Recipe, stores: dict[int, Path], folds: tuple[int, ..
     log(f"training {len(groups)} (fold, seed) groups in {jobs} parallel processes")
     evaluated: dict[tuple[str, int, int], float] = {}
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
-                             initargs=(os.getpid(),)) as pool:  # workers exit when this process dies
+                             initargs=(os.getpid(),)) as pool, stopping(pool):  # workers end with this process
         futures = [pool.submit(train_group, recipe, order, fold, seed, stores[seed], device) for fold, seed in groups]
         for future in as_completed(futures):
             lines, seconds = future.result()
@@ -250,7 +250,7 @@ def train_stacks(grid: Grid, jobs: int, log: Log) -> Trained:
         return out
     log(f"training {len(tasks)} stacks of runs in {jobs} parallel processes")
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
-                             initargs=(os.getpid(),)) as pool:  # workers exit when this process dies
+                             initargs=(os.getpid(),)) as pool, stopping(pool):  # workers end with this process
         for phase in phases:
             futures = [pool.submit(train_stack, grid, system, pairs, 1) for system, pairs in phase]
             for future in as_completed(futures):

@@ -73,6 +73,7 @@ from trnet.utils import (
     die_with_parent,
     exclusive_lock,
     safe_component,
+    stopping,
     write_json_atomic,
 )
 
@@ -169,7 +170,7 @@ def local_map(workers: int) -> ChunkMap:
         # cannot fork workers that use it: they start fresh ("spawn") then; on the CPU, fork as before.
         context = multiprocessing.get_context("spawn") if torch.cuda.is_initialized() else None
         with ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=(os.getpid(),),
-                                 mp_context=context) as pool:
+                                 mp_context=context) as pool, stopping(pool):
             yield from pool.map(process_chunk, jobs)
 
     return run
