@@ -13,13 +13,16 @@ beforehand, untimed, and copied into each measurement's runs directory.
 
     alone    today's path (`--no-batch-runs --jobs J`): J processes of one thread, each trains
              its runs one after the other (`trainer.train` under the run lock)
+    bucketed the same with batches of similar length (`bucket = true`, a training setting of
+             its own: other batches, other numbers; what the nEMO study uses)
     stacked  the stacked path (`--batch-runs N --jobs J`; the default on CUDA): the K runs cut
              into stacks of at most --stack (engine.split_even; default K / J, a stack per
              process), J processes of one thread, a stack per task
              (`training.batched.train_batched`)
 
 Prints runs per hour of each path with the load average beside it; the last line is
-`grid speed-up: R.RRx fixed-length, R.RRx variable-length` (stacked / alone runs per hour).
+`grid speed-up: R.RRx fixed-length, R.RRx variable-length`: the faster of the new paths
+(stacked, bucketed) against alone, in runs per hour, each named on the line before.
 """
 
 from __future__ import annotations
@@ -85,9 +88,11 @@ def make_store(root: Path, setting: str, workers: int, n_speakers: int = 10, per
     return build(spec, root / "store", workers=workers, quiet=True)
 
 
-def specs(system: str, store: Path, runs: Path, folds: int, seeds: int, epochs: int, device: str) -> list:
+def specs(system: str, store: Path, runs: Path, folds: int, seeds: int, epochs: int, device: str,
+          bucket: bool = False) -> list:
     return [spec_from_names(system, fold, seed, store, runs, system_overrides={"encoder": "resnet", "width": 8},
-                            training_overrides={"epochs": epochs, "batch_size": 8, "patience": epochs},
+                            training_overrides={"epochs": epochs, "batch_size": 8, "patience": epochs,
+                                                "bucket": bucket},
                             device=device) for seed in range(1, seeds + 1) for fold in range(folds)]
 
 
@@ -104,7 +109,7 @@ def _stacked(batch: list, threads: int) -> None:
 
 def measure(path: str, todo: list, jobs: int, stack: int) -> float:
     """Wall seconds to train `todo` the given way, in `jobs` processes of one thread (jobs = 1: here)."""
-    if path == "alone":
+    if path in ("alone", "bucketed"):
         tasks = [todo[i::jobs] for i in range(jobs)]
         fn = _alone
     else:
@@ -135,7 +140,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--stack", type=int, help="most runs per stack (default: K / jobs, a stack per process)")
     ap.add_argument("--settings", default="fixed,variable")
-    ap.add_argument("--paths", default="alone,stacked")
+    ap.add_argument("--paths", default="alone,stacked,bucketed")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--work", type=Path, help="keep the stores here (default: a temporary folder)")
     args = ap.parse_args()
@@ -147,26 +152,32 @@ def main() -> None:
     for setting in args.settings.split(","):
         t0 = time.perf_counter()
         store = make_store(work / setting, setting, workers=max(args.jobs, min(os.cpu_count() or 1, 8)))
-        teachers = work / setting / "teachers"
-        if load_config(args.system).teacher and not (teachers / "baseline-c").exists():
-            torch.set_num_threads(1)  # several threads on busy cores stall each other (untimed anyway)
-            train_batched(specs("baseline-c", store, teachers, args.folds, args.seeds, args.epochs, args.device),
-                          quiet=True)
+        teachers = {}  # bucket -> trained Baseline-c teachers (untimed), for the paths that use them
+        for bucket in sorted({path == "bucketed" for path in paths}):
+            teachers[bucket] = work / setting / ("teachers-bucketed" if bucket else "teachers")
+            if load_config(args.system).teacher and not (teachers[bucket] / "baseline-c").exists():
+                torch.set_num_threads(1)  # several threads on busy cores stall each other (untimed anyway)
+                train_batched(specs("baseline-c", store, teachers[bucket], args.folds, args.seeds, args.epochs,
+                                    args.device, bucket=bucket), quiet=True)
         print(f"{setting} setting: store and teachers {time.perf_counter() - t0:.0f} s", flush=True)
         per_hour = {}
         for path in paths:
             runs = work / setting / f"runs-{path}"
             shutil.rmtree(runs, ignore_errors=True)
-            if (teachers / "baseline-c").exists():
-                shutil.copytree(teachers / "baseline-c", runs / "baseline-c")
+            if (teachers[path == "bucketed"] / "baseline-c").exists():
+                shutil.copytree(teachers[path == "bucketed"] / "baseline-c", runs / "baseline-c")
             before = load()
-            todo = specs(args.system, store, runs, args.folds, args.seeds, args.epochs, args.device)
+            todo = specs(args.system, store, runs, args.folds, args.seeds, args.epochs, args.device,
+                         bucket=path == "bucketed")
             seconds = measure(path, todo, args.jobs, args.stack or -(-len(todo) // args.jobs))
             per_hour[path] = len(todo) / seconds * 3600
             print(f"{setting:<9} {path:<8} {seconds:7.1f} s  {per_hour[path]:7.1f} runs/hour  "
                   f"(load {before} before, {load()} after)", flush=True)
-        if len(per_hour) == 2:
-            ratios[setting] = per_hour["stacked"] / per_hour["alone"]
+        new = {p: v / per_hour["alone"] for p, v in per_hour.items() if p != "alone"} if "alone" in per_hour else {}
+        if new:
+            best = max(new, key=new.get)
+            ratios[setting] = new[best]
+            print(f"{setting}: " + ", ".join(f"{p} {r:.2f}x" for p, r in new.items()) + f" (faster: {best})")
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
     if set(ratios) == {"fixed", "variable"}:
