@@ -87,10 +87,14 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """The tiny recipe built once by `trnet bundle` (no measurement); (recipe, its output)."""
     root = tmp_path_factory.mktemp("bundle")
     recipe = make_world(root)
-    done = subprocess.run([sys.executable, "-m", "trnet.cli", "bundle", str(recipe), "--workers", "1",
-                           "--threads", "1", "--no-measure"], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [sys.executable, "-m", "trnet.cli", "bundle", str(recipe), "--workers", "1", "--threads", "1", "--no-measure"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    stores = subprocess.run([*cmd, "--stores-only"], capture_output=True, text=True, timeout=600, env=env)
+    assert stores.returncode == 0, stores.stderr[-3000:]  # the stores first, nothing trained ...
+    assert (root / "work" / "stores" / "final" / "summary.json").is_file() and not (root / "work" / "runs").exists()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)  # ... then the rest
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "stores" in done.stdout
     return recipe, done.stdout
 
 

@@ -178,8 +178,10 @@ def stage(name: str, log: Log, times: dict[str, float]) -> Callable[[], None]:
 
 
 def make(recipe: BundleRecipe, workers: int = 1, jobs: int = 1, device: str | None = None,
-         threads: int | None = None, measure_inputs: bool = True, echo: Log = print) -> Path:
-    """Run every stage of a bundle recipe; returns the bundle folder WORK/bundle/<name>."""
+         threads: int | None = None, measure_inputs: bool = True, echo: Log = print,
+         stores_only: bool = False) -> Path | None:
+    """Run every stage of a bundle recipe; returns the bundle folder WORK/bundle/<name> (None with
+    `stores_only`: the manifests and stores only, which do not depend on the system)."""
     try:
         check_folder_path(recipe.work, "work")
     except UserError as err:
@@ -188,13 +190,13 @@ def make(recipe: BundleRecipe, workers: int = 1, jobs: int = 1, device: str | No
     try:
         with exclusive_lock(recipe.work / ".lock", f"another `trnet bundle` on {recipe.work}"):
             return _make(recipe, workers, jobs, device or ("cuda" if torch.cuda.is_available() else "cpu"),
-                         threads, measure_inputs, logger(recipe.work, echo))
+                         threads, measure_inputs, logger(recipe.work, echo), stores_only)
     except LockedError as err:
         raise BundleRecipeError(str(err)) from None
 
 
 def _make(recipe: BundleRecipe, workers: int, jobs: int, device: str, threads: int | None, measure_inputs: bool,
-          log: Log) -> Path:
+          log: Log, stores_only: bool = False) -> Path | None:
     started, times = time.time(), {}
     log(f"bundle {recipe.name} ({recipe.origin}) -> {recipe.work}: system {recipe.system}, width {recipe.width}, "
         f"{recipe.epochs} epochs, device {device}{', PLACEHOLDER' if recipe.placeholder else ''}")
@@ -208,6 +210,8 @@ def _make(recipe: BundleRecipe, workers: int, jobs: int, device: str, threads: i
         end = stage("2/8 stores", log, times)
         build_stores(recipe, workers, log)
         end()
+        if stores_only:
+            return None
         end = stage("3/8 train", log, times)
         train_all(recipe, device, jobs, threads, log)
         end()

@@ -25,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads per training process (1 on a shared machine)")
     p.add_argument("--device", help="torch device for training and evaluation (default: cuda if available, else cpu)")
     p.add_argument("--no-measure", action="store_true", help="skip the RTF / peak-memory measurement")
+    p.add_argument("--stores-only", action="store_true",
+                   help="stop after the condition stores (they do not depend on the system; the same command "
+                        "without this flag then trains)")
     p.add_argument("--install", action="store_true",
                    help="then copy the bundle into the package's data, trnet/pretrained/<name>/ (with an editable "
                         "install: the checkout's src/trnet/pretrained/, ready to commit)")
@@ -38,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
 
     recipe = load_bundle_recipe(args.recipe, work=args.work.resolve() if args.work else None, epochs=args.epochs)
     bundle = pipeline.make(recipe, workers=args.workers, jobs=args.jobs, device=args.device, threads=args.threads,
-                           measure_inputs=not args.no_measure)
+                           measure_inputs=not args.no_measure, stores_only=args.stores_only)
+    if bundle is None:
+        print(f"the stores are built under {recipe.work / 'stores'}; run the command without --stores-only to train")
+        return 0
     if args.install:
         print(f"installed {publish.install(bundle)}")
     if args.card:
