@@ -109,8 +109,13 @@ def store_read(work: Path, batch: int = 32, seconds: float = 3.0) -> dict:
     return {"ms_per_example": ms, "bytes_per_example": 3 * row, "mb_per_s": 3 * row / ms / 1000}
 
 
-def forward_cost(systems: tuple[str, ...] = ("baseline-e", "baseline-ne", "trnet"), width: int = 32,
-                 frames: int = 500, batch: int = 8, reps: int = 3) -> dict[str, float]:
+def forward_cost(
+    systems: tuple[str, ...] = ("baseline-e", "baseline-ne", "trnet"),
+    width: int = 32,
+    frames: int = 500,
+    batch: int = 8,
+    reps: int = 3,
+) -> dict[str, float]:
     """Evaluation's unit at the paper's size: ms per example of a no-grad forward (one thread;
     IEMOCAP's test batches crop to ~500 frames). Training steps: bench/train.py."""
     from dataclasses import replace as with_fields
@@ -164,8 +169,17 @@ def main() -> int:
     ap.add_argument("--costs", type=Path, help="only the per-task costs, from this finished demo work directory")
     args = ap.parse_args()
     if args.costs:
-        print(json.dumps({**task_costs(args.costs), "evaluation_s": evaluation_cost(args.costs),
-                          "store_read": store_read(args.costs), "forward_ms_w32": forward_cost()}, indent=1))
+        print(
+            json.dumps(
+                {
+                    **task_costs(args.costs),
+                    "evaluation_s": evaluation_cost(args.costs),
+                    "store_read": store_read(args.costs),
+                    "forward_ms_w32": forward_cost(),
+                },
+                indent=1,
+            )
+        )
         return 0
 
     se = args.se or default_se()
@@ -191,7 +205,10 @@ def main() -> int:
     median = {name: statistics.median(r["total_s"] for r in rs) for name, rs in runs.items()}
     ratios = [r["total_s"] / loc["total_s"] for r, loc in zip(runs["ray"], runs["local"])]
     result = {
-        "recipe": "demo-quick" if args.quick else "demo", "se": se, "cpus": args.cpus, "runs": runs,
+        "recipe": "demo-quick" if args.quick else "demo",
+        "se": se,
+        "cpus": args.cpus,
+        "runs": runs,
         "ratio_ray_over_local": statistics.median(ratios),
         "costs": task_costs(Path(runs["local"][0]["work"])),
         "evaluation_s": evaluation_cost(Path(runs["local"][0]["work"])),
@@ -202,17 +219,23 @@ def main() -> int:
     print("\nwall time (s), median of", args.repeat)
     for name, rs in runs.items():
         store = statistics.median(r["store_s"] or 0 for r in rs)
-        print(f"  {name:<12} total {median[name]:7.1f}   store {store:7.1f}   train+evaluate "
-              f"{statistics.median(r['grid_s'] for r in rs):7.1f}")
+        print(
+            f"  {name:<12} total {median[name]:7.1f}   store {store:7.1f}   train+evaluate "
+            f"{statistics.median(r['grid_s'] for r in rs):7.1f}"
+        )
     c = result["costs"]
-    print(f"per task (local engine, 1 thread): store chunk ({c['utterances_per_chunk']:.0f} utterances x "
-          f"{c['conditions']} conditions) SE {c['se_s_per_chunk']:.2f} s; training epoch "
-          + ", ".join(f"{s} {t:.2f} s" for s, t in c["epoch_s"].items())
-          + f"; evaluation of a TRNet run {result['evaluation_s']:.2f} s; store read "
-          f"{result['store_read']['ms_per_example']:.2f} ms/example; empty Ray task "
-          f"{result['ray_task_round_trip_ms']:.2f} ms")
-    print(f"Ray overhead: {result['ratio_ray_over_local']:.2f}x the local engine's wall time "
-          f"({'target <= 1.2x' if not args.quick else 'the quick recipe: start-up dominates'})")
+    print(
+        f"per task (local engine, 1 thread): store chunk ({c['utterances_per_chunk']:.0f} utterances x "
+        f"{c['conditions']} conditions) SE {c['se_s_per_chunk']:.2f} s; training epoch "
+        + ", ".join(f"{s} {t:.2f} s" for s, t in c["epoch_s"].items())
+        + f"; evaluation of a TRNet run {result['evaluation_s']:.2f} s; store read "
+        f"{result['store_read']['ms_per_example']:.2f} ms/example; empty Ray task "
+        f"{result['ray_task_round_trip_ms']:.2f} ms"
+    )
+    print(
+        f"Ray overhead: {result['ratio_ray_over_local']:.2f}x the local engine's wall time "
+        f"({'target <= 1.2x' if not args.quick else 'the quick recipe: start-up dominates'})"
+    )
     if args.sequential:
         print(f"vs trnet demo's own setting (--jobs 1): {median['ray'] / median['local-jobs1']:.2f}x")
     if args.json:

@@ -75,8 +75,13 @@ def store(device: str, data: Path, work: Path, utterances: int | None) -> None:
     noise = corpora.load("noise", data / "noise" / "demand-vbd", "noise").rows
     write_manifest(work / "emodb.csv", rows, "utterances")
     write_manifest(work / "demand.csv", noise, "noise")
-    spec = BuildSpec(corpus=work / "emodb.csv", noise={"demand": work / "demand.csv"}, se="dfn3",
-                     se_options={"runtime": "torch", "device": device}, seed=1)
+    spec = BuildSpec(
+        corpus=work / "emodb.csv",
+        noise={"demand": work / "demand.csv"},
+        se="dfn3",
+        se_options={"runtime": "torch", "device": device},
+        seed=1,
+    )
     t0 = time.perf_counter()
     build(spec, work / "store", workers=1, quiet=True)
     print(f"store_utterances: {len(rows)}\nstore_seconds: {time.perf_counter() - t0:.1f}")
@@ -88,16 +93,26 @@ def train(device: str, work: Path, epochs: int) -> None:
 
     torch.set_num_threads(1)
     for system in ("baseline-c", "trnet"):
-        spec = spec_from_names(system, 0, 1, work / "store", work / "runs", system_overrides={"width": 8},
-                               training_overrides={"epochs": epochs, "batch_size": 8, "patience": epochs},
-                               train_noise="demand", device=device)
+        spec = spec_from_names(
+            system,
+            0,
+            1,
+            work / "store",
+            work / "runs",
+            system_overrides={"width": 8},
+            training_overrides={"epochs": epochs, "batch_size": 8, "patience": epochs},
+            train_noise="demand",
+            device=device,
+        )
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         train_run(spec, quiet=True)
         key = system.replace("-", "_")
-        print(f"train_{key}_seconds: {time.perf_counter() - t0:.1f}\ntrain_{key}_epochs: {epochs}\n"
-              f"train_{key}_peak_gpu_mib: {peak_mib(device):.0f}")
+        print(
+            f"train_{key}_seconds: {time.perf_counter() - t0:.1f}\ntrain_{key}_epochs: {epochs}\n"
+            f"train_{key}_peak_gpu_mib: {peak_mib(device):.0f}"
+        )
 
 
 def dfn3(device: str, data: Path, utterances: int) -> None:
@@ -109,8 +124,10 @@ def dfn3(device: str, data: Path, utterances: int) -> None:
     wave = torch.from_numpy(np.stack([w for w, _ in waves]))
     lengths = torch.tensor([n for _, n in waves])
     torch.set_num_threads(1)
-    for name, options, batch in (("onnxruntime_cpu", {}, 2), ("torch_" + device.split(":")[0], {"runtime": "torch",
-                                                                                               "device": device}, 16)):
+    for name, options, batch in (
+        ("onnxruntime_cpu", {}, 2),
+        ("torch_" + device.split(":")[0], {"runtime": "torch", "device": device}, 16),
+    ):
         se = enhance.load("dfn3", **options)
         se.enhance(wave[:batch], lengths[:batch])  # warm-up
         if device.startswith("cuda"):
@@ -121,8 +138,10 @@ def dfn3(device: str, data: Path, utterances: int) -> None:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
-        print(f"dfn3_{name}_utterances_per_s: {len(wave) / seconds:.2f}  # batch {batch}, EmoDB utterances "
-              f"(mean {float(lengths.float().mean()) / 16000:.2f} s), 1 CPU thread")
+        print(
+            f"dfn3_{name}_utterances_per_s: {len(wave) / seconds:.2f}  # batch {batch}, EmoDB utterances "
+            f"(mean {float(lengths.float().mean()) / 16000:.2f} s), 1 CPU thread"
+        )
 
 
 def main() -> None:

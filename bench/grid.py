@@ -72,28 +72,52 @@ def make_store(root: Path, setting: str, workers: int, n_speakers: int = 10, per
             wave = 0.3 * np.sin(2 * np.pi * (120 + 25 * s + 15 * (k % 4)) * t * (1 + 0.1 * (k % 7) * t))
             path = root / "speech" / f"s{s}_{k}.wav"
             save_audio(path, (wave * np.hanning(len(t))).astype(np.float32))
-            utts.append({"id": f"s{s}_{k}", "path": str(path), "label": LABELS[k % 4], "speaker": f"spk{s}",
-                         "session": str(s // 2 + 1), "gender": "FM"[s % 2], "duration": f"{seconds:.3f}"})
+            utts.append(
+                {
+                    "id": f"s{s}_{k}",
+                    "path": str(path),
+                    "label": LABELS[k % 4],
+                    "speaker": f"spk{s}",
+                    "session": str(s // 2 + 1),
+                    "gender": "FM"[s % 2],
+                    "duration": f"{seconds:.3f}",
+                }
+            )
     noise = []
     for j in range(20):
         path = root / "noise" / f"n{j}.wav"
-        save_audio(path, (0.1 * rng.standard_normal(5 * SR) * (1 + np.sin(np.arange(5 * SR) / (300 + 40 * j))))
-                   .astype(np.float32))
-        noise.append({"id": f"n{j}", "path": str(path), "source": f"src{j}", "category": "hum", "offset": "0",
-                      "duration": "5"})
+        save_audio(
+            path,
+            (0.1 * rng.standard_normal(5 * SR) * (1 + np.sin(np.arange(5 * SR) / (300 + 40 * j)))).astype(np.float32),
+        )
+        noise.append(
+            {"id": f"n{j}", "path": str(path), "source": f"src{j}", "category": "hum", "offset": "0", "duration": "5"}
+        )
     write_manifest(root / "corpus.csv", utts, "utterances")
     write_manifest(root / "noise.csv", noise, "noise")
-    spec = BuildSpec(corpus=root / "corpus.csv", noise={"esc50": root / "noise.csv"}, se="identity", se_options={},
-                     seed=1)
+    spec = BuildSpec(
+        corpus=root / "corpus.csv", noise={"esc50": root / "noise.csv"}, se="identity", se_options={}, seed=1
+    )
     return build(spec, root / "store", workers=workers, quiet=True)
 
 
-def specs(system: str, store: Path, runs: Path, folds: int, seeds: int, epochs: int, device: str,
-          bucket: bool = False) -> list:
-    return [spec_from_names(system, fold, seed, store, runs, system_overrides={"encoder": "resnet", "width": 8},
-                            training_overrides={"epochs": epochs, "batch_size": 8, "patience": epochs,
-                                                "bucket": bucket},
-                            device=device) for seed in range(1, seeds + 1) for fold in range(folds)]
+def specs(
+    system: str, store: Path, runs: Path, folds: int, seeds: int, epochs: int, device: str, bucket: bool = False
+) -> list:
+    return [
+        spec_from_names(
+            system,
+            fold,
+            seed,
+            store,
+            runs,
+            system_overrides={"encoder": "resnet", "width": 8},
+            training_overrides={"epochs": epochs, "batch_size": 8, "patience": epochs, "bucket": bucket},
+            device=device,
+        )
+        for seed in range(1, seeds + 1)
+        for fold in range(folds)
+    ]
 
 
 def _alone(batch: list, threads: int) -> None:
@@ -120,8 +144,9 @@ def measure(path: str, todo: list, jobs: int, stack: int) -> float:
         for task in tasks:
             fn(task, torch.get_num_threads())
     else:
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
-                                 initargs=(os.getpid(),)) as pool:
+        with ProcessPoolExecutor(
+            jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent, initargs=(os.getpid(),)
+        ) as pool:
             for future in [pool.submit(fn, task, 1) for task in tasks]:
                 future.result()
     return time.perf_counter() - t0
@@ -147,8 +172,10 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="trnet-bench-grid-"))
     paths = args.paths.split(",")
     ratios = {}
-    print(f"{args.system}, resnet width 8, batch 8, {args.folds} folds x {args.seeds} seed(s) x {args.epochs} epochs, "
-          f"jobs {args.jobs}, stack <= {args.stack or 'K/jobs'}, device {args.device}; {os.cpu_count()} CPUs")
+    print(
+        f"{args.system}, resnet width 8, batch 8, {args.folds} folds x {args.seeds} seed(s) x {args.epochs} epochs, "
+        f"jobs {args.jobs}, stack <= {args.stack or 'K/jobs'}, device {args.device}; {os.cpu_count()} CPUs"
+    )
     for setting in args.settings.split(","):
         t0 = time.perf_counter()
         store = make_store(work / setting, setting, workers=max(args.jobs, min(os.cpu_count() or 1, 8)))
@@ -157,8 +184,19 @@ def main() -> None:
             teachers[bucket] = work / setting / ("teachers-bucketed" if bucket else "teachers")
             if load_config(args.system).teacher and not (teachers[bucket] / "baseline-c").exists():
                 torch.set_num_threads(1)  # several threads on busy cores stall each other (untimed anyway)
-                train_batched(specs("baseline-c", store, teachers[bucket], args.folds, args.seeds, args.epochs,
-                                    args.device, bucket=bucket), quiet=True)
+                train_batched(
+                    specs(
+                        "baseline-c",
+                        store,
+                        teachers[bucket],
+                        args.folds,
+                        args.seeds,
+                        args.epochs,
+                        args.device,
+                        bucket=bucket,
+                    ),
+                    quiet=True,
+                )
         print(f"{setting} setting: store and teachers {time.perf_counter() - t0:.0f} s", flush=True)
         per_hour = {}
         for path in paths:
@@ -167,12 +205,16 @@ def main() -> None:
             if (teachers[path == "bucketed"] / "baseline-c").exists():
                 shutil.copytree(teachers[path == "bucketed"] / "baseline-c", runs / "baseline-c")
             before = load()
-            todo = specs(args.system, store, runs, args.folds, args.seeds, args.epochs, args.device,
-                         bucket=path == "bucketed")
+            todo = specs(
+                args.system, store, runs, args.folds, args.seeds, args.epochs, args.device, bucket=path == "bucketed"
+            )
             seconds = measure(path, todo, args.jobs, args.stack or -(-len(todo) // args.jobs))
             per_hour[path] = len(todo) / seconds * 3600
-            print(f"{setting:<9} {path:<8} {seconds:7.1f} s  {per_hour[path]:7.1f} runs/hour  "
-                  f"(load {before} before, {load()} after)", flush=True)
+            print(
+                f"{setting:<9} {path:<8} {seconds:7.1f} s  {per_hour[path]:7.1f} runs/hour  "
+                f"(load {before} before, {load()} after)",
+                flush=True,
+            )
         new = {p: v / per_hour["alone"] for p, v in per_hour.items() if p != "alone"} if "alone" in per_hour else {}
         if new:
             best = max(new, key=new.get)

@@ -78,8 +78,12 @@ def peak_rss(run: Path, audio: Path) -> tuple[float, float, float]:
     """(wall s, CPU s, peak RSS MiB) of `trnet predict AUDIO --model RUN --csv` in a fresh process."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "trnet.cli", "predict", str(audio), "--model", str(run), "--csv"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trnet.cli", "predict", str(audio), "--model", str(run), "--csv"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
@@ -88,8 +92,10 @@ def peak_rss(run: Path, audio: Path) -> tuple[float, float, float]:
 
 
 def rss_table(args: argparse.Namespace, root: Path) -> None:
-    print(f"trnet predict in a fresh process per input (44.1 kHz stereo wav), TRNet {args.encoder} width "
-          f"{args.width} (random weights), torch {torch.__version__}")
+    print(
+        f"trnet predict in a fresh process per input (44.1 kHz stereo wav), TRNet {args.encoder} width "
+        f"{args.width} (random weights), torch {torch.__version__}"
+    )
     print(f"{'SE':<9}{'input':>9}{'wall s':>9}{'CPU s':>9}{'peak RSS MiB':>14}")
     for se in args.se:
         reason = enhance.unavailable_reason(se)

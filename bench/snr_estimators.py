@@ -174,8 +174,10 @@ def main() -> None:
             ref[key].append(c_snr_spearman(v, condition_snr_db([c for c in conds for _ in te]).numpy()))
             if key == "rho":
                 ref["ratio"].append(ratio(v, np.concatenate([np.full(len(te), k) for k, _ in enumerate(conds)])))
-    print(f"\nlinear read-out, fitted on training speakers (clean + {args.train_noise}), "
-          f"tested on the held-out speaker; mean over {len(folds)} folds")
+    print(
+        f"\nlinear read-out, fitted on training speakers (clean + {args.train_noise}), "
+        f"tested on the held-out speaker; mean over {len(folds)} folds"
+    )
     print(
         f"{'input':<18} {'ratio':>7} {'rho':>7} {'rho_c':>7}  {'rho ' + args.train_noise:>10} {'spread':>8}   "
         f"c-read-out per condition (clean, {', '.join(map(str, snrs))} dB)"

@@ -56,9 +56,10 @@ def forget(root: Path) -> None:
 
 def emodb_store(work: Path, workers: int) -> Path:
     corpus = write_manifest(work / "emodb.csv", emodb.load(DATA / "emodb").rows, "utterances")
-    noise = {"esc50": write_manifest(work / "esc50.csv", esc50.load(DATA / "esc50").rows, "noise"),
-             "demand": write_manifest(work / "demand.csv", noisefolder.load(DATA / "noise" / "demand-vbd").rows,
-                                      "noise")}
+    noise = {
+        "esc50": write_manifest(work / "esc50.csv", esc50.load(DATA / "esc50").rows, "noise"),
+        "demand": write_manifest(work / "demand.csv", noisefolder.load(DATA / "noise" / "demand-vbd").rows, "noise"),
+    }
     spec = BuildSpec(corpus.resolve(), {k: v.resolve() for k, v in noise.items()}, "identity", {}, 1, SNRS)
     return build(spec, work / "store-emodb", workers=workers, quiet=True)
 
@@ -69,11 +70,23 @@ def simulated_store(work: Path, n: int) -> Path:
     if (root / "summary.json").exists():
         return root
     rng = np.random.default_rng(0)
-    rows = [{"id": f"u{i:05d}", "path": str(work / "none.wav"), "label": LABELS[i % 4], "speaker": f"s{i % 10}",
-             "session": str(i % 10 // 2 + 1), "gender": "FM"[i % 2], "duration": 4.0} for i in range(n)]
+    rows = [
+        {
+            "id": f"u{i:05d}",
+            "path": str(work / "none.wav"),
+            "label": LABELS[i % 4],
+            "speaker": f"s{i % 10}",
+            "session": str(i % 10 // 2 + 1),
+            "gender": "FM"[i % 2],
+            "duration": 4.0,
+        }
+        for i in range(n)
+    ]
     corpus = write_manifest(work / "sim.csv", rows, "utterances")
-    noise_rows = [{"id": f"n{j}", "path": str(work / "none.wav"), "source": f"n{j}", "category": "x", "offset": 0,
-                   "duration": 5} for j in range(4)]
+    noise_rows = [
+        {"id": f"n{j}", "path": str(work / "none.wav"), "source": f"n{j}", "category": "x", "offset": 0, "duration": 5}
+        for j in range(4)
+    ]
     noise = {name: write_manifest(work / f"{name}.csv", noise_rows, "noise") for name in ("esc50", "musan")}
     key = store_key(corpus, noise, "identity", {}, "simulated", 1, SNRS)
     root.mkdir(parents=True, exist_ok=True)
@@ -93,12 +106,28 @@ def simulated_store(work: Path, n: int) -> Path:
     (root / "chunks").mkdir(exist_ok=True)
     for i, start in enumerate(range(0, n, CHUNK)):
         index = list(range(start, min(n, start + CHUNK)))
-        marker = {"key": key["hash"], "index": index, "frames": frames[index].tolist(), "snr": [], "t_se": 0.0,
-                  "checksums": checksum.chunk_checksums(arrays, index)}
+        marker = {
+            "key": key["hash"],
+            "index": index,
+            "frames": frames[index].tolist(),
+            "snr": [],
+            "t_se": 0.0,
+            "checksums": checksum.chunk_checksums(arrays, index),
+        }
         (root / "chunks" / f"{i}.json").write_text(json.dumps(marker))
     del arrays
-    (root / "summary.json").write_text(json.dumps({"key": key["hash"], "utterances": n, "conditions": [],
-                                                   "achieved_snr_db": {}, "se_seconds": 0.0, "bytes": 0}))
+    (root / "summary.json").write_text(
+        json.dumps(
+            {
+                "key": key["hash"],
+                "utterances": n,
+                "conditions": [],
+                "achieved_snr_db": {},
+                "se_seconds": 0.0,
+                "bytes": 0,
+            }
+        )
+    )
     return root
 
 
@@ -116,8 +145,12 @@ def measure(root: Path) -> dict:
     train_rels = sorted({array_path(c, w) for c in train_conds for w in ("x", "xe")})
     all_rels = array_paths(store.noises, store.snrs)
     paths = [root / rel for rel in all_rels]
-    out = {"utterances": len(store), "conditions": len(conditions(store.noises, store.snrs)),
-           "bytes": sum(p.stat().st_size for p in paths), "threads": checksum.THREADS}
+    out = {
+        "utterances": len(store),
+        "conditions": len(conditions(store.noises, store.snrs)),
+        "bytes": sum(p.stat().st_size for p in paths),
+        "threads": checksum.THREADS,
+    }
     for cache in ("disk", "memory"):
         for what, rels in (("train", train_rels), ("all", all_rels)):
             forget(root)
@@ -147,10 +180,16 @@ def measure(root: Path) -> dict:
 
 
 def training(root: Path, work: Path, epochs: int, width: int, batch: int, device: str) -> float:
-    spec = spec_from_names("baseline-c", 0, 1, root, work / f"runs-{root.name}-{time.time_ns()}",
-                           system_overrides={"width": width},
-                           training_overrides={"epochs": epochs, "batch_size": batch, "patience": epochs},
-                           device=device)
+    spec = spec_from_names(
+        "baseline-c",
+        0,
+        1,
+        root,
+        work / f"runs-{root.name}-{time.time_ns()}",
+        system_overrides={"width": width},
+        training_overrides={"epochs": epochs, "batch_size": batch, "patience": epochs},
+        device=device,
+    )
     forget(root)
     evict([root / rel for rel in array_paths(list(ConditionStore(root, verify=False).noises), SNRS)])
     return timed(lambda: train(spec, quiet=True))
@@ -174,9 +213,13 @@ def main() -> int:
     root = emodb_store(args.work, args.workers) if args.what == "emodb" else simulated_store(args.work, args.utts)
     result = {"store": str(root), "made_s": round(time.perf_counter() - t0, 1), **measure(root)}
     if args.train_epochs:
-        result.update(train_epochs=args.train_epochs, width=args.width, batch=args.batch, device=args.device,
-                      train_s=round(training(root, args.work, args.train_epochs, args.width, args.batch,
-                                             args.device), 1))
+        result.update(
+            train_epochs=args.train_epochs,
+            width=args.width,
+            batch=args.batch,
+            device=args.device,
+            train_s=round(training(root, args.work, args.train_epochs, args.width, args.batch, args.device), 1),
+        )
         result["train_verify_share"] = round(result["train_disk_s"] / result["train_s"], 4)
     print(json.dumps(result), flush=True)
     return 0

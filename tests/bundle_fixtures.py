@@ -98,8 +98,14 @@ def make_world(root: Path, recipe: str = RECIPE) -> Path:
     return path
 
 
-def random_bundle(folder: Path, name: str = "test-model", se: str = "identity", placeholder: bool = True,
-                  system: str = "trnet-std-snr", width: int = 2) -> Path:
+def random_bundle(
+    folder: Path,
+    name: str = "test-model",
+    se: str = "identity",
+    placeholder: bool = True,
+    system: str = "trnet-std-snr",
+    width: int = 2,
+) -> Path:
     """A bundle (trnet.pretrained layout) of a randomly initialised system (width 2): what the
     package-data code needs to be tested before the real model lands. Returns its folder."""
     import json
@@ -120,18 +126,39 @@ def random_bundle(folder: Path, name: str = "test-model", se: str = "identity", 
     if model.snr is not None and model.snr.needs_stats:
         model.snr.set_input_stats(torch.full((cfg.n_mels,), 5.0), torch.full((cfg.n_mels,), 2.0))
     save_weights(out / BEST, model)
-    write_config(out, {"system": asdict(cfg), "labels": list(CLASSES), "se": se, "se_options": {},
-                       "fold": "holdout", "seed": 1, "test_speaker": None, "val_speakers": ["aa-b"]})
+    write_config(
+        out,
+        {
+            "system": asdict(cfg),
+            "labels": list(CLASSES),
+            "se": se,
+            "se_options": {},
+            "fold": "holdout",
+            "seed": 1,
+            "test_speaker": None,
+            "val_speakers": ["aa-b"],
+        },
+    )
     write_finished(out, {"val_uar": 0.25, "val_ce": 1.4, "epoch": 1, "epochs_run": 1})
     manifest = {
-        "format": FORMAT, "name": name, "default": True, "placeholder": placeholder, "system": system,
-        "encoder": cfg.encoder, "width": cfg.width, "labels": list(CLASSES), "se": se,
+        "format": FORMAT,
+        "name": name,
+        "default": True,
+        "placeholder": placeholder,
+        "system": system,
+        "encoder": cfg.encoder,
+        "width": cfg.width,
+        "labels": list(CLASSES),
+        "se": se,
         "files": {f: {"sha256": sha256_file(out / f), "bytes": (out / f).stat().st_size} for f in FILES},
         "training_data": [{"name": "aa", "title": "Corpus A", "language": "Tonal", "licence": "MIT (generated)"}],
         "noise": [{"name": "hum", "title": "Hum", "licence": "MIT (generated)"}],
         "licence": {"weights": "test only", "code": "MIT"},
-        "metrics": {"leave_one_corpus_out": [{"train": "aa", "test": "bb", "system": system,
-                                              "rho": {"mean": 0.42, "std": 0.0, "n": 1}}]},
+        "metrics": {
+            "leave_one_corpus_out": [
+                {"train": "aa", "test": "bb", "system": system, "rho": {"mean": 0.42, "std": 0.0, "n": 1}}
+            ]
+        },
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return out

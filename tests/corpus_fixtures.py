@@ -23,9 +23,13 @@ REFERENCE = DATA / "reference_meta"
 IEMOCAP_EXC = 1041
 IEMOCAP_OTHER = {"fru": 1849, "sur": 107, "fea": 40, "dis": 2, "oth": 3, "xxx": 2507}
 TSV_TO_RAW = {"A": "ang", "N": "neu", "S": "sad", "H": "hap"}
-ANNOTATOR_LINES = ("C-E2:\tNeutral;\t()", "C-E3:\tFrustration; Anger;\t(annoyed)",
-                   "C-F1:\tNeutral;\t()", "A-E3:\tval 3; act 2; dom  2;\t()",
-                   "A-F1:\tval 2; act 3; dom  3;\t(mildly aggravated but staying polite, attitude)")
+ANNOTATOR_LINES = (
+    "C-E2:\tNeutral;\t()",
+    "C-E3:\tFrustration; Anger;\t(annoyed)",
+    "C-F1:\tNeutral;\t()",
+    "A-E3:\tval 3; act 2; dom  2;\t()",
+    "A-F1:\tval 2; act 3; dom  3;\t(mildly aggravated but staying polite, attitude)",
+)
 HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]"
 
 
@@ -45,9 +49,15 @@ def read_tsv(name: str) -> list[dict[str, str]]:
 def wav_bytes(frames: int, sample_rate: int) -> bytes:
     """A mono 16-bit PCM wav of `frames` zero samples."""
     size = 2 * frames
-    return (b"RIFF" + struct.pack("<I", 36 + size) + b"WAVEfmt "
-            + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, 2 * sample_rate, 2, 16)
-            + b"data" + struct.pack("<I", size) + bytes(size))
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + size)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, 2 * sample_rate, 2, 16)
+        + b"data"
+        + struct.pack("<I", size)
+        + bytes(size)
+    )
 
 
 def write_wav(path: Path, frames: int, sample_rate: int = 16_000) -> Path:
@@ -69,8 +79,11 @@ def evaluation_text(turns: list[tuple[str, str]], rng: np.random.Generator) -> s
     lines, t = [HEADER, ""], 1.0
     for utt_id, raw in turns:
         start, t = t, t + float(rng.uniform(1, 8))
-        lines += [f"[{start:.4f} - {t:.4f}]\t{utt_id}\t{raw}\t[2.5000, 3.0000, 2.5000]",
-                  *ANNOTATOR_LINES[: int(rng.integers(2, len(ANNOTATOR_LINES) + 1))], ""]
+        lines += [
+            f"[{start:.4f} - {t:.4f}]\t{utt_id}\t{raw}\t[2.5000, 3.0000, 2.5000]",
+            *ANNOTATOR_LINES[: int(rng.integers(2, len(ANNOTATOR_LINES) + 1))],
+            "",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -168,4 +181,3 @@ def make_musan(root: Path, seed: int = 0) -> list[dict[str, str]]:
         (noise / sub / "LICENSE").write_text("CC\n")
     (noise / "README").write_text("MUSAN noise\n")
     return rows
-

@@ -71,11 +71,19 @@ def imports(path: Path) -> list[tuple[str, int, bool]]:
     """(imported module, line, deferred) for every import statement; `from a import b` counts
     as a.b where that is a module. Imports under `if TYPE_CHECKING:` are left out."""
     tree = ast.parse(path.read_text())
-    type_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
-                 and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING"
-                 for child in node.body for n in ast.walk(child)}
-    deferred = {id(n) for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-                for n in ast.walk(node)}
+    type_only = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING"
+        for child in node.body
+        for n in ast.walk(child)
+    }
+    deferred = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        for n in ast.walk(node)
+    }
     out = []
     for node in ast.walk(tree):
         if id(node) in type_only:
@@ -119,7 +127,7 @@ def test_no_import_cycle() -> None:
         state[m] = 1
         for t in sorted(edges[m]):
             if state.get(t) == 1:
-                pytest.fail("import cycle: " + " -> ".join([*path[path.index(t):], t]))
+                pytest.fail("import cycle: " + " -> ".join([*path[path.index(t) :], t]))
             if t not in state:
                 visit(t, [*path, t])
         state[m] = 2
@@ -130,10 +138,14 @@ def test_no_import_cycle() -> None:
 
 
 def test_deferred_imports_are_heavy_optional_dependencies_only() -> None:
-    hidden = [f"{source}:{line} imports {target} inside a function"
-              for source, targets in GRAPH.items() for target, line, deferred in targets
-              if deferred and not any(target == ok or target.startswith(ok + ".") for ok in DEFERRED_OK)
-              and not source.startswith(DEFERRED_IN)]
+    hidden = [
+        f"{source}:{line} imports {target} inside a function"
+        for source, targets in GRAPH.items()
+        for target, line, deferred in targets
+        if deferred
+        and not any(target == ok or target.startswith(ok + ".") for ok in DEFERRED_OK)
+        and not source.startswith(DEFERRED_IN)
+    ]
     assert not hidden, "move these to the top of their file:\n" + "\n".join(hidden)
 
 
@@ -156,6 +168,6 @@ def test_the_checker_sees_a_wrong_way_import(tmp_path: Path) -> None:
     """The rules above can fail: an upward import in a lower layer is found."""
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from trnet.experiments import reproduce\n")
-    (target, _, deferred), = imports(bad)
+    ((target, _, deferred),) = imports(bad)
     assert target == "trnet.experiments.reproduce" and deferred
     assert LAYERS[unit(target)] > LAYERS[unit("trnet.store.builder")]

@@ -71,8 +71,10 @@ def _stacked_vs_alone(dtype: torch.dtype, system: str, steps: int = 20, device: 
             step_alone(alone[r], r, *own, lengths[j], y[j], snr[j])
             step_alone(padded[r], r, *(F.pad(v, (0, 0, 0, 48)) for v in own), lengths[j], y[j], snr[j])
     stacked = [{k: v.cpu() for k, v in stack.stack.state_dict(r).items()} for r in range(3)]
-    return (max(_max_delta(alone[r].state_dict(), stacked[r]) for r in range(3)),
-            max(_max_delta(alone[r].state_dict(), padded[r].state_dict()) for r in range(3)))
+    return (
+        max(_max_delta(alone[r].state_dict(), stacked[r]) for r in range(3)),
+        max(_max_delta(alone[r].state_dict(), padded[r].state_dict()) for r in range(3)),
+    )
 
 
 @pytest.mark.slow
@@ -100,9 +102,19 @@ def test_split_by_length():
 
 
 def _specs(store: Path, runs: Path, system: str, epochs: int = 3, patience: int = 100) -> list:
-    return [spec_from_names(system, fold, seed, store, runs, system_overrides=TINY,
-                            training_overrides={"epochs": epochs, "batch_size": 8, "patience": patience})
-            for fold in (0, 1) for seed in (1, 2)]
+    return [
+        spec_from_names(
+            system,
+            fold,
+            seed,
+            store,
+            runs,
+            system_overrides=TINY,
+            training_overrides={"epochs": epochs, "batch_size": 8, "patience": patience},
+        )
+        for fold in (0, 1)
+        for seed in (1, 2)
+    ]
 
 
 @pytest.mark.slow

@@ -39,7 +39,9 @@ def test_combine_prefixes_ids_speakers_and_sessions() -> None:
     b = [{**ROW, "id": "u1", "speaker": "03", "session": "03"}]  # the same ids in another corpus
     rows = combine({"emodb": a, "nemo": b})
     assert [(r["id"], r["speaker"], r["session"]) for r in rows] == [
-        ("emodb-u1", "emodb-03", "emodb-1"), ("nemo-u1", "nemo-03", "nemo-03")]
+        ("emodb-u1", "emodb-03", "emodb-1"),
+        ("nemo-u1", "nemo-03", "nemo-03"),
+    ]
     assert part_of("nemo-IC0") == "nemo" and list(parts(rows)) == ["emodb", "nemo"]
     with pytest.raises(CorpusError, match="twice"):
         combine({"emodb": a + a})
@@ -53,8 +55,7 @@ def test_holdout_one_validation_speaker_per_corpus_and_no_test_rows(tmp_path: Pa
     recipe = load_bundle_recipe(make_world(tmp_path))
     from trnet import corpora
 
-    rows = combine({n: corpora.load(s.kind, s.root, "utterances", **s.options).rows
-                    for n, s in recipe.corpora.items()})
+    rows = combine({n: corpora.load(s.kind, s.root, "utterances", **s.options).rows for n, s in recipe.corpora.items()})
     holdout = corpus_holdout(rows)
     # aa: sessions pair (a F, b M): fold 0 tests a, validates b; bb (nEMO layout, F before M):
     # XA0 tested, ZC0 (the next female) validates
@@ -62,18 +63,23 @@ def test_holdout_one_validation_speaker_per_corpus_and_no_test_rows(tmp_path: Pa
     assert set(holdout.train_speakers) == {"aa-a", "aa-c", "aa-d", "bb-XA0", "bb-YB0"}
     s = split(rows, holdout)
     assert len(s.test) == 0 and len(s.train) + len(s.val) == len(rows)
-    assert s.speakers() == {"test_speaker": None, "val_speakers": ["aa-b", "bb-ZC0"],
-                            "train_speakers": list(holdout.train_speakers)}
+    assert s.speakers() == {
+        "test_speaker": None,
+        "val_speakers": ["aa-b", "bb-ZC0"],
+        "train_speakers": list(holdout.train_speakers),
+    }
     with pytest.raises(ValueError, match="not in the corpus"):
         split(rows, Holdout("holdout", ("aa-zz",), holdout.train_speakers))
 
 
 def test_recipe_errors_name_the_key(tmp_path: Path) -> None:
     path = make_world(tmp_path)
-    for old, new, message in (('loco_train_noise = ["hum"]', 'loco_train_noise = ["hum", "hiss"]', "never heard"),
-                              ('system = "trnet-std-snr"', 'system = "baseline-c"', "clean speech only"),
-                              ('width = 2', 'width = 0', "width"),
-                              ('seed = 1', 'seeds = 1', "unknown key")):
+    for old, new, message in (
+        ('loco_train_noise = ["hum"]', 'loco_train_noise = ["hum", "hiss"]', "never heard"),
+        ('system = "trnet-std-snr"', 'system = "baseline-c"', "clean speech only"),
+        ("width = 2", "width = 0", "width"),
+        ("seed = 1", "seeds = 1", "unknown key"),
+    ):
         path.write_text(RECIPE.replace(old, new))
         with pytest.raises(BundleRecipeError, match=message):
             load_bundle_recipe(path)
@@ -114,19 +120,24 @@ def test_bundle_end_to_end(built: tuple[Path, str]) -> None:
     # the LOCO runs never heard the test noise, and were tested on every utterance of the other corpus
     loco = list(csv.DictReader((work / "results" / "loco.csv").open()))
     assert {(r["train"], r["test"], r["system"]) for r in loco} == {
-        ("aa", "bb", "trnet-std-snr"), ("aa", "bb", "baseline-e"),
-        ("bb", "aa", "trnet-std-snr"), ("bb", "aa", "baseline-e")}
+        ("aa", "bb", "trnet-std-snr"),
+        ("aa", "bb", "baseline-e"),
+        ("bb", "aa", "trnet-std-snr"),
+        ("bb", "aa", "baseline-e"),
+    }
     assert {r["noise"] for r in loco} == {"clean", "hiss"} and {r["snr"] for r in loco} == {"", "20", "0", "-5"}
-    assert {int(r["n"]) for r in loco if r["test"] == "bb"} == {24} and {int(r["n"]) for r in loco
-                                                                        if r["test"] == "aa"} == {32}
+    assert {int(r["n"]) for r in loco if r["test"] == "bb"} == {24} and {
+        int(r["n"]) for r in loco if r["test"] == "aa"
+    } == {32}
     for group in plan.groups(recipe)[1:]:
         assert runs.read_config(plan.run_spec(recipe, group, recipe.system, "cpu").dir)["train_noise"] == ["hum"]
     # the bundle: verified, with its provenance
     bundle = Bundle(work / "bundle" / recipe.name, read_manifest(work / "bundle" / recipe.name)).verify()
     m = bundle.manifest
     assert m["placeholder"] and m["system"] == "trnet-std-snr" and m["width"] == 2
-    assert [d["name"] for d in m["training_data"]] == ["aa", "bb"] and m["training_data"][1]["validation_speaker"] \
-        == "bb-ZC0"
+    assert [d["name"] for d in m["training_data"]] == ["aa", "bb"] and m["training_data"][1][
+        "validation_speaker"
+    ] == "bb-ZC0"
     assert [n["name"] for n in m["noise"]] == ["hum", "hiss"] and m["recipe"]["table"]["name"] == recipe.name
     assert "/" not in runs.read_config(bundle.path)["store"].split(" ")[0].removeprefix("stores/")
     # installing: a copy that verifies; a placeholder never goes into the package's own data
@@ -146,8 +157,12 @@ def test_rerun_recomputes_nothing_and_changed_settings_are_refused(built: tuple[
     recipe = load_bundle_recipe(recipe_path)
     final = plan.run_spec(recipe, plan.groups(recipe)[0], recipe.system, "cpu")
     before = (final.dir / runs.DONE).stat().st_mtime_ns
-    done = subprocess.run([sys.executable, "-m", "trnet.cli", "bundle", str(recipe_path), "--workers", "1",
-                           "--no-measure"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "trnet.cli", "bundle", str(recipe_path), "--workers", "1", "--no-measure"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "trained before" in done.stdout and "evaluated before" in done.stdout
     assert " trained " not in done.stdout.replace("trained before", "")
@@ -159,8 +174,13 @@ def test_rerun_recomputes_nothing_and_changed_settings_are_refused(built: tuple[
 def test_condition_set_with_several_training_noises(built: tuple[Path, str]) -> None:
     recipe = load_bundle_recipe(built[0])
     store = ConditionStore(plan.store_path(recipe, plan.FINAL))
-    assert condition_set(store, "noisy", ("hum", "hiss")) == ["clean", ("hum", 20), ("hum", 0), ("hiss", 20),
-                                                               ("hiss", 0)]
+    assert condition_set(store, "noisy", ("hum", "hiss")) == [
+        "clean",
+        ("hum", 20),
+        ("hum", 0),
+        ("hiss", 20),
+        ("hiss", 0),
+    ]
     assert condition_set(store, "noisy", "hiss") == ["clean", ("hiss", 20), ("hiss", 0)]
     with pytest.raises(ValueError, match="not in the store"):
         condition_set(store, "noisy", ("hum", "music"))
@@ -179,8 +199,7 @@ def test_card_insert_replaces_only_between_the_markers(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_kill_9_mid_training_then_rerun_finishes(tmp_path: Path) -> None:
     recipe = make_world(tmp_path, RECIPE.replace("epochs = 1", "epochs = 6").replace("patience = 1", "patience = 6"))
-    cmd = [sys.executable, "-m", "trnet.cli", "bundle", str(recipe), "--workers", "1", "--threads", "1",
-           "--no-measure"]
+    cmd = [sys.executable, "-m", "trnet.cli", "bundle", str(recipe), "--workers", "1", "--threads", "1", "--no-measure"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     logs = tmp_path / "work" / "runs"
     deadline = time.time() + 300
@@ -207,10 +226,12 @@ def test_min_updates_raises_the_epochs_of_a_small_corpus() -> None:
     assert plan.run_epochs(SimpleNamespace(epochs=4, batch_size=8, min_updates=0), 305) == 4
 
 
-@pytest.mark.parametrize("line, message", [
-    ('lr_schedule = "step"', "lr_schedule"), ("bucket = 1", "bucket"), ("min_updates = -3", "min_updates")])
+@pytest.mark.parametrize(
+    "line, message",
+    [('lr_schedule = "step"', "lr_schedule"), ("bucket = 1", "bucket"), ("min_updates = -3", "min_updates")],
+)
 def test_training_keys_of_a_bundle_recipe_are_checked(tmp_path: Path, line: str, message: str) -> None:
     path = make_world(tmp_path)
-    path.write_text(RECIPE.replace('width = 2', f'width = 2\n{line}'))
+    path.write_text(RECIPE.replace("width = 2", f"width = 2\n{line}"))
     with pytest.raises(BundleRecipeError, match=message):
         load_bundle_recipe(path)

@@ -51,11 +51,14 @@ def test_a_user_error_is_one_line_and_exit_2(command: str, tmp_path: Path, capsy
 def test_help_loads_no_heavy_library(command: str) -> None:
     """`trnet <cmd> --help` stays fast (0.3-0.6 s measured; timings belong in benchmarks, not
     tests) because it imports no torch, scipy, matplotlib or onnxruntime: that is checked here."""
-    code = ("import sys; from trnet.cli import main\n"
-            f"try: main({[command, '--help'] if command else ['--help']})\n"
-            "except SystemExit: pass\n"
-            "print(sorted(m for m in ('torch', 'scipy', 'matplotlib', 'onnxruntime') if m in sys.modules))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(SRC)})
+    code = (
+        "import sys; from trnet.cli import main\n"
+        f"try: main({[command, '--help'] if command else ['--help']})\n"
+        "except SystemExit: pass\n"
+        "print(sorted(m for m in ('torch', 'scipy', 'matplotlib', 'onnxruntime') if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(SRC)}
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]", f"`trnet {command} --help` imported {proc.stdout}"

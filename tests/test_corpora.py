@@ -38,16 +38,28 @@ from trnet.corpora import (
     write_manifest,
 )
 
-IEMOCAP_SPEAKERS = {"Ses01F": 528, "Ses01M": 557, "Ses02F": 481, "Ses02M": 542, "Ses03F": 522,
-                    "Ses03M": 629, "Ses04F": 528, "Ses04M": 503, "Ses05F": 590, "Ses05M": 651}
+IEMOCAP_SPEAKERS = {
+    "Ses01F": 528,
+    "Ses01M": 557,
+    "Ses02F": 481,
+    "Ses02M": 542,
+    "Ses03F": 522,
+    "Ses03M": 629,
+    "Ses04F": 528,
+    "Ses04M": 503,
+    "Ses05F": 590,
+    "Ses05M": 651,
+}
 
 
 def utterance(i: int, **kw: object) -> dict[str, object]:
-    return dict(id=f"u{i}", path=f"/data/u{i}.wav", label="sad", speaker="s1", session="1", gender="F",
-                duration=1.25) | kw
+    return (
+        dict(id=f"u{i}", path=f"/data/u{i}.wav", label="sad", speaker="s1", session="1", gender="F", duration=1.25) | kw
+    )
 
 
 # ---------------------------------------------------------------- manifests
+
 
 def test_labels_contract() -> None:
     assert LABELS == ("angry", "happy", "neutral", "sad")
@@ -71,13 +83,16 @@ def test_manifest_round_trip_keeps_column_order_and_makes_paths_absolute(
     assert read_manifest(out) == noise
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "not a manifest header"),
-    ("id,path,label\nu,/a.wav,sad\n", "not a manifest header"),
-    (",".join(UTTERANCE_COLUMNS) + "\nu,/a.wav,sad,s,1,F\n", "6 fields, expected 7"),
-    (",".join(UTTERANCE_COLUMNS) + "\nu,/a.wav,sad,s,1,F,long\n", "duration 'long' is not a number"),
-    (",".join(UTTERANCE_COLUMNS) + "\nu,/a.wav,sad,s,1,F,1\nu,/b.wav,sad,s,1,F,1\n", "duplicate id"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "not a manifest header"),
+        ("id,path,label\nu,/a.wav,sad\n", "not a manifest header"),
+        (",".join(UTTERANCE_COLUMNS) + "\nu,/a.wav,sad,s,1,F\n", "6 fields, expected 7"),
+        (",".join(UTTERANCE_COLUMNS) + "\nu,/a.wav,sad,s,1,F,long\n", "duration 'long' is not a number"),
+        (",".join(UTTERANCE_COLUMNS) + "\nu,/a.wav,sad,s,1,F,1\nu,/b.wav,sad,s,1,F,1\n", "duplicate id"),
+    ],
+)
 def test_read_manifest_rejects_malformed_files(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "m.csv").write_text(text)
     with pytest.raises(CorpusError, match=message):
@@ -96,6 +111,7 @@ def test_manifest_errors_name_the_problem(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- IEMOCAP
 
+
 def test_iemocap_speaker_is_the_letter_before_the_number() -> None:
     assert iemocap.speaker_of("Ses01F_script01_3_M012") == ("Ses01M", "1", "M")
     assert iemocap.speaker_of("Ses05M_impro03b_F007") == ("Ses05F", "5", "F")
@@ -105,8 +121,12 @@ def test_iemocap_speaker_is_the_letter_before_the_number() -> None:
 
 def test_iemocap_parser_on_a_small_built_in_tree(tmp_path: Path) -> None:
     turns = {
-        "Ses01F_impro01": [("Ses01F_impro01_F000", "neu"), ("Ses01F_impro01_M000", "exc"),
-                           ("Ses01F_impro01_F001", "fru"), ("Ses01F_impro01_M001", "xxx")],
+        "Ses01F_impro01": [
+            ("Ses01F_impro01_F000", "neu"),
+            ("Ses01F_impro01_M000", "exc"),
+            ("Ses01F_impro01_F001", "fru"),
+            ("Ses01F_impro01_M001", "xxx"),
+        ],
         "Ses01F_script01_3": [("Ses01F_script01_3_M012", "ang"), ("Ses01F_script01_3_F000", "hap")],
         "Ses02M_impro02": [("Ses02M_impro02_F003", "sad"), ("Ses02M_impro02_M001", "sur")],
     }
@@ -126,10 +146,12 @@ def test_iemocap_parser_on_a_small_built_in_tree(tmp_path: Path) -> None:
 
 
 def test_iemocap_parser_ignores_everything_but_turn_lines() -> None:
-    text = ("% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
-            "[6.2901 - 8.2357]\tSes01F_impro01_F000\tneu\t[2.5000, 2.5000, 2.5000]\n"
-            "C-E1:\tNeutral;\t()\nA-E3:\tval 3; act 2; dom  2;\t()\n\n"
-            "[10.0100 - 11.3925]\tSes01F_impro01_M001\tfru\t[2.0000, 3.5000, 3.5000]\n")
+    text = (
+        "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
+        "[6.2901 - 8.2357]\tSes01F_impro01_F000\tneu\t[2.5000, 2.5000, 2.5000]\n"
+        "C-E1:\tNeutral;\t()\nA-E3:\tval 3; act 2; dom  2;\t()\n\n"
+        "[10.0100 - 11.3925]\tSes01F_impro01_M001\tfru\t[2.0000, 3.5000, 3.5000]\n"
+    )
     assert iemocap.parse_evaluation(text) == [("Ses01F_impro01_F000", "neu"), ("Ses01F_impro01_M001", "fru")]
 
 
@@ -177,13 +199,18 @@ def test_prepare_iemocap_cli(
 
 # ---------------------------------------------------------------- EmoDB
 
+
 def test_emodb_names_sessions_and_set_aside_classes(tmp_path: Path) -> None:
     for name in ("03a01Fa", "08a02Wb", "10b09Tc", "16a05Nd", "09a01La", "11b03Ea", "12a01Ab"):
         write_wav(tmp_path / "wav" / f"{name}.wav", 1600)
     result = emodb.load(tmp_path)
     got = {r["id"]: (r["label"], r["speaker"], r["session"], r["gender"]) for r in result.rows}
-    assert got == {"03a01Fa": ("happy", "03", "1", "M"), "08a02Wb": ("angry", "08", "1", "F"),
-                   "10b09Tc": ("sad", "10", "2", "M"), "16a05Nd": ("neutral", "16", "5", "F")}
+    assert got == {
+        "03a01Fa": ("happy", "03", "1", "M"),
+        "08a02Wb": ("angry", "08", "1", "F"),
+        "10b09Tc": ("sad", "10", "2", "M"),
+        "16a05Nd": ("neutral", "16", "5", "F"),
+    }
     assert result.set_aside == {"boredom (L)": 1, "disgust (E)": 1, "fear (A)": 1}
     write_wav(tmp_path / "wav" / "notes.wav", 10)
     with pytest.raises(CorpusError, match="not an EmoDB file name"):
@@ -195,8 +222,18 @@ def test_emodb_on_the_shared_copy() -> None:
     assert len(result.rows) == 339
     assert result.set_aside == {"boredom (L)": 81, "disgust (E)": 46, "fear (A)": 69}
     pairs = {(r["session"], r["speaker"], r["gender"]) for r in result.rows}
-    assert pairs == {("1", "03", "M"), ("1", "08", "F"), ("2", "09", "F"), ("2", "10", "M"), ("3", "11", "M"),
-                     ("3", "13", "F"), ("4", "12", "M"), ("4", "14", "F"), ("5", "15", "M"), ("5", "16", "F")}
+    assert pairs == {
+        ("1", "03", "M"),
+        ("1", "08", "F"),
+        ("2", "09", "F"),
+        ("2", "10", "M"),
+        ("3", "11", "M"),
+        ("3", "13", "F"),
+        ("4", "12", "M"),
+        ("4", "14", "F"),
+        ("5", "15", "M"),
+        ("5", "16", "F"),
+    }
 
 
 def test_prepare_emodb_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -209,16 +246,20 @@ def test_prepare_emodb_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert len(rows) == 339 and all(Path(r["path"]).is_file() for r in rows)
 
 
-@pytest.mark.parametrize("corpus, layout, expected", [
-    ("emodb", "", "ROOT/wav/"),
-    ("iemocap", "", "EmoEvaluation"),
-    ("esc50", "audio", "ROOT/meta/esc50.csv"),
-    ("musan", "noise/free-sound", "no \\*.wav recordings"),
-    ("folder", "", "labels.csv: not found"),
-    ("noise", "", "no wav/flac/ogg files"),
-])
-def test_prepare_errors_are_one_line_exit_2_and_no_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                           corpus: str, layout: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    "corpus, layout, expected",
+    [
+        ("emodb", "", "ROOT/wav/"),
+        ("iemocap", "", "EmoEvaluation"),
+        ("esc50", "audio", "ROOT/meta/esc50.csv"),
+        ("musan", "noise/free-sound", "no \\*.wav recordings"),
+        ("folder", "", "labels.csv: not found"),
+        ("noise", "", "no wav/flac/ogg files"),
+    ],
+)
+def test_prepare_errors_are_one_line_exit_2_and_no_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], corpus: str, layout: str, expected: str
+) -> None:
     root = tmp_path / "root"
     (root / layout).mkdir(parents=True)
     out = tmp_path / "out"
@@ -232,6 +273,7 @@ def test_prepare_errors_are_one_line_exit_2_and_no_manifest(tmp_path: Path, caps
 
 
 # ---------------------------------------------------------------- ESC-50
+
 
 def test_esc50_shared_subset_loads_unchanged() -> None:
     result = esc50.load(shared("esc50"))
@@ -254,6 +296,7 @@ def test_esc50_full_generated_release(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- MUSAN
+
 
 def test_musan_cutting_rule(tmp_path: Path) -> None:
     for name, seconds in (
@@ -288,6 +331,7 @@ def test_musan_reproduces_the_authors_segment_list(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- noise folders
 
+
 def test_noise_folder_cuts_like_musan_and_keeps_short_files_whole(tmp_path: Path) -> None:
     write_wav(tmp_path / "cafe" / "a.wav", int(12.5 * 16_000))
     write_wav(tmp_path / "cafe" / "b.wav", 5 * 16_000)
@@ -297,10 +341,14 @@ def test_noise_folder_cuts_like_musan_and_keeps_short_files_whole(tmp_path: Path
     (tmp_path / "street" / "notes.txt").write_text("not audio")
     rows = noisefolder.load(tmp_path).rows
     got = [(r["id"], r["source"], r["category"], r["offset"], round(r["duration"], 3)) for r in rows]
-    assert got == [("cafe__a_0", "cafe__a", "cafe", 0.0, 5.0), ("cafe__a_1", "cafe__a", "cafe", 5.0, 5.0),
-                   ("cafe__b_0", "cafe__b", "cafe", 0.0, 5.0), ("street__d_0", "street__d", "street", 0.0, 5.0),
-                   ("street__deep__c_0", "street__deep__c", "deep", 0.0, 3.0),
-                   ("street__e_0", "street__e", "street", 0.0, 2.0)]
+    assert got == [
+        ("cafe__a_0", "cafe__a", "cafe", 0.0, 5.0),
+        ("cafe__a_1", "cafe__a", "cafe", 5.0, 5.0),
+        ("cafe__b_0", "cafe__b", "cafe", 0.0, 5.0),
+        ("street__d_0", "street__d", "street", 0.0, 5.0),
+        ("street__deep__c_0", "street__deep__c", "deep", 0.0, 3.0),
+        ("street__e_0", "street__e", "street", 0.0, 2.0),
+    ]
 
 
 def test_noise_folder_on_demand_vbd(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -320,6 +368,7 @@ def test_noise_folder_on_demand_vbd(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 # ---------------------------------------------------------------- bring-your-own folder
 
+
 def write_folder(root: Path, entries: list[tuple[str, ...]], header: str = "file,label,speaker,session,gender") -> Path:
     for entry in entries:
         write_wav(root / entry[0], 16_000)
@@ -329,9 +378,16 @@ def write_folder(root: Path, entries: list[tuple[str, ...]], header: str = "file
 
 
 def test_folder_with_sessions(tmp_path: Path) -> None:
-    root = write_folder(tmp_path, [("a/1.wav", "angry", "s1", "A", "F"), ("a/2.wav", "Sad", "s2", "A", "male"),
-                                   ("b/1.wav", "calm", "s3", "B", "F"), ("b/2.wav", "happy", "s3", "B", "F"),
-                                   ("b/3.wav", "neutral", "s4", "B", "M")])
+    root = write_folder(
+        tmp_path,
+        [
+            ("a/1.wav", "angry", "s1", "A", "F"),
+            ("a/2.wav", "Sad", "s2", "A", "male"),
+            ("b/1.wav", "calm", "s3", "B", "F"),
+            ("b/2.wav", "happy", "s3", "B", "F"),
+            ("b/3.wav", "neutral", "s4", "B", "M"),
+        ],
+    )
     result = folder.load(root)
     assert [(r["id"], r["label"], r["session"], r["gender"]) for r in result.rows] == [
         ("a__1", "angry", "A", "F"),
@@ -362,14 +418,28 @@ def test_folder_without_sessions_pairs_speakers_in_sorted_order(
     assert len(read_manifest(tmp_path / "o" / "mine.csv")) == 16
 
 
-@pytest.mark.parametrize("entries, header, message", [
-    ([("1.wav", "sad", "a"), ("2.wav", "sad", "b"), ("3.wav", "sad", "c")], "file,label,speaker", "cannot be paired"),
-    ([("1.wav", "sad", "a", "1"), ("2.wav", "sad", "b", "1"), ("3.wav", "sad", "c", "1")], "file,label,speaker,session",
-     "session 1 has 3 speaker"),
-    ([("1.wav", "sad", "a", "1"), ("2.wav", "sad", "a", "2")], "file,label,speaker,session", "several session values"),
-    ([("1.wav", "sad")], "file,label", "lacks column"),
-    ([("1.wav", "joy", "a")], "file,label,speaker", "no row with a label"),
-])
+@pytest.mark.parametrize(
+    "entries, header, message",
+    [
+        (
+            [("1.wav", "sad", "a"), ("2.wav", "sad", "b"), ("3.wav", "sad", "c")],
+            "file,label,speaker",
+            "cannot be paired",
+        ),
+        (
+            [("1.wav", "sad", "a", "1"), ("2.wav", "sad", "b", "1"), ("3.wav", "sad", "c", "1")],
+            "file,label,speaker,session",
+            "session 1 has 3 speaker",
+        ),
+        (
+            [("1.wav", "sad", "a", "1"), ("2.wav", "sad", "a", "2")],
+            "file,label,speaker,session",
+            "several session values",
+        ),
+        ([("1.wav", "sad")], "file,label", "lacks column"),
+        ([("1.wav", "joy", "a")], "file,label,speaker", "no row with a label"),
+    ],
+)
 def test_folder_errors(tmp_path: Path, entries: list[tuple[str, ...]], header: str, message: str) -> None:
     with pytest.raises(CorpusError, match=message):
         folder.load(write_folder(tmp_path, entries, header))
@@ -382,13 +452,17 @@ def test_folder_missing_audio_names_the_line(tmp_path: Path) -> None:
         folder.load(root)
 
 
-def test_prepare_synthetic_loads_the_generated_folder_and_noise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_prepare_synthetic_loads_the_generated_folder_and_noise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from trnet.corpora import synthetic
 
     def fake_generate(root: Path, seed: int, *sizes: object) -> Path:
-        entries = [(f"speech/{spk}_{label}.wav", label, spk, str(i // 2 + 1), spk[0])
-                   for i, spk in enumerate(("F01", "M01", "F02", "M02")) for label in LABELS]
+        entries = [
+            (f"speech/{spk}_{label}.wav", label, spk, str(i // 2 + 1), spk[0])
+            for i, spk in enumerate(("F01", "M01", "F02", "M02"))
+            for label in LABELS
+        ]
         write_wav(Path(root) / "noise" / "hum" / f"s{seed}.wav", 16_000 * 11)
         return write_folder(Path(root), entries) / "labels.csv"
 

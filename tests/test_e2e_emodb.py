@@ -26,8 +26,13 @@ def test_tiny_baseline_learns_emodb_above_chance_on_held_out_speaker(tmp_path: P
     spec = BuildSpec(corpus=tmp_path / "emodb.csv", noise={}, se="identity", se_options={}, seed=1)
     store = ConditionStore(build(spec, tmp_path / "store", quiet=True, workers=2))
     run = spec_from_names(
-        "baseline-c", 0, 1, store.root, tmp_path / "runs",
-        system_overrides={"width": 8}, training_overrides={"epochs": 6, "patience": 100},
+        "baseline-c",
+        0,
+        1,
+        store.root,
+        tmp_path / "runs",
+        system_overrides={"width": 8},
+        training_overrides={"epochs": 6, "patience": 100},
     )
     model, config = load_run(train(run, quiet=True))
     fold = split(store.rows, 0)

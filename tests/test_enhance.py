@@ -210,6 +210,7 @@ def test_dfn3_library_delay_is_the_compensated_constant(speech: np.ndarray) -> N
 
 # ---------------------------------------------------------------- CMGAN generator
 
+
 # Derived by hand from the authors' code (src/models/generator.py, conformer.py of
 # ruizhecao96/CMGAN; TSCNet(num_channel=64, num_features=201)): the names and shapes of
 # their checkpoint's state_dict.

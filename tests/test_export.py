@@ -26,7 +26,6 @@ pytestmark = [
 SYSTEMS = ("trnet", "baseline-e", "baseline-ne")
 
 
-
 def real_features() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """LMFB of speech-like audio in noise and its spectral-SE enhancement, in batches of
     several lengths (one utterance under a single frame's worth of stride, one of 5 s)."""

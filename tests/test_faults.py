@@ -53,13 +53,43 @@ def run_main(capsys, *args) -> tuple[int, str, str]:
 
 
 def conditions_args(corpus: Path, noise: Path, out: Path, seed: int = 1, se: str = "identity", workers: int = 1):
-    return ["conditions", "--corpus", str(corpus), "--noise", f"esc50={noise}", "--se", se, "--seed", str(seed),
-            "--snrs", "10,0", "--workers", str(workers), "--out", str(out)]
+    return [
+        "conditions",
+        "--corpus",
+        str(corpus),
+        "--noise",
+        f"esc50={noise}",
+        "--se",
+        se,
+        "--seed",
+        str(seed),
+        "--snrs",
+        "10,0",
+        "--workers",
+        str(workers),
+        "--out",
+        str(out),
+    ]
 
 
 def train_args(store: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "--config", "baseline-n", "--fold", "0", "--store", str(store), "--out", str(out),
-            "--epochs", "1", "--width", "4", "--quiet", *extra]
+    return [
+        "train",
+        "--config",
+        "baseline-n",
+        "--fold",
+        "0",
+        "--store",
+        str(store),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--width",
+        "4",
+        "--quiet",
+        *extra,
+    ]
 
 
 def children(pid: int) -> list[int]:
@@ -135,8 +165,10 @@ def record_checksums(root: Path) -> None:
     from trnet.store.checksum import chunk_checksums
 
     n = len(ConditionStore(root, verify=False))
-    arrays = {p.relative_to(root).as_posix(): np.memmap(p, dtype="float16", mode="r", shape=(n, 500, 80))
-              for p in root.rglob("*.f16")}
+    arrays = {
+        p.relative_to(root).as_posix(): np.memmap(p, dtype="float16", mode="r", shape=(n, 500, 80))
+        for p in root.rglob("*.f16")
+    }
     for marker in (root / "chunks").glob("*.json"):
         m = json.loads(marker.read_text())
         marker.write_text(json.dumps({**m, "checksums": chunk_checksums(arrays, m["index"])}))
@@ -180,14 +212,24 @@ def test_2_a_second_build_waits_for_nothing_and_breaks_nothing(corpus, tmp_path)
     """A build is stopped (SIGSTOP) while it holds the store; a second build, with other or the
     same settings, is refused; the first then finishes a correct store."""
     out = tmp_path / "store"
-    first = subprocess.Popen([*TRNET, *conditions_args(*corpus, out, seed=1)], env=ENV,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    first = subprocess.Popen(
+        [*TRNET, *conditions_args(*corpus, out, seed=1)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         wait_for(out / "chunks" / "0.json", first)
         os.killpg(first.pid, signal.SIGSTOP)
         for seed in (2, 1):
-            second = subprocess.run([*TRNET, *conditions_args(*corpus, out, seed=seed)], env=ENV,
-                                    capture_output=True, text=True, timeout=120)
+            second = subprocess.run(
+                [*TRNET, *conditions_args(*corpus, out, seed=seed)],
+                env=ENV,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             line = one_line_error(second.returncode, second.stderr)
             assert str(out / ".lock") in line
         os.killpg(first.pid, signal.SIGCONT)
@@ -268,9 +310,19 @@ def test_3_a_lock_is_not_inherited_by_forked_children(tmp_path):
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
         assert alive(child)
-        probe = subprocess.run([sys.executable, "-c", "import sys\nfrom trnet.utils import exclusive_lock\n"
-                                "with exclusive_lock(sys.argv[1], 'probe'): print('got it')", str(lock)],
-                               env=ENV, capture_output=True, text=True, timeout=60)
+        probe = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys\nfrom trnet.utils import exclusive_lock\n"
+                "with exclusive_lock(sys.argv[1], 'probe'): print('got it')",
+                str(lock),
+            ],
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert probe.stdout.strip() == "got it", probe.stderr
     finally:
         kill_all([child])
@@ -284,11 +336,31 @@ def test_3_reproduce_killed_in_the_store_and_in_training_continues(tmp_path):
     from tests.test_reproduce import make_tree
 
     recipe = make_tree(tmp_path)
-    cmd = [*TRNET, "reproduce", str(recipe), "--workers", "2", "--jobs", "2", "--threads", "1", "--no-report",
-           "--seeds", "1", "--folds", "0,1", "--systems", "baseline-n", "--epochs", "30"]
+    cmd = [
+        *TRNET,
+        "reproduce",
+        str(recipe),
+        "--workers",
+        "2",
+        "--jobs",
+        "2",
+        "--threads",
+        "1",
+        "--no-report",
+        "--seeds",
+        "1",
+        "--folds",
+        "0,1",
+        "--systems",
+        "baseline-n",
+        "--epochs",
+        "30",
+    ]
     work = tmp_path / "work"
-    stages = [lambda: next(work.glob("stores/*/chunks/0.json"), None),
-              lambda: next(work.glob("runs/**/last.safetensors"), None)]
+    stages = [
+        lambda: next(work.glob("stores/*/chunks/0.json"), None),
+        lambda: next(work.glob("runs/**/last.safetensors"), None),
+    ]
     left: list[int] = []
     try:
         for stage in stages:
@@ -320,8 +392,26 @@ def test_3b_reproduce_stopped_while_training_in_parallel_ends_at_once(tmp_path, 
     from tests.test_reproduce import make_tree
 
     recipe = make_tree(tmp_path)
-    cmd = [*TRNET, "reproduce", str(recipe), "--workers", "2", "--jobs", "2", "--threads", "1", "--no-report",
-           "--seeds", "1", "--folds", "0,1", "--systems", "baseline-n", "--epochs", "5000"]
+    cmd = [
+        *TRNET,
+        "reproduce",
+        str(recipe),
+        "--workers",
+        "2",
+        "--jobs",
+        "2",
+        "--threads",
+        "1",
+        "--no-report",
+        "--seeds",
+        "1",
+        "--folds",
+        "0,1",
+        "--systems",
+        "baseline-n",
+        "--epochs",
+        "5000",
+    ]
     work = tmp_path / "work"
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workers: list[int] = []
@@ -356,8 +446,9 @@ def test_4_export_never_writes_over_a_run_file_or_its_model(finished, tmp_path, 
     (tmp_path / "link.safetensors").symlink_to(run / "best.safetensors")
     targets.append(tmp_path / "link.safetensors")
     for target in targets:
-        line = one_line_error(*run_main(capsys, "export", "--model", run, "--format", "torchscript",
-                                        "--out", target)[::2])
+        line = one_line_error(
+            *run_main(capsys, "export", "--model", run, "--format", "torchscript", "--out", target)[::2]
+        )
         assert "--out" in line, line
     assert digests == {p.name: sha256_file(p) for p in run.iterdir()}
     # a new file beside the run's files is fine
@@ -388,8 +479,10 @@ def test_5_a_killed_run_does_not_resume_with_other_settings(store, other_store, 
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     kill_when(out / "last.safetensors", proc)
     digests = {p.name: sha256_file(p) for p in out.iterdir()}
-    for args, key in ((train_args(other_store, tmp_path, "--epochs", "40"), "store_hash"),
-                      (train_args(store, tmp_path, "--epochs", "40", "--width", "8"), "system.width")):
+    for args, key in (
+        (train_args(other_store, tmp_path, "--epochs", "40"), "store_hash"),
+        (train_args(store, tmp_path, "--epochs", "40", "--width", "8"), "system.width"),
+    ):
         result = subprocess.run([*TRNET, *args], env=ENV, capture_output=True, text=True, timeout=120)
         assert key in one_line_error(result.returncode, result.stderr)
         assert digests == {p.name: sha256_file(p) for p in out.iterdir()}
@@ -475,6 +568,7 @@ def config_run(text: str):
         run = copy_run(c["run"], tmp / "run")
         (run / "config.json").write_text(text)
         return run
+
     return make
 
 
@@ -533,14 +627,22 @@ def recipe(se: str, options: str = ""):
         sf.write(tmp / "noise" / "n.wav", 0.1 * np.random.default_rng(0).standard_normal(16_000), 16_000)
         (tmp / "r.toml").write_text(RECIPE.format(se=se, options=options))
         return tmp / "r.toml"
+
     return make
 
 
 CASES = {
     "truncated safetensors": lambda c, t: ["predict", c["wav"], "--model", truncated_run(c, t)],
     "empty safetensors": lambda c, t: ["predict", c["wav"], "--model", empty_run(c, t)],
-    "export truncated safetensors": lambda c, t: ["export", "--model", truncated_run(c, t), "--format",
-                                                  "torchscript", "--out", t / "m.pt"],
+    "export truncated safetensors": lambda c, t: [
+        "export",
+        "--model",
+        truncated_run(c, t),
+        "--format",
+        "torchscript",
+        "--out",
+        t / "m.pt",
+    ],
     "config.json not JSON": lambda c, t: ["predict", c["wav"], "--model", config_run("{not json")(c, t)],
     "config.json lacks keys": lambda c, t: ["predict", c["wav"], "--model", config_run('{"labels": []}')(c, t)],
     "train on a run whose config.json is not JSON": lambda c, t: train_args(c["store"], broken_runs(c, t)),
@@ -556,14 +658,26 @@ CASES = {
     "--epochs 0": lambda c, t: [*train_args(c["store"], t / "runs"), "--epochs", "0"],
     "unknown train noise": lambda c, t: [*train_args(c["store"], t / "runs"), "--train-noise", "nope"],
     "train --out under a file": lambda c, t: train_args(c["store"], a_file(t) / "runs"),
-    "export --out is a directory": lambda c, t: ["export", "--model", c["run"], "--format", "torchscript",
-                                                 "--out", t],
-    "export --out under a file": lambda c, t: ["export", "--model", c["run"], "--format", "torchscript",
-                                               "--out", a_file(t) / "m.pt"],
+    "export --out is a directory": lambda c, t: ["export", "--model", c["run"], "--format", "torchscript", "--out", t],
+    "export --out under a file": lambda c, t: [
+        "export",
+        "--model",
+        c["run"],
+        "--format",
+        "torchscript",
+        "--out",
+        a_file(t) / "m.pt",
+    ],
     "recipe with unknown se": lambda c, t: ["reproduce", recipe("foo")(c, t)],
     "recipe with bad se_options": lambda c, t: ["reproduce", recipe("spectral", "bogus = 1")(c, t)],
-    "latin-1 labels.csv": lambda c, t: ["prepare", "folder", "--root",
-                                        folder_corpus(c, t, encoding="latin-1"), "--out", t / "m"],
+    "latin-1 labels.csv": lambda c, t: [
+        "prepare",
+        "folder",
+        "--root",
+        folder_corpus(c, t, encoding="latin-1"),
+        "--out",
+        t / "m",
+    ],
     "non-UTF-8 file name": lambda c, t: ["prepare", "noise", "--root", latin1_names(t), "--out", t / "m"],
 }
 
@@ -586,8 +700,13 @@ def test_recipe_se_is_checked_before_any_work(context, tmp_path, capsys):
 
 
 def test_debug_shows_the_traceback(context, tmp_path):
-    result = subprocess.run([*TRNET, "--debug", *train_args(tmp_path / "nowhere", tmp_path / "runs")], env=ENV,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [*TRNET, "--debug", *train_args(tmp_path / "nowhere", tmp_path / "runs")],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 
@@ -604,15 +723,23 @@ def test_csv_with_a_utf8_bom_reads_fine(context, tmp_path, capsys):
 
 
 def test_disk_full_is_one_line(context, tmp_path):
-    if not shutil.which("unshare") or subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"],
-                                                     capture_output=True).returncode:
+    if (
+        not shutil.which("unshare")
+        or subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True).returncode
+    ):
         pytest.skip("needs unprivileged user + mount namespaces (unshare) for a small tmpfs")
     mnt = tmp_path / "small"
     mnt.mkdir()
     args = " ".join(f"'{a}'" for a in conditions_args(*context["corpus"], mnt / "store"))
     shell = f"mount -t tmpfs -o size=1m tmpfs '{mnt}' && exec {sys.executable} -m trnet.cli {args}"
-    proc = subprocess.Popen(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", shell], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", shell],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         _, err = proc.communicate(timeout=120)
     finally:  # whatever is left of the group (unshare forks; a hung build): kill it
@@ -628,8 +755,13 @@ def test_output_piped_into_head_is_silent(context, tmp_path):
     for k in range(30):
         files.append(tmp_path / f"f{k}.wav")
         shutil.copy(context["wav"], files[-1])
-    proc = subprocess.Popen([*TRNET, "predict", *map(str, files), "--model", str(context["run"])], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*TRNET, "predict", *map(str, files), "--model", str(context["run"])],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     proc.stdout.readline()  # `| head -1`
     proc.stdout.close()
     err = proc.stderr.read()
@@ -641,8 +773,19 @@ def test_output_files_get_the_umask_permissions(context, tmp_path, capsys):
     old = os.umask(0o022)
     try:
         assert run_main(capsys, *train_args(context["store"], tmp_path / "runs"))[0] == 0
-        assert run_main(capsys, "export", "--model", tmp_path / "runs" / "baseline-n" / "fold0-seed1", "--format",
-                        "torchscript", "--out", tmp_path / "m.pt")[0] == 0
+        assert (
+            run_main(
+                capsys,
+                "export",
+                "--model",
+                tmp_path / "runs" / "baseline-n" / "fold0-seed1",
+                "--format",
+                "torchscript",
+                "--out",
+                tmp_path / "m.pt",
+            )[0]
+            == 0
+        )
     finally:
         os.umask(old)
     for path in [*(tmp_path / "runs").rglob("*.*"), tmp_path / "m.pt"]:
@@ -716,8 +859,12 @@ def test_memory_stays_flat_on_long_inputs(tmp_path):
         with sf.SoundFile(path, "w", 16_000, 1, subtype="PCM_16") as f:
             for k in range(minutes * 2):
                 f.write(speech_like(30.0, seed=k))
-        proc = subprocess.Popen([*TRNET, "predict", str(path), "--model", str(run), "--csv"], env=ENV,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [*TRNET, "predict", str(path), "--model", str(run), "--csv"],
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         assert status == 0
         peaks.append(usage.ru_maxrss / 1024)
@@ -728,8 +875,16 @@ def test_1_a_recipe_does_not_rebuild_its_store_with_other_settings(corpus, tmp_p
     from trnet.experiments.grid import build_stores
     from trnet.experiments.recipe import RecipeError, recipe_from_dict
 
-    table = {"name": "t", "work": "work", "corpus": {"kind": "folder", "root": "c"}, "train_noise": "esc50",
-             "noise": {"esc50": {"kind": "noise", "root": "n"}}, "se": "identity", "snrs": [10, 0], "seed": [1]}
+    table = {
+        "name": "t",
+        "work": "work",
+        "corpus": {"kind": "folder", "root": "c"},
+        "train_noise": "esc50",
+        "noise": {"esc50": {"kind": "noise", "root": "n"}},
+        "se": "identity",
+        "snrs": [10, 0],
+        "seed": [1],
+    }
     recipe = recipe_from_dict(table, base=tmp_path, origin="test")
     store = tmp_path / "work" / "stores" / "seed1"
     build(BuildSpec(corpus[0], {"esc50": corpus[1]}, "identity", {}, seed=2, snrs=(10, 0)), store, quiet=True)

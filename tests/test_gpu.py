@@ -69,8 +69,19 @@ def test_stacked_steps_on_cuda_equal_alone_steps_on_the_cpu() -> None:
 @gpu
 @pytest.mark.slow
 def test_a_stacked_grid_trains_on_cuda(store, tmp_path) -> None:  # noqa: F811
-    specs = [spec_from_names("trnet", fold, 1, store, tmp_path, system_overrides=TINY,
-                             training_overrides={"epochs": 2, "batch_size": 8}, device="cuda") for fold in (0, 1, 2)]
+    specs = [
+        spec_from_names(
+            "trnet",
+            fold,
+            1,
+            store,
+            tmp_path,
+            system_overrides=TINY,
+            training_overrides={"epochs": 2, "batch_size": 8},
+            device="cuda",
+        )
+        for fold in (0, 1, 2)
+    ]
     train_batched(specs)
     for spec in specs:
         assert json.loads((spec.dir / "done.json").read_text())["epochs_run"] == 2
@@ -78,15 +89,22 @@ def test_a_stacked_grid_trains_on_cuda(store, tmp_path) -> None:  # noqa: F811
 
 
 @pytest.mark.skipif(CUDA, reason="this machine has CUDA")
-@pytest.mark.parametrize("command", [
-    ["train", "--config", "trnet", "--fold", "0", "--store", "nowhere", "--out", "runs"],
-    ["reproduce", "recipes/emodb-refinement.toml"],
-    ["demo", "--quick"],
-    ["predict", "x.wav", "--model", "nowhere"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "--config", "trnet", "--fold", "0", "--store", "nowhere", "--out", "runs"],
+        ["reproduce", "recipes/emodb-refinement.toml"],
+        ["demo", "--quick"],
+        ["predict", "x.wav", "--model", "nowhere"],
+    ],
+)
 def test_cuda_without_cuda_is_one_line_and_exit_2(command: list[str], tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "trnet.cli", *command, "--device", "cuda"], capture_output=True,
-                            text=True, cwd=Path(__file__).parents[1])
+    result = subprocess.run(
+        [sys.executable, "-m", "trnet.cli", *command, "--device", "cuda"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "CUDA is not available" in lines[0], result.stderr

@@ -63,8 +63,15 @@ class Snapshot:
         for root in self.roots:
             for p in [root, *root.rglob("*")] if root.exists() else []:
                 key = str(p)
-                out[key] = ("link:" + os.readlink(p) if p.is_symlink() else "dir" if p.is_dir()
-                            else sha256_file(p) if p.is_file() else "special")  # a FIFO: never opened
+                out[key] = (
+                    "link:" + os.readlink(p)
+                    if p.is_symlink()
+                    else "dir"
+                    if p.is_dir()
+                    else sha256_file(p)
+                    if p.is_file()
+                    else "special"
+                )  # a FIFO: never opened
         return out
 
     def changed(self, allowed: tuple[Path, ...] = ()) -> list[str]:
@@ -108,8 +115,9 @@ root = "noise"
 """
 
 
-def tiny_recipe(tmp: Path, extra: str = "", noise: str = "hiss", corpus: str = "corpus", snrs: str = "[10, 0]",
-                epochs: str = "1") -> Path:
+def tiny_recipe(
+    tmp: Path, extra: str = "", noise: str = "hiss", corpus: str = "corpus", snrs: str = "[10, 0]", epochs: str = "1"
+) -> Path:
     """A recipe over a 4-speaker folder corpus and a noise folder (made here)."""
     if not (tmp / "corpus").exists():
         folder_corpus({}, tmp)
@@ -176,6 +184,7 @@ def hostile_noise(name: str):
         victim(tmp)
         args = conditions_args(c["corpus"][0], c["corpus"][1], tmp / "out" / "store")
         return [*args[:3], "--noise", f"{name}={c['corpus'][1]}", *args[5:]]
+
     return make
 
 
@@ -190,8 +199,22 @@ def hostile_ids(c: dict, tmp: Path) -> list:
 def hostile_system(c: dict, tmp: Path) -> list:
     (tmp / "cfg").mkdir()
     (tmp / "cfg" / "...toml").write_text((Path(__file__).parents[1] / "src/trnet/configs/baseline-n.toml").read_text())
-    return ["train", "--config", tmp / "cfg" / "...toml", "--fold", "0", "--store", c["store"], "--out",
-            tmp / "out" / "runs", "--epochs", "1", "--width", "4", "--quiet"]
+    return [
+        "train",
+        "--config",
+        tmp / "cfg" / "...toml",
+        "--fold",
+        "0",
+        "--store",
+        c["store"],
+        "--out",
+        tmp / "out" / "runs",
+        "--epochs",
+        "1",
+        "--width",
+        "4",
+        "--quiet",
+    ]
 
 
 PATH_CASES: dict[str, Callable[[dict, Path], list]] = {
@@ -203,9 +226,17 @@ PATH_CASES: dict[str, Callable[[dict, Path], list]] = {
     "--noise named like a store folder": hostile_noise("chunks"),
     "manifest id ../ under --keep-audio": hostile_ids,
     "system name '..' (config ...toml)": hostile_system,
-    "prepare --name ../x": lambda c, t: ["prepare", "folder", "--root", folder_corpus(c, t), "--out", t / "out",
-                                         "--name", "../victim/x"],
-    "recipe [noise.\"../x\"]": lambda c, t: ["reproduce", tiny_recipe(t, noise="../victim")],
+    "prepare --name ../x": lambda c, t: [
+        "prepare",
+        "folder",
+        "--root",
+        folder_corpus(c, t),
+        "--out",
+        t / "out",
+        "--name",
+        "../victim/x",
+    ],
+    'recipe [noise."../x"]': lambda c, t: ["reproduce", tiny_recipe(t, noise="../victim")],
 }
 
 
@@ -239,8 +270,11 @@ def test_enhance_never_writes_over_its_input(tmp_path, capsys):
     (d / "sub").mkdir()
     (tmp_path / "elsewhere").mkdir()
     os.symlink(d / "talk.wav", tmp_path / "elsewhere" / "talk.wav")
-    for out, inputs in ((d, [d / "talk.wav"]), (d / "sub" / "..", [d / "talk.wav"]),
-                        (tmp_path / "elsewhere", [tmp_path / "elsewhere" / "talk.wav"])):
+    for out, inputs in (
+        (d, [d / "talk.wav"]),
+        (d / "sub" / "..", [d / "talk.wav"]),
+        (tmp_path / "elsewhere", [tmp_path / "elsewhere" / "talk.wav"]),
+    ):
         line = refused(capsys, ["enhance", "--se", "spectral", "--out", out, *inputs], watch=(tmp_path,))
         assert "overwrite the input" in line, line
     code, _, err = run_main(capsys, "enhance", "--se", "spectral", "--out", tmp_path / "new", d / "talk.wav")
@@ -256,8 +290,9 @@ def test_rebuild_deletes_nothing_outside_the_store(ctx, tmp_path, capsys):
     shutil.copytree(ctx["store"], root)
     key = json.loads((root / "key.json").read_text())
     (root / "key.json").write_text(json.dumps({**key, "noise": {"../../victim": key["noise"]["esc50"]}}))
-    line = refused(capsys, [*conditions_args(*ctx["corpus"], root), "--rebuild"], watch=(folder,),
-                   allowed=(tmp_path / "out",))
+    line = refused(
+        capsys, [*conditions_args(*ctx["corpus"], root), "--rebuild"], watch=(folder,), allowed=(tmp_path / "out",)
+    )
     assert "key.json" in line, line
 
     shutil.rmtree(root)
@@ -267,8 +302,9 @@ def test_rebuild_deletes_nothing_outside_the_store(ctx, tmp_path, capsys):
     write_manifest(root / "utterances.csv", rows, "utterances")
     (root / "clean" / "xs.f16").unlink()
     os.symlink(folder / "assignment.csv", root / "clean" / "xs.f16")
-    line = refused(capsys, [*conditions_args(*ctx["corpus"], root), "--rebuild"], watch=(folder,),
-                   allowed=(tmp_path / "out",))
+    line = refused(
+        capsys, [*conditions_args(*ctx["corpus"], root), "--rebuild"], watch=(folder,), allowed=(tmp_path / "out",)
+    )
     assert "outside" in line, line
 
 
@@ -367,8 +403,10 @@ def test_predict_and_export_refuse_an_unfinished_run_unless_asked(ctx, tmp_path,
     run = unfinished_run(ctx, tmp_path)
     wav = tmp_path / "a.wav"
     sf.write(wav, speech_like(1.0), 16_000)
-    for args in (["predict", wav, "--model", run], ["export", "--model", run, "--format", "torchscript", "--out",
-                                                      tmp_path / "m.pt"]):
+    for args in (
+        ["predict", wav, "--model", run],
+        ["export", "--model", run, "--format", "torchscript", "--out", tmp_path / "m.pt"],
+    ):
         line = refused(capsys, args, watch=(tmp_path,))
         assert "done.json" in line and "--allow-unfinished" in line, line
         code, out, err = run_main(capsys, *args, "--allow-unfinished")
@@ -441,8 +479,22 @@ def system_toml(tmp: Path, training: str) -> Path:
 
 
 def config_args(c: dict, tmp: Path, training: str) -> list:
-    return ["train", "--config", system_toml(tmp, training), "--fold", "0", "--store", c["store"], "--out",
-            tmp / "runs", "--epochs", "1", "--width", "4", "--quiet"]
+    return [
+        "train",
+        "--config",
+        system_toml(tmp, training),
+        "--fold",
+        "0",
+        "--store",
+        c["store"],
+        "--out",
+        tmp / "runs",
+        "--epochs",
+        "1",
+        "--width",
+        "4",
+        "--quiet",
+    ]
 
 
 def garbage_checkpoint(tmp: Path) -> Path:
@@ -481,47 +533,88 @@ MISTAKES: dict[str, tuple[Callable[[dict, Path], list], str]] = {  # case -> (co
     "[training] lr = -0.1": (lambda c, t: config_args(c, t, "lr = -0.1"), "lr"),
     "[training] patience = 0": (lambda c, t: config_args(c, t, "patience = 0"), "patience"),
     "[training] epochs = true": (lambda c, t: config_args(c, t, "epochs = true"), "epochs"),
-    "prepare folder --opt labels=...,bored": (lambda c, t: ["prepare", "folder", "--root", folder_corpus(c, t),
-                                                        "--opt", "labels=angry,happy,neutral,bored", "--out",
-                                                        t / "m"],
-                                          "bored"),
+    "prepare folder --opt labels=...,bored": (
+        lambda c, t: [
+            "prepare",
+            "folder",
+            "--root",
+            folder_corpus(c, t),
+            "--opt",
+            "labels=angry,happy,neutral,bored",
+            "--out",
+            t / "m",
+        ],
+        "bored",
+    ),
     "train --device gpu": (lambda c, t: [*train_args(c["store"], t / "runs"), "--device", "gpu"], "--device"),
     "predict --device gpu": (lambda c, t: ["predict", wav(t), "--model", c["run"], "--device", "gpu"], "--device"),
-    "enhance with a garbage CMGAN checkpoint": (lambda c, t: ["enhance", "--se", "cmgan", "--opt",
-                                                              f"checkpoint={garbage_checkpoint(t)}", "--out",
-                                                              t / "o", wav(t)], "checkpoint"),
-    "enhance with a pickled CMGAN checkpoint": (lambda c, t: ["enhance", "--se", "cmgan", "--opt",
-                                                              f"checkpoint={pickled_checkpoint(t)}", "--out",
-                                                              t / "o", wav(t)], "checkpoint"),
-    "conditions with a pickled CMGAN checkpoint": (lambda c, t: [*conditions_args(*c["corpus"], t / "s",
-                                                                                  se="cmgan"),
-                                                                 "--opt", f"checkpoint={pickled_checkpoint(t)}"],
-                                                   "checkpoint"),
-    "--snrs 1000": (lambda c, t: [*conditions_args(*c["corpus"], t / "s")[:-6], "--snrs", "1000", "--out",
-                                  t / "s"], "1000"),
-    "--snrs -21": (lambda c, t: [*conditions_args(*c["corpus"], t / "s")[:-6], "--snrs", "-21", "--out",
-                                 t / "s"], "-21"),
+    "enhance with a garbage CMGAN checkpoint": (
+        lambda c, t: [
+            "enhance",
+            "--se",
+            "cmgan",
+            "--opt",
+            f"checkpoint={garbage_checkpoint(t)}",
+            "--out",
+            t / "o",
+            wav(t),
+        ],
+        "checkpoint",
+    ),
+    "enhance with a pickled CMGAN checkpoint": (
+        lambda c, t: [
+            "enhance",
+            "--se",
+            "cmgan",
+            "--opt",
+            f"checkpoint={pickled_checkpoint(t)}",
+            "--out",
+            t / "o",
+            wav(t),
+        ],
+        "checkpoint",
+    ),
+    "conditions with a pickled CMGAN checkpoint": (
+        lambda c, t: [
+            *conditions_args(*c["corpus"], t / "s", se="cmgan"),
+            "--opt",
+            f"checkpoint={pickled_checkpoint(t)}",
+        ],
+        "checkpoint",
+    ),
+    "--snrs 1000": (
+        lambda c, t: [*conditions_args(*c["corpus"], t / "s")[:-6], "--snrs", "1000", "--out", t / "s"],
+        "1000",
+    ),
+    "--snrs -21": (
+        lambda c, t: [*conditions_args(*c["corpus"], t / "s")[:-6], "--snrs", "-21", "--out", t / "s"],
+        "-21",
+    ),
     "recipe snrs = [1000]": (lambda c, t: ["reproduce", tiny_recipe(t, snrs="[1000]")], "1000"),
     "conditions --seed -1": (lambda c, t: conditions_args(*c["corpus"], t / "s", seed=-1), "seed"),
     "train --seed -1": (lambda c, t: [*train_args(c["store"], t / "runs"), "--seed", "-1"], "seed"),
     "reproduce --seeds -1": (lambda c, t: ["reproduce", tiny_recipe(t), "--seeds", "-1"], "seeds"),
     "recipe seed = -1": (lambda c, t: ["reproduce", tiny_recipe(t, "seed = -1")], "seed"),
-    "an utterance manifest as --noise": (lambda c, t: conditions_args(c["corpus"][0], c["corpus"][0], t / "s"),
-                                         "noise"),
+    "an utterance manifest as --noise": (
+        lambda c, t: conditions_args(c["corpus"][0], c["corpus"][0], t / "s"),
+        "noise",
+    ),
     "predict --window inf": (lambda c, t: ["predict", wav(t), "--model", c["run"], "--window", "inf"], "window"),
     "predict --window nan": (lambda c, t: ["predict", wav(t), "--model", c["run"], "--window", "nan"], "window"),
     "predict --hop inf": (lambda c, t: ["predict", wav(t), "--model", c["run"], "--hop", "inf"], "hop"),
-    "recipe se_options = \"fast\"": (lambda c, t: ["reproduce", tiny_recipe(t, 'se_options = "fast"')],
-                                     "se_options"),
+    'recipe se_options = "fast"': (lambda c, t: ["reproduce", tiny_recipe(t, 'se_options = "fast"')], "se_options"),
     "recipe notes = 5": (lambda c, t: ["reproduce", tiny_recipe(t, "notes = 5")], "notes"),
     "recipe epochs = true": (lambda c, t: ["reproduce", tiny_recipe(t, epochs="true")], "epochs"),
-    "recipe systems = \"trnet\"": (lambda c, t: ["reproduce", tiny_recipe(t, 'systems = "trnet"')], "list of"),
-    "/dev/zero in labels.csv": (lambda c, t: ["prepare", "folder", "--root", labels_with(t, "/dev/zero"),
-                                              "--out", t / "m"], "character device"),
-    "a FIFO in labels.csv": (lambda c, t: ["prepare", "folder", "--root", fifo_labels(t), "--out", t / "m"],
-                             "FIFO"),
-    "a row of labels.csv twice": (lambda c, t: ["prepare", "folder", "--root", labels_with(t, "a1.wav"),
-                                                "--out", t / "m"], "first at line 3"),
+    'recipe systems = "trnet"': (lambda c, t: ["reproduce", tiny_recipe(t, 'systems = "trnet"')], "list of"),
+    "/dev/zero in labels.csv": (
+        lambda c, t: ["prepare", "folder", "--root", labels_with(t, "/dev/zero"), "--out", t / "m"],
+        "character device",
+    ),
+    "a FIFO in labels.csv": (lambda c, t: ["prepare", "folder", "--root", fifo_labels(t), "--out", t / "m"], "FIFO"),
+    "a row of labels.csv twice": (
+        lambda c, t: ["prepare", "folder", "--root", labels_with(t, "a1.wav"), "--out", t / "m"],
+        "first at line 3",
+    ),
 }
 
 
@@ -537,8 +630,11 @@ def test_mistakes_are_one_line_and_write_nothing(case, ctx, tmp_path, capsys):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without a usable CUDA device")
 @pytest.mark.parametrize("command", ["train", "predict"])
 def test_device_cuda_without_cuda_is_one_line(command, ctx, tmp_path, capsys):
-    args = ([*train_args(ctx["store"], tmp_path / "runs"), "--device", "cuda"] if command == "train"
-            else ["predict", wav(tmp_path), "--model", ctx["run"], "--device", "cuda"])
+    args = (
+        [*train_args(ctx["store"], tmp_path / "runs"), "--device", "cuda"]
+        if command == "train"
+        else ["predict", wav(tmp_path), "--model", ctx["run"], "--device", "cuda"]
+    )
     line = refused(capsys, args, watch=(tmp_path, ctx["store"], ctx["run"]))
     assert "--device cuda" in line, line
 
@@ -551,22 +647,30 @@ def test_a_corrected_setting_trains_after_a_refused_one(ctx, tmp_path, capsys):
 
 
 def test_negative_snrs_stay_valid(ctx, tmp_path, capsys):
-    code, _, err = run_main(capsys, *conditions_args(*ctx["corpus"], tmp_path / "s")[:-6], "--snrs", "0,-5",
-                            "--out", tmp_path / "s")
+    code, _, err = run_main(
+        capsys, *conditions_args(*ctx["corpus"], tmp_path / "s")[:-6], "--snrs", "0,-5", "--out", tmp_path / "s"
+    )
     assert code == 0, err
     assert ConditionStore(tmp_path / "s").snrs == (0, -5)
 
 
 def test_a_full_disk_at_checkpoint_write_is_one_line(ctx, tmp_path):
-    if not shutil.which("unshare") or subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"],
-                                                     capture_output=True).returncode:
+    if (
+        not shutil.which("unshare")
+        or subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True).returncode
+    ):
         pytest.skip("needs unprivileged user + mount namespaces (unshare) for a small tmpfs")
     mnt = tmp_path / "small"
     mnt.mkdir()
     args = " ".join(f"'{a}'" for a in train_args(ctx["store"], mnt / "runs"))
     shell = f"mount -t tmpfs -o size=96k tmpfs '{mnt}' && exec {sys.executable} -m trnet.cli {args}"
-    proc = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", shell], env=ENV,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", shell],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     line = one_line_error(proc.returncode, proc.stderr)
     assert "No space left" in line and "safetensors" in line, line
 
@@ -580,8 +684,9 @@ def test_junk_mp3_is_one_clean_line(ctx, tmp_path, capfd):
     code = run_main_plain(["predict", junk, "--model", ctx["run"]])
     out, err = capfd.readouterr()
     assert code == 1
-    noise = [line for line in err.splitlines()
-             if "junk.mp3" not in line and not line.startswith("trnet predict: model")]
+    noise = [
+        line for line in err.splitlines() if "junk.mp3" not in line and not line.startswith("trnet predict: model")
+    ]
     assert not noise, err  # nothing from mpg123
     assert "b'" not in err and "possibly a pipe" not in err, err
 
@@ -632,8 +737,13 @@ def test_log_csv_epochs_after_a_killed_and_resumed_training(ctx, tmp_path):
 def test_sigterm_during_export_leaves_no_temp_file(ctx, tmp_path):
     out = tmp_path / "export" / "m.onnx"
     out.parent.mkdir()
-    proc = subprocess.Popen([*TRNET, "export", "--model", str(ctx["run"]), "--format", "onnx", "--out", str(out)],
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*TRNET, "export", "--model", str(ctx["run"]), "--format", "onnx", "--out", str(out)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 120
         while not list(out.parent.glob(".*.tmp")):
@@ -668,11 +778,25 @@ def test_a_c_that_barely_moves_is_called_flat_not_monotone():
 
     def rows(system: str, cs: list[float]) -> list[dict]:
         conds = [("clean", None), ("synth", 20), ("synth", 10), ("synth", 0)]
-        return [{"system": system, "fold": 0, "seed": 1, "noise": n, "snr": snr, "uar": 0.5, "war": 0.5,
-                 "mean_c": c, "c_std": 0.1, "n": 10} for (n, snr), c in zip(conds, cs)]
+        return [
+            {
+                "system": system,
+                "fold": 0,
+                "seed": 1,
+                "noise": n,
+                "snr": snr,
+                "uar": 0.5,
+                "war": 0.5,
+                "mean_c": c,
+                "c_std": 0.1,
+                "n": 10,
+            }
+            for (n, snr), c in zip(conds, cs)
+        ]
 
-    res = Results(rows("trnet", [0.365, 0.364, 0.362, 0.361]) + rows("trnet-std", [0.9, 0.7, 0.5, 0.3]),
-                  {"noise": {"synth": {}}})
+    res = Results(
+        rows("trnet", [0.365, 0.364, 0.362, 0.361]) + rows("trnet-std", [0.9, 0.7, 0.5, 0.3]), {"noise": {"synth": {}}}
+    )
     table = {line.split("|")[1].strip(): line for line in c_table(res).splitlines()[2:]}
     assert "| flat |" in table["TRNet"] and "| yes |" in table["TRNet-std"], table
     assert FLAT_SPREAD > 0.004 and trend([0.3, 0.6, 0.2]) == "no"

@@ -25,8 +25,6 @@ def test_ruff_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.xfail(reason="the tree is formatted once, after the open branches merge (`ruff format src tests "
-                          "bench`); then remove this mark", strict=False)
 def test_ruff_format_is_clean() -> None:
     result = ruff("format", "--check")
     assert result.returncode == 0, result.stdout + result.stderr

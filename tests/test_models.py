@@ -24,7 +24,6 @@ LENGTHS = torch.tensor([70, 23, 1, 48])
 T = 90  # padded length; max(LENGTHS) = 70, rounded up to 16 -> 80
 
 
-
 def pad(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x.masked_fill(~frame_mask(lengths, x.shape[1])[..., None], 0.0)
 

@@ -17,8 +17,17 @@ from trnet.protocol.folds import loso_folds, split
 
 HEADER = "file_id\temotion\traw_text\tnormalized_text\tspeaker_id\tgender\tage"
 # the release's nine speakers and genders; "        EB0" is how data.tsv spells a speaker
-SPEAKERS = {"EB0": "female", "IC0": "female", "KD0": "female", "MK0": "female",
-            "KS0": "male", "MP0": "male", "SM0": "male", "TP0": "male", "WR0": "male"}
+SPEAKERS = {
+    "EB0": "female",
+    "IC0": "female",
+    "KD0": "female",
+    "MK0": "female",
+    "KS0": "male",
+    "MP0": "male",
+    "SM0": "male",
+    "TP0": "male",
+    "WR0": "male",
+}
 EMOTIONS = ("anger", "happiness", "neutral", "sadness", "fear", "surprised")
 
 
@@ -32,8 +41,10 @@ def nemo_tree(root: Path, per_emotion: int = 2, speakers: dict[str, str] = SPEAK
             for k in range(1, per_emotion + 1):
                 name = f"{spk}_{emotion}_{k}.wav"
                 write_wav(root / "samples" / name, rate * (1 + k), rate)
-                lines.append(f"{name}\t{emotion}\tCzłowiek zaczyna umierać.\tczłowiek zaczyna umierać\t        {spk}"
-                             f"\t{gender}\t23")
+                lines.append(
+                    f"{name}\t{emotion}\tCzłowiek zaczyna umierać.\tczłowiek zaczyna umierać\t        {spk}"
+                    f"\t{gender}\t23"
+                )
     lines = lines[1::2] + lines[::2]
     (root / "data.tsv").write_text("\n".join([HEADER, *lines]) + "\n", encoding="utf-8")
     return root
@@ -56,16 +67,26 @@ def test_loader_strips_speakers_maps_labels_and_sets_aside(tmp_path: Path) -> No
     assert [r["id"] for r in rows][:3] == ["EB0_anger_1", "EB0_anger_2", "EB0_happiness_1"]  # sorted, not file order
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda root: (root / "data.tsv").unlink(), "data.tsv: not found"),
-    (lambda root: (root / "samples" / "IC0_sadness_2.wav").unlink(), r"data.tsv:\d+: .*IC0_sadness_2.wav not found"),
-    (lambda root: (root / "data.tsv").write_text(HEADER.replace("speaker_id", "spk") + "\n"), "lacks column"),
-    (lambda root: (root / "data.tsv").write_text(f"{HEADER}\n../x.wav\tanger\ta\ta\t EB0\tfemale\t1\n"),
-     "not a file name"),
-    (lambda root: (root / "data.tsv").write_text(f"{HEADER}\nEB0_anger_1.wav\tanger\ta\ta\t EB0\tother\t1\n"),
-     "gender 'other'"),
-    (lambda root: (root / "data.tsv").write_bytes(HEADER.encode() + b"\n\xff\n"), "not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda root: (root / "data.tsv").unlink(), "data.tsv: not found"),
+        (
+            lambda root: (root / "samples" / "IC0_sadness_2.wav").unlink(),
+            r"data.tsv:\d+: .*IC0_sadness_2.wav not found",
+        ),
+        (lambda root: (root / "data.tsv").write_text(HEADER.replace("speaker_id", "spk") + "\n"), "lacks column"),
+        (
+            lambda root: (root / "data.tsv").write_text(f"{HEADER}\n../x.wav\tanger\ta\ta\t EB0\tfemale\t1\n"),
+            "not a file name",
+        ),
+        (
+            lambda root: (root / "data.tsv").write_text(f"{HEADER}\nEB0_anger_1.wav\tanger\ta\ta\t EB0\tother\t1\n"),
+            "gender 'other'",
+        ),
+        (lambda root: (root / "data.tsv").write_bytes(HEADER.encode() + b"\n\xff\n"), "not UTF-8"),
+    ],
+)
 def test_loader_errors_name_the_problem(tmp_path: Path, damage, message: str) -> None:
     root = nemo_tree(tmp_path / "nemo", per_emotion=2)
     damage(root)
@@ -87,8 +108,16 @@ def test_folds_next_speaker_of_the_same_gender_validates(tmp_path: Path) -> None
     rows = load("nemo", nemo_tree(tmp_path / "nemo", per_emotion=1)).rows
     folds = loso_folds(rows)
     assert [(f.test_speaker, f.val_speaker) for f in folds] == [
-        ("EB0", "IC0"), ("IC0", "KD0"), ("KD0", "MK0"), ("MK0", "EB0"),
-        ("KS0", "MP0"), ("MP0", "SM0"), ("SM0", "TP0"), ("TP0", "WR0"), ("WR0", "KS0")]
+        ("EB0", "IC0"),
+        ("IC0", "KD0"),
+        ("KD0", "MK0"),
+        ("MK0", "EB0"),
+        ("KS0", "MP0"),
+        ("MP0", "SM0"),
+        ("SM0", "TP0"),
+        ("TP0", "WR0"),
+        ("WR0", "KS0"),
+    ]
     assert sorted(f.test_speaker for f in folds) == sorted(SPEAKERS)  # every speaker tested once
     assert sorted(f.val_speaker for f in folds) == sorted(SPEAKERS)  # ... and validates once
     for f in folds:
@@ -103,8 +132,9 @@ def test_folds_next_speaker_of_the_same_gender_validates(tmp_path: Path) -> None
 
 
 def test_folds_a_lone_speaker_of_a_gender_is_validated_by_the_next_speaker(tmp_path: Path) -> None:
-    rows = load("nemo", nemo_tree(tmp_path / "nemo", per_emotion=1,
-                                  speakers={"A1": "male", "B1": "female", "C1": "female"})).rows
+    rows = load(
+        "nemo", nemo_tree(tmp_path / "nemo", per_emotion=1, speakers={"A1": "male", "B1": "female", "C1": "female"})
+    ).rows
     assert [(f.test_speaker, f.val_speaker) for f in loso_folds(rows)] == [("B1", "C1"), ("C1", "B1"), ("A1", "B1")]
 
 

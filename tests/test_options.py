@@ -16,7 +16,11 @@ from trnet.options import OptionError, parse_items
 
 def test_key_value_items_become_a_typed_table() -> None:
     assert parse_items(["atten_lim_db=20", "post-filter-beta=0.02", "prefetch=false", "checkpoint=a/b.ckpt"]) == {
-        "atten_lim_db": 20, "post_filter_beta": 0.02, "prefetch": False, "checkpoint": "a/b.ckpt"}
+        "atten_lim_db": 20,
+        "post_filter_beta": 0.02,
+        "prefetch": False,
+        "checkpoint": "a/b.ckpt",
+    }
     with pytest.raises(OptionError, match="expected KEY=VALUE"):
         parse_items(["atten_lim_db"])
 
@@ -46,11 +50,27 @@ def test_corpus_options_are_checked_against_the_loader_declaration() -> None:
 def test_one_spelling_on_the_command_line_and_in_recipes(tmp_path: Path, capsys) -> None:
     manifest = tmp_path / "c.csv"
     manifest.write_text("id,path,label,speaker,session,gender,duration\n")
-    assert main(["conditions", "--corpus", str(manifest), "--se", "spectral", "--opt", "gain=1",
-                 "--out", str(tmp_path / "s")]) == 2
+    assert (
+        main(
+            [
+                "conditions",
+                "--corpus",
+                str(manifest),
+                "--se",
+                "spectral",
+                "--opt",
+                "gain=1",
+                "--out",
+                str(tmp_path / "s"),
+            ]
+        )
+        == 2
+    )
     assert "SE back-end 'spectral': unknown option(s) gain" in capsys.readouterr().err
-    assert main(["prepare", "synthetic", "--root", str(tmp_path / "syn"), "--out", str(tmp_path), "--opt",
-                 "speakers=4"]) == 2
+    assert (
+        main(["prepare", "synthetic", "--root", str(tmp_path / "syn"), "--out", str(tmp_path), "--opt", "speakers=4"])
+        == 2
+    )
     assert "unknown option(s) speakers" in capsys.readouterr().err
     base = {"name": "x", "work": "w", "train_noise": "n", "noise": {"n": {"kind": "esc50", "root": "n"}}}
     with pytest.raises(RecipeError, match="unknown option.*speakers"):

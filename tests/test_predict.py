@@ -24,7 +24,6 @@ WIDTH = 4  # tiny models: inference plumbing does not depend on width
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
 def scramble(model: SERSystem, seed: int = 0) -> SERSystem:
     """Random weights everywhere and BatchNorm statistics of real LMFB, so that no part of the
     graph is an identity (the SNR-aware FC and the FiLM bridge start constant / identity) and
@@ -267,7 +266,9 @@ def test_import_trnet_is_cheap():
     import subprocess
     import sys
 
-    code = ("import sys, trnet; assert callable(trnet.load); "
-            "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))")
+    code = (
+        "import sys, trnet; assert callable(trnet.load); "
+        "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -52,8 +52,9 @@ def test_bundle_loads_and_its_sha_matches_the_manifest(models_dir: Path) -> None
 
 
 @pytest.mark.parametrize("damage", ["flip", "missing", "manifest"])
-def test_a_damaged_bundle_is_one_line_and_exit_2(models_dir: Path, capsys: pytest.CaptureFixture[str],
-                                                 damage: str) -> None:
+def test_a_damaged_bundle_is_one_line_and_exit_2(
+    models_dir: Path, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
     folder = models_dir / "test-model"
     if damage == "flip":
         data = bytearray((folder / "best.safetensors").read_bytes())
@@ -70,8 +71,9 @@ def test_a_damaged_bundle_is_one_line_and_exit_2(models_dir: Path, capsys: pytes
     assert len(err) == 1 and "reinstall trnet" in err[0], err
 
 
-def test_predict_without_a_bundle_says_how_to_pass_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_without_a_bundle_says_how_to_pass_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv(ENV, str(tmp_path / "empty"))
     assert main(["predict", str(EXAMPLES / "de-calm.flac")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -83,8 +85,14 @@ def test_predict_without_model_from_outside_the_checkout(models_dir: Path, tmp_p
     where = tmp_path / "elsewhere"
     where.mkdir()
     env = {**os.environ, ENV: str(models_dir), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "trnet.cli", "predict", str(EXAMPLES / "pl-calm.flac"), "--json"],
-                          cwd=where, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "trnet.cli", "predict", str(EXAMPLES / "pl-calm.flac"), "--json"],
+        cwd=where,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["model"].startswith("test-model (bundled with trnet") and len(doc["results"]) == 1
@@ -95,8 +103,15 @@ def test_trnet_models_lists_name_classes_data_licence(models_dir: Path, capsys: 
     random_bundle(models_dir, name="other", placeholder=False)
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    for text in ("other", "test-model", "angry, happy, neutral, sad", "Corpus A (Tonal, MIT (generated))",
-                 "weights: test only; code: MIT", "PLACEHOLDER", "(ok)"):
+    for text in (
+        "other",
+        "test-model",
+        "angry, happy, neutral, sad",
+        "Corpus A (Tonal, MIT (generated))",
+        "weights: test only; code: MIT",
+        "PLACEHOLDER",
+        "(ok)",
+    ):
         assert text in out, text
     assert main(["models", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -104,8 +119,9 @@ def test_trnet_models_lists_name_classes_data_licence(models_dir: Path, capsys: 
     assert all(m["verified"] == "ok" for m in doc["models"])
 
 
-def test_trnet_models_with_none_bundled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_trnet_models_with_none_bundled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv(ENV, str(tmp_path))
     assert main(["models"]) == 0
     assert "no bundled model" in capsys.readouterr().err
@@ -162,8 +178,14 @@ def test_the_example_clips_match_their_pins(monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.mark.skipif(not SHIPPED, reason=NO_SHIPPED)
 def test_predict_examples_with_the_package_bundle(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != ENV}
-    done = subprocess.run([sys.executable, "-m", "trnet.cli", "predict", str(EXAMPLES), "--csv"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "trnet.cli", "predict", str(EXAMPLES), "--csv"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     files = [line for line in done.stdout.splitlines()[1:] if line.split(",")[1] == "all"]
     assert len(files) == len(list(EXAMPLES.glob("*.flac")))

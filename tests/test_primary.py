@@ -36,8 +36,9 @@ def test_report_computes_the_declared_comparison(tmp_path: Path) -> None:
     make_report(results)
     numbers = json.loads((results / "primary.json").read_text())
     assert numbers["chosen"] == "trnet"  # the higher fabricated validation UAR of the two candidates
-    speaker_means = np.array([np.mean([noisy("trnet", f, s) - noisy("baseline-e", f, s) for s in SEEDS])
-                              for f in FOLDS])
+    speaker_means = np.array(
+        [np.mean([noisy("trnet", f, s) - noisy("baseline-e", f, s) for s in SEEDS]) for f in FOLDS]
+    )
     p = numbers["primary"]
     assert p["mean"] == pytest.approx(speaker_means.mean())
     lo, hi = stats.t.interval(0.95, len(FOLDS) - 1, loc=speaker_means.mean(), scale=stats.sem(speaker_means))
@@ -57,19 +58,28 @@ def test_a_report_without_a_declaration_has_no_such_section(tmp_path: Path) -> N
     assert not (results / "primary.json").exists()
 
 
-@pytest.mark.parametrize("analysis, message", [
-    ({"baseline": "baseline-x", "candidates": ["trnet"]}, "baseline 'baseline-x'"),
-    ({"baseline": "baseline-e", "candidates": "trnet"}, "candidates: expected a non-empty list"),
-    ({"baseline": "baseline-e", "candidates": ["trnet", "trnet"]}, "distinct"),
-    ({"baseline": "baseline-e", "candidates": ["baseline-e"]}, "the baseline itself"),
-    ({"baseline": "baseline-e", "candidates": ["trnet"], "mde_target": -1}, "mde_target"),
-    ({"baseline": "baseline-e", "candidates": ["trnet"], "metric": "war"}, "unknown key"),
-    ("trnet", "expected a table"),
-])
+@pytest.mark.parametrize(
+    "analysis, message",
+    [
+        ({"baseline": "baseline-x", "candidates": ["trnet"]}, "baseline 'baseline-x'"),
+        ({"baseline": "baseline-e", "candidates": "trnet"}, "candidates: expected a non-empty list"),
+        ({"baseline": "baseline-e", "candidates": ["trnet", "trnet"]}, "distinct"),
+        ({"baseline": "baseline-e", "candidates": ["baseline-e"]}, "the baseline itself"),
+        ({"baseline": "baseline-e", "candidates": ["trnet"], "mde_target": -1}, "mde_target"),
+        ({"baseline": "baseline-e", "candidates": ["trnet"], "metric": "war"}, "unknown key"),
+        ("trnet", "expected a table"),
+    ],
+)
 def test_bad_declarations_are_refused_before_any_work(tmp_path: Path, analysis, message: str) -> None:
-    table = {"name": "x", "work": "w", "train_noise": "n", "systems": ["baseline-e", "trnet"],
-             "corpus": {"kind": "emodb", "root": "."}, "noise": {"n": {"kind": "noise", "root": "."}},
-             "analysis": analysis}
+    table = {
+        "name": "x",
+        "work": "w",
+        "train_noise": "n",
+        "systems": ["baseline-e", "trnet"],
+        "corpus": {"kind": "emodb", "root": "."},
+        "noise": {"n": {"kind": "noise", "root": "."}},
+        "analysis": analysis,
+    }
     with pytest.raises(RecipeError, match=message):
         recipe_from_dict(table, base=tmp_path, origin="test")
     with pytest.raises(ValueError):

@@ -20,24 +20,35 @@ Row = dict[str, Any]
 
 def toy_utterances(per_speaker: int = 6) -> list[Row]:
     """Five sessions of one woman (listed second, to test the ordering) and one man."""
-    return [dict(id=f"{spk}_{k}", speaker=spk, session=str(s), gender=spk[0], label=LABELS[k % 4])
-            for s in range(1, 6) for spk in (f"M{s}", f"F{s}") for k in range(per_speaker)]
+    return [
+        dict(id=f"{spk}_{k}", speaker=spk, session=str(s), gender=spk[0], label=LABELS[k % 4])
+        for s in range(1, 6)
+        for spk in (f"M{s}", f"F{s}")
+        for k in range(per_speaker)
+    ]
 
 
 def toy_noise(n_sources: int = 60) -> list[Row]:
     rng = np.random.default_rng(1)
-    return [dict(id=f"src{i:02d}_{k}", source=f"src{i:02d}", category=f"cat{i % 6}", offset=5.0 * k, duration=5.0)
-            for i in range(n_sources) for k in range(int(rng.integers(1, 5)))]
+    return [
+        dict(id=f"src{i:02d}_{k}", source=f"src{i:02d}", category=f"cat{i % 6}", offset=5.0 * k, duration=5.0)
+        for i in range(n_sources)
+        for k in range(int(rng.integers(1, 5)))
+    ]
 
 
 def esc50_full_rows() -> list[Row]:
-    return [dict(id=r["filename"][:-4], source=r["src_file"], category=r["category"], offset=0.0, duration=5.0)
-            for r in read_tsv("ESC50.tsv")]
+    return [
+        dict(id=r["filename"][:-4], source=r["src_file"], category=r["category"], offset=0.0, duration=5.0)
+        for r in read_tsv("ESC50.tsv")
+    ]
 
 
 def musan_rows() -> list[Row]:
-    return [dict(id=r["filename"][:-4], source=r["src_file"], category="free-sound", offset=0.0, duration=5.0)
-            for r in read_tsv("MUSAN.tsv")]
+    return [
+        dict(id=r["filename"][:-4], source=r["src_file"], category="free-sound", offset=0.0, duration=5.0)
+        for r in read_tsv("MUSAN.tsv")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +61,7 @@ def emodb_rows() -> list[Row]:
 
 
 # ---------------------------------------------------------------- folds
+
 
 def check_folds(rows: list[Row], folds: list[Fold]) -> None:
     """Every speaker tested once; within a fold no speaker is in two of train/val/test, the
@@ -188,13 +200,16 @@ def test_noise_silent_where_the_speech_is_starts_at_its_first_sound() -> None:
     assert np.array_equal(unchanged, (speech + np.sqrt(p_s / p_n) * audible.astype(np.float64)).astype(np.float32))
 
 
-@pytest.mark.parametrize("speech, noise, message", [
-    (np.zeros(1000), np.ones(1000), "speech is silent"),
-    (np.ones(1000), np.zeros(1000), "noise is silent"),
-    (np.ones(1000), np.zeros(0), "noise has no samples"),
-    (np.zeros(0), np.ones(10), "speech has no samples"),
-    (np.r_[np.ones(10), np.nan], np.ones(10), "NaN"),
-])
+@pytest.mark.parametrize(
+    "speech, noise, message",
+    [
+        (np.zeros(1000), np.ones(1000), "speech is silent"),
+        (np.ones(1000), np.zeros(1000), "noise is silent"),
+        (np.ones(1000), np.zeros(0), "noise has no samples"),
+        (np.zeros(0), np.ones(10), "speech has no samples"),
+        (np.r_[np.ones(10), np.nan], np.ones(10), "NaN"),
+    ],
+)
 def test_mix_rejects_silence_instead_of_returning_nan(speech: np.ndarray, noise: np.ndarray, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         mix_at_snr(speech, noise, 10)
@@ -202,10 +217,11 @@ def test_mix_rejects_silence_instead_of_returning_nan(speech: np.ndarray, noise:
 
 # ---------------------------------------------------------------- noise pools
 
+
 def check_pools(rows: list[Row], pools: list[list[Row]]) -> None:
     """Disjoint by source, every clip once, clip counts within 10%, categories spread."""
     sources = [{r["source"] for r in pool} for pool in pools]
-    assert all(not (a & b) for i, a in enumerate(sources) for b in sources[i + 1:])
+    assert all(not (a & b) for i, a in enumerate(sources) for b in sources[i + 1 :])
     assert sorted(r["id"] for pool in pools for r in pool) == sorted(r["id"] for r in rows)
     sizes = [len(p) for p in pools]
     assert max(sizes) - min(sizes) <= max(1, 0.1 * np.mean(sizes)), sizes
@@ -278,4 +294,3 @@ def test_pool_of_session_i_is_pool_i() -> None:
     chosen = assign_noise(utterances, noise, seed=4, corpus_name="x")
     for u in utterances:
         assert chosen[u["id"]] in pools[int(u["session"]) - 1]
-

@@ -79,7 +79,8 @@ def test_ray_results_equal_local_bit_for_bit(local_ray, local_results, tmp_path)
     recipe = tree(tmp_path)
     out = reproduce(recipe, "--engine", "ray")
     assert (recipe.parent / "work" / "results" / "results.csv").read_bytes() == (
-        local_results.parent / "work" / "results" / "results.csv").read_bytes()
+        local_results.parent / "work" / "results" / "results.csv"
+    ).read_bytes()
     mine, theirs = run_dirs(recipe), run_dirs(local_results)
     for run in RUNS:
         assert (mine[run] / "best.safetensors").read_bytes() == (theirs[run] / "best.safetensors").read_bytes()
@@ -125,7 +126,6 @@ def _resumable_epoch(run: Path) -> int:
         return int(f.metadata()["epoch"])
 
 
-
 @pytest.mark.slow
 def test_ray_stacks_equal_local_stacks_bit_for_bit(local_ray, tmp_path) -> None:
     """--batch-runs 2: a Ray task per stack (the teachers' first), the local engine's weights."""
@@ -137,7 +137,9 @@ def test_ray_stacks_equal_local_stacks_bit_for_bit(local_ray, tmp_path) -> None:
     for run in RUNS:
         assert (mine[run] / "best.safetensors").read_bytes() == (theirs[run] / "best.safetensors").read_bytes()
     assert (remote.parent / "work" / "results" / "results.csv").read_bytes() == (
-        local.parent / "work" / "results" / "results.csv").read_bytes()
+        local.parent / "work" / "results" / "results.csv"
+    ).read_bytes()
+
 
 @pytest.mark.slow
 def test_killed_driver_resumes_and_trains_nothing_twice(local_ray, local_results, tmp_path) -> None:
@@ -153,8 +155,11 @@ def test_killed_driver_resumes_and_trains_nothing_twice(local_ray, local_results
     try:
         deadline = time.time() + 240
         while time.time() < deadline and driver.poll() is None:  # kill once a TRNet run is part-trained
-            if any(_log_rows(d) and not (d / "done.json").exists() for (s, _), d in run_dirs(recipe).items()
-                   if s == "trnet"):
+            if any(
+                _log_rows(d) and not (d / "done.json").exists()
+                for (s, _), d in run_dirs(recipe).items()
+                if s == "trnet"
+            ):
                 break
             time.sleep(0.02)
         assert driver.poll() is None, "the driver ended before the kill: " + (tmp_path / "driver.log").read_text()
@@ -162,9 +167,15 @@ def test_killed_driver_resumes_and_trains_nothing_twice(local_ray, local_results
         driver.send_signal(signal.SIGKILL)
         driver.wait()
         runs = run_dirs(recipe)
-        snapshot = {r: {"done": (d / "done.json").exists(), "rows": _log_rows(d), "epoch": _resumable_epoch(d),
-                        "mtimes": {p.name: p.stat().st_mtime_ns for p in d.glob("*") if p.is_file()}}
-                    for r, d in runs.items()}
+        snapshot = {
+            r: {
+                "done": (d / "done.json").exists(),
+                "rows": _log_rows(d),
+                "epoch": _resumable_epoch(d),
+                "mtimes": {p.name: p.stat().st_mtime_ns for p in d.glob("*") if p.is_file()},
+            }
+            for r, d in runs.items()
+        }
         assert not all(s["done"] for s in snapshot.values())  # killed with work left
 
         print("SNAP", {r: (s["done"], len(s["rows"]), s["epoch"]) for r, s in snapshot.items()}, time.time())
@@ -180,17 +191,22 @@ def test_killed_driver_resumes_and_trains_nothing_twice(local_ray, local_results
         before, rows = snapshot[run], _log_rows(d)
         assert [float(r["epoch"]) for r in rows] == list(range(1, len(rows) + 1)), run
         if before["done"]:  # finished before the kill: not touched again
-            assert {p.name: p.stat().st_mtime_ns for p in d.glob("*") if p.is_file()
-                    and p.name in before["mtimes"]} == before["mtimes"], run
+            assert {
+                p.name: p.stat().st_mtime_ns for p in d.glob("*") if p.is_file() and p.name in before["mtimes"]
+            } == before["mtimes"], run
             assert rows == before["rows"]
-            assert not [line for line in out.splitlines() if line.startswith(f"{run[0]:<14} fold {run[1]:>2} seed 1")
-                        and " trained " in line], run  # the rerun's training lines name only what it trained
+            assert not [
+                line
+                for line in out.splitlines()
+                if line.startswith(f"{run[0]:<14} fold {run[1]:>2} seed 1") and " trained " in line
+            ], run  # the rerun's training lines name only what it trained
         else:  # resumed after the last epoch it had saved: those epochs are the same rows, not retrained
             kept = before["epoch"]
             assert rows[:kept] == before["rows"][:kept], run
     assert "trained before" in out
     assert (recipe.parent / "work" / "results" / "results.csv").read_bytes() == (
-        local_results.parent / "work" / "results" / "results.csv").read_bytes()
+        local_results.parent / "work" / "results" / "results.csv"
+    ).read_bytes()
 
 
 def test_the_run_lock_waits_for_a_process_still_training(tmp_path, monkeypatch) -> None:
@@ -199,11 +215,20 @@ def test_the_run_lock_waits_for_a_process_still_training(tmp_path, monkeypatch) 
     import trnet.experiments.engine as engine
 
     run = tmp_path / "runs" / "trnet" / "fold0-seed1"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, pathlib, sys, time\n"
-        f"run = pathlib.Path({str(run)!r}); run.mkdir(parents=True)\n"
-        "f = open(run / '.lock', 'a'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True)\n"
-        "time.sleep(1.0); (run / 'done.json').write_text('{}')\n")], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, pathlib, sys, time\n"
+                f"run = pathlib.Path({str(run)!r}); run.mkdir(parents=True)\n"
+                "f = open(run / '.lock', 'a'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True)\n"
+                "time.sleep(1.0); (run / 'done.json').write_text('{}')\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     monkeypatch.setattr(engine, "train", lambda *a, **k: pytest.fail("trained a run another process finished"))
     t0 = time.time()
@@ -242,14 +267,21 @@ def test_missing_ray_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys) -> No
 
 
 def test_the_default_engine_imports_no_ray() -> None:
-    code = ("import sys; import trnet.experiments.reproduce, trnet.experiments.demo, trnet.cli; "
-            "assert 'ray' not in sys.modules, 'ray imported'")
+    code = (
+        "import sys; import trnet.experiments.reproduce, trnet.experiments.demo, trnet.cli; "
+        "assert 'ray' not in sys.modules, 'ray imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(SRC)})
 
 
 def test_engine_settings_in_a_recipe_and_on_the_command_line(tmp_path) -> None:
-    base = {"name": "x", "work": "w", "train_noise": "n", "corpus": {"kind": "emodb", "root": "e"},
-            "noise": {"n": {"kind": "esc50", "root": "n"}}}
+    base = {
+        "name": "x",
+        "work": "w",
+        "train_noise": "n",
+        "corpus": {"kind": "emodb", "root": "e"},
+        "noise": {"n": {"kind": "esc50", "root": "n"}},
+    }
     assert recipe_from_dict(base, tmp_path, "t").engine == EngineSettings()  # local by default
     assert recipe_from_dict({**base, "engine": "ray"}, tmp_path, "t").engine.kind == "ray"
     r = recipe_from_dict({**base, "engine": {"kind": "ray", "address": "auto", "num_gpus": 0.25}}, tmp_path, "t")
@@ -257,10 +289,14 @@ def test_engine_settings_in_a_recipe_and_on_the_command_line(tmp_path) -> None:
     assert with_overrides(r, num_gpus=0.5, num_cpus=2).engine == EngineSettings("ray", "auto", 2, 0.5)
     assert with_overrides(r, engine="local").engine.kind == "local"  # the command line wins
     assert with_overrides(recipe_from_dict(base, tmp_path, "t"), engine="ray", address="ray://h:10001").engine == (
-        EngineSettings("ray", "ray://h:10001"))
-    bad = [({"engine": "slurm"}, "engine 'slurm'"), ({"engine": {"kind": "ray", "gpus": 1}}, "unknown key"),
-           ({"engine": {"kind": "ray", "num_gpus": 1.5}}, "at most 1"),
-           ({"engine": {"kind": "ray", "num_cpus": 0}}, "positive")]
+        EngineSettings("ray", "ray://h:10001")
+    )
+    bad = [
+        ({"engine": "slurm"}, "engine 'slurm'"),
+        ({"engine": {"kind": "ray", "gpus": 1}}, "unknown key"),
+        ({"engine": {"kind": "ray", "num_gpus": 1.5}}, "at most 1"),
+        ({"engine": {"kind": "ray", "num_cpus": 0}}, "positive"),
+    ]
     for change, message in bad:
         with pytest.raises(RecipeError, match=message):
             recipe_from_dict({**base, **change}, tmp_path, "t")

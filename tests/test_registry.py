@@ -51,8 +51,23 @@ def extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def fake_results(root: Path, val: dict[str, float]) -> Path:
     """A results directory with one run per system: clean UAR 0.5, validation UAR as given."""
     conditions = (("clean", None), ("esc50", 0))
-    rows = [{"system": s, "fold": 0, "seed": 1, "test_speaker": "s0", "noise": n, "snr": snr, "uar": 0.5,
-             "war": 0.5, "mean_c": 0.5, "c_std": 0.1, "n": 4} for s in val for n, snr in conditions]
+    rows = [
+        {
+            "system": s,
+            "fold": 0,
+            "seed": 1,
+            "test_speaker": "s0",
+            "noise": n,
+            "snr": snr,
+            "uar": 0.5,
+            "war": 0.5,
+            "mean_c": 0.5,
+            "c_std": 0.1,
+            "n": 4,
+        }
+        for s in val
+        for n, snr in conditions
+    ]
     runs = [{"system": s, "fold": 0, "seed": 1, "test_speaker": "s0", "val_uar": v} for s, v in val.items()]
     write_results(root, rows, {"train_noise": "esc50", "runs": runs})
     return root
@@ -62,12 +77,18 @@ def test_a_new_toml_file_is_a_new_system_everywhere(extra: Path, tmp_path: Path,
     assert "trnet-quarter" in configs.names() and "trnet-quarter" not in configs.names(paper_only=True)
     assert load_config("trnet-quarter").alpha == 0.25
     # the CLI's help and its "known systems" (a fresh process: what a user sees)
-    helptext = subprocess.run([sys.executable, "-m", "trnet.cli", "train", "--help"], capture_output=True,
-                              text=True, check=True).stdout
+    helptext = subprocess.run(
+        [sys.executable, "-m", "trnet.cli", "train", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     assert "trnet-quarter" in " ".join(helptext.split())
     # recipe validation, in table order (order = 85: after trnet-std)
-    base = {"name": "x", "work": "w", "train_noise": "n", "corpus": {"kind": "emodb", "root": "e"},
-            "noise": {"n": {"kind": "esc50", "root": "n"}}}
+    base = {
+        "name": "x",
+        "work": "w",
+        "train_noise": "n",
+        "corpus": {"kind": "emodb", "root": "e"},
+        "noise": {"n": {"kind": "esc50", "root": "n"}},
+    }
     recipe = recipe_from_dict({**base, "systems": ["trnet-quarter", "trnet-std-snr", "trnet-std"]}, tmp_path, "t")
     assert recipe.systems == ("trnet-std", "trnet-quarter", "trnet-std-snr")
     # the report's tables and the selection
@@ -81,8 +102,18 @@ def test_a_new_toml_file_is_a_new_system_everywhere(extra: Path, tmp_path: Path,
 
 def test_unknown_and_duplicate_systems_are_user_errors(extra: Path, tmp_path: Path, capsys) -> None:
     with pytest.raises(RecipeError, match="known: .*trnet-quarter"):
-        recipe_from_dict({"name": "x", "work": "w", "train_noise": "n", "corpus": {"kind": "emodb", "root": "e"},
-                          "noise": {"n": {"kind": "esc50", "root": "n"}}, "systems": ["trnett"]}, tmp_path, "t")
+        recipe_from_dict(
+            {
+                "name": "x",
+                "work": "w",
+                "train_noise": "n",
+                "corpus": {"kind": "emodb", "root": "e"},
+                "noise": {"n": {"kind": "esc50", "root": "n"}},
+                "systems": ["trnett"],
+            },
+            tmp_path,
+            "t",
+        )
     assert main(["train", "--config", "trnett", "--fold", "0", "--store", str(tmp_path), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "known systems: " in err and "trnet-robust (= trnet-std)" in err
@@ -114,8 +145,19 @@ def test_the_selection_file_drives_the_recommended_name(tmp_path: Path, monkeypa
     monkeypatch.setattr(configs, "SELECTION", other)
     assert configs.resolve("trnet-robust") == "trnet-std-snr"
     assert load_config("trnet-robust") == replace(load_config("trnet-std-snr"))
-    assert main(["select", str(ROOT / "docs" / "emodb-refinement" / "runs.csv"), "--alias", "trnet-robust",
-                 "--out", str(other)]) == 0
+    assert (
+        main(
+            [
+                "select",
+                str(ROOT / "docs" / "emodb-refinement" / "runs.csv"),
+                "--alias",
+                "trnet-robust",
+                "--out",
+                str(other),
+            ]
+        )
+        == 0
+    )
     assert configs.resolve("trnet-robust") == "trnet-std"
     assert main(["select", str(tmp_path / "none.csv"), "--alias", "x"]) == 2
     assert main(["select", str(ROOT / "docs" / "emodb-refinement" / "runs.csv"), "--alias", "trnet"]) == 2

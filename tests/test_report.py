@@ -62,8 +62,20 @@ def fabricate(root: Path, systems: tuple[str, ...] = SYSTEMS, folds=FOLDS, seeds
             if system in tsne_systems() and (snr is None or (noise == "esc50" and snr in (20, 10, 0))):
                 preds.h[name] = rng.standard_normal((N_UTT, DIM)) + 3 * np.eye(4)[y] @ rng.standard_normal((4, DIM))
             uar = true_uar(system, noise, snr, fold, seed)
-            rows.append({"system": system, "fold": fold, "seed": seed, "test_speaker": f"s{fold}", "noise": noise,
-                         "snr": snr, "uar": uar, "war": uar - 0.01, "mean_c": c, "n": N_UTT})
+            rows.append(
+                {
+                    "system": system,
+                    "fold": fold,
+                    "seed": seed,
+                    "test_speaker": f"s{fold}",
+                    "noise": noise,
+                    "snr": snr,
+                    "uar": uar,
+                    "war": uar - 0.01,
+                    "mean_c": c,
+                    "n": N_UTT,
+                }
+            )
         preds.save(predictions_path(root, system, fold, seed))
         val = true_uar(system, "clean", None, fold, seed)
         rho = 0.5 + 0.01 * fold if system.startswith("trnet") else None
@@ -135,7 +147,9 @@ def test_significance_matches_scipy(tmp_path) -> None:
     assert len([t for t in tests if t["system"] == "trnet"]) == 6 * 3  # 6 other systems x (clean, esc50, musan)
     # and each other system with c against Baseline-e
     assert {(t["system"], t["other"]) for t in tests if t["system"] != "trnet"} == {
-        ("trnet-wo-low", "baseline-e"), ("trnet-wo-high", "baseline-e")}
+        ("trnet-wo-low", "baseline-e"),
+        ("trnet-wo-high", "baseline-e"),
+    }
     t = next(t for t in tests if t["system"] == "trnet" and t["other"] == "baseline-c" and t["setting"] == "esc50")
     runs = [(f, s) for f in FOLDS for s in SEEDS]
     a = np.array([np.mean([true_uar("trnet", "esc50", snr, f, s) for snr in SNRS]) for f, s in runs])

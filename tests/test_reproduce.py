@@ -92,8 +92,19 @@ def test_results_are_complete_and_tidy(grid) -> None:
     recipe, output = grid
     results = recipe.parent / "work" / "results"
     rows = read_csv(results / "results.csv")
-    assert list(rows[0]) == ["system", "fold", "seed", "test_speaker", "noise", "snr", "uar", "war", "mean_c", "c_std",
-                             "n"]
+    assert list(rows[0]) == [
+        "system",
+        "fold",
+        "seed",
+        "test_speaker",
+        "noise",
+        "snr",
+        "uar",
+        "war",
+        "mean_c",
+        "c_std",
+        "n",
+    ]
     keys = [(r["system"], r["fold"], r["seed"], r["noise"], r["snr"]) for r in rows]
     expected = [(s, "0", "1", n, str(snr)) for s in ("baseline-c", "trnet") for n in ("hiss", "hum") for snr in SNRS]
     expected += [(s, "0", "1", "clean", "") for s in ("baseline-c", "trnet")]
@@ -105,7 +116,9 @@ def test_results_are_complete_and_tidy(grid) -> None:
     as_json = json.loads((results / "results.json").read_text())
     assert len(as_json) == len(rows)
     assert {(r["system"], r["noise"], r["snr"]) for r in as_json if r["noise"] == "clean"} == {
-        ("baseline-c", "clean", None), ("trnet", "clean", None)}
+        ("baseline-c", "clean", None),
+        ("trnet", "clean", None),
+    }
 
     meta = json.loads((results / "meta.json").read_text())
     assert meta["se"]["name"] == "identity" and meta["train_noise"] == "hum" and meta["width"] == 2
@@ -193,8 +206,25 @@ def test_parallel_jobs_give_the_sequential_results(grid, tmp_path) -> None:
         shutil.copytree(recipe.parent, root, ignore=shutil.ignore_patterns("work"))
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
-            assert main(["reproduce", str(root / "tiny.toml"), "--folds", "0,1", "--jobs", jobs[0],
-                         "--workers", "1", "--threads", "1", "--no-report", *flags]) == 0
+            assert (
+                main(
+                    [
+                        "reproduce",
+                        str(root / "tiny.toml"),
+                        "--folds",
+                        "0,1",
+                        "--jobs",
+                        jobs[0],
+                        "--workers",
+                        "1",
+                        "--threads",
+                        "1",
+                        "--no-report",
+                        *flags,
+                    ]
+                )
+                == 0
+            )
         results[jobs] = sorted(read_csv(root / "work" / "results" / "results.csv"), key=str)
         logs[jobs] = buf.getvalue()
     assert "stacks of runs in 2 parallel processes" in logs["2"]  # runs of a system stacked
@@ -207,8 +237,13 @@ def test_parallel_jobs_give_the_sequential_results(grid, tmp_path) -> None:
 
 
 def test_recipe_validation(tmp_path) -> None:
-    base = {"name": "x", "work": "w", "train_noise": "n", "corpus": {"kind": "emodb", "root": "../data/emodb"},
-            "noise": {"n": {"kind": "esc50", "root": "/abs/esc50"}}}
+    base = {
+        "name": "x",
+        "work": "w",
+        "train_noise": "n",
+        "corpus": {"kind": "emodb", "root": "../data/emodb"},
+        "noise": {"n": {"kind": "esc50", "root": "/abs/esc50"}},
+    }
     r = recipe_from_dict(base, base=tmp_path, origin="test")
     assert r.corpus.root == (tmp_path.parent / "data" / "emodb").resolve()  # `../shared` style roots
     assert r.noise["n"].root == Path("/abs/esc50") and r.work == tmp_path / "w"

@@ -36,13 +36,16 @@ def test_paper_behaviour_is_the_default():
     assert torch.equal(snr.fc.weight, torch.zeros(1, 80)) and snr.fc.bias.item() == 0.5
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("snr_input", "cepstrum", "snr_input 'cepstrum' is not one of"),
-    ("snr_init", "xavier", "snr_init 'xavier' is not one of"),
-    ("gamma", -0.1, "gamma must be a finite number >= 0"),
-    ("gamma", float("nan"), "gamma must be a finite number >= 0"),
-    ("gamma", float("inf"), "gamma must be a finite number >= 0"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("snr_input", "cepstrum", "snr_input 'cepstrum' is not one of"),
+        ("snr_init", "xavier", "snr_init 'xavier' is not one of"),
+        ("gamma", -0.1, "gamma must be a finite number >= 0"),
+        ("gamma", float("nan"), "gamma must be a finite number >= 0"),
+        ("gamma", float("inf"), "gamma must be a finite number >= 0"),
+    ],
+)
 def test_invalid_options_are_clear_errors(field, value, message):
     with pytest.raises(ValueError, match=message):
         replace(load_config("trnet"), **{field: value})
@@ -233,8 +236,12 @@ def fake_store(n_per_speaker: int = 3):
     features are NaN, so any leak into the statistics shows."""
     pairs = [("03", "08"), ("09", "10"), ("11", "13"), ("12", "14"), ("15", "16")]
     men = {"03", "10", "11", "12", "15"}
-    rows = [{"speaker": s, "session": str(k + 1), "gender": "M" if s in men else "F"}
-            for k, p in enumerate(pairs) for s in p for _ in range(n_per_speaker)]
+    rows = [
+        {"speaker": s, "session": str(k + 1), "gender": "M" if s in men else "F"}
+        for k, p in enumerate(pairs)
+        for s in p
+        for _ in range(n_per_speaker)
+    ]
     rng = np.random.default_rng(0)
     frames = rng.integers(5, 20, len(rows))
     arrays = {
@@ -248,8 +255,13 @@ def fake_store(n_per_speaker: int = 3):
         for i, f in enumerate(frames):
             arrays[c][0][i, f:] = 1e4
             arrays[c][1][i, f:] = -1e4
-    store = SimpleNamespace(rows=rows, frames=frames, noisy=lambda c: arrays[c][0], enhanced=lambda c: arrays[c][1],
-                            clean=lambda: arrays["clean"][0])
+    store = SimpleNamespace(
+        rows=rows,
+        frames=frames,
+        noisy=lambda c: arrays[c][0],
+        enhanced=lambda c: arrays[c][1],
+        clean=lambda: arrays["clean"][0],
+    )
     return store, arrays
 
 

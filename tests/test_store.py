@@ -113,8 +113,26 @@ def test_unfinished_store_refuses_to_open(tmp_path):
 def test_kill_9_then_rerun_resumes_to_identical_store(corpus, tmp_path):
     reference = ConditionStore(build(spec(corpus), tmp_path / "ref", quiet=True))
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "trnet.cli", "conditions", "--corpus", str(corpus[0]), "--noise", f"white={corpus[1]}",
-           "--se", "identity", "--seed", "1", "--snrs", "20,5,0", "--workers", "1", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "trnet.cli",
+        "conditions",
+        "--corpus",
+        str(corpus[0]),
+        "--noise",
+        f"white={corpus[1]}",
+        "--se",
+        "identity",
+        "--seed",
+        "1",
+        "--snrs",
+        "20,5,0",
+        "--workers",
+        "1",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     kill_when(out / "chunks" / "0.json", proc, group=True)  # the build and its workers, as a crash would
     assert not (out / "summary.json").exists(), "build finished before it could be killed"

@@ -21,8 +21,9 @@ N_SPEAKERS, UTTS, DURATION = 2, 2, (1.5, 3.0)
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate(tmp_path_factory.mktemp("syn") / "corpus", seed=0, n_speakers=N_SPEAKERS,
-                    utts_per_class=UTTS, duration=DURATION)
+    return generate(
+        tmp_path_factory.mktemp("syn") / "corpus", seed=0, n_speakers=N_SPEAKERS, utts_per_class=UTTS, duration=DURATION
+    )
 
 
 def _rows(csv_path: Path) -> list[dict[str, str]]:
@@ -46,7 +47,8 @@ def test_balance(corpus: Path) -> None:
     rows = _rows(corpus)
     assert len(rows) == N_SPEAKERS * len(LABELS) * UTTS
     assert Counter((r["speaker"], r["label"]) for r in rows) == {
-        (s, lab): UTTS for s in {r["speaker"] for r in rows} for lab in LABELS}
+        (s, lab): UTTS for s in {r["speaker"] for r in rows} for lab in LABELS
+    }
     genders = {r["speaker"]: r["gender"] for r in rows}
     assert Counter(genders.values()) == {"F": N_SPEAKERS // 2, "M": N_SPEAKERS // 2}
     sessions: dict[str, list[str]] = {}
@@ -54,6 +56,7 @@ def test_balance(corpus: Path) -> None:
         sessions.setdefault(next(r["session"] for r in rows if r["speaker"] == speaker), []).append(gender)
     assert len(sessions) == N_SPEAKERS // 2
     assert all(sorted(g) == ["F", "M"] for g in sessions.values())
+
 
 def test_speech_audio(corpus: Path) -> None:
     rms_by_label: dict[str, list[float]] = {lab: [] for lab in LABELS}
@@ -94,8 +97,7 @@ def test_existing_corpus_is_reused(corpus: Path) -> None:
 def test_same_seed_identical_bytes(corpus: Path, tmp_path: Path) -> None:
     # More speakers: speaker i's files must not depend on how many speakers there are.
     other = generate(tmp_path, seed=0, n_speakers=4, utts_per_class=UTTS, duration=DURATION)
-    names = ["speech/F01_angry_00.wav", "speech/M01_sad_01.wav", "noise/babble/babble_00.wav",
-             "noise/rain/rain_04.wav"]
+    names = ["speech/F01_angry_00.wav", "speech/M01_sad_01.wav", "noise/babble/babble_00.wav", "noise/rain/rain_04.wav"]
     for name in names:
         assert (corpus.parent / name).read_bytes() == (other.parent / name).read_bytes(), name
     assert len(_rows(other)) == 4 * len(LABELS) * UTTS
@@ -112,9 +114,17 @@ def test_other_parameters_regenerate(corpus: Path, tmp_path: Path) -> None:
         assert (root / name).read_bytes() != (corpus.parent / name).read_bytes(), name
 
 
-@pytest.mark.parametrize("kwargs", [dict(n_speakers=3), dict(n_speakers=0), dict(utts_per_class=0),
-                                    dict(duration=(3.0, 2.0)), dict(duration=(1.0, 6.0)),
-                                    dict(seed=-1)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(n_speakers=3),
+        dict(n_speakers=0),
+        dict(utts_per_class=0),
+        dict(duration=(3.0, 2.0)),
+        dict(duration=(1.0, 6.0)),
+        dict(seed=-1),
+    ],
+)
 def test_bad_parameters(tmp_path: Path, kwargs: dict) -> None:
     with pytest.raises(ValueError):
         generate(tmp_path, **kwargs)

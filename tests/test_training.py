@@ -136,8 +136,27 @@ def test_cosine_schedule_changes_the_run_and_ends_at_zero(store, tmp_path):
 
 @pytest.mark.slow
 def test_kill_9_then_rerun_resumes(store, tmp_path):
-    cmd = [sys.executable, "-m", "trnet.cli", "train", "--config", "baseline-n", "--fold", "0", "--seed", "1",
-           "--store", str(store), "--out", str(tmp_path), "--epochs", "40", "--width", "4", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "trnet.cli",
+        "train",
+        "--config",
+        "baseline-n",
+        "--fold",
+        "0",
+        "--seed",
+        "1",
+        "--store",
+        str(store),
+        "--out",
+        str(tmp_path),
+        "--epochs",
+        "40",
+        "--width",
+        "4",
+        "--quiet",
+    ]
     out = tmp_path / "baseline-n" / "fold0-seed1"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     kill_when(out / "last.safetensors", proc)

@@ -47,13 +47,18 @@ def _check_path(path: Path) -> None:
 
 def file_kind(mode: int) -> str:
     """What a non-regular file is, in words ("a FIFO (named pipe)", "a character device", ...)."""
-    kinds = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+    kinds = (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    )
     return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def unreadable(path: str | Path, err: Exception) -> str:
-    """"PATH: not a readable audio file (why)", without the byte-string repr of the name and
+    """ "PATH: not a readable audio file (why)", without the byte-string repr of the name and
     the misleading "(possibly a pipe?)" that libsndfile adds for a format it does not know."""
     why = getattr(err, "error_string", None) or str(err)
     if "possibly a pipe" in why or "not a regular file" in why:
@@ -131,8 +136,11 @@ def stream_audio(path: str | Path, block_seconds: float = 10.0, sample_rate: int
         with quiet_decoder():
             f = sf.SoundFile(os.fsencode(path))  # bytes: any file name, UTF-8 or not
         with f:
-            stream = None if f.samplerate == sample_rate else soxr.ResampleStream(
-                f.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
+            stream = (
+                None
+                if f.samplerate == sample_rate
+                else soxr.ResampleStream(f.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
+            )
             total = 0
             while True:
                 with quiet_decoder():

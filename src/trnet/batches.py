@@ -47,8 +47,10 @@ def label_indices(store: ConditionStore) -> np.ndarray:
     a hand-edited manifest)."""
     other = next((r for r in store.rows if r["label"] not in LABELS), None)
     if other is not None:
-        raise StoreError(f"store {store.root}: utterance {other['id']} has label {other['label']!r}, not one of "
-                         f"{', '.join(LABELS)} (the classes trnet trains)")
+        raise StoreError(
+            f"store {store.root}: utterance {other['id']} has label {other['label']!r}, not one of "
+            f"{', '.join(LABELS)} (the classes trnet trains)"
+        )
     return np.array([LABELS.index(r["label"]) for r in store.rows], dtype=np.int64)
 
 
@@ -59,8 +61,7 @@ def default_train_noise(store: ConditionStore) -> str | None:
     return "esc50" if "esc50" in store.noises else store.noises[0]
 
 
-def condition_set(store: ConditionStore, train_conditions: str, noise: str | Sequence[str] | None
-                  ) -> list[Condition]:
+def condition_set(store: ConditionStore, train_conditions: str, noise: str | Sequence[str] | None) -> list[Condition]:
     """{clean} for clean training; {clean, (noise, snr) for every SNR} otherwise. Several
     training noise corpora (the bundled model: ESC-50 and DEMAND) give {clean} and every
     (noise, snr) of each, drawn uniformly like one (docs/design.md, "The bundled model")."""

@@ -90,8 +90,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # OSErrors that a user causes and fixes (paths, permissions, space); others are bugs to report
-USER_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS,
-               errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.ENAMETOOLONG, errno.ENOTEMPTY}
+USER_ERRNOS = {
+    errno.ENOENT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EFBIG,
+    errno.ENAMETOOLONG,
+    errno.ENOTEMPTY,
+}
 
 
 def _one_line(err: BaseException) -> str:

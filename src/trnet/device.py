@@ -22,8 +22,10 @@ def torch_device(name: str | None) -> str:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-            raise UserError(f"--device {name}: CUDA is not available here (torch {torch.__version__}, {build}); "
-                            "install a CUDA build of torch (README, On a GPU) or use --device cpu")
+            raise UserError(
+                f"--device {name}: CUDA is not available here (torch {torch.__version__}, {build}); "
+                "install a CUDA build of torch (README, On a GPU) or use --device cpu"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     elif device.type != "cpu":

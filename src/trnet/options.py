@@ -98,17 +98,27 @@ def path_options(options_type: type) -> tuple[str, ...]:
 
 
 def _members(hint: Any) -> tuple[Any, ...]:
-    return typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+    return (
+        typing.get_args(hint)
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
         else (hint,)
+    )
 
 
 def _type_name(hint: Any) -> str:
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a path",
-             type(None): "none"}
+    names = {
+        bool: "true or false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        Path: "a path",
+        type(None): "none",
+    }
     if typing.get_origin(hint) in (list, tuple):
         return "a list"
-    return " or ".join(names.get(m, "a list" if typing.get_origin(m) in (list, tuple) else str(m))
-                       for m in _members(hint))
+    return " or ".join(
+        names.get(m, "a list" if typing.get_origin(m) in (list, tuple) else str(m)) for m in _members(hint)
+    )
 
 
 def _coerce(value: Any, hint: Any) -> Any:
@@ -133,7 +143,8 @@ def _coerce(value: Any, hint: Any) -> Any:
             if not isinstance(items, list | tuple):
                 continue
             (inner, *_) = typing.get_args(member) or (Any,)
-            converted = [item.strip() if isinstance(item, str) and inner is str else _coerce(item, inner)
-                         for item in items]
+            converted = [
+                item.strip() if isinstance(item, str) and inner is str else _coerce(item, inner) for item in items
+            ]
             return origin(converted)
     raise TypeError(f"{value!r} is not {_type_name(hint)}")

@@ -43,6 +43,8 @@ UNCHECKED = ("store",)  # config keys a run may change: the store's location (it
 
 class RunError(UserError):
     """A run directory that cannot be used as asked (other settings, damaged files, ...)."""
+
+
 LOG_FIELDS = ["epoch", "loss", "ce", "low", "high", "coef", "val_uar", "val_war", "val_ce", "mean_c", "seconds"]
 
 
@@ -98,23 +100,37 @@ def check_config(path: Path, requested: dict[str, Any]) -> None:
     old = read_config(path)
     requested = json.loads(json.dumps(requested))  # as config.json holds it: tuples are lists
     try:  # fields added to the configs since the run was made take their defaults
-        old = {**old, "system": asdict(SystemConfig(**old["system"])),
-               "training": asdict(TrainingConfig(**old["training"]))}
+        old = {
+            **old,
+            "system": asdict(SystemConfig(**old["system"])),
+            "training": asdict(TrainingConfig(**old["training"])),
+        }
     except (KeyError, TypeError, ValueError) as err:
-        raise RunError(f"{Path(path) / CONFIG} lacks or has unknown settings ({err}); "
-                       f"use another --out, or delete {path} to train it again") from None
-    changed = [_change(k, old.get(k), requested.get(k)) for k in sorted(set(old) | set(requested))
-               if k not in UNCHECKED and old.get(k) != requested.get(k)]
+        raise RunError(
+            f"{Path(path) / CONFIG} lacks or has unknown settings ({err}); "
+            f"use another --out, or delete {path} to train it again"
+        ) from None
+    changed = [
+        _change(k, old.get(k), requested.get(k))
+        for k in sorted(set(old) | set(requested))
+        if k not in UNCHECKED and old.get(k) != requested.get(k)
+    ]
     if changed:
-        raise RunError(f"run {path} was made with other settings ({', '.join(c for cs in changed for c in cs)}); "
-                       f"use another --out, or delete {path} to train it again")
+        raise RunError(
+            f"run {path} was made with other settings ({', '.join(c for cs in changed for c in cs)}); "
+            f"use another --out, or delete {path} to train it again"
+        )
 
 
 def _change(key: str, old: Any, new: Any) -> list[str]:
     """'system.width 4 -> 8' for each differing leaf (one level of nesting)."""
     if isinstance(old, dict) and isinstance(new, dict):
-        return [c for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
-                for c in _change(f"{key}.{k}", old.get(k), new.get(k))]
+        return [
+            c
+            for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)
+            for c in _change(f"{key}.{k}", old.get(k), new.get(k))
+        ]
     show = [str(v)[:10] + "..." if len(str(v)) > 13 else str(v) for v in (old, new)]
     return [f"{key} {show[0]} -> {show[1]}"]
 
@@ -148,8 +164,10 @@ def verify_best(path: Path) -> None:
     if not (path / BEST).exists():
         raise RunError(f"{path / BEST} is missing from a finished run; restore it, or delete the run to retrain")
     if sha256_file(path / BEST) != expected:
-        raise RunError(f"{path / BEST}: SHA-256 differs from the one recorded in {DONE} (the file was damaged or "
-                       "replaced); restore it, or delete the run to train it again")
+        raise RunError(
+            f"{path / BEST}: SHA-256 differs from the one recorded in {DONE} (the file was damaged or "
+            "replaced); restore it, or delete the run to train it again"
+        )
 
 
 def write_log(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -166,8 +184,9 @@ def read_log(path: Path) -> list[dict[str, float]]:
         return []
     with open(log, newline="") as f:
         # a column a run's older log lacks reads as NaN
-        return [{k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()}
-                for row in csv.DictReader(f)]
+        return [
+            {k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()} for row in csv.DictReader(f)
+        ]
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -193,8 +212,9 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except Exception as err:  # noqa: BLE001 - safetensors raises its own error types for any damage
-        raise RunError(f"{path}: not a readable safetensors file ({type(err).__name__}: {err}); "
-                       "restore it, or train the run again") from None
+        raise RunError(
+            f"{path}: not a readable safetensors file ({type(err).__name__}: {err}); restore it, or train the run again"
+        ) from None
 
 
 def read_best(path: Path) -> dict[str, torch.Tensor]:
@@ -243,8 +263,11 @@ def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
 # --------------------------------------------------------------------------- loading
 
 
-def load_run(path: str | Path, device: str = "cpu", allow_unfinished: bool = False,
-             ) -> tuple[SERSystem, dict[str, Any]]:
+def load_run(
+    path: str | Path,
+    device: str = "cpu",
+    allow_unfinished: bool = False,
+) -> tuple[SERSystem, dict[str, Any]]:
     """A finished run's best model (eval mode) and its config.json; `path` is the run
     directory or its best.safetensors. A run without done.json (killed, or still training) is
     a RunError; with `allow_unfinished` its last checkpoint (last.safetensors) is loaded and
@@ -256,9 +279,11 @@ def load_run(path: str | Path, device: str = "cpu", allow_unfinished: bool = Fal
     unfinished = None
     if not is_finished(ckpt.parent):
         if not allow_unfinished:
-            raise RunError(f"{ckpt.parent} is not a finished run (no {DONE}: its training was stopped or is still "
-                           f"going); finish it with `trnet train`, or pass --allow-unfinished to use its last "
-                           "checkpoint")
+            raise RunError(
+                f"{ckpt.parent} is not a finished run (no {DONE}: its training was stopped or is still "
+                f"going); finish it with `trnet train`, or pass --allow-unfinished to use its last "
+                "checkpoint"
+            )
         ckpt, unfinished = ckpt.parent / LAST, _last_epoch(ckpt.parent / LAST)
     config = read_config(ckpt.parent)
     try:
@@ -277,19 +302,23 @@ def load_run(path: str | Path, device: str = "cpu", allow_unfinished: bool = Fal
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as err:
-        raise RunError(f"{ckpt}: the weights do not fit the model of config.json "
-                       f"({str(err).strip().splitlines()[0]})") from None
+        raise RunError(
+            f"{ckpt}: the weights do not fit the model of config.json ({str(err).strip().splitlines()[0]})"
+        ) from None
     return model.eval(), {**config, "unfinished": {"checkpoint": str(ckpt), "epoch": unfinished}}
 
 
 def _last_epoch(path: Path) -> int:
     """The epoch an unfinished run's last.safetensors holds (RunError if there is none yet)."""
     if not path.is_file():
-        raise RunError(f"{path.parent} is not finished and has no {LAST} yet (stopped in its first epoch); "
-                       "train it with `trnet train`")
+        raise RunError(
+            f"{path.parent} is not finished and has no {LAST} yet (stopped in its first epoch); "
+            "train it with `trnet train`"
+        )
     try:
         with safe_open(str(path), framework="pt") as f:
             return int(f.metadata()["epoch"])
     except Exception as err:  # noqa: BLE001 - safetensors raises its own error types for any damage
-        raise RunError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err}); train the run "
-                       "again") from None
+        raise RunError(
+            f"{path}: not a readable checkpoint ({type(err).__name__}: {err}); train the run again"
+        ) from None

@@ -54,8 +54,9 @@ def safe_component(name: object, what: str) -> str:
         raise UnsafeNameError(f"{what} {shown}: may not start with '.' (it becomes a file or folder name)")
     bad = sorted({c for c in name if c in "/\\" or ord(c) < 32 or ord(c) == 127})
     if bad:
-        raise UnsafeNameError(f"{what} {shown}: may not contain {' '.join(map(repr, bad))} "
-                              "(it becomes one file or folder name)")
+        raise UnsafeNameError(
+            f"{what} {shown}: may not contain {' '.join(map(repr, bad))} (it becomes one file or folder name)"
+        )
     try:
         size = len(name.encode("utf-8"))
     except UnicodeEncodeError:

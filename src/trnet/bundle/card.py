@@ -41,29 +41,42 @@ def loco_tables(summary: dict[str, Any]) -> list[str]:
     snrs = [c["snr"] for c in loco[0]["conditions"]]
     noise = summary["test_noise"]
     seeds = len(loco[0]["seeds"])
-    out = [f"Test: EVERY utterance of the held-out corpus, clean and in {noise} noise (never heard in training; "
-           f"these runs trained on {' + '.join(summary['loco_train_noise'])} only). Validation: one speaker of the "
-           f"training corpus. {seeds} seed(s){', mean ± std' if seeds > 1 else ''}.", ""]
+    out = [
+        f"Test: EVERY utterance of the held-out corpus, clean and in {noise} noise (never heard in training; "
+        f"these runs trained on {' + '.join(summary['loco_train_noise'])} only). Validation: one speaker of the "
+        f"training corpus. {seeds} seed(s){', mean ± std' if seeds > 1 else ''}.",
+        "",
+    ]
     for metric, title in (("uar", "UAR (%)"), ("war", "WAR (%)")):
         head = " | ".join(_snr(s) for s in snrs)
-        out += [f"**{title}**", "", f"| train → test | system | {head} | {noise} 0–20 dB |",
-                "|---|---|" + "---|" * (len(snrs) + 1)]
+        out += [
+            f"**{title}**",
+            "",
+            f"| train → test | system | {head} | {noise} 0–20 dB |",
+            "|---|---|" + "---|" * (len(snrs) + 1),
+        ]
         for r in loco:
             cells = " | ".join(_pct(c[metric]) for c in r["conditions"])
-            out.append(f"| {r['train']} → {r['test']} | {r['system']} | {cells} | "
-                       f"**{_pct(r[f'noisy_{metric}_0_20'])}** |")
+            out.append(
+                f"| {r['train']} → {r['test']} | {r['system']} | {cells} | **{_pct(r[f'noisy_{metric}_0_20'])}** |"
+            )
         out.append("")
-    out += ["**c against SNR on the held-out corpus** (mean c per condition; ρ: Spearman between c and the SNR "
-            "over utterances × conditions, clean ranked highest)", "",
-            f"| train → test | system | {' | '.join(_snr(s) for s in snrs)} | ρ | monotone | c(clean) − c(0 dB) |",
-            "|---|---|" + "---|" * (len(snrs) + 3)]
+    out += [
+        "**c against SNR on the held-out corpus** (mean c per condition; ρ: Spearman between c and the SNR "
+        "over utterances × conditions, clean ranked highest)",
+        "",
+        f"| train → test | system | {' | '.join(_snr(s) for s in snrs)} | ρ | monotone | c(clean) − c(0 dB) |",
+        "|---|---|" + "---|" * (len(snrs) + 3),
+    ]
     for r in loco:
         if all(c["mean_c"]["mean"] is None for c in r["conditions"]):
             continue
         cells = " | ".join(_num(c["mean_c"]) for c in r["conditions"])
         mono = "yes" if all(r["monotone"]) else "no" if not any(r["monotone"]) else "some seeds"
-        out.append(f"| {r['train']} → {r['test']} | {r['system']} | {cells} | {_num(r['rho'])} | {mono} | "
-                   f"{_num(r['clean_minus_0db'])} |")
+        out.append(
+            f"| {r['train']} → {r['test']} | {r['system']} | {cells} | {_num(r['rho'])} | {mono} | "
+            f"{_num(r['clean_minus_0db'])} |"
+        )
     return [*out, "", *targets(summary)]
 
 
@@ -75,22 +88,29 @@ def targets(summary: dict[str, Any]) -> list[str]:
         sys_, base = by.get((train, test, summary["system"])), by.get((train, test, summary["baseline"]))
         if sys_ and base:
             a, b = sys_["noisy_uar_0_20"]["mean"], base["noisy_uar_0_20"]["mean"]
-            lines.append(f"- {train} → {test}: {summary['system']} noisy UAR {100 * a:.1f} vs {summary['baseline']} "
-                         f"{100 * b:.1f}: {'met' if a >= b else 'NOT met'} (≥ required)")
+            lines.append(
+                f"- {train} → {test}: {summary['system']} noisy UAR {100 * a:.1f} vs {summary['baseline']} "
+                f"{100 * b:.1f}: {'met' if a >= b else 'NOT met'} (≥ required)"
+            )
         if sys_ and sys_["rho"]["mean"] is not None:
             ok = all(sys_["monotone"]) and sys_["rho"]["mean"] >= RHO_TARGET
-            lines.append(f"- {train} → {test}: c monotone in SNR and ρ ≥ {RHO_TARGET}: "
-                         f"{'met' if ok else 'NOT met'} (ρ {_num(sys_['rho'])}, monotone: {sys_['monotone']})")
+            lines.append(
+                f"- {train} → {test}: c monotone in SNR and ρ ≥ {RHO_TARGET}: "
+                f"{'met' if ok else 'NOT met'} (ρ {_num(sys_['rho'])}, monotone: {sys_['monotone']})"
+            )
     return lines
 
 
 def shipped(summary: dict[str, Any], recipe: BundleRecipe) -> list[str]:
     f = summary["final"]
-    data = " + ".join(f"{recipe.corpora[n].provenance.get('title', n)} ({v['utterances']} utterances, "
-                      f"{v['speakers']} speakers)" for n, v in summary["corpora"].items())
+    data = " + ".join(
+        f"{recipe.corpora[n].provenance.get('title', n)} ({v['utterances']} utterances, {v['speakers']} speakers)"
+        for n, v in summary["corpora"].items()
+    )
     teacher = f" + {f['teacher_seconds']:.0f} s for its Baseline-c teacher" if f.get("teacher_seconds") else ""
     return [
-        "| | |", "|---|---|",
+        "| | |",
+        "|---|---|",
         f"| system | {summary['system']}, {summary['encoder']} encoder, width {summary['width']} |",
         f"| training data | {data}, 4 classes |",
         f"| validation speakers (epoch selection only) | {', '.join(f['val_speakers'] or [])} |",
@@ -106,29 +126,57 @@ def shipped(summary: dict[str, Any], recipe: BundleRecipe) -> list[str]:
 def cost(summary: dict[str, Any], measured: dict[str, Any] | None) -> list[str]:
     out = []
     if measured:
-        out += [f"Inference on one CPU thread ({measured['cpu']}), SE ({measured.get('se')}) + features + model; "
-                "a fresh process per input, after a 2 s warm-up:", "",
-                "| input | RTF (wall) | RTF (CPU) | peak memory (MiB) |", "|---|---|---|---|"]
-        out += [f"| {r['seconds']:.0f} s | {r['rtf_wall']:.4f} | {r['rtf_cpu']:.4f} | {r['peak_rss_mib']:.0f} |"
-                for r in measured["inputs"]]
+        out += [
+            f"Inference on one CPU thread ({measured['cpu']}), SE ({measured.get('se')}) + features + model; "
+            "a fresh process per input, after a 2 s warm-up:",
+            "",
+            "| input | RTF (wall) | RTF (CPU) | peak memory (MiB) |",
+            "|---|---|---|---|",
+        ]
+        out += [
+            f"| {r['seconds']:.0f} s | {r['rtf_wall']:.4f} | {r['rtf_cpu']:.4f} | {r['peak_rss_mib']:.0f} |"
+            for r in measured["inputs"]
+        ]
         cli = measured["predict_cli"]
-        out += ["", f"`trnet predict` on a 5 s clip, whole process (start-up, model load, SE, output): "
-                f"{cli['wall_s']:.1f} s wall, peak memory {cli['peak_rss_mib']:.0f} MiB.", ""]
+        out += [
+            "",
+            f"`trnet predict` on a 5 s clip, whole process (start-up, model load, SE, output): "
+            f"{cli['wall_s']:.1f} s wall, peak memory {cli['peak_rss_mib']:.0f} MiB.",
+            "",
+        ]
     times = summary.get("times", {})
     if times:
-        out += ["Wall time of the last `trnet bundle` invocation per stage (a resumed invocation counts only what "
-                "it did): " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + "."]
+        out += [
+            "Wall time of the last `trnet bundle` invocation per stage (a resumed invocation counts only what "
+            "it did): " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + "."
+        ]
     return out
 
 
 def fragment(recipe: BundleRecipe, measured: dict[str, Any] | None) -> str:
     summary = read_summary(recipe)
-    note = ["", "> **PLACEHOLDER**: built by a small test run, not the released model.", ""] \
-        if summary.get("placeholder") else []
-    lines = [BEGIN, f"<!-- written by `trnet bundle {Path(recipe.origin).name}`; do not edit by hand -->", *note,
-             "### The shipped model", "", *shipped(summary, recipe), "",
-             "### Leave-one-corpus-out", "", *loco_tables(summary), "",
-             "### Cost", "", *cost(summary, measured), END]
+    note = (
+        ["", "> **PLACEHOLDER**: built by a small test run, not the released model.", ""]
+        if summary.get("placeholder")
+        else []
+    )
+    lines = [
+        BEGIN,
+        f"<!-- written by `trnet bundle {Path(recipe.origin).name}`; do not edit by hand -->",
+        *note,
+        "### The shipped model",
+        "",
+        *shipped(summary, recipe),
+        "",
+        "### Leave-one-corpus-out",
+        "",
+        *loco_tables(summary),
+        "",
+        "### Cost",
+        "",
+        *cost(summary, measured),
+        END,
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -147,4 +195,4 @@ def insert(card: Path, text: str) -> None:
     start, stop = doc.find(BEGIN), doc.find(END)
     if start < 0 or stop < start:
         raise BundleRecipeError(f"--card {card}: no section between '{BEGIN}' and '{END}' to fill")
-    write_text_atomic(card, doc[:start] + text.rstrip("\n") + doc[stop + len(END):])
+    write_text_atomic(card, doc[:start] + text.rstrip("\n") + doc[stop + len(END) :])

@@ -38,8 +38,10 @@ SECONDS = (5.0, 60.0)
 REPEATS = 3
 PEAK = "trnet-peak-memory-mib"
 # `trnet predict` as a user runs it, reporting its peak memory when it exits
-CLI = ("import atexit, sys; from trnet.bundle.measure import print_peak; atexit.register(print_peak); "
-       "from trnet.cli import main; sys.exit(main(sys.argv[1:]))")
+CLI = (
+    "import atexit, sys; from trnet.bundle.measure import print_peak; atexit.register(print_peak); "
+    "from trnet.cli import main; sys.exit(main(sys.argv[1:]))"
+)
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -75,8 +77,16 @@ def _child(bundle: str, audio: str, warmup: str) -> None:
         model.predict_file(audio)
         wall.append(time.perf_counter() - w0)
         cpu.append(time.process_time() - c0)
-    print(json.dumps({"seconds": seconds, "load_s": load_s, "rtf_wall": float(np.median(wall)) / seconds,
-                      "rtf_cpu": float(np.median(cpu)) / seconds}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "load_s": load_s,
+                "rtf_wall": float(np.median(wall)) / seconds,
+                "rtf_cpu": float(np.median(cpu)) / seconds,
+            }
+        )
+    )
     print_peak()
 
 
@@ -100,8 +110,13 @@ def print_peak() -> None:
 def measure_bundle(bundle: Path, cache: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """RTF and peak memory per input length, and the whole-process `trnet predict` time."""
     manifest = read_manifest(bundle)
-    key = {"weights": manifest["files"]["best.safetensors"]["sha256"], "trnet": version("trnet"),
-           "seconds": list(SECONDS), "repeats": REPEATS, "version": VERSION}
+    key = {
+        "weights": manifest["files"]["best.safetensors"]["sha256"],
+        "trnet": version("trnet"),
+        "seconds": list(SECONDS),
+        "repeats": REPEATS,
+        "version": VERSION,
+    }
     if cache.is_file():
         done = json.loads(cache.read_text())
         if done.get("key") == key:
@@ -112,18 +127,31 @@ def measure_bundle(bundle: Path, cache: Path, log: Callable[[str], None] = print
     rows = []
     for seconds in SECONDS:
         audio = test_audio(inputs / f"in{seconds:g}.wav", seconds)
-        cmd = [sys.executable, "-c", "import sys; from trnet.bundle.measure import _child; _child(*sys.argv[1:])",
-               str(bundle), str(audio), str(warmup)]
+        cmd = [
+            sys.executable,
+            "-c",
+            "import sys; from trnet.bundle.measure import _child; _child(*sys.argv[1:])",
+            str(bundle),
+            str(audio),
+            str(warmup),
+        ]
         out, _, rss = _child_usage(cmd)
         row = {**json.loads(out.strip().splitlines()[-1]), "peak_rss_mib": rss}
         rows.append(row)
-        log(f"measure: {seconds:g} s input: RTF {row['rtf_wall']:.4f} wall, {row['rtf_cpu']:.4f} CPU (one thread), "
-            f"peak memory {rss:.0f} MiB")
+        log(
+            f"measure: {seconds:g} s input: RTF {row['rtf_wall']:.4f} wall, {row['rtf_cpu']:.4f} CPU (one thread), "
+            f"peak memory {rss:.0f} MiB"
+        )
     cli = [sys.executable, "-c", CLI, "predict", str(inputs / "in5.wav"), "--model", str(bundle)]
     _, wall, rss = _child_usage(cli)
     log(f"measure: `trnet predict` on the 5 s input, whole process: {wall:.1f} s wall, peak memory {rss:.0f} MiB")
-    done = {"key": key, "inputs": rows, "predict_cli": {"seconds": 5.0, "wall_s": wall, "peak_rss_mib": rss},
-            "cpu": _cpu_name(), "se": manifest.get("se")}
+    done = {
+        "key": key,
+        "inputs": rows,
+        "predict_cli": {"seconds": 5.0, "wall_s": wall, "peak_rss_mib": rss},
+        "cpu": _cpu_name(),
+        "se": manifest.get("se"),
+    }
     write_json_atomic(cache, done)
     return done
 

@@ -45,10 +45,12 @@ Log = Callable[[str], None]
 
 def logger(work: Path, echo: Log = print) -> Log:
     """Print a line and append it, with the time, to WORK/bundle.log."""
+
     def log(line: str) -> None:
         echo(line)
         with open(work / "bundle.log", "a") as f:
             f.write(f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} {line}\n")
+
     return log
 
 
@@ -70,8 +72,11 @@ def prepare(recipe: BundleRecipe, log: Log) -> dict[str, Any]:
     for name, source in recipe.corpora.items():
         found = corpora.load(source.kind, source.root, "utterances", **source.options)
         parts[name] = found.rows
-        info["corpora"][name] = {"utterances": len(found.rows), "speakers": len({r["speaker"] for r in found.rows}),
-                                 "set_aside": found.set_aside}
+        info["corpora"][name] = {
+            "utterances": len(found.rows),
+            "speakers": len({r["speaker"] for r in found.rows}),
+            "set_aside": found.set_aside,
+        }
         rows = combine({name: found.rows})
         written = write_if_changed(plan.manifest_path(recipe, name), LoadResult("utterances", rows))
         log(f"manifest {name}: {len(rows)} utterances{' (written)' if written else ' (unchanged)'}")
@@ -90,17 +95,26 @@ def build_stores(recipe: BundleRecipe, workers: int, log: Log) -> None:
     for name, sp in plan.stores(recipe).items():
         t0 = time.time()
         path = plan.store_path(recipe, name)
-        spec = BuildSpec(corpus=plan.manifest_path(recipe, sp.corpus).resolve(),
-                         noise={n: plan.noise_path(recipe, n).resolve() for n in sp.noises},
-                         se=recipe.se, se_options=recipe.se_options, seed=recipe.noise_seed, snrs=sp.snrs)
+        spec = BuildSpec(
+            corpus=plan.manifest_path(recipe, sp.corpus).resolve(),
+            noise={n: plan.noise_path(recipe, n).resolve() for n in sp.noises},
+            se=recipe.se,
+            se_options=recipe.se_options,
+            seed=recipe.noise_seed,
+            snrs=sp.snrs,
+        )
         try:
             build(spec, path, workers=workers, quiet=True)
         except SettingsChanged as err:
-            raise BundleRecipeError(f"the store {path} was built with other settings ({err.differences}); use "
-                                    f"another --work, or delete {path} to build it again") from None
+            raise BundleRecipeError(
+                f"the store {path} was built with other settings ({err.differences}); use "
+                f"another --work, or delete {path} to build it again"
+            ) from None
         store = ConditionStore(path)
-        log(f"store {name}: {len(store.rows)} utterances x {len(store.conditions)} conditions "
-            f"({', '.join(sp.noises)} at {', '.join(map(str, sp.snrs))} dB)  ({time.time() - t0:.0f} s)")
+        log(
+            f"store {name}: {len(store.rows)} utterances x {len(store.conditions)} conditions "
+            f"({', '.join(sp.noises)} at {', '.join(map(str, sp.snrs))} dB)  ({time.time() - t0:.0f} s)"
+        )
 
 
 def train_locked(spec: RunSpec) -> float | None:
@@ -126,8 +140,10 @@ def train_group(recipe: BundleRecipe, group: plan.Group, device: str, threads: i
         seconds = train_locked(spec)
         done = runs.read_done(spec.dir)
         status = "trained before" if seconds is None else f"trained {seconds:.0f} s"
-        lines.append(f"{group.label}: {system:<14} val UAR {100 * done['val_uar']:5.1f} (epoch {done['epoch']} of "
-                     f"{done['epochs_run']})  {status}  {spec.dir}")
+        lines.append(
+            f"{group.label}: {system:<14} val UAR {100 * done['val_uar']:5.1f} (epoch {done['epoch']} of "
+            f"{done['epochs_run']})  {status}  {spec.dir}"
+        )
     return lines
 
 
@@ -140,8 +156,12 @@ def train_all(recipe: BundleRecipe, device: str, jobs: int, threads: int | None,
                 log(line)
         return
     log(f"training {len(todo)} groups in {jobs} parallel processes")
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
-                             initargs=(os.getpid(),)) as pool, stopping(pool):  # workers end with this process
+    with (
+        ProcessPoolExecutor(
+            jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent, initargs=(os.getpid(),)
+        ) as pool,
+        stopping(pool),
+    ):  # workers end with this process
         futures = [pool.submit(train_group, recipe, group, device, threads or 1) for group in todo]
         for future in as_completed(futures):
             for line in future.result():
@@ -159,8 +179,16 @@ def evaluate_all(recipe: BundleRecipe, device: str, log: Log) -> list[dict[str, 
             t0 = time.time()
             spec = plan.run_spec(recipe, group, system, device)
             ev = evaluate_transfer(spec.dir, test, device)
-            out.append({"train": group.train_corpus, "test": group.test_corpus, "system": system,
-                        "seed": group.seed, "run": str(spec.dir), **ev})
+            out.append(
+                {
+                    "train": group.train_corpus,
+                    "test": group.test_corpus,
+                    "system": system,
+                    "seed": group.seed,
+                    "run": str(spec.dir),
+                    **ev,
+                }
+            )
             status = "evaluated before" if ev["cached"] else f"evaluated {time.time() - t0:.0f} s"
             log(f"{group.label}: {system:<14} {results.one_line(ev['conditions'], recipe.test_noise)}  ({status})")
     return out
@@ -174,12 +202,20 @@ def stage(name: str, log: Log, times: dict[str, float]) -> Callable[[], None]:
     def end() -> None:
         times[name] = round(time.time() - t0, 1)
         log(f"== {name} done in {times[name]:.0f} s")
+
     return end
 
 
-def make(recipe: BundleRecipe, workers: int = 1, jobs: int = 1, device: str | None = None,
-         threads: int | None = None, measure_inputs: bool = True, echo: Log = print,
-         stores_only: bool = False) -> Path | None:
+def make(
+    recipe: BundleRecipe,
+    workers: int = 1,
+    jobs: int = 1,
+    device: str | None = None,
+    threads: int | None = None,
+    measure_inputs: bool = True,
+    echo: Log = print,
+    stores_only: bool = False,
+) -> Path | None:
     """Run every stage of a bundle recipe; returns the bundle folder WORK/bundle/<name> (None with
     `stores_only`: the manifests and stores only, which do not depend on the system)."""
     try:
@@ -189,17 +225,35 @@ def make(recipe: BundleRecipe, workers: int = 1, jobs: int = 1, device: str | No
     recipe.work.mkdir(parents=True, exist_ok=True)
     try:
         with exclusive_lock(recipe.work / ".lock", f"another `trnet bundle` on {recipe.work}"):
-            return _make(recipe, workers, jobs, device or ("cuda" if torch.cuda.is_available() else "cpu"),
-                         threads, measure_inputs, logger(recipe.work, echo), stores_only)
+            return _make(
+                recipe,
+                workers,
+                jobs,
+                device or ("cuda" if torch.cuda.is_available() else "cpu"),
+                threads,
+                measure_inputs,
+                logger(recipe.work, echo),
+                stores_only,
+            )
     except LockedError as err:
         raise BundleRecipeError(str(err)) from None
 
 
-def _make(recipe: BundleRecipe, workers: int, jobs: int, device: str, threads: int | None, measure_inputs: bool,
-          log: Log, stores_only: bool = False) -> Path | None:
+def _make(
+    recipe: BundleRecipe,
+    workers: int,
+    jobs: int,
+    device: str,
+    threads: int | None,
+    measure_inputs: bool,
+    log: Log,
+    stores_only: bool = False,
+) -> Path | None:
     started, times = time.time(), {}
-    log(f"bundle {recipe.name} ({recipe.origin}) -> {recipe.work}: system {recipe.system}, width {recipe.width}, "
-        f"{recipe.epochs} epochs, device {device}{', PLACEHOLDER' if recipe.placeholder else ''}")
+    log(
+        f"bundle {recipe.name} ({recipe.origin}) -> {recipe.work}: system {recipe.system}, width {recipe.width}, "
+        f"{recipe.epochs} epochs, device {device}{', PLACEHOLDER' if recipe.placeholder else ''}"
+    )
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -227,8 +281,9 @@ def _make(recipe: BundleRecipe, workers: int, jobs: int, device: str, threads: i
         log(f"bundle: {bundle}")
         end()
         end = stage("7/8 measure", log, times)
-        measured = measure.measure_bundle(bundle, recipe.work / "results" / "measure.json", log) if measure_inputs \
-            else None
+        measured = (
+            measure.measure_bundle(bundle, recipe.work / "results" / "measure.json", log) if measure_inputs else None
+        )
         end()
         end = stage("8/8 card", log, times)
         times["total"] = round(time.time() - started, 1)

@@ -68,8 +68,7 @@ class Group:
 def stores(recipe: BundleRecipe) -> dict[str, StorePlan]:
     out = {FINAL: StorePlan(FINAL, ALL, recipe.train_noise, recipe.train_snrs)}
     for train, test in recipe.loco:
-        out[f"loco-train-{train}"] = StorePlan(f"loco-train-{train}", train, recipe.loco_train_noise,
-                                               recipe.train_snrs)
+        out[f"loco-train-{train}"] = StorePlan(f"loco-train-{train}", train, recipe.loco_train_noise, recipe.train_snrs)
         out[f"loco-test-{test}"] = StorePlan(f"loco-test-{test}", test, (recipe.test_noise,), recipe.test_snrs)
     return out
 
@@ -79,8 +78,17 @@ def groups(recipe: BundleRecipe) -> list[Group]:
     out = [Group(FINAL, (recipe.system,), recipe.seed, recipe.train_noise)]
     for seed in recipe.loco_seeds:
         for train, test in recipe.loco:
-            out.append(Group(f"loco-train-{train}", (recipe.system, recipe.baseline), seed, recipe.loco_train_noise,
-                             f"loco-test-{test}", train, test))
+            out.append(
+                Group(
+                    f"loco-train-{train}",
+                    (recipe.system, recipe.baseline),
+                    seed,
+                    recipe.loco_train_noise,
+                    f"loco-test-{test}",
+                    train,
+                    test,
+                )
+            )
     return out
 
 
@@ -99,8 +107,10 @@ def noise_path(recipe: BundleRecipe, noise: str) -> Path:
 def runs_root(recipe: BundleRecipe, group: Group, store: ConditionStore) -> Path:
     extra = "" if recipe.lr_schedule == "constant" else f"-{recipe.lr_schedule}"
     extra += ("-bucket" if recipe.bucket else "") + (f"-u{recipe.min_updates}" if recipe.min_updates else "")
-    tag = (f"{recipe.encoder}-w{recipe.width}-e{recipe.epochs}-b{recipe.batch_size}-p{recipe.patience}{extra}-"
-           f"{'+'.join(group.train_noise)}-{store.key['hash'][:10]}")
+    tag = (
+        f"{recipe.encoder}-w{recipe.width}-e{recipe.epochs}-b{recipe.batch_size}-p{recipe.patience}{extra}-"
+        f"{'+'.join(group.train_noise)}-{store.key['hash'][:10]}"
+    )
     return recipe.work / "runs" / group.store / tag
 
 
@@ -109,12 +119,23 @@ def run_spec(recipe: BundleRecipe, group: Group, system: str, device: str) -> Ru
     path = store_path(recipe, group.store)
     store = ConditionStore(path)
     holdout = corpus_holdout(store.rows)
-    return spec_from_names(system, holdout, group.seed, path, runs_root(recipe, group, store),
-                           system_overrides={"encoder": recipe.encoder, "width": recipe.width},
-                           training_overrides={"epochs": run_epochs(recipe, len(split(store.rows, holdout).train)),
-                                               "batch_size": recipe.batch_size, "patience": recipe.patience,
-                                               "lr_schedule": recipe.lr_schedule, "bucket": recipe.bucket},
-                           train_noise=group.train_noise, device=device)
+    return spec_from_names(
+        system,
+        holdout,
+        group.seed,
+        path,
+        runs_root(recipe, group, store),
+        system_overrides={"encoder": recipe.encoder, "width": recipe.width},
+        training_overrides={
+            "epochs": run_epochs(recipe, len(split(store.rows, holdout).train)),
+            "batch_size": recipe.batch_size,
+            "patience": recipe.patience,
+            "lr_schedule": recipe.lr_schedule,
+            "bucket": recipe.bucket,
+        },
+        train_noise=group.train_noise,
+        device=device,
+    )
 
 
 def run_epochs(recipe: BundleRecipe, n_train: int) -> int:

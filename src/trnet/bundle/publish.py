@@ -31,10 +31,15 @@ MAX_BYTES = 15_000_000  # the weights travel in the wheel
 def git_commit(where: Path) -> str:
     """The commit of the checkout at `where` ("+dirty" with uncommitted changes)."""
     try:
-        head = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True)
-        status = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, check=True)
+        head = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        )
+        status = subprocess.run(
+            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
@@ -43,12 +48,28 @@ def git_commit(where: Path) -> str:
 def manifest(recipe: BundleRecipe, folder: Path, final: Path, summary: dict[str, Any]) -> dict[str, Any]:
     config = runs.read_config(final)
     store = ConditionStore(Path(config["store"]))
-    corpora = [{"name": n, **s.provenance, "kind": s.kind, **summary["corpora"][n],
-                "validation_speaker": next((v for v in summary["final"]["val_speakers"] or []
-                                            if v.startswith(f"{n}-")), None)}
-               for n, s in recipe.corpora.items()]
-    noise = [{"name": n, **recipe.noise[n].provenance, "kind": recipe.noise[n].kind, **summary["noise"][n],
-              "snrs_db": list(recipe.train_snrs)} for n in recipe.train_noise]
+    corpora = [
+        {
+            "name": n,
+            **s.provenance,
+            "kind": s.kind,
+            **summary["corpora"][n],
+            "validation_speaker": next(
+                (v for v in summary["final"]["val_speakers"] or [] if v.startswith(f"{n}-")), None
+            ),
+        }
+        for n, s in recipe.corpora.items()
+    ]
+    noise = [
+        {
+            "name": n,
+            **recipe.noise[n].provenance,
+            "kind": recipe.noise[n].kind,
+            **summary["noise"][n],
+            "snrs_db": list(recipe.train_snrs),
+        }
+        for n in recipe.train_noise
+    ]
     return {
         "format": FORMAT,
         "name": recipe.name,
@@ -61,8 +82,9 @@ def manifest(recipe: BundleRecipe, folder: Path, final: Path, summary: dict[str,
         "se": config["se"],
         "se_options": config.get("se_options") or {},
         "se_version": store.key["se_version"],
-        "files": {name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
-                  for name in FILES},
+        "files": {
+            name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size} for name in FILES
+        },
         "training_data": corpora,
         "noise": noise,
         "licence": {"weights": recipe.weights_licence, "code": "MIT"},
@@ -71,12 +93,17 @@ def manifest(recipe: BundleRecipe, folder: Path, final: Path, summary: dict[str,
         "trnet": version("trnet"),
         "torch": torch.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "metrics": {"validation": {k: summary["final"][k] for k in ("val_uar", "best_epoch", "epochs_run",
-                                                                      "val_speakers")},
-                    "leave_one_corpus_out": [{k: r[k] for k in ("train", "test", "system", "noisy_uar_0_20", "rho",
-                                                                "monotone")} for r in summary["loco"]]},
-        "training_seconds": {"model": summary["final"]["train_seconds"],
-                             "teacher": summary["final"]["teacher_seconds"]},
+        "metrics": {
+            "validation": {k: summary["final"][k] for k in ("val_uar", "best_epoch", "epochs_run", "val_speakers")},
+            "leave_one_corpus_out": [
+                {k: r[k] for k in ("train", "test", "system", "noisy_uar_0_20", "rho", "monotone")}
+                for r in summary["loco"]
+            ],
+        },
+        "training_seconds": {
+            "model": summary["final"]["train_seconds"],
+            "teacher": summary["final"]["teacher_seconds"],
+        },
     }
 
 
@@ -84,8 +111,10 @@ def write_bundle(recipe: BundleRecipe, final: Path, summary: dict[str, Any]) -> 
     """WORK/bundle/<name>/ from the shipped run; replaced whole, never half-written."""
     size = (final / runs.BEST).stat().st_size
     if size > MAX_BYTES:
-        raise BundleRecipeError(f"{final / runs.BEST} is {size / 1e6:.1f} MB, over the {MAX_BYTES / 1e6:.0f} MB "
-                                "a bundle may ship: lower `width` in the recipe")
+        raise BundleRecipeError(
+            f"{final / runs.BEST} is {size / 1e6:.1f} MB, over the {MAX_BYTES / 1e6:.0f} MB "
+            "a bundle may ship: lower `width` in the recipe"
+        )
     runs.verify_best(final)
     target = recipe.work / "bundle" / recipe.name
     tmp = target.with_name(f".{recipe.name}.tmp")
@@ -118,8 +147,10 @@ def install(bundle: Path, into: Path = PACKAGE_DIR) -> Path:
     editable install that is the checkout's src/trnet/pretrained/, ready to commit."""
     b = Bundle(bundle, read_manifest(bundle)).verify()
     if b.manifest.get("placeholder") and Path(into).resolve() == PACKAGE_DIR:
-        raise BundleRecipeError(f"{bundle} is a placeholder (a test build, `placeholder = true` in its recipe): "
-                                "it is not installed into the package")
+        raise BundleRecipeError(
+            f"{bundle} is a placeholder (a test build, `placeholder = true` in its recipe): "
+            "it is not installed into the package"
+        )
     target = Path(into) / b.name
     tmp = target.with_name(f".{b.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -53,17 +53,58 @@ from trnet.options import path_options
 from trnet.utils import UserError
 
 PROVENANCE = ("title", "language", "licence", "url")
-KEYS = ("name", "work", "system", "baseline", "width", "encoder", "epochs", "batch_size", "patience", "seed",
-        "lr_schedule", "bucket", "min_updates",
-        "loco_seeds", "se", "se_options", "noise_seed", "train_snrs", "test_snrs", "train_noise",
-        "loco_train_noise", "test_noise", "weights_licence", "placeholder", "notes", "corpora", "noise")
+KEYS = (
+    "name",
+    "work",
+    "system",
+    "baseline",
+    "width",
+    "encoder",
+    "epochs",
+    "batch_size",
+    "patience",
+    "seed",
+    "lr_schedule",
+    "bucket",
+    "min_updates",
+    "loco_seeds",
+    "se",
+    "se_options",
+    "noise_seed",
+    "train_snrs",
+    "test_snrs",
+    "train_noise",
+    "loco_train_noise",
+    "test_noise",
+    "weights_licence",
+    "placeholder",
+    "notes",
+    "corpora",
+    "noise",
+)
 REQUIRED = ("name", "work", "system", "corpora", "noise", "train_noise")
 DEFAULTS: dict[str, Any] = {
-    "baseline": "baseline-e", "width": 16, "encoder": "resnet", "epochs": 31, "batch_size": 8, "patience": 31,
-    "lr_schedule": "constant", "bucket": False, "min_updates": 0,
-    "seed": 1, "loco_seeds": [1], "se": "dfn3", "se_options": {}, "noise_seed": 1,
-    "train_snrs": [20, 15, 10, 5, 0], "test_snrs": [20, 15, 10, 5, 0, -5], "loco_train_noise": None,
-    "test_noise": None, "weights_licence": "see the training data's licences", "placeholder": False, "notes": [],
+    "baseline": "baseline-e",
+    "width": 16,
+    "encoder": "resnet",
+    "epochs": 31,
+    "batch_size": 8,
+    "patience": 31,
+    "lr_schedule": "constant",
+    "bucket": False,
+    "min_updates": 0,
+    "seed": 1,
+    "loco_seeds": [1],
+    "se": "dfn3",
+    "se_options": {},
+    "noise_seed": 1,
+    "train_snrs": [20, 15, 10, 5, 0],
+    "test_snrs": [20, 15, 10, 5, 0, -5],
+    "loco_train_noise": None,
+    "test_noise": None,
+    "weights_licence": "see the training data's licences",
+    "placeholder": False,
+    "notes": [],
 }
 
 
@@ -133,25 +174,33 @@ def load_bundle_recipe(path: str | Path, work: Path | None = None, epochs: int |
         raise BundleRecipeError(f"{path}: cannot read the recipe ({err.strerror})") from None
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise BundleRecipeError(f"{path}: not valid TOML ({err})") from None
-    return from_table(table, path.resolve().parent, str(path.resolve()), hashlib.sha256(raw).hexdigest(),
-                      work=work, epochs=epochs)
+    return from_table(
+        table, path.resolve().parent, str(path.resolve()), hashlib.sha256(raw).hexdigest(), work=work, epochs=epochs
+    )
 
 
 def _ints(value: Any, key: str, positive: bool = False) -> tuple[int, ...]:
     values = [value] if isinstance(value, int) and not isinstance(value, bool) else value
-    if (not isinstance(values, list) or not values or not all(isinstance(v, int) and not isinstance(v, bool)
-                                                              for v in values)
-            or (positive and min(values) < 1) or len(set(values)) != len(values)):
-        raise BundleRecipeError(f"{key}: expected {'a positive integer' if positive else 'an integer'} or a list of "
-                                f"distinct ones, got {value!r}")
+    if (
+        not isinstance(values, list)
+        or not values
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+        or (positive and min(values) < 1)
+        or len(set(values)) != len(values)
+    ):
+        raise BundleRecipeError(
+            f"{key}: expected {'a positive integer' if positive else 'an integer'} or a list of "
+            f"distinct ones, got {value!r}"
+        )
     return tuple(values)
 
 
 def _names(value: Any, key: str, known: Mapping[str, Any]) -> tuple[str, ...]:
     values = [value] if isinstance(value, str) else value
     if not isinstance(values, list) or not values or any(v not in known for v in values):
-        raise BundleRecipeError(f"{key}: expected a list of noise corpora of this recipe ({', '.join(known)}), "
-                                f"got {value!r}")
+        raise BundleRecipeError(
+            f"{key}: expected a list of noise corpora of this recipe ({', '.join(known)}), got {value!r}"
+        )
     return tuple(values)
 
 
@@ -185,8 +234,14 @@ def _tables(table: Mapping[str, Any], key: str, role: str, base: Path) -> dict[s
     return {str(n): _source(str(n), t, role, base) for n, t in value.items()}
 
 
-def from_table(table: Mapping[str, Any], base: Path, origin: str, sha256: str = "", work: Path | None = None,
-               epochs: int | None = None) -> BundleRecipe:
+def from_table(
+    table: Mapping[str, Any],
+    base: Path,
+    origin: str,
+    sha256: str = "",
+    work: Path | None = None,
+    epochs: int | None = None,
+) -> BundleRecipe:
     """A checked BundleRecipe from a TOML table; relative paths are relative to `base`."""
     unknown = sorted(set(table) - set(KEYS))
     if unknown:
@@ -210,8 +265,10 @@ def from_table(table: Mapping[str, Any], base: Path, origin: str, sha256: str = 
     if epochs is not None:
         sizes["epochs"] = _ints(epochs, "--epochs", positive=True)[0]
     if t["lr_schedule"] not in LR_SCHEDULES or not isinstance(t["bucket"], bool):
-        raise BundleRecipeError(f"lr_schedule: expected one of {', '.join(LR_SCHEDULES)}; bucket: true or false "
-                                f"(got {t['lr_schedule']!r}, {t['bucket']!r})")
+        raise BundleRecipeError(
+            f"lr_schedule: expected one of {', '.join(LR_SCHEDULES)}; bucket: true or false "
+            f"(got {t['lr_schedule']!r}, {t['bucket']!r})"
+        )
     min_updates = _ints(t["min_updates"], "min_updates")[0]
     if min_updates < 0:
         raise BundleRecipeError(f"min_updates: expected an integer >= 0, got {min_updates}")
@@ -221,29 +278,53 @@ def from_table(table: Mapping[str, Any], base: Path, origin: str, sha256: str = 
     if len(corpora) < 2:
         test_noise = None  # nothing to hold out
     elif test_noise is None or test_noise not in noise:
-        raise BundleRecipeError(f"test_noise: expected one of the noise corpora ({', '.join(noise)}), "
-                                f"got {test_noise!r}")
+        raise BundleRecipeError(
+            f"test_noise: expected one of the noise corpora ({', '.join(noise)}), got {test_noise!r}"
+        )
     elif test_noise in loco_noise:
-        raise BundleRecipeError(f"test_noise {test_noise!r} is also in loco_train_noise: the held-out corpus must "
-                                "be tested in noise its model never heard")
+        raise BundleRecipeError(
+            f"test_noise {test_noise!r} is also in loco_train_noise: the held-out corpus must "
+            "be tested in noise its model never heard"
+        )
     notes = [t["notes"]] if isinstance(t["notes"], str) else list(t["notes"])
     if not isinstance(t["se_options"], Mapping) or not isinstance(t["placeholder"], bool):
         raise BundleRecipeError("se_options: expected a table; placeholder: expected true or false")
     return BundleRecipe(
-        name=_checked_name(t["name"]), work=(work or base / str(t["work"])).resolve(), system=systems["system"],
-        baseline=systems["baseline"], encoder=t["encoder"], **sizes, lr_schedule=t["lr_schedule"],
-        bucket=t["bucket"], min_updates=min_updates,
-        loco_seeds=_ints(t["loco_seeds"], "loco_seeds", positive=True), se=str(t["se"]),
-        se_options=dict(t["se_options"]), noise_seed=_ints(t["noise_seed"], "noise_seed")[0],
-        train_snrs=_ints(t["train_snrs"], "train_snrs"), test_snrs=_ints(t["test_snrs"], "test_snrs"),
-        train_noise=train_noise, loco_train_noise=loco_noise, test_noise=test_noise,
-        weights_licence=str(t["weights_licence"]), placeholder=t["placeholder"], notes=tuple(map(str, notes)),
-        corpora=corpora, noise=noise, origin=origin, sha256=sha256, table=dict(table),
+        name=_checked_name(t["name"]),
+        work=(work or base / str(t["work"])).resolve(),
+        system=systems["system"],
+        baseline=systems["baseline"],
+        encoder=t["encoder"],
+        **sizes,
+        lr_schedule=t["lr_schedule"],
+        bucket=t["bucket"],
+        min_updates=min_updates,
+        loco_seeds=_ints(t["loco_seeds"], "loco_seeds", positive=True),
+        se=str(t["se"]),
+        se_options=dict(t["se_options"]),
+        noise_seed=_ints(t["noise_seed"], "noise_seed")[0],
+        train_snrs=_ints(t["train_snrs"], "train_snrs"),
+        test_snrs=_ints(t["test_snrs"], "test_snrs"),
+        train_noise=train_noise,
+        loco_train_noise=loco_noise,
+        test_noise=test_noise,
+        weights_licence=str(t["weights_licence"]),
+        placeholder=t["placeholder"],
+        notes=tuple(map(str, notes)),
+        corpora=corpora,
+        noise=noise,
+        origin=origin,
+        sha256=sha256,
+        table=dict(table),
     )
 
 
 def _checked_name(name: Any) -> str:
-    if not isinstance(name, str) or not name or not all(ch.isalnum() or ch in "-_." for ch in name) or \
-            name.startswith("."):
+    if (
+        not isinstance(name, str)
+        or not name
+        or not all(ch.isalnum() or ch in "-_." for ch in name)
+        or name.startswith(".")
+    ):
         raise BundleRecipeError(f"name {name!r}: expected letters, digits, '-', '_' or '.' (it names a folder)")
     return name

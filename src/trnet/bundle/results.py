@@ -42,11 +42,18 @@ def training_seconds(run: Path) -> float:
 def final_summary(final: Path) -> dict[str, Any]:
     config, done = runs.read_config(final), runs.read_done(final)
     teacher = final.parents[1] / "baseline-c" / final.name
-    return {"run": str(final), "val_uar": done["val_uar"], "best_epoch": done["epoch"],
-            "epochs_run": done["epochs_run"], "val_speakers": config.get("val_speakers"),
-            "train_speakers": config.get("train_speakers"), "train_noise": config.get("train_noise"),
-            "train_conditions": config.get("train_conditions"), "train_seconds": round(training_seconds(final), 1),
-            "teacher_seconds": round(training_seconds(teacher), 1) if (teacher / runs.LOG).exists() else None}
+    return {
+        "run": str(final),
+        "val_uar": done["val_uar"],
+        "best_epoch": done["epoch"],
+        "epochs_run": done["epochs_run"],
+        "val_speakers": config.get("val_speakers"),
+        "train_speakers": config.get("train_speakers"),
+        "train_noise": config.get("train_noise"),
+        "train_conditions": config.get("train_conditions"),
+        "train_seconds": round(training_seconds(final), 1),
+        "teacher_seconds": round(training_seconds(teacher), 1) if (teacher / runs.LOG).exists() else None,
+    }
 
 
 def _stat(values: list[float | None]) -> dict[str, float | None]:
@@ -65,24 +72,39 @@ def loco_summary(loco: list[dict[str, Any]]) -> list[dict[str, Any]]:
         conds = [(c["noise"], c["snr"]) for c in rs[0]["conditions"]]
 
         def cond_stat(noise: str, snr: int | None, metric: str) -> dict[str, float | None]:
-            return _stat([next(c[metric] for c in r["conditions"] if (c["noise"], c["snr"]) == (noise, snr))
-                          for r in rs])
+            return _stat(
+                [next(c[metric] for c in r["conditions"] if (c["noise"], c["snr"]) == (noise, snr)) for r in rs]
+            )
 
-        out.append({
-            "train": train, "test": test, "system": system, "seeds": [r["seed"] for r in rs],
-            "noisy_uar_0_20": _stat([noisy_mean(r["conditions"]) for r in rs]),
-            "noisy_war_0_20": _stat([noisy_mean(r["conditions"], "war") for r in rs]),
-            "conditions": [{"noise": n, "snr": s, "uar": cond_stat(n, s, "uar"), "war": cond_stat(n, s, "war"),
-                            "mean_c": cond_stat(n, s, "mean_c")} for n, s in conds],
-            "rho": _stat([r.get("rho") for r in rs]),
-            "monotone": [r.get("monotone") for r in rs],
-            "clean_minus_0db": _stat([r.get("clean_minus_0db") for r in rs]),
-        })
+        out.append(
+            {
+                "train": train,
+                "test": test,
+                "system": system,
+                "seeds": [r["seed"] for r in rs],
+                "noisy_uar_0_20": _stat([noisy_mean(r["conditions"]) for r in rs]),
+                "noisy_war_0_20": _stat([noisy_mean(r["conditions"], "war") for r in rs]),
+                "conditions": [
+                    {
+                        "noise": n,
+                        "snr": s,
+                        "uar": cond_stat(n, s, "uar"),
+                        "war": cond_stat(n, s, "war"),
+                        "mean_c": cond_stat(n, s, "mean_c"),
+                    }
+                    for n, s in conds
+                ],
+                "rho": _stat([r.get("rho") for r in rs]),
+                "monotone": [r.get("monotone") for r in rs],
+                "clean_minus_0db": _stat([r.get("clean_minus_0db") for r in rs]),
+            }
+        )
     return out
 
 
-def write(recipe: BundleRecipe, loco: list[dict[str, Any]], final: Path, info: dict[str, Any],
-          times: dict[str, float]) -> dict[str, Any]:
+def write(
+    recipe: BundleRecipe, loco: list[dict[str, Any]], final: Path, info: dict[str, Any], times: dict[str, float]
+) -> dict[str, Any]:
     """results/loco.csv and results/summary.json; returns the summary."""
     folder = recipe.work / "results"
     buf = io.StringIO()
@@ -90,18 +112,34 @@ def write(recipe: BundleRecipe, loco: list[dict[str, Any]], final: Path, info: d
     writer.writeheader()
     for r in loco:
         for c in r["conditions"]:
-            writer.writerow({**{k: r[k] for k in ("train", "test", "system", "seed")}, **c,
-                             "snr": "" if c["snr"] is None else c["snr"]})
+            writer.writerow(
+                {
+                    **{k: r[k] for k in ("train", "test", "system", "seed")},
+                    **c,
+                    "snr": "" if c["snr"] is None else c["snr"],
+                }
+            )
     write_text_atomic(folder / "loco.csv", buf.getvalue())
     summary = {
-        "name": recipe.name, "system": recipe.system, "baseline": recipe.baseline, "width": recipe.width,
-        "encoder": recipe.encoder, "epochs": recipe.epochs, "batch_size": recipe.batch_size,
-        "patience": recipe.patience, "train_noise": list(recipe.train_noise),
-        "loco_train_noise": list(recipe.loco_train_noise), "test_noise": recipe.test_noise,
-        "train_snrs": list(recipe.train_snrs), "test_snrs": list(recipe.test_snrs),
-        "placeholder": recipe.placeholder, "final": final_summary(final), "loco": loco_summary(loco),
+        "name": recipe.name,
+        "system": recipe.system,
+        "baseline": recipe.baseline,
+        "width": recipe.width,
+        "encoder": recipe.encoder,
+        "epochs": recipe.epochs,
+        "batch_size": recipe.batch_size,
+        "patience": recipe.patience,
+        "train_noise": list(recipe.train_noise),
+        "loco_train_noise": list(recipe.loco_train_noise),
+        "test_noise": recipe.test_noise,
+        "train_snrs": list(recipe.train_snrs),
+        "test_snrs": list(recipe.test_snrs),
+        "placeholder": recipe.placeholder,
+        "final": final_summary(final),
+        "loco": loco_summary(loco),
         "loco_runs": [{k: r[k] for k in ("train", "test", "system", "seed", "run")} for r in loco],
-        **info, "times": dict(times),
+        **info,
+        "times": dict(times),
     }
     write_json_atomic(folder / "summary.json", summary)
     return summary

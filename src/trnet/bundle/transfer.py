@@ -38,8 +38,10 @@ def check_compatible(run: Path, store: ConditionStore) -> None:
     trained = (config.get("se"), config.get("se_options") or {})
     here = (store.key["se"], store.key["se_options"] or {})
     if trained != here:
-        raise RunError(f"run {run} was trained with SE {trained[0]} {trained[1]}, the store {store.root} holds "
-                       f"features of SE {here[0]} {here[1]}: build the test store with the run's SE")
+        raise RunError(
+            f"run {run} was trained with SE {trained[0]} {trained[1]}, the store {store.root} holds "
+            f"features of SE {here[0]} {here[1]}: build the test store with the run's SE"
+        )
 
 
 def c_profile(conditions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -48,8 +50,10 @@ def c_profile(conditions: list[dict[str, Any]]) -> dict[str, Any]:
     means = [c["mean_c"] for c in ordered]
     if any(m is None for m in means):
         return {}
-    return {"monotone": bool(all(a >= b for a, b in zip(means, means[1:]))),
-            "clean_minus_0db": next((means[0] - c["mean_c"] for c in ordered if c["snr"] == 0), None)}
+    return {
+        "monotone": bool(all(a >= b for a, b in zip(means, means[1:]))),
+        "clean_minus_0db": next((means[0] - c["mean_c"] for c in ordered if c["snr"] == 0), None),
+    }
 
 
 def evaluate_transfer(run: Path, store: ConditionStore, device: str = "cpu") -> dict[str, Any]:
@@ -79,16 +83,28 @@ def evaluate_transfer(run: Path, store: ConditionStore, device: str = "cpu") -> 
             arrays[f"c__{name}"] = p.c
             cs.append(p.c)
             snrs.append(np.full(len(p.c), condition_snr(cond)))
-        conditions.append({"noise": "clean" if cond == "clean" else cond[0],
-                           "snr": None if cond == "clean" else int(cond[1]),
-                           "uar": p.uar(), "war": p.war(),
-                           "mean_c": float(np.mean(p.c)) if p.c is not None else None, "n": int(len(p.y_true))})
+        conditions.append(
+            {
+                "noise": "clean" if cond == "clean" else cond[0],
+                "snr": None if cond == "clean" else int(cond[1]),
+                "uar": p.uar(),
+                "war": p.war(),
+                "mean_c": float(np.mean(p.c)) if p.c is not None else None,
+                "n": int(len(p.y_true)),
+            }
+        )
     rho = c_snr_spearman(np.concatenate(cs), np.concatenate(snrs)) if cs else float("nan")
     with atomic_path(npz_path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-    done = {**ident, "run": str(run), "test_store": str(store.root), "conditions": conditions,
-            "rho": None if np.isnan(rho) else rho, **c_profile(conditions)}
+    done = {
+        **ident,
+        "run": str(run),
+        "test_store": str(store.root),
+        "conditions": conditions,
+        "rho": None if np.isnan(rho) else rho,
+        **c_profile(conditions),
+    }
     write_json_atomic(json_path, done)  # last: its presence marks a complete evaluation
     return {**done, "cached": False}
 

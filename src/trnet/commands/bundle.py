@@ -17,22 +17,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", type=Path, help="bundle recipe TOML (recipes/pretrained.toml)")
     p.add_argument("--work", type=Path, help="work directory (default: the recipe's)")
     p.add_argument("--epochs", type=int, help="maximum epochs (default: the recipe's; fewer for a smoke test)")
-    p.add_argument("--workers", type=int, default=free_cores(),
-                   help="processes building the condition stores (default: the free cores, %(default)s now)")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="train this many groups (the shipped model; each leave-one-corpus-out direction x seed) in "
-                        "parallel processes, one thread each unless --threads")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=free_cores(),
+        help="processes building the condition stores (default: the free cores, %(default)s now)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="train this many groups (the shipped model; each leave-one-corpus-out direction x seed) in "
+        "parallel processes, one thread each unless --threads",
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads per training process (1 on a shared machine)")
     p.add_argument("--device", help="torch device for training and evaluation (default: cuda if available, else cpu)")
     p.add_argument("--no-measure", action="store_true", help="skip the RTF / peak-memory measurement")
-    p.add_argument("--stores-only", action="store_true",
-                   help="stop after the condition stores (they do not depend on the system; the same command "
-                        "without this flag then trains)")
-    p.add_argument("--install", action="store_true",
-                   help="then copy the bundle into the package's data, trnet/pretrained/<name>/ (with an editable "
-                        "install: the checkout's src/trnet/pretrained/, ready to commit)")
-    p.add_argument("--card", type=Path, help="then write the measured sections into this model card (between its "
-                                             "markers), e.g. docs/model-card.md")
+    p.add_argument(
+        "--stores-only",
+        action="store_true",
+        help="stop after the condition stores (they do not depend on the system; the same command "
+        "without this flag then trains)",
+    )
+    p.add_argument(
+        "--install",
+        action="store_true",
+        help="then copy the bundle into the package's data, trnet/pretrained/<name>/ (with an editable "
+        "install: the checkout's src/trnet/pretrained/, ready to commit)",
+    )
+    p.add_argument(
+        "--card",
+        type=Path,
+        help="then write the measured sections into this model card (between its markers), e.g. docs/model-card.md",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,8 +57,15 @@ def run(args: argparse.Namespace) -> int:
     from trnet.bundle.recipe import load_bundle_recipe
 
     recipe = load_bundle_recipe(args.recipe, work=args.work.resolve() if args.work else None, epochs=args.epochs)
-    bundle = pipeline.make(recipe, workers=args.workers, jobs=args.jobs, device=args.device, threads=args.threads,
-                           measure_inputs=not args.no_measure, stores_only=args.stores_only)
+    bundle = pipeline.make(
+        recipe,
+        workers=args.workers,
+        jobs=args.jobs,
+        device=args.device,
+        threads=args.threads,
+        measure_inputs=not args.no_measure,
+        stores_only=args.stores_only,
+    )
     if bundle is None:
         print(f"the stores are built under {recipe.work / 'stores'}; run the command without --stores-only to train")
         return 0

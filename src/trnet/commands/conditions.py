@@ -19,17 +19,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--noise", action="append", default=[], metavar="NAME=MANIFEST", help="noise corpus manifest; repeat"
     )
     p.add_argument("--se", help="speech-enhancement back-end (default: the one `trnet enhance --list` marks)")
-    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="SE back-end option, e.g. checkpoint=PATH for cmgan (repeatable; trnet enhance --list)")
+    p.add_argument(
+        "--opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="SE back-end option, e.g. checkpoint=PATH for cmgan (repeatable; trnet enhance --list)",
+    )
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--snrs", help="comma-separated SNRs in dB, each in -20..60 and once (default: the paper's five, "
-                                  "20 to 0 dB)")
-    p.add_argument("--workers", type=int, default=free_cores(),
-                   help="worker processes (default: the free cores, %(default)s now)")
+    p.add_argument(
+        "--snrs", help="comma-separated SNRs in dB, each in -20..60 and once (default: the paper's five, 20 to 0 dB)"
+    )
+    p.add_argument(
+        "--workers", type=int, default=free_cores(), help="worker processes (default: the free cores, %(default)s now)"
+    )
     p.add_argument("--keep-audio", action="store_true", help="also write the enhanced waveforms (to listen to)")
     p.add_argument("--out", type=Path, required=True, help="store directory")
-    p.add_argument("--rebuild", action="store_true",
-                   help="the store at --out has other settings: remove its files (nothing else) and build anew")
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="the store at --out has other settings: remove its files (nothing else) and build anew",
+    )
 
 
 def parse_noise(items: list[str]) -> dict[str, Path]:
@@ -43,8 +53,9 @@ def parse_noise(items: list[str]) -> dict[str, Path]:
             raise UserError(f"--noise expects NAME=MANIFEST, got {item!r}")
         check_noise_name(name)
         if name in noise:
-            raise UserError(f"--noise {name} is given twice ({noise[name]} and {path}); give each noise corpus "
-                            "a name of its own")
+            raise UserError(
+                f"--noise {name} is given twice ({noise[name]} and {path}); give each noise corpus a name of its own"
+            )
         if not Path(path).is_file():
             raise UserError(f"--noise {name}: no manifest at {path} (run `trnet prepare` first)")
         read_manifest(path, "noise")  # an utterance manifest here is a one-line error, not a KeyError later

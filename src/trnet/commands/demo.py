@@ -15,16 +15,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--emodb", type=Path, help="an EmoDB release (ROOT/wav/*.wav) to use instead of synthetic speech")
     p.add_argument("--quick", action="store_true", help="a much smaller variant (about a minute), for tests")
     p.add_argument("--se", help="SE back-end (default: dfn3 if usable here, else spectral)")
-    p.add_argument("--workers", type=int, default=free_cores(),
-                   help="processes building the condition store (default: the free cores, %(default)s now)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads for training (default 1: robust when other jobs share the cores)")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local processes (default), or Ray tasks (pip install 'trnet[ray]')")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=free_cores(),
+        help="processes building the condition store (default: the free cores, %(default)s now)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads for training (default 1: robust when other jobs share the cores)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local processes (default), or Ray tasks (pip install 'trnet[ray]')",
+    )
     p.add_argument("--address", help="ray: a running cluster to join ('auto'); default: a local Ray of --workers CPUs")
     p.add_argument("--device", default="cpu", help="torch device for training and evaluation: cpu (default), cuda")
-    p.add_argument("--quiet", action="store_true",
-                   help="no line per training epoch (the default prints one, with the validation UAR)")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no line per training epoch (the default prints one, with the validation UAR)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     recipe = with_overrides(recipe, engine=args.engine, address=args.address)
     results = reproduce(recipe, workers=args.workers, device=device, threads=args.threads, verbose=not args.quiet)
     example = next(iter(sorted((recipe.work / "runs").glob("**/trnet/fold*-seed*/done.json"))), None)
-    print(f"\nthe trained models (a run directory per system, fold and seed) are under {recipe.work / 'runs'}"
-          + (f"; e.g. trnet predict FILES --model {example.parent}" if example else ""))
+    print(
+        f"\nthe trained models (a run directory per system, fold and seed) are under {recipe.work / 'runs'}"
+        + (f"; e.g. trnet predict FILES --model {example.parent}" if example else "")
+    )
     print(f"demo finished in {time.time() - started:.0f} s; the report is {results / 'report.md'}")
     return 0

@@ -1,8 +1,8 @@
 """`trnet enhance`: list the SE back-ends and their options, or enhance audio files into a directory.
 
-    trnet enhance --list
-    trnet enhance a.wav b.flac --se dfn3 --out enhanced/
-    trnet enhance noisy/*.wav --se cmgan --opt checkpoint=best_ckpt/ckpt --out enhanced/
+trnet enhance --list
+trnet enhance a.wav b.flac --se dfn3 --out enhanced/
+trnet enhance noisy/*.wav --se cmgan --opt checkpoint=best_ckpt/ckpt --out enhanced/
 """
 
 from __future__ import annotations
@@ -23,8 +23,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list", action="store_true", help="list the back-ends, whether they can run here, their options")
     p.add_argument("--se", help="back-end (default: the one --list marks as default)")
     p.add_argument("--out", type=Path, help="output directory: one 16 kHz 16-bit wav per input, same stem")
-    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="back-end option, e.g. checkpoint=PATH (repeatable; --list shows each back-end's)")
+    p.add_argument(
+        "--opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="back-end option, e.g. checkpoint=PATH (repeatable; --list shows each back-end's)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,8 +83,10 @@ def check_targets(inputs: list[Path], out: Path) -> None:
         for other in inputs:
             dest = target(other, out)
             if _same_file(path, dest):
-                raise UserError(f"--out {printable(out)}: the output {printable(dest)} would overwrite the input "
-                                f"{printable(path)}; write to another folder")
+                raise UserError(
+                    f"--out {printable(out)}: the output {printable(dest)} would overwrite the input "
+                    f"{printable(path)}; write to another folder"
+                )
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -10,13 +10,17 @@ from pathlib import Path
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--model", help="run directory (best.safetensors + config.json), a .safetensors file, or a bundled model's "
-                        "name (default: the model bundled with trnet, see `trnet models`)"
+        "--model",
+        help="run directory (best.safetensors + config.json), a .safetensors file, or a bundled model's "
+        "name (default: the model bundled with trnet, see `trnet models`)",
     )
     p.add_argument("--format", required=True, help="onnx or torchscript")
     p.add_argument("--out", required=True, type=Path, help="output file (written atomically)")
-    p.add_argument("--allow-unfinished", action="store_true",
-                   help="export a run that has not finished training (no done.json): its last checkpoint")
+    p.add_argument(
+        "--allow-unfinished",
+        action="store_true",
+        help="export a run that has not finished training (no done.json): its last checkpoint",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,8 +33,11 @@ def run(args: argparse.Namespace) -> int:
     check_out(args.out, path)
     model, config = load_run(path, allow_unfinished=args.allow_unfinished)
     if "unfinished" in config:
-        print(f"trnet export: warning: {path} is not a finished run: exporting its last checkpoint "
-              f"({config['unfinished']['checkpoint']}, epoch {config['unfinished']['epoch']})", file=sys.stderr)
+        print(
+            f"trnet export: warning: {path} is not a finished run: exporting its last checkpoint "
+            f"({config['unfinished']['checkpoint']}, epoch {config['unfinished']['epoch']})",
+            file=sys.stderr,
+        )
     delta = export(model, args.format, args.out, run_metadata(config))
     print(f"wrote {args.out} ({args.format}, {model.cfg.name}); check vs PyTorch: max |delta logits| = {delta:.1e}")
     return 0

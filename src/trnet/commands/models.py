@@ -17,8 +17,11 @@ from typing import Any
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the manifests as one JSON document")
-    p.add_argument("--dir", type=Path, help="list the bundles in this folder instead (default: $TRNET_MODELS, else the "
-                                            "package's own)")
+    p.add_argument(
+        "--dir",
+        type=Path,
+        help="list the bundles in this folder instead (default: $TRNET_MODELS, else the package's own)",
+    )
 
 
 def _status(bundle: Any) -> str:
@@ -52,20 +55,27 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"folder": str(folder), "models": doc}, indent=2))
         return 0
     if not found:
-        print(f"no bundled model in {folder}: this install ships none (train one with trnet train or trnet "
-              "reproduce, or build one with trnet bundle)", file=sys.stderr)
+        print(
+            f"no bundled model in {folder}: this install ships none (train one with trnet train or trnet "
+            "reproduce, or build one with trnet bundle)",
+            file=sys.stderr,
+        )
         return 0
     for k, b in enumerate(found):
         m = b.manifest
         lines = [
             ("name", b.name + ("  (the default: trnet predict without --model)" if k == 0 else "")),
-            ("system", f"{m.get('system', '?')} ({m.get('encoder', '?')} width {m.get('width', '?')}), "
-                       f"SE {m.get('se', '?')}"),
+            (
+                "system",
+                f"{m.get('system', '?')} ({m.get('encoder', '?')} width {m.get('width', '?')}), SE {m.get('se', '?')}",
+            ),
             ("classes", ", ".join(b.labels)),
             ("trained on", _sources(m.get("training_data", []), ("language", "licence"))),
             ("noise", _sources(m.get("noise", []), ("licence",))),
-            ("licence", f"weights: {m.get('licence', {}).get('weights', '?')}; code: "
-                        f"{m.get('licence', {}).get('code', '?')}"),
+            (
+                "licence",
+                f"weights: {m.get('licence', {}).get('weights', '?')}; code: {m.get('licence', {}).get('code', '?')}",
+            ),
             ("files", f"{b.path} ({_status(b)})"),
         ]
         if m.get("placeholder"):

@@ -1,6 +1,6 @@
 """`trnet predict`: emotions of your own audio files, as a table, CSV or JSON.
 
-    trnet predict talk.wav clips/ "more/*.flac" --model runs/trnet/fold0-seed1 [--json|--csv]
+trnet predict talk.wav clips/ "more/*.flac" --model runs/trnet/fold0-seed1 [--json|--csv]
 """
 
 from __future__ import annotations
@@ -30,12 +30,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "inputs", nargs="+", metavar="AUDIO", help="audio files, directories (searched recursively) or glob patterns"
     )
     p.add_argument(
-        "--model", help="run directory (best.safetensors + config.json), a .safetensors file, or a bundled model's "
-                        "name (default: the model bundled with trnet, see `trnet models`)"
+        "--model",
+        help="run directory (best.safetensors + config.json), a .safetensors file, or a bundled model's "
+        "name (default: the model bundled with trnet, see `trnet models`)",
     )
     p.add_argument("--se", help="SE back-end (default: the one the model was trained with)")
-    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="SE back-end option (repeatable; trnet enhance --list)")
+    p.add_argument(
+        "--opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="SE back-end option (repeatable; trnet enhance --list)",
+    )
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="write one JSON document")
     fmt.add_argument("--csv", action="store_true", help="write CSV: one row per window and per file")
@@ -44,8 +50,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", default="cpu", help="torch device for features and model (SE runs where its back-end runs)"
     )
-    p.add_argument("--allow-unfinished", action="store_true",
-                   help="use a run that has not finished training (no done.json): its last checkpoint")
+    p.add_argument(
+        "--allow-unfinished",
+        action="store_true",
+        help="use a run that has not finished training (no done.json): its last checkpoint",
+    )
 
 
 def expand_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
@@ -92,8 +101,15 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # no --model: the bundled model, checked against its SHA-256
-        predictor = load(args.model, se=args.se, device=device, se_options=options, window=window, hop=hop,
-                         allow_unfinished=args.allow_unfinished)
+        predictor = load(
+            args.model,
+            se=args.se,
+            device=device,
+            se_options=options,
+            window=window,
+            hop=hop,
+            allow_unfinished=args.allow_unfinished,
+        )
     for w in caught:
         err(f"warning: {w.message}")
     se = predictor.se_name or "none (reads the noisy input only)"
@@ -155,8 +171,10 @@ class _Writer:
         if self.fmt == "json":
             self.doc["results"].append({"file": name, **asdict(p)})
             return
-        rows = [(str(k), w.start, w.end, w.label, w.probabilities, w.c, SILENT if w.silent else "")
-                for k, w in enumerate(p.windows)]
+        rows = [
+            (str(k), w.start, w.end, w.label, w.probabilities, w.c, SILENT if w.silent else "")
+            for k, w in enumerate(p.windows)
+        ]
         notes = "unreliable" if not p.reliable else ""
         rows.append(("all", 0.0, p.duration, p.label, p.probabilities, p.c, notes))
         for window, start, end, label, probs, c, note in rows:

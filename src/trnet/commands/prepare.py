@@ -18,13 +18,19 @@ CORPORA = tuple(LOADERS)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("corpus", choices=CORPORA, help="which loader to run")
-    parser.add_argument("--root", type=Path, required=True,
-                        help="corpus root (for synthetic: the folder to generate the corpus in)")
+    parser.add_argument(
+        "--root", type=Path, required=True, help="corpus root (for synthetic: the folder to generate the corpus in)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for the manifest OUT/<name>.csv")
     parser.add_argument("--name", help="manifest name (default: the corpus name)")
-    parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
-                        help="loader option (repeatable): folder csv=PATH labels=a,b,...; musan subsets=a,b; "
-                             "synthetic seed=N n_speakers=N utts_per_class=N duration=MIN,MAX")
+    parser.add_argument(
+        "--opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="loader option (repeatable): folder csv=PATH labels=a,b,...; musan subsets=a,b; "
+        "synthetic seed=N n_speakers=N utts_per_class=N duration=MIN,MAX",
+    )
 
 
 def load_corpus(args: argparse.Namespace) -> dict[str, LoadResult]:

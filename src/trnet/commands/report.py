@@ -12,8 +12,13 @@ from trnet.utils import UserError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("results", type=Path, help="results directory (WORK/results of `trnet reproduce`)")
     p.add_argument("--out", type=Path, help="where to write report.md and the figures (default: RESULTS)")
-    p.add_argument("--also", action="append", default=[], metavar="TAG=RESULTS",
-                   help="add another results directory's runs as systems <system>@TAG (repeatable)")
+    p.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="TAG=RESULTS",
+        help="add another results directory's runs as systems <system>@TAG (repeatable)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,14 +13,21 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("sources", nargs="+", metavar="[TAG=]SOURCE",
-                   help="a results directory, its selection.json (written by trnet report) or its runs.csv; "
-                        "TAG=SOURCE: a study at another SE setting, its systems named <system>@TAG")
+    p.add_argument(
+        "sources",
+        nargs="+",
+        metavar="[TAG=]SOURCE",
+        help="a results directory, its selection.json (written by trnet report) or its runs.csv; "
+        "TAG=SOURCE: a study at another SE setting, its systems named <system>@TAG",
+    )
     p.add_argument("--alias", required=True, help="the name to give the chosen system, e.g. trnet-robust")
-    p.add_argument("--out", type=Path,
-                   help="selection file to write the alias into (other aliases kept); default: print it. The "
-                        "package's file, which `trnet train --config ALIAS` and recipes read, is "
-                        "src/trnet/configs/selection.json")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="selection file to write the alias into (other aliases kept); default: print it. The "
+        "package's file, which `trnet train --config ALIAS` and recipes read, is "
+        "src/trnet/configs/selection.json",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

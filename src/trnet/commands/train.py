@@ -10,8 +10,12 @@ from trnet.utils import check_folder_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, metavar="SYSTEM",
-                   help=f"a system ({configs.known()}) or a system config's .toml path")
+    p.add_argument(
+        "--config",
+        required=True,
+        metavar="SYSTEM",
+        help=f"a system ({configs.known()}) or a system config's .toml path",
+    )
     p.add_argument("--fold", type=int, required=True, help="LOSO fold index (0 .. 2 x sessions - 1)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--store", type=Path, required=True, help="condition store (trnet conditions)")

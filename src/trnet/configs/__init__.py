@@ -105,8 +105,12 @@ def info(path: Path) -> SystemInfo:
 
 def systems() -> dict[str, SystemInfo]:
     """Every system on the search path, in table order (`order`, then name)."""
-    files = tuple((path, path.stat().st_mtime_ns) for folder in search_path() if folder.is_dir()
-                  for path in sorted(folder.glob("*.toml")))
+    files = tuple(
+        (path, path.stat().st_mtime_ns)
+        for folder in search_path()
+        if folder.is_dir()
+        for path in sorted(folder.glob("*.toml"))
+    )
     return dict(_systems(files))
 
 

@@ -26,7 +26,22 @@ from trnet.corpora.manifest import (
 from trnet.corpora.registry import LOADERS, Loader, check_options, describe_options, kinds, load
 
 __all__ = [
-    "COLUMNS", "LABELS", "LOADERS", "NOISE_COLUMNS", "UTTERANCE_COLUMNS", "CorpusError", "LoadResult", "Loader",
-    "ManifestKind", "audio_frames", "check_options", "describe_options", "kinds", "load", "natural_key",
-    "read_manifest", "require_dir", "write_manifest",
+    "COLUMNS",
+    "LABELS",
+    "LOADERS",
+    "NOISE_COLUMNS",
+    "UTTERANCE_COLUMNS",
+    "CorpusError",
+    "LoadResult",
+    "Loader",
+    "ManifestKind",
+    "audio_frames",
+    "check_options",
+    "describe_options",
+    "kinds",
+    "load",
+    "natural_key",
+    "read_manifest",
+    "require_dir",
+    "write_manifest",
 ]

@@ -26,8 +26,10 @@ NAME = re.compile(r"^[a-z][a-z0-9]*$")
 def check_name(name: str) -> str:
     """A part name usable as a prefix (CorpusError otherwise)."""
     if not isinstance(name, str) or not NAME.match(name):
-        raise CorpusError(f"corpus name {name!r}: expected lower-case letters and digits, starting with a letter "
-                          "(it prefixes speaker and utterance ids)")
+        raise CorpusError(
+            f"corpus name {name!r}: expected lower-case letters and digits, starting with a letter "
+            "(it prefixes speaker and utterance ids)"
+        )
     return name
 
 

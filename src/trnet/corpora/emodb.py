@@ -43,7 +43,15 @@ def load(root: Path) -> LoadResult:
             set_aside[SET_ASIDE.get(emotion, f"unknown emotion ({emotion})")] += 1
             continue
         frames, sr = audio_frames(wav)
-        rows.append(dict(id=wav.stem, path=str(wav), label=EMOTIONS[emotion], speaker=speaker,
-                         session=SESSION_OF[speaker], gender="M" if speaker in MEN else "F",
-                         duration=frames / sr))
+        rows.append(
+            dict(
+                id=wav.stem,
+                path=str(wav),
+                label=EMOTIONS[emotion],
+                speaker=speaker,
+                session=SESSION_OF[speaker],
+                gender="M" if speaker in MEN else "F",
+                duration=frames / sr,
+            )
+        )
     return LoadResult("utterances", rows, dict(sorted(set_aside.items())))

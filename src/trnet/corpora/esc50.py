@@ -45,8 +45,16 @@ def load(root: Path) -> LoadResult:
             if not notes:
                 notes.append(f"clips listed in {meta} but absent, e.g. {clip}")
             continue
-        rows.append(dict(id=clip.stem, path=str(clip), source=entry["src_file"], category=entry["category"],
-                         offset=0.0, duration=CLIP_SECONDS))
+        rows.append(
+            dict(
+                id=clip.stem,
+                path=str(clip),
+                source=entry["src_file"],
+                category=entry["category"],
+                offset=0.0,
+                duration=CLIP_SECONDS,
+            )
+        )
     if not rows:
         raise CorpusError(f"{audio}: none of the {len(entries)} clips listed in {meta} is there")
     return LoadResult("noise", rows, dict(set_aside), notes)

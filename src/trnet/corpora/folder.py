@@ -38,8 +38,9 @@ GENDERS = {"f": "F", "female": "F", "w": "F", "woman": "F", "m": "M", "male": "M
 def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """(columns, [(CSV line of the row, row)])."""
     if not path.is_file():
-        raise CorpusError(f"{path}: {_missing(path)} (expected a CSV with columns {','.join(REQUIRED)}"
-                          "[,session,gender])")
+        raise CorpusError(
+            f"{path}: {_missing(path)} (expected a CSV with columns {','.join(REQUIRED)}[,session,gender])"
+        )
     try:
         with open_csv(path) as f:
             reader = csv.DictReader(f)
@@ -73,8 +74,10 @@ def check_labels(labels: Sequence[str] | None) -> tuple[str, ...]:
     classes = tuple(label.strip().lower() for label in labels)
     other = [c for c in classes if c not in LABELS]
     if other:
-        raise CorpusError(f"labels {','.join(classes)}: {', '.join(other)} is not one of the classes trnet models "
-                          f"({', '.join(LABELS)}); the class set may be a subset of them")
+        raise CorpusError(
+            f"labels {','.join(classes)}: {', '.join(other)} is not one of the classes trnet models "
+            f"({', '.join(LABELS)}); the class set may be a subset of them"
+        )
     return classes
 
 
@@ -123,11 +126,22 @@ def load(root: Path, csv_path: Path | None = None, labels: Sequence[str] | None 
         rel = audio.relative_to(root) if audio.is_relative_to(root) else Path(audio.name)
         utt_id = rel.with_suffix("").as_posix().replace("/", "__")
         if utt_id in first_line:
-            raise CorpusError(f"{csv_path}:{line}: {entry['file']} is listed again (first at line "
-                              f"{first_line[utt_id]}); list each file once")
+            raise CorpusError(
+                f"{csv_path}:{line}: {entry['file']} is listed again (first at line "
+                f"{first_line[utt_id]}); list each file once"
+            )
         first_line[utt_id] = line
-        rows.append(dict(id=utt_id, path=str(audio), label=label,
-                         speaker=speaker, session="", gender=gender, duration=frames / sr))
+        rows.append(
+            dict(
+                id=utt_id,
+                path=str(audio),
+                label=label,
+                speaker=speaker,
+                session="",
+                gender=gender,
+                duration=frames / sr,
+            )
+        )
     if not rows:
         raise CorpusError(
             f"{csv_path}: no row with a label in {', '.join(classes)} (the labels option sets the class set: "

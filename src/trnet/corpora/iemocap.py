@@ -70,8 +70,17 @@ def load(root: Path) -> LoadResult:
                 missing = missing or wav
                 continue
             frames, sr = audio_frames(wav)
-            rows.append(dict(id=utt_id, path=str(wav), label=label, speaker=speaker, session=session,
-                             gender=gender, duration=frames / sr))
+            rows.append(
+                dict(
+                    id=utt_id,
+                    path=str(wav),
+                    label=label,
+                    speaker=speaker,
+                    session=session,
+                    gender=gender,
+                    duration=frames / sr,
+                )
+            )
     if not rows:
         raise CorpusError(
             f"{root}: no usable utterance (no 4-class label with a wav at "

@@ -66,8 +66,10 @@ def open_csv(path: Path) -> TextIO:
 
 
 def not_utf8(path: Path, err: UnicodeDecodeError) -> CorpusError:
-    return CorpusError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
-                       "save it as UTF-8 (\"CSV UTF-8\" in spreadsheet programs)")
+    return CorpusError(
+        f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
+        'save it as UTF-8 ("CSV UTF-8" in spreadsheet programs)'
+    )
 
 
 def audio_frames(path: Path) -> tuple[int, int]:
@@ -101,8 +103,10 @@ def write_manifest(path: str | Path, rows: Iterable[dict[str, Any]], kind: Manif
         try:
             "".join(map(str, (row[c] for c in columns))).encode("utf-8")
         except UnicodeEncodeError:
-            raise CorpusError(f"{printable(row['path'])}: the file name is not valid UTF-8; rename the file "
-                              f"(e.g. convmv -f latin1 -t utf-8) and run again") from None
+            raise CorpusError(
+                f"{printable(row['path'])}: the file name is not valid UTF-8; rename the file "
+                f"(e.g. convmv -f latin1 -t utf-8) and run again"
+            ) from None
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(columns)
@@ -138,8 +142,9 @@ def _read_manifest(path: Path, want: ManifestKind | None = None) -> list[dict[st
             )
         if want is not None and kind != want:
             made_by = "iemocap|emodb|nemo|folder" if want == "utterances" else "esc50|musan|noise"
-            raise CorpusError(f"{path} is a manifest of {kind}, not of {want} (write one with "
-                              f"`trnet prepare {made_by}`)")
+            raise CorpusError(
+                f"{path} is a manifest of {kind}, not of {want} (write one with `trnet prepare {made_by}`)"
+            )
         rows: list[dict[str, Any]] = []
         seen: set[str] = set()
         for values in reader:

@@ -32,9 +32,17 @@ SEGMENT_SECONDS = 5
 
 def segment_rows(recording: Path, rec_id: str, category: str, frames: int, sr: int) -> list[dict[str, Any]]:
     """The floor(d/5) full 5 s segments of one recording as noise rows."""
-    return [dict(id=f"{rec_id}_{k}", path=str(recording), source=rec_id, category=category,
-                 offset=float(SEGMENT_SECONDS * k), duration=float(SEGMENT_SECONDS))
-            for k in range(frames // (SEGMENT_SECONDS * sr))]
+    return [
+        dict(
+            id=f"{rec_id}_{k}",
+            path=str(recording),
+            source=rec_id,
+            category=category,
+            offset=float(SEGMENT_SECONDS * k),
+            duration=float(SEGMENT_SECONDS),
+        )
+        for k in range(frames // (SEGMENT_SECONDS * sr))
+    ]
 
 
 def load(root: Path, subsets: Sequence[str] = ("free-sound",)) -> LoadResult:

@@ -73,11 +73,26 @@ def load(root: Path) -> LoadResult:
         if not path.is_file():
             raise CorpusError(f"{tsv}:{line}: {path} not found")
         frames, sr = audio_frames(path)
-        rows.append(dict(id=Path(file_id).stem, path=str(path), label=EMOTIONS[emotion], speaker=speaker,
-                         session=speaker, gender=GENDERS[gender], duration=frames / sr))
+        rows.append(
+            dict(
+                id=Path(file_id).stem,
+                path=str(path),
+                label=EMOTIONS[emotion],
+                speaker=speaker,
+                session=speaker,
+                gender=GENDERS[gender],
+                duration=frames / sr,
+            )
+        )
     if not rows:
         raise CorpusError(f"{tsv}: no utterance of the four classes ({', '.join(EMOTIONS)})")
     rows.sort(key=lambda r: natural_key(r["id"]))  # the release lists files in no particular order
-    return LoadResult("utterances", rows, dict(sorted(set_aside.items())),
-                      ["no sessions in nEMO: each speaker is its own session (own noise pool; "
-                       "the next speaker of the same gender validates)"])
+    return LoadResult(
+        "utterances",
+        rows,
+        dict(sorted(set_aside.items())),
+        [
+            "no sessions in nEMO: each speaker is its own session (own noise pool; "
+            "the next speaker of the same gender validates)"
+        ],
+    )

@@ -20,8 +20,9 @@ EXTENSIONS = (".wav", ".flac", ".ogg")
 def load(root: Path) -> LoadResult:
     """Scan ROOT recursively for noise files and turn them into 5 s noise rows."""
     root = require_dir(Path(root), "a folder of noise audio (wav/flac/ogg, searched recursively)")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file()
-                   and not p.name.startswith("."))
+    files = sorted(
+        p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file() and not p.name.startswith(".")
+    )
     if not files:
         raise CorpusError(f"{root}: no {'/'.join(e[1:] for e in EXTENSIONS)} files found (searched recursively)")
     rows: list[dict[str, Any]] = []
@@ -38,8 +39,16 @@ def load(root: Path) -> LoadResult:
         if frames > SEGMENT_SECONDS * sr:
             rows.extend(segment_rows(path, rec_id, path.parent.name, frames, sr))
         else:
-            rows.append(dict(id=f"{rec_id}_0", path=str(path), source=rec_id, category=path.parent.name,
-                             offset=0.0, duration=frames / sr))
+            rows.append(
+                dict(
+                    id=f"{rec_id}_0",
+                    path=str(path),
+                    source=rec_id,
+                    category=path.parent.name,
+                    offset=0.0,
+                    duration=frames / sr,
+                )
+            )
             whole += 1
     notes = [
         f"{len(files)} files, each its own source recording; {whole} of 5 s or less kept whole (looped when mixed)"

@@ -107,6 +107,14 @@ def _siren(rng: np.random.Generator, n: int) -> np.ndarray:
     return fade * tone / np.std(tone) + 0.1 * bed / np.std(bed)
 
 
-NOISE_MAKERS = {"white": _white, "pink": _pink, "brown": _brown, "babble": _babble,
-                "hum": _hum, "engine": _engine, "rain": _rain, "siren": _siren}
+NOISE_MAKERS = {
+    "white": _white,
+    "pink": _pink,
+    "brown": _brown,
+    "babble": _babble,
+    "hum": _hum,
+    "engine": _engine,
+    "rain": _rain,
+    "siren": _siren,
+}
 NOISE_CATEGORIES = tuple(NOISE_MAKERS)

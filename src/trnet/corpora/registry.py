@@ -112,8 +112,7 @@ def _synthetic(module: Any, root: Path, role: ManifestKind, opts: SyntheticOptio
     noise folder."""
     folder, noisefolder = (importlib.import_module(f"trnet.corpora.{m}") for m in ("folder", "noisefolder"))
     try:
-        labels_csv = Path(module.generate(root, opts.seed, opts.n_speakers, opts.utts_per_class,
-                                          tuple(opts.duration)))
+        labels_csv = Path(module.generate(root, opts.seed, opts.n_speakers, opts.utts_per_class, tuple(opts.duration)))
     except ValueError as err:  # the generator's argument checks name the option
         raise CorpusError(f"synthetic corpus at {root}: {err}") from None
     return folder.load(labels_csv) if role == "utterances" else noisefolder.load(labels_csv.parent / "noise")

@@ -8,23 +8,34 @@ Emotions are prosody and voice-quality styles (`STYLES`); `make_voice` draws a s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import fft, signal
 
 from trnet.audio import SAMPLE_RATE as SR
+from trnet.corpora.speechstyles import STYLES, Style
 
 NPERSEG, HOP = 512, 128  # STFT used to apply the time-varying filters (8 ms control rate)
 FREQS = np.fft.rfftfreq(NPERSEG, 1 / SR)
 WINDOW = np.hanning(NPERSEG + 1)[:-1]  # periodic Hann, as scipy's stft
 
 # Male vowel formants F1-F3 in Hz (Hillenbrand et al. 1995): iy ih eh ae aa ao uh uw ah er.
-VOWELS = np.array([
-    [270, 2290, 3010], [390, 1990, 2550], [530, 1840, 2480], [660, 1720, 2410],
-    [730, 1090, 2440], [570, 840, 2410], [440, 1020, 2240], [300, 870, 2240],
-    [640, 1190, 2390], [490, 1350, 1690],
-], dtype=float)
+VOWELS = np.array(
+    [
+        [270, 2290, 3010],
+        [390, 1990, 2550],
+        [530, 1840, 2480],
+        [660, 1720, 2410],
+        [730, 1090, 2440],
+        [570, 840, 2410],
+        [440, 1020, 2240],
+        [300, 870, 2240],
+        [640, 1190, 2390],
+        [490, 1350, 1690],
+    ],
+    dtype=float,
+)
 HIGH_FORMANTS = np.array([3500.0, 4500.0])  # F4, F5 of a male vocal tract
 BANDWIDTHS = np.array([70.0, 100.0, 140.0, 220.0, 300.0])
 
@@ -42,19 +53,19 @@ class Consonant:
 
 
 CONSONANTS = (
-    Consonant("stop", (300, 900, 2200), 900, 1500, -6),    # p
+    Consonant("stop", (300, 900, 2200), 900, 1500, -6),  # p
     Consonant("stop", (300, 1700, 2700), 4200, 2000, -4),  # t
-    Consonant("stop", (300, 2000, 2500), 2300, 800, -4),   # k
+    Consonant("stop", (300, 2000, 2500), 2300, 800, -4),  # k
     Consonant("fric", (300, 1700, 2700), 6200, 1200, -8),  # s
-    Consonant("fric", (300, 1900, 2500), 3300, 900, -8),   # sh
+    Consonant("fric", (300, 1900, 2500), 3300, 900, -8),  # sh
     Consonant("fric", (300, 1000, 2300), 5000, 3500, -18),  # f
-    Consonant("asp", None, noise_db=-5),                  # h
-    Consonant("nasal", (250, 1100, 2300)),                 # m
-    Consonant("nasal", (250, 1600, 2600)),                 # n
-    Consonant("approx", (360, 1100, 2700)),                # l
-    Consonant("approx", (350, 1200, 1600)),                # r
-    Consonant("approx", (300, 700, 2200)),                 # w
-    Consonant("approx", (280, 2200, 3000)),                # y
+    Consonant("asp", None, noise_db=-5),  # h
+    Consonant("nasal", (250, 1100, 2300)),  # m
+    Consonant("nasal", (250, 1600, 2600)),  # n
+    Consonant("approx", (360, 1100, 2700)),  # l
+    Consonant("approx", (350, 1200, 1600)),  # r
+    Consonant("approx", (300, 700, 2200)),  # w
+    Consonant("approx", (280, 2200, 3000)),  # y
 )
 
 
@@ -71,50 +82,6 @@ class Voice:
     range: float  # pitch-range factor
     expressivity: float  # how far this speaker's emotions depart from neutral
     level_db: float
-
-
-@dataclass(frozen=True)
-class Style:
-    """Prosody and voice quality of one emotion."""
-
-    f0_scale: float  # mean F0 re the speaker's habitual F0
-    range_st: float  # height of pitch accents, semitones
-    slope_st: float  # declination (<0) or rise (>0) over the utterance, semitones
-    terminal_st: float  # final rise/fall on the last syllable, semitones
-    rate: float  # syllables per second
-    level_db: float  # loudness re neutral
-    tilt: float  # one-pole low-pass coefficient on the source: higher = steeper tilt
-    open_quotient: float  # low = pressed voice, high = breathy voice
-    closing: float  # closing phase as a fraction of the open phase: low = abrupt closure
-    breath: float
-    jitter: float
-    shimmer: float
-    pause_prob: float
-    accent_prob: float
-    f1_scale: float  # jaw opening in loud speech raises F1
-    formant_scale: float  # smiling shortens the vocal tract
-    b1_scale: float  # breathy voice damps F1
-
-    def towards(self, other: Style, t: float) -> Style:
-        """The style a fraction `t` of the way from self to `other` (t may exceed 1)."""
-        return Style(*(getattr(self, f.name) + t * (getattr(other, f.name) - getattr(self, f.name))
-                       for f in fields(Style)))
-
-
-STYLES = {
-    "angry": Style(f0_scale=1.40, range_st=7.0, slope_st=-3.0, terminal_st=-3.0, rate=5.6, level_db=6.0,
-                   tilt=0.15, open_quotient=0.40, closing=0.22, breath=0.04, jitter=0.015, shimmer=0.08,
-                   pause_prob=0.08, accent_prob=0.60, f1_scale=1.08, formant_scale=1.00, b1_scale=1.0),
-    "happy": Style(f0_scale=1.30, range_st=8.0, slope_st=2.0, terminal_st=3.0, rate=5.0, level_db=2.0,
-                   tilt=0.35, open_quotient=0.55, closing=0.33, breath=0.07, jitter=0.010, shimmer=0.05,
-                   pause_prob=0.10, accent_prob=0.50, f1_scale=1.04, formant_scale=1.03, b1_scale=1.0),
-    "neutral": Style(f0_scale=1.00, range_st=3.0, slope_st=-2.0, terminal_st=-2.0, rate=4.4, level_db=0.0,
-                     tilt=0.45, open_quotient=0.60, closing=0.40, breath=0.08, jitter=0.008, shimmer=0.05,
-                     pause_prob=0.15, accent_prob=0.30, f1_scale=1.00, formant_scale=1.00, b1_scale=1.0),
-    "sad": Style(f0_scale=0.90, range_st=1.5, slope_st=-3.0, terminal_st=-2.0, rate=3.2, level_db=-5.0,
-                 tilt=0.70, open_quotient=0.75, closing=0.50, breath=0.30, jitter=0.012, shimmer=0.07,
-                 pause_prob=0.30, accent_prob=0.15, f1_scale=0.97, formant_scale=0.98, b1_scale=1.4),
-}
 
 
 def make_voice(rng: np.random.Generator, gender: str) -> Voice:
@@ -187,17 +154,27 @@ def _plan(rng: np.random.Generator, voice: Voice, style: Style, n: int) -> tuple
             if cons.manner == "stop":  # closure, burst, aspirated release
                 closure = s + int(0.15 * d)
                 burst = closure + min(int(0.015 * SR), int(0.1 * d))  # short syllables: shorter burst
-                segs += [_Segment(s, closure, i, formants=(locus,)),
-                         _Segment(closure, burst, i, formants=(locus,), **noise),
-                         _Segment(burst, burst + int(0.13 * d), i, aspiration=0.3, formants=(locus,))]
+                segs += [
+                    _Segment(s, closure, i, formants=(locus,)),
+                    _Segment(closure, burst, i, formants=(locus,), **noise),
+                    _Segment(burst, burst + int(0.13 * d), i, aspiration=0.3, formants=(locus,)),
+                ]
             elif cons.manner == "fric":
                 segs.append(_Segment(s, s + int(0.3 * d), i, formants=(locus,), **noise))
             elif cons.manner == "asp":
                 segs.append(_Segment(s, s + int(0.2 * d), i, aspiration=noise["noise"], formants=(locus,)))
             else:
                 nasal = cons.manner == "nasal"
-                segs.append(_Segment(s, s + int(0.22 * d), i, voice=0.3 if nasal else 0.7,
-                                     formants=(np.array(cons.formants),), bandwidth=2.0 if nasal else 1.0))
+                segs.append(
+                    _Segment(
+                        s,
+                        s + int(0.22 * d),
+                        i,
+                        voice=0.3 if nasal else 0.7,
+                        formants=(np.array(cons.formants),),
+                        bandwidth=2.0 if nasal else 1.0,
+                    )
+                )
         segs.append(_Segment(segs[-1].end, int(end), i, voice=1.0, formants=vowel))
     segs.append(_Segment(segs[-1].end, n, -1))
     return segs, bounds
@@ -246,7 +223,7 @@ def _overlap_add(frames: np.ndarray) -> np.ndarray:
     quarters = frames.reshape(len(frames), -1, HOP)
     out = np.zeros((len(frames) + quarters.shape[1] - 1, HOP))
     for i in range(quarters.shape[1]):  # frame j's i-th quarter lands in block j + i
-        out[i:i + len(frames)] += quarters[:, i]
+        out[i : i + len(frames)] += quarters[:, i]
     return out.ravel()
 
 

@@ -24,8 +24,11 @@ def summary(name: str, result: LoadResult) -> str:
         lines.append(f"{name}: {len(rows)} utterances, {n_spk} speakers, {len(counts)} sessions")
         lines.append(f"{'session':<10}{'speakers':<14}" + "".join(f"{c:>9}" for c in classes) + f"{'total':>9}")
         for s in sorted(counts, key=natural_key):
-            lines.append(f"{s:<10}{','.join(sorted(speakers[s])):<14}"
-                         + "".join(f"{counts[s][c]:>9}" for c in classes) + f"{sum(counts[s].values()):>9}")
+            lines.append(
+                f"{s:<10}{','.join(sorted(speakers[s])):<14}"
+                + "".join(f"{counts[s][c]:>9}" for c in classes)
+                + f"{sum(counts[s].values()):>9}"
+            )
         totals = Counter(r["label"] for r in rows)
         lines.append(f"{'total':<24}" + "".join(f"{totals[c]:>9}" for c in classes) + f"{len(rows):>9}")
     else:
@@ -34,15 +37,20 @@ def summary(name: str, result: LoadResult) -> str:
         for r in rows:
             sources[r["category"]].add(r["source"])
         n_src = len({r["source"] for r in rows})
-        lines.append(f"{name}: {len(rows)} clips from {n_src} source recordings, {len(clips)} "
-                     + ("category" if len(clips) == 1 else "categories"))
+        lines.append(
+            f"{name}: {len(rows)} clips from {n_src} source recordings, {len(clips)} "
+            + ("category" if len(clips) == 1 else "categories")
+        )
         width = max(12, *(len(c) + 2 for c in clips))
         lines.append(f"{'category':<{width}}{'clips':>7}{'sources':>9}")
         for c in sorted(clips):
             lines.append(f"{c:<{width}}{clips[c]:>7}{len(sources[c]):>9}")
         lines.append(f"{'total':<{width}}{len(rows):>7}{n_src:>9}")
     if result.set_aside:
-        lines.append("set aside: " + ", ".join(f"{k} {v}" for k, v in result.set_aside.items())
-                     + f" ({sum(result.set_aside.values())} in all)")
+        lines.append(
+            "set aside: "
+            + ", ".join(f"{k} {v}" for k, v in result.set_aside.items())
+            + f" ({sum(result.set_aside.values())} in all)"
+        )
     lines.extend(f"note: {n}" for n in result.notes)
     return "\n".join(lines)

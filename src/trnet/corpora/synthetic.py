@@ -49,6 +49,7 @@ GENERATOR_VERSION = 1
 NOISE_SOURCES = 5
 NOISE_SECONDS = (5.0, 10.0)
 
+
 def generate(
     root: Path,
     seed: int = 0,
@@ -75,8 +76,9 @@ def generate(
         raise ValueError(f"duration must satisfy 0.5 <= min <= max <= 5 s, got {duration}")
     root = Path(root)
     csv_path, marker = root / "labels.csv", root / "synthetic.json"
-    params = dict(generator=GENERATOR_VERSION, seed=seed, n_speakers=n_speakers,
-                  utts_per_class=utts_per_class, duration=[lo, hi])
+    params = dict(
+        generator=GENERATOR_VERSION, seed=seed, n_speakers=n_speakers, utts_per_class=utts_per_class, duration=[lo, hi]
+    )
     if marker.is_file() and csv_path.is_file() and json.loads(marker.read_text()) == params:
         return csv_path
     marker.unlink(missing_ok=True)
@@ -97,8 +99,15 @@ def generate(
                 path = root / "speech" / f"{speaker}_{label}_{k:02d}.wav"
                 save_audio(path, _finish(rng, wave, target_db))
                 written.add(path)
-                rows.append(dict(file=path.relative_to(root).as_posix(), label=label, speaker=speaker,
-                                 session=str(session), gender=gender))
+                rows.append(
+                    dict(
+                        file=path.relative_to(root).as_posix(),
+                        label=label,
+                        speaker=speaker,
+                        session=str(session),
+                        gender=gender,
+                    )
+                )
     for c, category in enumerate(NOISE_CATEGORIES):
         for s in range(NOISE_SOURCES):
             rng = np.random.default_rng([seed, 3, c, s])

@@ -31,8 +31,17 @@ BACKENDS: dict[str, str] = {
     "identity": "trnet.enhance.identity:Identity",
 }
 
-__all__ = ["BACKENDS", "DEFAULT", "Enhancer", "Spec", "available", "describe_options", "load", "spec",
-           "unavailable_reason"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT",
+    "Enhancer",
+    "Spec",
+    "available",
+    "describe_options",
+    "load",
+    "spec",
+    "unavailable_reason",
+]
 
 
 @dataclass(frozen=True)

@@ -327,9 +327,14 @@ class CMGAN(Enhancer):
                 warnings.simplefilter("ignore")  # torch's notes on pickle protocols: the error below says it all
                 state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - torch raises many types for a file it cannot read
-            why = ("it is not a torch checkpoint, or holds Python objects besides tensors (refused: only weights "
-                   "are loaded)") if isinstance(err, pickle.UnpicklingError) else \
-                f"{type(err).__name__}: {' '.join(str(err).split())[:120]}"
+            why = (
+                (
+                    "it is not a torch checkpoint, or holds Python objects besides tensors (refused: only weights "
+                    "are loaded)"
+                )
+                if isinstance(err, pickle.UnpicklingError)
+                else f"{type(err).__name__}: {' '.join(str(err).split())[:120]}"
+            )
             raise CheckpointError(f"{path}: not a readable generator checkpoint ({why}); {WHERE_TO_GET}") from None
         if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
             raise CheckpointError(f"{path}: not a generator state_dict; {WHERE_TO_GET}")

@@ -88,9 +88,7 @@ class Spectral(Enhancer):
         return gains
 
     def _enhance_one(self, x: Tensor) -> Tensor:
-        spec = torch.stft(
-            x, N_FFT, HOP, window=self._window, center=True, pad_mode="constant", return_complex=True
-        )
+        spec = torch.stft(x, N_FFT, HOP, window=self._window, center=True, pad_mode="constant", return_complex=True)
         power = spec.abs().double().square().numpy()
         gains = self.gains(power, self.noise_psd(power))
         out = spec * torch.from_numpy(gains).to(torch.float32)

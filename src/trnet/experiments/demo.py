@@ -20,10 +20,26 @@ from trnet import configs, enhance
 # encoder a few hundred updates (batch 32 would give 3 per epoch). Measured on 2 cores: full
 # 5.6 min idle, 8.8 min beside another job's SE pass; --quick 15-25 s.
 SIZES: dict[str, dict[str, Any]] = {
-    "full": {"n_speakers": 10, "utts_per_class": 4, "duration": [1.5, 3.0], "snrs": [20, 10, 0],
-             "folds": [0, 1], "epochs": 20, "batch_size": 8, "width": 8},
-    "quick": {"n_speakers": 4, "utts_per_class": 1, "duration": [1.0, 1.5], "snrs": [20, 0],
-              "folds": [0], "epochs": 1, "batch_size": 4, "width": 4},
+    "full": {
+        "n_speakers": 10,
+        "utts_per_class": 4,
+        "duration": [1.5, 3.0],
+        "snrs": [20, 10, 0],
+        "folds": [0, 1],
+        "epochs": 20,
+        "batch_size": 8,
+        "width": 8,
+    },
+    "quick": {
+        "n_speakers": 4,
+        "utts_per_class": 1,
+        "duration": [1.0, 1.5],
+        "snrs": [20, 0],
+        "folds": [0],
+        "epochs": 1,
+        "batch_size": 4,
+        "width": 4,
+    },
 }
 
 
@@ -35,19 +51,29 @@ def default_se() -> str:
 def demo_table(emodb: Path | None, quick: bool, se: str) -> dict[str, Any]:
     """The demo recipe as a table (the same format as a recipe TOML; paths relative to --out)."""
     size = SIZES["quick" if quick else "full"]
-    synthetic = {"kind": "synthetic", "root": "synthetic", "seed": 0, "n_speakers": size["n_speakers"],
-                 "utts_per_class": size["utts_per_class"], "duration": size["duration"]}
+    synthetic = {
+        "kind": "synthetic",
+        "root": "synthetic",
+        "seed": 0,
+        "n_speakers": size["n_speakers"],
+        "utts_per_class": size["utts_per_class"],
+        "duration": size["duration"],
+    }
     if emodb is None:
         corpus = synthetic
         noise = {"kind": "noise", "root": "synthetic/noise"}
-        notes = ["built-in demo: synthetic speech and synthetic noise (white, pink, brown, babble, hum, engine, rain, "
-                 "siren); one noise corpus serves as training and test noise, so there is no unmatched condition"]
+        notes = [
+            "built-in demo: synthetic speech and synthetic noise (white, pink, brown, babble, hum, engine, rain, "
+            "siren); one noise corpus serves as training and test noise, so there is no unmatched condition"
+        ]
     else:
         corpus = {"kind": "emodb", "root": str(emodb.resolve())}
         # the generator is asked for the smallest corpus: only its noise/ folder is used
         noise = {**synthetic, "n_speakers": 2, "utts_per_class": 1}
-        notes = ["built-in demo on EmoDB with the synthetic noise; one noise corpus serves as training and test "
-                 "noise, so there is no unmatched condition"]
+        notes = [
+            "built-in demo on EmoDB with the synthetic noise; one noise corpus serves as training and test "
+            "noise, so there is no unmatched condition"
+        ]
     notes.append(
         f"demo sizes ({'--quick' if quick else 'full'}): SNRs {size['snrs']} dB only, "
         f"{size['epochs']} epoch(s), batch {size['batch_size']}, width {size['width']}, folds {size['folds']}, 1 seed"

@@ -104,8 +104,7 @@ def summary_uar(conditions: list[dict[str, Any]]) -> str:
 
 
 def run_head(system: str, fold: int, seed: int, best: dict[str, Any]) -> str:
-    return (f"{system:<14} fold {fold:>2} seed {seed}  val UAR {100 * best['val_uar']:5.1f} "
-            f"(epoch {best['epoch']})")
+    return f"{system:<14} fold {fold:>2} seed {seed}  val UAR {100 * best['val_uar']:5.1f} (epoch {best['epoch']})"
 
 
 def trained_status(seconds: float | None) -> str:
@@ -116,8 +115,10 @@ def evaluated_line(done: int, total: int, result: RunResult, trained: float | No
     """The progress line of a finished run: the same from every engine."""
     status = trained_status(trained)
     status += ", evaluated before" if result.evaluation.cached else f", evaluated {evaluated:.0f} s"
-    return (f"[{done}/{total}] {run_head(result.system, result.fold, result.seed, result.best)}  "
-            f"test UAR {summary_uar(result.evaluation.conditions)}  ({status})")
+    return (
+        f"[{done}/{total}] {run_head(result.system, result.fold, result.seed, result.best)}  "
+        f"test UAR {summary_uar(result.evaluation.conditions)}  ({status})"
+    )
 
 
 # --------------------------------------------------------------------------- training
@@ -150,12 +151,16 @@ def train_runs(grid: Grid, fold: int, seed: int) -> list[tuple[str, float | None
 
 def trained_lines(fold: int, seed: int, trained: list[tuple[str, float | None, dict[str, Any]]]) -> list[str]:
     """A progress line per run that this group trained now."""
-    return [f"{run_head(system, fold, seed, best)}  trained {seconds:.0f} s"
-            for system, seconds, best in trained if seconds is not None]
+    return [
+        f"{run_head(system, fold, seed, best)}  trained {seconds:.0f} s"
+        for system, seconds, best in trained
+        if seconds is not None
+    ]
 
 
-def train_group(recipe: Recipe, systems: list[str], fold: int, seed: int, store: Path,
-                device: str) -> tuple[list[str], dict[tuple[str, int, int], float]]:
+def train_group(
+    recipe: Recipe, systems: list[str], fold: int, seed: int, store: Path, device: str
+) -> tuple[list[str], dict[tuple[str, int, int], float]]:
     """Train one (fold, seed)'s systems in order (Baseline-c, the teacher, first), then evaluate
     the recipe's systems among them (cached in each run directory, so the driver only reads
     them): the evaluations run in parallel with other groups' training instead of one after the
@@ -175,15 +180,26 @@ def train_group(recipe: Recipe, systems: list[str], fold: int, seed: int, store:
     return lines, evaluated
 
 
-def train_parallel(recipe: Recipe, stores: dict[int, Path], folds: tuple[int, ...], order: list[str], jobs: int,
-                   device: str, log: Callable[[str], None]) -> dict[tuple[str, int, int], float]:
+def train_parallel(
+    recipe: Recipe,
+    stores: dict[int, Path],
+    folds: tuple[int, ...],
+    order: list[str],
+    jobs: int,
+    device: str,
+    log: Callable[[str], None],
+) -> dict[tuple[str, int, int], float]:
     """Train and evaluate every (fold, seed) group in `jobs` local processes, logging as groups
     finish; the seconds of each evaluation made there."""
     groups = [(fold, seed) for seed in recipe.seeds for fold in folds]
     log(f"training {len(groups)} (fold, seed) groups in {jobs} parallel processes")
     evaluated: dict[tuple[str, int, int], float] = {}
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
-                             initargs=(os.getpid(),)) as pool, stopping(pool):  # workers end with this process
+    with (
+        ProcessPoolExecutor(
+            jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent, initargs=(os.getpid(),)
+        ) as pool,
+        stopping(pool),
+    ):  # workers end with this process
         futures = [pool.submit(train_group, recipe, order, fold, seed, stores[seed], device) for fold, seed in groups]
         for future in as_completed(futures):
             lines, seconds = future.result()
@@ -231,8 +247,11 @@ def train_stack(grid: Grid, system: str, pairs: list[tuple[int, int]], threads: 
 
 
 def stack_lines(trained: Trained) -> list[str]:
-    return [f"{run_head(system, fold, seed, best)}  trained {seconds:.0f} s (stacked)"
-            for (system, fold, seed), (seconds, best) in trained.items() if seconds is not None]
+    return [
+        f"{run_head(system, fold, seed, best)}  trained {seconds:.0f} s (stacked)"
+        for (system, fold, seed), (seconds, best) in trained.items()
+        if seconds is not None
+    ]
 
 
 def train_stacks(grid: Grid, jobs: int, log: Log) -> Trained:
@@ -249,8 +268,12 @@ def train_stacks(grid: Grid, jobs: int, log: Log) -> Trained:
             out.update(trained)
         return out
     log(f"training {len(tasks)} stacks of runs in {jobs} parallel processes")
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
-                             initargs=(os.getpid(),)) as pool, stopping(pool):  # workers end with this process
+    with (
+        ProcessPoolExecutor(
+            jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent, initargs=(os.getpid(),)
+        ) as pool,
+        stopping(pool),
+    ):  # workers end with this process
         for phase in phases:
             futures = [pool.submit(train_stack, grid, system, pairs, 1) for system, pairs in phase]
             for future in as_completed(futures):
@@ -335,4 +358,3 @@ class LocalEngine(Engine):
                     log(evaluated_line(done, grid.total, result, trained, evaluated.get(key, time.time() - t0)))
                     out[(system, fold, seed)] = result
         return out
-

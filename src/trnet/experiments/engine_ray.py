@@ -76,9 +76,15 @@ def start_local(num_cpus: int, verbose: bool = False, **kwargs: Any) -> None:
     ray = import_ray()
     paths = [str(SRC)] + [str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     # address="local": a new Ray, even beside one that `ray start` left running on this machine
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=verbose,
-             logging_level=logging.WARNING,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}, **kwargs)
+    ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        log_to_driver=verbose,
+        logging_level=logging.WARNING,
+        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}},
+        **kwargs,
+    )
 
 
 def _trnet_version() -> str | None:
@@ -178,27 +184,39 @@ def check_nodes(work: Path, read: list[Path] = (), timeout: float = 300) -> list
     readable = [str(p) for p in read if Path(p).exists()]  # a synthetic corpus appears later (chunk tasks check)
     nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
     probe = ray.remote(_probe)
-    refs = [probe.options(num_cpus=0, name="trnet-probe",
-                          scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-            .remote(str(work), token, readable) for n in nodes]
+    refs = [
+        probe.options(
+            num_cpus=0, name="trnet-probe", scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+        ).remote(str(work), token, readable)
+        for n in nodes
+    ]
     try:
         answers = ray.get(refs, timeout=timeout)
     except ray.exceptions.GetTimeoutError:
         raise EngineError(f"Ray workers did not answer the work-directory probe within {timeout:.0f} s") from None
     except ray.exceptions.RayError as err:  # e.g. trnet is not importable there
         first = str(err).strip().splitlines()[-1]
-        raise EngineError(f"a Ray worker could not run trnet ({first}): install the same trnet on every node "
-                          f"({INSTALL})") from None
+        raise EngineError(
+            f"a Ray worker could not run trnet ({first}): install the same trnet on every node ({INSTALL})"
+        ) from None
     mine, local = _trnet_version(), all(a["host"] == socket.gethostname() for a in answers)
     errors = [f"{a['host']}: {a['error']}" for a in answers if a["error"]]
-    errors += [f"{a['host']}: runs trnet {a['version']}, this driver {mine}" for a in answers
-               if a["version"] and mine and a["version"] != mine]
+    errors += [
+        f"{a['host']}: runs trnet {a['version']}, this driver {mine}"
+        for a in answers
+        if a["version"] and mine and a["version"] != mine
+    ]
     if local:  # one machine: the workers must run exactly this source tree
-        errors += [f"{a['host']}: workers import trnet from {a['src']}, this driver from {SRC}"
-                   for a in answers if a["src"] != str(SRC)]
+        errors += [
+            f"{a['host']}: workers import trnet from {a['src']}, this driver from {SRC}"
+            for a in answers
+            if a["src"] != str(SRC)
+        ]
     if errors:
-        raise EngineError(f"Ray workers cannot run this recipe ({'; '.join(errors)}). Tasks read and write the work "
-                          f"directory {work}: {SHARED_FS}")
+        raise EngineError(
+            f"Ray workers cannot run this recipe ({'; '.join(errors)}). Tasks read and write the work "
+            f"directory {work}: {SHARED_FS}"
+        )
     return answers
 
 
@@ -209,8 +227,9 @@ class RayEngine(Engine):
 
     name = "ray"
 
-    def __init__(self, settings: EngineSettings, work: Path, workers: int, verbose: bool = False,
-                 read: list[Path] = ()):
+    def __init__(
+        self, settings: EngineSettings, work: Path, workers: int, verbose: bool = False, read: list[Path] = ()
+    ):
         self.settings, self.work, self.workers, self.verbose = settings, Path(work), workers, verbose
         self.read = list(read)
         self.ray = import_ray()  # fails here, with the install hint, when Ray is missing
@@ -242,9 +261,15 @@ class RayEngine(Engine):
 
     def describe(self) -> dict[str, Any]:
         s = self.settings
-        return {"kind": self.name, "address": s.address, "num_cpus": s.num_cpus, "num_gpus": s.num_gpus,
-                "store_num_gpus": s.store_num_gpus, "nodes": sorted({n["host"] for n in self.nodes}),
-                "cluster": {k: v for k, v in self.ray.cluster_resources().items() if k in ("CPU", "GPU")}}
+        return {
+            "kind": self.name,
+            "address": s.address,
+            "num_cpus": s.num_cpus,
+            "num_gpus": s.num_gpus,
+            "store_num_gpus": s.store_num_gpus,
+            "nodes": sorted({n["host"] for n in self.nodes}),
+            "cluster": {k: v for k, v in self.ray.cluster_resources().items() if k in ("CPU", "GPU")},
+        }
 
     def default_device(self) -> str:
         return "cuda" if self.settings.num_gpus > 0 else "cpu"
@@ -277,8 +302,10 @@ class RayEngine(Engine):
         evaluate = ray.remote(_evaluate_task).options(num_cpus=s.num_cpus, num_gpus=s.num_gpus, name="trnet-evaluate")
         threads = _threads(s.num_cpus)
         cpus, gpus = (ray.cluster_resources().get(k, 0) for k in ("CPU", "GPU"))
-        log(f"training {len(grid.groups)} (fold, seed) groups and evaluating {grid.total} runs as Ray tasks "
-            f"({s.num_cpus:g} CPU, {s.num_gpus:g} GPU each) on {cpus:g} CPUs, {gpus:g} GPUs")
+        log(
+            f"training {len(grid.groups)} (fold, seed) groups and evaluating {grid.total} runs as Ray tasks "
+            f"({s.num_cpus:g} CPU, {s.num_gpus:g} GPU each) on {cpus:g} CPUs, {gpus:g} GPUs"
+        )
         shared = ray.put(grid)
         trained: dict[tuple[str, int, int], tuple[float | None, dict]] = {}
         out: dict[tuple[str, int, int], RunResult] = {}
@@ -290,13 +317,18 @@ class RayEngine(Engine):
             later = [t for t in tasks if t[0] != "baseline-c"]  # sent once the teachers' stacks are done
             pending = {stack.remote(shared, system, pairs, threads): ("stack", 0, 0, system) for system, pairs in first}
         else:
-            pending = {train.remote(shared, fold, seed, threads): ("train", fold, seed, "")
-                       for fold, seed in grid.groups}
+            pending = {
+                train.remote(shared, fold, seed, threads): ("train", fold, seed, "") for fold, seed in grid.groups
+            }
         try:
             while pending or later:
                 if later and not any(kind == "stack" and name == "baseline-c" for kind, _, _, name in pending.values()):
-                    pending.update({stack.remote(shared, system, pairs, threads): ("stack", 0, 0, system)
-                                    for system, pairs in later})
+                    pending.update(
+                        {
+                            stack.remote(shared, system, pairs, threads): ("stack", 0, 0, system)
+                            for system, pairs in later
+                        }
+                    )
                     later = []
                 (ref,), _ = ray.wait(list(pending), num_returns=1)
                 kind, fold, seed, system = pending.pop(ref)

@@ -72,8 +72,13 @@ def evaluate_run(run: Path, store: ConditionStore, fold: int, system: str, train
     """Evaluate a finished run on its test speaker under every condition of the store, or read
     the cached result made from the same store and the same checkpoint."""
     keep_h = h_conditions(system, store, train_noise)
-    ident = {"version": EVAL_VERSION, "store": store.key["hash"], "checkpoint": sha256_file(run / BEST),
-             "fold": fold, "h": [condition_name(c) for c in keep_h]}
+    ident = {
+        "version": EVAL_VERSION,
+        "store": store.key["hash"],
+        "checkpoint": sha256_file(run / BEST),
+        "fold": fold,
+        "h": [condition_name(c) for c in keep_h],
+    }
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
     npz_path, json_path = run / "eval" / f"{key}.npz", run / "eval" / f"{key}.json"
     if json_path.is_file() and npz_path.is_file():
@@ -96,17 +101,22 @@ def evaluate_run(run: Path, store: ConditionStore, fold: int, system: str, train
             preds.oracle[name] = p.oracle
         if cond in keep_h and p.h is not None:
             preds.h[name] = p.h
-        conditions.append({
-            "noise": "clean" if cond == "clean" else cond[0],
-            "snr": None if cond == "clean" else int(cond[1]),
-            "uar": p.uar(), "war": p.war(),
-            "mean_c": float(np.mean(p.c)) if p.c is not None else None,
-            "c_std": float(np.std(p.c)) if p.c is not None else None,
-            "n": int(len(p.y_true)),
-        })
+        conditions.append(
+            {
+                "noise": "clean" if cond == "clean" else cond[0],
+                "snr": None if cond == "clean" else int(cond[1]),
+                "uar": p.uar(),
+                "war": p.war(),
+                "mean_c": float(np.mean(p.c)) if p.c is not None else None,
+                "c_std": float(np.std(p.c)) if p.c is not None else None,
+                "n": int(len(p.y_true)),
+            }
+        )
     preds.save(npz_path)
     diagnostics = c_diagnostics(preds, store)
     # the JSON is written last: its presence marks a complete evaluation
-    write_json_atomic(json_path, {**ident, "test_speaker": test.fold.test_speaker, "conditions": conditions,
-                                  "diagnostics": diagnostics})
+    write_json_atomic(
+        json_path,
+        {**ident, "test_speaker": test.fold.test_speaker, "conditions": conditions, "diagnostics": diagnostics},
+    )
     return Evaluation(test.fold.test_speaker, conditions, diagnostics, npz_path, cached=False)

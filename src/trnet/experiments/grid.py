@@ -62,8 +62,9 @@ def store_name(recipe: Recipe, seed: int) -> str:
     return f"noise-seed{recipe.noise_seed}" if recipe.noise_seed is not None else f"seed{seed}"
 
 
-def build_stores(recipe: Recipe, corpus: Path, noise: dict[str, Path], workers: int, quiet: bool,
-                 map_chunks: ChunkMap | None = None) -> dict[int, Path]:
+def build_stores(
+    recipe: Recipe, corpus: Path, noise: dict[str, Path], workers: int, quiet: bool, map_chunks: ChunkMap | None = None
+) -> dict[int, Path]:
     """seed -> finished store (one per seed, or one shared with `noise_seed`)."""
     out: dict[int, Path] = {}
     for seed in recipe.seeds:
@@ -80,8 +81,10 @@ def build_stores(recipe: Recipe, corpus: Path, noise: dict[str, Path], workers: 
             try:
                 build(spec, path, workers=workers, quiet=quiet, map_chunks=map_chunks)
             except SettingsChanged as err:
-                raise RecipeError(f"the store {path} was built with other settings ({err.differences}); use another "
-                                  f"--work, or delete {path} to build it again with the recipe's settings") from None
+                raise RecipeError(
+                    f"the store {path} was built with other settings ({err.differences}); use another "
+                    f"--work, or delete {path} to build it again with the recipe's settings"
+                ) from None
         out[seed] = path
     return out
 
@@ -91,18 +94,31 @@ def runs_dir(recipe: Recipe, seed: int, store: ConditionStore) -> Path:
     patience = "" if recipe.patience == PAPER_TRAINING.patience else f"-p{recipe.patience}"
     patience += "" if recipe.lr_schedule == PAPER_TRAINING.lr_schedule else f"-{recipe.lr_schedule}"
     patience += "-bucket" if recipe.bucket else ""
-    tag = (f"{recipe.encoder}-w{recipe.width}-e{recipe.epochs}-b{recipe.batch_size}{patience}-{recipe.train_noise}-"
-           f"{store.key['hash'][:10]}")
+    tag = (
+        f"{recipe.encoder}-w{recipe.width}-e{recipe.epochs}-b{recipe.batch_size}{patience}-{recipe.train_noise}-"
+        f"{store.key['hash'][:10]}"
+    )
     return recipe.work / "runs" / store_name(recipe, seed) / tag
 
 
 def run_spec(recipe: Recipe, system: str, fold: int, seed: int, store: Path, runs: Path, device: str) -> RunSpec:
-    return spec_from_names(system, fold, seed, store, runs,
-                           system_overrides={"encoder": recipe.encoder, "width": recipe.width},
-                           training_overrides={"epochs": recipe.epochs, "batch_size": recipe.batch_size,
-                                               "patience": recipe.patience, "lr_schedule": recipe.lr_schedule,
-                                               "bucket": recipe.bucket},
-                           train_noise=recipe.train_noise, device=device)
+    return spec_from_names(
+        system,
+        fold,
+        seed,
+        store,
+        runs,
+        system_overrides={"encoder": recipe.encoder, "width": recipe.width},
+        training_overrides={
+            "epochs": recipe.epochs,
+            "batch_size": recipe.batch_size,
+            "patience": recipe.patience,
+            "lr_schedule": recipe.lr_schedule,
+            "bucket": recipe.bucket,
+        },
+        train_noise=recipe.train_noise,
+        device=device,
+    )
 
 
 def training_order(systems: tuple[str, ...], needs_teacher: bool) -> list[str]:

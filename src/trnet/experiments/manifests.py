@@ -33,8 +33,11 @@ def write_if_changed(path: Path, result: LoadResult) -> bool:
 
 def describe(source: Source, result: LoadResult) -> dict[str, Any]:
     """What the report says about a corpus: kind, root, options, counts, what was set aside."""
-    info: dict[str, Any] = {"kind": source.kind, "root": str(source.root),
-                            "options": {k: str(v) if isinstance(v, Path) else v for k, v in source.options.items()}}
+    info: dict[str, Any] = {
+        "kind": source.kind,
+        "root": str(source.root),
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in source.options.items()},
+    }
     if result.kind == "utterances":
         info.update(
             utterances=len(result.rows),

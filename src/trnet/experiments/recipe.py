@@ -65,23 +65,50 @@ from typing import Any
 
 from trnet import configs, enhance
 from trnet.corpora import LOADERS, CorpusError, check_options, kinds
+from trnet.experiments.recipe_values import (
+    RecipeError,
+    int_list,
+    once,
+    parse_int_list,
+    plain,
+    seeds,
+    snrs,
+    strings,
+    text,
+)
 from trnet.models import PAPER_TRAINING, PAPER_WIDTH
 from trnet.models.encoder import ENCODERS
 from trnet.models.system import LR_SCHEDULES
 from trnet.options import path_options
 from trnet.report.primary import check_analysis
 from trnet.store import SNRS, StoreError
-from trnet.store.layout import check_noise_name, check_snrs
-from trnet.utils import UserError, check_seed
+from trnet.store.layout import check_noise_name
 
-KEYS = ("name", "work", "corpus", "noise", "train_noise", "se", "se_options", "seed", "folds", "systems",
-        "epochs", "batch_size", "patience", "encoder", "width", "snrs", "noise_seed", "notes", "engine", "analysis",
-        "lr_schedule", "bucket")
+KEYS = (
+    "name",
+    "work",
+    "corpus",
+    "noise",
+    "train_noise",
+    "se",
+    "se_options",
+    "seed",
+    "folds",
+    "systems",
+    "epochs",
+    "batch_size",
+    "patience",
+    "encoder",
+    "width",
+    "snrs",
+    "noise_seed",
+    "notes",
+    "engine",
+    "analysis",
+    "lr_schedule",
+    "bucket",
+)
 ENGINES = ("local", "ray")
-
-
-class RecipeError(UserError):
-    """A recipe that cannot run; the message names the key and what was expected."""
 
 
 @dataclass(frozen=True)
@@ -109,26 +136,34 @@ class EngineSettings:
         if self.kind not in ENGINES:
             raise RecipeError(f"engine {self.kind!r}: expected one of {', '.join(ENGINES)}")
         if self.address is not None and (not isinstance(self.address, str) or not self.address):
-            raise RecipeError(f"engine address: expected a string such as 'auto' or 'ray://head:10001', "
-                              f"got {self.address!r}")
+            raise RecipeError(
+                f"engine address: expected a string such as 'auto' or 'ray://head:10001', got {self.address!r}"
+            )
         for key in ("num_cpus", "num_gpus", "store_num_gpus"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (
-                    key == "num_cpus" and value == 0):
-                raise RecipeError(f"engine {key}: expected a {'positive' if key == 'num_cpus' else 'non-negative'} "
-                                  f"number, got {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or value < 0
+                or (key == "num_cpus" and value == 0)
+            ):
+                raise RecipeError(
+                    f"engine {key}: expected a {'positive' if key == 'num_cpus' else 'non-negative'} "
+                    f"number, got {value!r}"
+                )
             if value > 1 and value != int(value):
                 raise RecipeError(f"engine {key}: a fraction must be at most 1 (Ray shares one device), got {value}")
         if isinstance(self.batch_runs, bool) or not isinstance(self.batch_runs, int) or self.batch_runs < 0:
-            raise RecipeError(f"engine batch_runs: expected 0 (auto), 1 (off) or a larger integer, got "
-                              f"{self.batch_runs!r}")
+            raise RecipeError(
+                f"engine batch_runs: expected 0 (auto), 1 (off) or a larger integer, got {self.batch_runs!r}"
+            )
 
 
 def _engine(value: Any) -> EngineSettings:
     if isinstance(value, str):
         return EngineSettings(kind=value)
     if not isinstance(value, Mapping):
-        raise RecipeError(f"engine: expected \"local\", \"ray\" or an [engine] table, got {value!r}")
+        raise RecipeError(f'engine: expected "local", "ray" or an [engine] table, got {value!r}')
     names = {f.name for f in fields(EngineSettings)}
     unknown = sorted(set(value) - names)
     if unknown:
@@ -176,58 +211,6 @@ def load_recipe(path: str | Path) -> Recipe:
     return recipe_from_dict(table, base=path.resolve().parent, origin=str(path.resolve()))
 
 
-def _int_list(value: Any, key: str) -> tuple[int, ...]:
-    values = [value] if isinstance(value, int) and not isinstance(value, bool) else value
-    if (
-        not isinstance(values, list)
-        or not values
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in values)
-    ):
-        raise RecipeError(f"{key}: expected an integer or a non-empty list of integers, got {value!r}")
-    return _once(tuple(values), key)
-
-
-def _once(values: tuple, key: str) -> tuple:
-    """`values` if none repeats (a repeated fold, seed or SNR would count its runs twice)."""
-    twice = [v for k, v in enumerate(values) if v in values[:k]]
-    if twice:
-        raise RecipeError(f"{key}: {twice[0]} is given more than once; list each once")
-    return values
-
-
-def _seeds(values: tuple[int, ...], key: str) -> tuple[int, ...]:
-    for seed in values:
-        try:
-            check_seed(seed, key)
-        except UserError as err:
-            raise RecipeError(str(err)) from None
-    return values
-
-
-def _snrs(values: tuple[int, ...], key: str) -> tuple[int, ...]:
-    try:
-        return check_snrs(values, key)
-    except StoreError as err:
-        raise RecipeError(str(err)) from None
-
-
-def _text(table: Mapping[str, Any], key: str, default: str | None = None) -> str:
-    """A string setting (RecipeError for a number, a list, a table)."""
-    value = table.get(key, default)
-    if not isinstance(value, str) or not value:
-        raise RecipeError(f"{key}: expected a non-empty string, got {value!r}")
-    return value
-
-
-def _strings(value: Any, key: str, single: bool) -> tuple[str, ...]:
-    """A list of strings (or, with `single`, one string as a list of one)."""
-    values = [value] if single and isinstance(value, str) else value
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        example = f'{key} = ["..."]'
-        raise RecipeError(f"{key}: expected a list of strings ({example}), got {value!r}")
-    return tuple(values)
-
-
 def _source(table: Any, where: str, role: str, base: Path) -> Source:
     if not isinstance(table, Mapping) or "kind" not in table or "root" not in table:
         raise RecipeError(f"[{where}]: expected a table with `kind` and `root`")
@@ -262,10 +245,10 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         except StoreError as err:
             raise RecipeError(f"[noise.{name}]: {err}") from None
     noise = {str(name): _source(t, f"noise.{name}", "noise", base) for name, t in noise_tables.items()}
-    if _text(table, "train_noise") not in noise:
+    if text(table, "train_noise") not in noise:
         raise RecipeError(f"train_noise {table['train_noise']!r} is not one of the noise corpora ({', '.join(noise)})")
     for key in ("name", "work", "se"):
-        _text(table, key, enhance.DEFAULT if key == "se" else None)
+        text(table, key, enhance.DEFAULT if key == "se" else None)
     folds = table.get("folds", "all")
     systems = _systems(table.get("systems", configs.names(paper_only=True)), "systems")
     se_options = table.get("se_options", {})
@@ -289,10 +272,10 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         raise RecipeError(f"encoder {encoder!r}: expected one of {', '.join(ENCODERS)}")
     noise_seed = table.get("noise_seed")
     if noise_seed is not None:
-        noise_seed = _seeds(_int_list(noise_seed, "noise_seed"), "noise_seed")[0]
-    notes = _strings(table.get("notes", []), "notes", single=True)
+        noise_seed = seeds(int_list(noise_seed, "noise_seed"), "noise_seed")[0]
+    notes = strings(table.get("notes", []), "notes", single=True)
     if folds != "all":
-        folds = _int_list(folds, "folds")
+        folds = int_list(folds, "folds")
         if min(folds) < 0:
             raise RecipeError(f"folds: fold indices start at 0, got {min(folds)}")
     if "analysis" in table:  # the declared comparison (report/primary.py); checked before any work
@@ -307,7 +290,7 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         train_noise=str(table["train_noise"]),
         se=str(table.get("se", enhance.DEFAULT)),
         se_options=dict(se_options),
-        seeds=_seeds(_int_list(table.get("seed", [1]), "seed"), "seed"),
+        seeds=seeds(int_list(table.get("seed", [1]), "seed"), "seed"),
         folds=None if folds == "all" else folds,
         systems=systems,
         epochs=epochs,
@@ -318,11 +301,11 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         encoder=encoder,
         width=width,
         work=(base / str(table["work"])).resolve(),
-        snrs=_snrs(_int_list(table.get("snrs", list(SNRS)), "snrs"), "snrs"),
+        snrs=snrs(int_list(table.get("snrs", list(SNRS)), "snrs"), "snrs"),
         noise_seed=noise_seed,
         notes=tuple(str(n) for n in notes),
         origin=origin,
-        table=_plain(table),
+        table=plain(table),
         engine=_engine(table.get("engine", "local")),
     )
 
@@ -332,7 +315,7 @@ def _systems(chosen: Any, where: str) -> tuple[str, ...]:
     table order (`trnet.configs`); RecipeError naming the unknown ones and the known."""
     if isinstance(chosen, str) or not isinstance(chosen, list | tuple) or not chosen:
         raise RecipeError(f"{where}: expected a non-empty list of systems, got {chosen!r}")
-    _once(tuple(chosen), where)
+    once(tuple(chosen), where)
     known = configs.names()
     resolved = {configs.resolve(str(s)) for s in chosen}
     bad = sorted(resolved - set(known))
@@ -341,34 +324,19 @@ def _systems(chosen: Any, where: str) -> tuple[str, ...]:
     return tuple(s for s in known if s in resolved)
 
 
-def _plain(value: Any) -> Any:
-    """A JSON-serialisable copy (paths as strings) of a recipe table."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return str(value) if isinstance(value, Path) else value
-
-
-def parse_int_list(text: str, what: str) -> tuple[int, ...] | None:
-    """'0,1,2' -> (0, 1, 2); 'all' -> None (command-line subsets)."""
-    if text.strip() == "all":
-        return None
-    try:
-        values = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise RecipeError(f"--{what}: expected comma-separated integers or 'all', got {text!r}") from None
-    if not values:
-        raise RecipeError(f"--{what}: empty list")
-    if min(values) < 0:
-        raise RecipeError(f"--{what}: {min(values)} is negative")
-    return _once(values, f"--{what}")
-
-
-def with_overrides(recipe: Recipe, folds: str | None = None, seeds: str | None = None, systems: str | None = None,
-                   epochs: int | None = None, work: Path | None = None, engine: str | None = None,
-                   address: str | None = None, num_cpus: float | None = None,
-                   num_gpus: float | None = None, batch_runs: int | None = None) -> Recipe:
+def with_overrides(
+    recipe: Recipe,
+    folds: str | None = None,
+    seeds: str | None = None,
+    systems: str | None = None,
+    epochs: int | None = None,
+    work: Path | None = None,
+    engine: str | None = None,
+    address: str | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    batch_runs: int | None = None,
+) -> Recipe:
     """The recipe with command-line subsets and engine settings applied (they override the
     recipe's)."""
     changes: dict[str, Any] = {}
@@ -388,7 +356,7 @@ def with_overrides(recipe: Recipe, folds: str | None = None, seeds: str | None =
         parsed = parse_int_list(seeds, "seeds")
         if parsed is None:
             raise RecipeError("--seeds: expected comma-separated integers")
-        changes["seeds"] = _seeds(parsed, "--seeds")
+        changes["seeds"] = seeds(parsed, "--seeds")
     if systems is not None:
         changes["systems"] = _systems([s.strip() for s in systems.split(",") if s.strip()], "--systems")
     if epochs is not None:

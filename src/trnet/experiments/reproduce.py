@@ -53,9 +53,17 @@ def _copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, tmp)
 
 
-def reproduce(recipe: Recipe, workers: int = 1, device: str | None = None, verbose: bool = False,
-              quiet: bool = False, report: bool = True, threads: int | None = None, jobs: int = 1,
-              log: Callable[[str], None] = print) -> Path:
+def reproduce(
+    recipe: Recipe,
+    workers: int = 1,
+    device: str | None = None,
+    verbose: bool = False,
+    quiet: bool = False,
+    report: bool = True,
+    threads: int | None = None,
+    jobs: int = 1,
+    log: Callable[[str], None] = print,
+) -> Path:
     """Run a recipe's whole grid on its engine; returns the results directory. `device`:
     default cuda if available (Ray: if tasks have GPUs), else cpu. `threads` caps torch's CPU
     threads (and OpenMP/BLAS pools, e.g. t-SNE's) for the run: on a shared machine, more OpenMP
@@ -72,8 +80,16 @@ def reproduce(recipe: Recipe, workers: int = 1, device: str | None = None, verbo
         torch.set_num_threads(before)
 
 
-def _reproduce(recipe: Recipe, workers: int, device: str | None, verbose: bool, quiet: bool, report: bool,
-               log: Callable[[str], None], jobs: int = 1) -> Path:
+def _reproduce(
+    recipe: Recipe,
+    workers: int,
+    device: str | None,
+    verbose: bool,
+    quiet: bool,
+    report: bool,
+    log: Callable[[str], None],
+    jobs: int = 1,
+) -> Path:
     started = time.time()
     log(f"recipe {recipe.name} ({recipe.origin}) -> {recipe.work}")
     check_se(recipe)  # before any work
@@ -84,8 +100,16 @@ def _reproduce(recipe: Recipe, workers: int, device: str | None, verbose: bool, 
     return results_dir
 
 
-def _run(recipe: Recipe, engine: Engine, workers: int, device: str, verbose: bool, quiet: bool,
-         log: Callable[[str], None], started: float) -> Path:
+def _run(
+    recipe: Recipe,
+    engine: Engine,
+    workers: int,
+    device: str,
+    verbose: bool,
+    quiet: bool,
+    log: Callable[[str], None],
+    started: float,
+) -> Path:
     corpus, noise, info = prepare(recipe, log)
     n_folds = len(loso_folds(read_manifest(corpus)))
     folds = recipe.folds if recipe.folds is not None else tuple(range(n_folds))

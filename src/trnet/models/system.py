@@ -68,8 +68,8 @@ class SystemConfig:
             "gamma must be a finite number >= 0": not (0 <= self.gamma < float("inf")),
             f"c_target {self.c_target!r} is not one of {C_TARGETS}": self.c_target not in C_TARGETS,
             "snr_input, snr_init, gamma and c_target are options of the SNR-aware module: they need input 'trnet'": (
-                self.input != "trnet" and any(getattr(self, f.name) != f.default for f in fields(self)
-                                              if f.name in SNR_OPTIONS)
+                self.input != "trnet"
+                and any(getattr(self, f.name) != f.default for f in fields(self) if f.name in SNR_OPTIONS)
             ),
         }
         problems = [message for message, failed in checks.items() if failed]
@@ -95,10 +95,13 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         """Every setting checked when the config is made, so a bad one is refused before a run
         directory is written (docs/design.md §9)."""
-        problems = [f"{name} must be an integer >= 1, got {getattr(self, name)!r}"
-                    for name in ("epochs", "batch_size", "patience")
-                    if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool)
-                    or getattr(self, name) < 1]
+        problems = [
+            f"{name} must be an integer >= 1, got {getattr(self, name)!r}"
+            for name in ("epochs", "batch_size", "patience")
+            if not isinstance(getattr(self, name), int)
+            or isinstance(getattr(self, name), bool)
+            or getattr(self, name) < 1
+        ]
         lr = self.lr
         if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < float("inf"):
             problems.append(f"lr must be a finite number > 0, got {lr!r}")

@@ -22,10 +22,7 @@ weights) are an error of the model.
 from __future__ import annotations
 
 import math
-import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +36,7 @@ from trnet.device import torch_device
 from trnet.enhance import Enhancer
 from trnet.features import FRAME_LENGTH, fbank, num_frames
 from trnet.models import SERSystem
+from trnet.predict.inputs import timed, timed_blocks, to_mono_float
 from trnet.predict.stream import Segment, WindowStream, spans
 from trnet.runs import RunError, load_run
 from trnet.utils import UserError
@@ -124,10 +122,12 @@ class Predictor:
             warns.append(f"the file is truncated: its header says {cut[0]:.2f} s, it holds {cut[1]:.2f} s")
         rate = declared_rate(path)
         if rate is not None and rate < MIN_RATE:
-            warns.append(f"the file declares a sample rate of {rate} Hz (< {MIN_RATE} Hz): it cannot hold speech "
-                         "as the model knows it; check its header")
+            warns.append(
+                f"the file declares a sample rate of {rate} Hz (< {MIN_RATE} Hz): it cannot hold speech "
+                "as the model knows it; check its header"
+            )
         try:
-            return self._predict(_timed_blocks(stream_audio(path, BLOCK_SECONDS), timings), warns, timings)
+            return self._predict(timed_blocks(stream_audio(path, BLOCK_SECONDS), timings), warns, timings)
         except InputOverflow as err:
             raise AudioError(f"{path}: {err}") from None
 
@@ -135,19 +135,29 @@ class Predictor:
         """Predict on a waveform: numpy array or torch tensor, [N], [N, C] or [C, N] (the
         shorter axis is channels), float in [-1, 1] or integer PCM, any sample rate.
         `timings`, if given, accumulates seconds per stage (load, SE, features, model)."""
-        with _timed(timings, "load"):
+        with timed(timings, "load"):
             audio = self.prepare(wave, sample_rate)
         step = int(BLOCK_SECONDS * SAMPLE_RATE)
-        warns = [] if sample_rate >= MIN_RATE else [f"sample rate {sample_rate} Hz (< {MIN_RATE} Hz): it cannot hold "
-                                                      "speech as the model knows it"]
+        warns = (
+            []
+            if sample_rate >= MIN_RATE
+            else [f"sample rate {sample_rate} Hz (< {MIN_RATE} Hz): it cannot hold speech as the model knows it"]
+        )
         try:
             return self._predict((audio[i : i + step] for i in range(0, len(audio), step)), warns, timings)
         except InputOverflow as err:
             raise AudioError(f"waveform: {err}") from None
 
     def _predict(self, blocks: Any, warns: list[str], timings: dict[str, float] | None) -> Prediction:
-        stream = WindowStream(blocks, self.window, self.hop, SE_WINDOWS, round(SE_CONTEXT * SAMPLE_RATE),
-                              min_tail=round(MIN_SECONDS * SAMPLE_RATE), min_length=FRAME_LENGTH)
+        stream = WindowStream(
+            blocks,
+            self.window,
+            self.hop,
+            SE_WINDOWS,
+            round(SE_CONTEXT * SAMPLE_RATE),
+            min_tail=round(MIN_SECONDS * SAMPLE_RATE),
+            min_length=FRAME_LENGTH,
+        )
         probs, cs, spans, silent = [], [], [], []
         for segment in stream:
             p, c = self.segment(segment, timings)
@@ -183,24 +193,27 @@ class Predictor:
             duration=n_true / SAMPLE_RATE,
         )
 
-    def segment(self, segment: Segment, timings: dict[str, float] | None = None
-                ) -> tuple[np.ndarray, np.ndarray | None]:
+    def segment(
+        self, segment: Segment, timings: dict[str, float] | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities and c of a segment's windows: SE on the segment, then features and
         model on batches of WINDOW_BATCH windows."""
-        with _timed(timings, "SE"):
+        with timed(timings, "SE"):
             enhanced = self.enhance(segment.samples)
         wave, spans = torch.from_numpy(segment.samples), segment.local()
         probs, cs = [], []
         for i in range(0, len(spans), WINDOW_BATCH):
-            with _timed(timings, "features"):
+            with timed(timings, "features"):
                 x, xe, frames = self.features(wave, enhanced, spans[i : i + WINDOW_BATCH])
             for feats in (x, xe):
                 if feats is not None and not torch.isfinite(feats).all():
                     peak = float(np.abs(segment.samples).max())
-                    raise InputOverflow(f"peak amplitude {peak:.3g} is so far beyond full scale (1.0) that its "
-                                        "features overflow: not audio as the model knows it; skipped (check the "
-                                        "file's sample format or scaling)")
-            with _timed(timings, "model"):
+                    raise InputOverflow(
+                        f"peak amplitude {peak:.3g} is so far beyond full scale (1.0) that its "
+                        "features overflow: not audio as the model knows it; skipped (check the "
+                        "file's sample format or scaling)"
+                    )
+            with timed(timings, "model"):
                 p, c = self.classify(x, xe, frames)
             probs.append(p)
             cs.append(c)
@@ -208,7 +221,7 @@ class Predictor:
 
     def prepare(self, wave: Any, sample_rate: int) -> np.ndarray:
         """Mono float32 at 16 kHz."""
-        audio = _to_mono_float(wave)
+        audio = to_mono_float(wave)
         if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
             raise AudioError(f"sample_rate must be a positive integer, got {sample_rate!r}")
         return np.ascontiguousarray(resample(audio, int(sample_rate), SAMPLE_RATE), dtype=np.float32)
@@ -223,8 +236,10 @@ class Predictor:
         if peak < SILENCE_PEAK:
             warns.append(f"digitally silent (peak amplitude {peak:.1e} < {SILENCE_PEAK:.0e})")
         if peak > LOUD_PEAK:
-            warns.append(f"peak amplitude {peak:.3g} is far beyond full scale (1.0): not audio as the model "
-                         "was trained on; check the file's sample format or scaling")
+            warns.append(
+                f"peak amplitude {peak:.3g} is far beyond full scale (1.0): not audio as the model "
+                "was trained on; check the file's sample format or scaling"
+            )
         return warns
 
     def spans(self, n: int) -> list[tuple[int, int]]:
@@ -261,8 +276,10 @@ class Predictor:
         with torch.inference_mode():
             out = self.model(x, xe, frames)
         if not torch.isfinite(out.logits).all() or (out.c is not None and not torch.isfinite(out.c).all()):
-            raise RunError("the model's outputs are NaN/Inf: its weights are damaged (or were trained into "
-                           "NaN); restore best.safetensors, or train the run again")
+            raise RunError(
+                "the model's outputs are NaN/Inf: its weights are damaged (or were trained into "
+                "NaN); restore best.safetensors, or train the run again"
+            )
         c = None if out.c is None else out.c.float().cpu().numpy()
         return out.logits.float().softmax(-1).cpu().numpy(), c
 
@@ -290,8 +307,9 @@ def check_windows(window: float, hop: float) -> None:
     """UserError unless the windowing covers the input: MIN_SECONDS <= window <=
     MAX_WINDOW_SECONDS, 0 < hop <= window (finite numbers)."""
     if not (math.isfinite(window) and MIN_SECONDS <= window <= MAX_WINDOW_SECONDS):
-        raise UserError(f"window must be a number of seconds from {MIN_SECONDS} to {MAX_WINDOW_SECONDS:g}, "
-                        f"got {window}")
+        raise UserError(
+            f"window must be a number of seconds from {MIN_SECONDS} to {MAX_WINDOW_SECONDS:g}, got {window}"
+        )
     if not (math.isfinite(hop) and 0 < hop <= window):
         raise UserError(f"hop must lie in (0, window = {window}] s, got {hop}")
 
@@ -321,9 +339,11 @@ def load(
     trained_se = config.get("se")
     notes = []
     if "unfinished" in config:
-        notes.append(f"{path} is not a finished run: using its last checkpoint "
-                     f"({config['unfinished']['checkpoint']}, epoch {config['unfinished']['epoch']}), not the "
-                     "weights validation would choose")
+        notes.append(
+            f"{path} is not a finished run: using its last checkpoint "
+            f"({config['unfinished']['checkpoint']}, epoch {config['unfinished']['epoch']}), not the "
+            "weights validation would choose"
+        )
     backend = None
     if model.cfg.input == "x":
         if se is not None:
@@ -346,43 +366,3 @@ def load(
     predictor.warnings = notes
     predictor.path = path
     return predictor
-
-
-def _to_mono_float(wave: Any) -> np.ndarray:
-    """Float32 mono samples from a numpy array or torch tensor of any PCM dtype."""
-    if hasattr(wave, "detach"):  # torch.Tensor, without importing torch for numpy callers
-        wave = wave.detach().cpu().numpy()
-    wave = np.asarray(wave)
-    if wave.ndim not in (1, 2):
-        raise AudioError(f"expected a waveform [N], [N, C] or [C, N], got shape {wave.shape}")
-    if wave.size == 0:
-        raise AudioError("waveform has no samples")
-    if wave.dtype.kind in "iu":  # integer PCM; unsigned is offset binary
-        full_scale = 2.0 ** (8 * wave.dtype.itemsize - 1)
-        wave = (wave.astype(np.float64) - (full_scale if wave.dtype.kind == "u" else 0.0)) / full_scale
-    elif wave.dtype.kind != "f":
-        raise AudioError(f"expected float or integer PCM samples, got dtype {wave.dtype}")
-    if wave.ndim == 2:
-        wave = wave.mean(axis=int(np.argmin(wave.shape)))
-    wave = wave.astype(np.float32)
-    if not np.isfinite(wave).all():
-        raise AudioError("waveform contains NaN/Inf samples")
-    return wave
-
-
-def _timed_blocks(blocks: Iterator[np.ndarray], timings: dict[str, float] | None) -> Iterator[np.ndarray]:
-    """The blocks, with the time spent reading them counted as "load"."""
-    while True:
-        with _timed(timings, "load"):
-            block = next(blocks, None)
-        if block is None:
-            return
-        yield block
-
-
-@contextmanager
-def _timed(timings: dict[str, float] | None, stage: str) -> Iterator[None]:
-    start = time.perf_counter()
-    yield
-    if timings is not None:
-        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start

@@ -49,8 +49,16 @@ class WindowStream:
     samples the input had (padded with zeros to `min_length` if shorter, `n_true` not) and
     `peak` its largest absolute sample."""
 
-    def __init__(self, blocks: Iterable[np.ndarray], window: int, hop: int, batch: int, context: int,
-                 min_tail: int, min_length: int) -> None:
+    def __init__(
+        self,
+        blocks: Iterable[np.ndarray],
+        window: int,
+        hop: int,
+        batch: int,
+        context: int,
+        min_tail: int,
+        min_length: int,
+    ) -> None:
         self.blocks = iter(blocks)
         self.window, self.hop, self.batch, self.context = window, hop, batch, context
         self.min_tail, self.min_length = min_tail, min_length

@@ -56,15 +56,19 @@ class Bundle:
         """Self, after checking every file against the manifest (BundleError if one differs)."""
         files = self.manifest.get("files")
         if not isinstance(files, dict) or set(files) != set(FILES):
-            raise BundleError(f"{self.path / MANIFEST}: lists {sorted(files or [])}, expected {list(FILES)}; "
-                              "reinstall trnet (or rebuild the bundle)")
+            raise BundleError(
+                f"{self.path / MANIFEST}: lists {sorted(files or [])}, expected {list(FILES)}; "
+                "reinstall trnet (or rebuild the bundle)"
+            )
         for name in FILES:
             path = self.path / name
             if not path.is_file():
                 raise BundleError(f"bundled model {self.name}: {path} is missing; reinstall trnet")
             if sha256_file(path) != files[name].get("sha256"):
-                raise BundleError(f"bundled model {self.name}: {path} does not match its SHA-256 in {MANIFEST} "
-                                  "(damaged or replaced); reinstall trnet")
+                raise BundleError(
+                    f"bundled model {self.name}: {path} does not match its SHA-256 in {MANIFEST} "
+                    "(damaged or replaced); reinstall trnet"
+                )
         return self
 
 
@@ -106,8 +110,10 @@ def default() -> Bundle:
     """The bundled model `trnet predict` and `trnet.load()` use without a model, verified."""
     found = bundles()
     if not found:
-        raise BundleError(f"no bundled model in {root()} (this install ships none); pass a trained run with "
-                          "--model RUN (trnet.load(RUN))")
+        raise BundleError(
+            f"no bundled model in {root()} (this install ships none); pass a trained run with "
+            "--model RUN (trnet.load(RUN))"
+        )
     return found[0].verify()
 
 
@@ -148,8 +154,11 @@ def c_note(path: str | Path) -> str | None:
     if not is_bundle(path):
         return None
     manifest = read_manifest(Path(path))
-    rows = [r for r in manifest.get("metrics", {}).get("leave_one_corpus_out", [])
-            if r.get("system") == manifest.get("system") and (r.get("rho") or {}).get("mean") is not None]
+    rows = [
+        r
+        for r in manifest.get("metrics", {}).get("leave_one_corpus_out", [])
+        if r.get("system") == manifest.get("system") and (r.get("rho") or {}).get("mean") is not None
+    ]
     if not rows:
         return None
     parts = ", ".join(f"{r['train']}->{r['test']} {r['rho']['mean']:.2f}" for r in rows)

@@ -56,9 +56,11 @@ def loso_folds(rows: Sequence[dict[str, Any]]) -> list[Fold]:
         return _next_same_gender_folds(order([spk for s in sessions for spk in members[s]]), gender)
     for s in sessions:
         if len(members[s]) != 2:
-            raise ValueError(f"session {s} has {len(members[s])} speaker(s) ({', '.join(sorted(members[s]))}); "
-                             "leave-one-speaker-out needs exactly 2 speakers in every session, or 1 in every "
-                             "session (then the next speaker of the same gender validates)")
+            raise ValueError(
+                f"session {s} has {len(members[s])} speaker(s) ({', '.join(sorted(members[s]))}); "
+                "leave-one-speaker-out needs exactly 2 speakers in every session, or 1 in every "
+                "session (then the next speaker of the same gender validates)"
+            )
     ordered = {s: order(members[s]) for s in sessions}
     folds: list[Fold] = []
     for s in sessions:
@@ -105,10 +107,16 @@ class Split:
     def speakers(self) -> dict[str, Any]:
         """What a run records about its fold."""
         if isinstance(self.fold, Holdout):
-            return {"test_speaker": None, "val_speakers": list(self.fold.val_speakers),
-                    "train_speakers": list(self.fold.train_speakers)}
-        return {"test_speaker": self.fold.test_speaker, "val_speaker": self.fold.val_speaker,
-                "train_speakers": list(self.fold.train_speakers)}
+            return {
+                "test_speaker": None,
+                "val_speakers": list(self.fold.val_speakers),
+                "train_speakers": list(self.fold.train_speakers),
+            }
+        return {
+            "test_speaker": self.fold.test_speaker,
+            "val_speaker": self.fold.val_speaker,
+            "train_speakers": list(self.fold.train_speakers),
+        }
 
 
 def split(rows: Sequence[dict[str, Any]], fold: int | Fold | Holdout) -> Split:
@@ -119,11 +127,17 @@ def split(rows: Sequence[dict[str, Any]], fold: int | Fold | Holdout) -> Split:
         present = {str(r["speaker"]) for r in rows}
         missing = [s for s in (*fold.val_speakers, *fold.train_speakers) if s not in present]
         if missing or not fold.val_speakers or not fold.train_speakers:
-            raise ValueError(f"split {fold.name}: speakers {missing or 'none'} are not in the corpus "
-                             f"({len(fold.val_speakers)} validation, {len(fold.train_speakers)} training speakers)")
+            raise ValueError(
+                f"split {fold.name}: speakers {missing or 'none'} are not in the corpus "
+                f"({len(fold.val_speakers)} validation, {len(fold.train_speakers)} training speakers)"
+            )
         speaker = np.array([str(r["speaker"]) for r in rows])
-        return Split(fold, np.flatnonzero(np.isin(speaker, list(fold.train_speakers))),
-                     np.flatnonzero(np.isin(speaker, list(fold.val_speakers))), np.zeros(0, np.int64))
+        return Split(
+            fold,
+            np.flatnonzero(np.isin(speaker, list(fold.train_speakers))),
+            np.flatnonzero(np.isin(speaker, list(fold.val_speakers))),
+            np.zeros(0, np.int64),
+        )
     if not isinstance(fold, Fold):
         folds = loso_folds(rows)
         if not 0 <= fold < len(folds):

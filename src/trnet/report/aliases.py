@@ -29,9 +29,11 @@ from trnet.report.results import Results
 from trnet.utils import UserError, sha256_file, write_json_atomic
 
 FORMAT = 1
-RULE = ("the candidate (candidate = true in its system config; at any SE setting, <system>@<tag>) with the highest "
-        "mean validation UAR over all its runs in all the studies below; ties go to the earlier system in table "
-        "order. A chosen <system>@<tag> names <system>; its SE setting is the study's.")
+RULE = (
+    "the candidate (candidate = true in its system config; at any SE setting, <system>@<tag>) with the highest "
+    "mean validation UAR over all its runs in all the studies below; ties go to the earlier system in table "
+    "order. A chosen <system>@<tag> names <system>; its SE setting is the study's."
+)
 
 
 def is_candidate(system: str) -> bool:
@@ -45,13 +47,19 @@ def is_candidate(system: str) -> bool:
 def study_evidence(res: Results, source: str) -> dict[str, Any]:
     """A study's selection.json: every run's validation UAR, and where it comes from."""
     recipe = res.meta.get("recipe", {})
-    runs = [{"system": s, "fold": f, "seed": k, "val_uar": info.get("val_uar")}
-            for s in res.systems for (f, k), info in sorted(res.run_info(s).items())]
+    runs = [
+        {"system": s, "fold": f, "seed": k, "val_uar": info.get("val_uar")}
+        for s in res.systems
+        for (f, k), info in sorted(res.run_info(s).items())
+    ]
     pooled = pool([("", runs)])
-    study = {"results": source, "recipe": recipe.get("name"), "commit": res.meta.get("commit"),
-             "se": res.meta.get("se", {}).get("name")}
-    return {"format": FORMAT, "study": study,
-            "chosen": choose(pooled), "validation_uar": pooled, "runs": runs}
+    study = {
+        "results": source,
+        "recipe": recipe.get("name"),
+        "commit": res.meta.get("commit"),
+        "se": res.meta.get("se", {}).get("name"),
+    }
+    return {"format": FORMAT, "study": study, "chosen": choose(pooled), "validation_uar": pooled, "runs": runs}
 
 
 def read_runs(source: str) -> tuple[str, list[dict[str, Any]], Path]:
@@ -71,8 +79,15 @@ def read_runs(source: str) -> tuple[str, list[dict[str, Any]], Path]:
             rows = list(csv.DictReader(f))
         if rows and "val_uar" not in rows[0]:
             raise UserError(f"{path}: no val_uar column (expected a runs.csv written by `trnet reproduce`)")
-        runs = [{"system": r["system"], "fold": int(r["fold"]), "seed": int(r["seed"]),
-                 "val_uar": float(r["val_uar"]) if r["val_uar"] else None} for r in rows]
+        runs = [
+            {
+                "system": r["system"],
+                "fold": int(r["fold"]),
+                "seed": int(r["seed"]),
+                "val_uar": float(r["val_uar"]) if r["val_uar"] else None,
+            }
+            for r in rows
+        ]
     if tag:
         runs = [{**r, "system": f"{r['system']}@{tag}"} for r in runs]
     return tag, runs, path
@@ -87,9 +102,14 @@ def pool(studies: list[tuple[str, list[dict[str, Any]]]]) -> dict[str, dict[str,
                 values.setdefault(r["system"], []).append(float(r["val_uar"]))
     order = list(configs.names())
     ranked = sorted(values, key=lambda s: (order.index(s.split("@")[0]), s))
-    return {s: {"mean": round(float(np.mean(values[s])), 6),
-                "std": round(float(np.std(values[s], ddof=1)), 6) if len(values[s]) > 1 else None,
-                "runs": len(values[s])} for s in ranked}
+    return {
+        s: {
+            "mean": round(float(np.mean(values[s])), 6),
+            "std": round(float(np.std(values[s], ddof=1)), 6) if len(values[s]) > 1 else None,
+            "runs": len(values[s]),
+        }
+        for s in ranked
+    }
 
 
 def choose(pooled: dict[str, dict[str, Any]]) -> str | None:
@@ -110,8 +130,13 @@ def select(sources: list[str], alias: str) -> dict[str, Any]:
     chosen = choose(pooled)
     if chosen is None:
         raise UserError("no candidate system has a validation UAR in these sources")
-    return {"system": chosen.split("@")[0], "chosen": chosen, "rule": RULE, "validation_uar": pooled,
-            "studies": provenance}
+    return {
+        "system": chosen.split("@")[0],
+        "chosen": chosen,
+        "rule": RULE,
+        "validation_uar": pooled,
+        "studies": provenance,
+    }
 
 
 def write_selection(out: Path, alias: str, entry: dict[str, Any]) -> None:

@@ -1,9 +1,9 @@
 """The report's figures (paper §5, docs/design.md §8), drawn from a results directory:
 
-    uar_vs_snr.png            UAR vs SNR per noise corpus, every system
-    fig2_snr_coefficient.png  Figure 2: estimated c vs SNR (quartiles) and the oracle c, systems with c
-    fig3_tsne.png             Figure 3: t-SNE of h for Baseline-c, Baseline-e and TRNet
-    confusion.png             per system, clean and noisy pooled, row-normalised
+uar_vs_snr.png            UAR vs SNR per noise corpus, every system
+fig2_snr_coefficient.png  Figure 2: estimated c vs SNR (quartiles) and the oracle c, systems with c
+fig3_tsne.png             Figure 3: t-SNE of h for Baseline-c, Baseline-e and TRNet
+confusion.png             per system, clean and noisy pooled, row-normalised
 """
 
 from __future__ import annotations
@@ -121,8 +121,13 @@ def figure2(res: Results, path: Path) -> list[str]:
         for k, (tag, oracle) in enumerate(oracles.items()):
             q = _quartiles(oracle, conds) if oracle else None
             if q is not None:
-                ax.plot(xs, q[1], linestyle="--" if k == 0 else ":", color="black",
-                        label=f"oracle c{' @' + tag if tag else ''} (least squares)")
+                ax.plot(
+                    xs,
+                    q[1],
+                    linestyle="--" if k == 0 else ":",
+                    color="black",
+                    label=f"oracle c{' @' + tag if tag else ''} (least squares)",
+                )
                 ax.fill_between(xs, q[0], q[2], color="black", alpha=0.07, linewidth=0)
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{noise}{' (training noise)' if noise == res.train_noise else ''}")
@@ -228,14 +233,16 @@ def _centre_distances(h: np.ndarray, y: np.ndarray, cond: np.ndarray) -> dict[st
     spread = float(np.mean(spreads)) if spreads and np.mean(spreads) > 0 else float("nan")
     cond_c = np.stack([h[cond == s].mean(0) for s in np.unique(cond)])
     class_c = np.stack([h[y == k].mean(0) for k in np.unique(y)])
-    return {"condition_centre_distance": _mean_pair_distance(cond_c) / spread,
-            "class_centre_distance": _mean_pair_distance(class_c) / spread}
+    return {
+        "condition_centre_distance": _mean_pair_distance(cond_c) / spread,
+        "class_centre_distance": _mean_pair_distance(class_c) / spread,
+    }
 
 
 def _mean_pair_distance(centres: np.ndarray) -> float:
     if len(centres) < 2:
         return float("nan")
-    return float(np.mean([np.linalg.norm(a - b) for i, a in enumerate(centres) for b in centres[i + 1:]]))
+    return float(np.mean([np.linalg.norm(a - b) for i, a in enumerate(centres) for b in centres[i + 1 :]]))
 
 
 def confusion_figure(res: Results, path: Path) -> list[str]:
@@ -268,8 +275,15 @@ def confusion_figure(res: Results, path: Path) -> list[str]:
             ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
             for i in range(len(LABELS)):
                 for j in range(len(LABELS)):
-                    ax.text(j, i, f"{100 * norm[i, j]:.0f}", ha="center", va="center",
-                            color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+                    ax.text(
+                        j,
+                        i,
+                        f"{100 * norm[i, j]:.0f}",
+                        ha="center",
+                        va="center",
+                        color="white" if norm[i, j] > 0.5 else "black",
+                        fontsize=8,
+                    )
             ax.set_xticks(range(len(LABELS)), LABELS, fontsize=7)
             ax.set_yticks(range(len(LABELS)), LABELS, fontsize=7)
             ax.set_title(f"{display_name(system)}: {title}", fontsize=9)

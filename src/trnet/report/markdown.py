@@ -63,9 +63,11 @@ def _setup(res: Results) -> list[str]:
     ]
     for name, n in meta.get("noise", {}).items():
         role = "training and matched test noise" if name == res.train_noise else "unmatched test noise"
-        lines.append(f"- Noise `{name}` ({role}): {n.get('kind')} at `{_root(table.get('noise', {}).get(name), n)}`, "
-                     f"{n.get('clips')} clips "
-                     f"from {n.get('sources')} source recordings")
+        lines.append(
+            f"- Noise `{name}` ({role}): {n.get('kind')} at `{_root(table.get('noise', {}).get(name), n)}`, "
+            f"{n.get('clips')} clips "
+            f"from {n.get('sources')} source recordings"
+        )
     lines.append(
         f"- Encoder {meta.get('encoder')}, width {meta.get('width')}, at most {meta.get('epochs')} epoch(s), "
         f"batch {meta.get('batch_size', PAPER_TRAINING.batch_size)}; "
@@ -97,8 +99,10 @@ def _stand_ins(meta: dict[str, Any], res: Results) -> list[str]:
     out = [f"Note: {n}" for n in meta.get("notes", [])]
     corpus = meta.get("corpus", {}).get("kind")
     if corpus == "synthetic":
-        out.append("**Synthetic speech**: the corpus is trnet's built-in source-filter synthesiser, not recorded "
-                   "emotional speech; numbers show the pipeline works, not how TRNet does on real speech.")
+        out.append(
+            "**Synthetic speech**: the corpus is trnet's built-in source-filter synthesiser, not recorded "
+            "emotional speech; numbers show the pipeline works, not how TRNet does on real speech."
+        )
     elif corpus and corpus != "iemocap":
         out.append(
             f"Stand-in: the corpus is {corpus}, not the paper's IEMOCAP; numbers are not comparable to the paper's."
@@ -151,9 +155,15 @@ def make_report(results_dir: str | Path, out: str | Path | None = None, also: di
     n_runs = {s: len(res.runs(s)) for s in res.systems}
     md += ["", "Runs per system (fold × seed): " + ", ".join(f"{display_name(s)} {n}" for s, n in n_runs.items()), ""]
 
-    md += ["## Table 1: UAR and WAR (%)", "",
-           "Test speaker of each fold; mean ± sample std over the (fold, seed) runs; noise columns are the mean over "
-           "the SNRs. Best mean per column in bold.", "", table1(res), ""]
+    md += [
+        "## Table 1: UAR and WAR (%)",
+        "",
+        "Test speaker of each fold; mean ± sample std over the (fold, seed) runs; noise columns are the mean over "
+        "the SNRs. Best mean per column in bold.",
+        "",
+        table1(res),
+        "",
+    ]
     md += ["Paper (IEMOCAP, CMGAN, 10 folds × 3 seeds), for reference:", "", paper_table1(), ""]
     analysis = meta.get("recipe", {}).get("table", {}).get("analysis")
     if analysis:
@@ -170,48 +180,75 @@ def make_report(results_dir: str | Path, out: str | Path | None = None, also: di
             md += [f"### {noise}{role}: {metric.upper()} (%)", "", snr_table(res, noise, metric), ""]
 
     encoder, width = meta.get("encoder", "resnet"), int(meta.get("width", PAPER_WIDTH))
-    md += ["## Table 2: complexity", "",
-           f"Per 5 s utterance ({T_MAX} × {N_MELS} LMFB), SE excluded, encoder {encoder}, width {width}"
-           + (" (no meta.json: defaults)" if not meta else "")
-           + ". Training adds the frozen teacher's forward for systems with L_high.", "", table2(encoder, width), ""]
+    md += [
+        "## Table 2: complexity",
+        "",
+        f"Per 5 s utterance ({T_MAX} × {N_MELS} LMFB), SE excluded, encoder {encoder}, width {width}"
+        + (" (no meta.json: defaults)" if not meta else "")
+        + ". Training adds the frozen teacher's forward for systems with L_high.",
+        "",
+        table2(encoder, width),
+        "",
+    ]
 
     md += ["## Figure 2: does the estimated c track the SNR?", ""]
     drawn = figure2(res, out / "fig2_snr_coefficient.png")
     if drawn:
-        md += ["Estimated c per test utterance, pooled over runs: median (line) and interquartile range (shaded), "
-               f"for {', '.join(display_name(s) for s in drawn)}; dashed: the oracle c, the per-utterance "
-               "least-squares c that minimises ||c X + (1 - c) X_e - X_s||^2 over the valid frames (what L_low "
-               "asks for; dotted: the same for the X_e of another SE setting).", "",
-               "![Figure 2](fig2_snr_coefficient.png)", "",
-               f"Mean c (over runs of each run's mean over test utterances) clean and at {min(res.snrs)} dB, whether "
-               f"it falls monotonically with the SNR (\"flat\": it moves less than {FLAT_SPREAD} in all), and the "
-               "Spearman rho between c and SNR over each run's test "
-               "utterances × conditions (clean ranked highest), mean ± std over runs:", "", c_table(res), ""]
-        absent = [info.display for s, info in configs.systems().items() if info.paper and info.snr_aware
-                  and s not in drawn]
+        md += [
+            "Estimated c per test utterance, pooled over runs: median (line) and interquartile range (shaded), "
+            f"for {', '.join(display_name(s) for s in drawn)}; dashed: the oracle c, the per-utterance "
+            "least-squares c that minimises ||c X + (1 - c) X_e - X_s||^2 over the valid frames (what L_low "
+            "asks for; dotted: the same for the X_e of another SE setting).",
+            "",
+            "![Figure 2](fig2_snr_coefficient.png)",
+            "",
+            f"Mean c (over runs of each run's mean over test utterances) clean and at {min(res.snrs)} dB, whether "
+            f'it falls monotonically with the SNR ("flat": it moves less than {FLAT_SPREAD} in all), and the '
+            "Spearman rho between c and SNR over each run's test "
+            "utterances × conditions (clean ranked highest), mean ± std over runs:",
+            "",
+            c_table(res),
+            "",
+        ]
+        absent = [
+            info.display for s, info in configs.systems().items() if info.paper and info.snr_aware and s not in drawn
+        ]
         if absent:
             md += [f"Not run: {', '.join(absent)}.", ""]
     else:
         md += ["Skipped: no system with an SNR-aware module was run.", ""]
 
     table, chosen = selection(res)
-    md += ["## Model selection: validation UAR", "",
-           "The validation speaker's UAR under the training conditions (the number early stopping and model "
-           "selection use; the test speaker never enters a choice), with the test UAR beside it for information.",
-           "", table, ""]
+    md += [
+        "## Model selection: validation UAR",
+        "",
+        "The validation speaker's UAR under the training conditions (the number early stopping and model "
+        "selection use; the test speaker never enters a choice), with the test UAR beside it for information.",
+        "",
+        table,
+        "",
+    ]
     if chosen:
-        md += [f"Among TRNet and its variants (the ablations are not candidates), validation picks "
-               f"**{display_name(chosen)}**.", ""]
+        md += [
+            f"Among TRNet and its variants (the ablations are not candidates), validation picks "
+            f"**{display_name(chosen)}**.",
+            "",
+        ]
 
     md += ["## Figure 3: t-SNE of utterance representations", ""]
     note, distances = figure3(res, out / "fig3_tsne.png")
     md += [note, ""]
     if distances:
-        md += ["![Figure 3](fig3_tsne.png)", "",
-               "Centre distances in h itself (standardised), relative to the spread of utterances around their "
-               "(class, SNR) centre: the paper expects TRNet to have the smallest SNR-centre distance and the "
-               "largest class-centre distance.", "",
-               "| System | SNR-centre distance | Class-centre distance |", "|---|---|---|"]
+        md += [
+            "![Figure 3](fig3_tsne.png)",
+            "",
+            "Centre distances in h itself (standardised), relative to the spread of utterances around their "
+            "(class, SNR) centre: the paper expects TRNet to have the smallest SNR-centre distance and the "
+            "largest class-centre distance.",
+            "",
+            "| System | SNR-centre distance | Class-centre distance |",
+            "|---|---|---|",
+        ]
         md += [
             f"| {display_name(d['system'])} | {d['condition_centre_distance']:.3f} | {d['class_centre_distance']:.3f} |"
             for d in distances
@@ -220,9 +257,16 @@ def make_report(results_dir: str | Path, out: str | Path | None = None, also: di
 
     md += ["## Confusion matrices", ""]
     drawn = confusion_figure(res, out / "confusion.png")
-    md += ["Row-normalised (% of each true class), pooled over runs; noisy pools every noise corpus and SNR.", "",
-           "![confusion](confusion.png)", ""] if drawn \
+    md += (
+        [
+            "Row-normalised (% of each true class), pooled over runs; noisy pools every noise corpus and SNR.",
+            "",
+            "![confusion](confusion.png)",
+            "",
+        ]
+        if drawn
         else ["Skipped: no predictions files.", ""]
+    )
 
     md += ["## Significance: TRNet against every other system", ""]
     text, tests = significance(res) if "trnet" in res.systems else ("TRNet was not run: no significance tests.", [])

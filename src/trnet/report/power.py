@@ -44,7 +44,8 @@ class ClusteredDifference:
     def mde_with(self, seeds: int, alpha: float = 0.05, power: float = 0.8) -> float:
         """The MDE the same speakers would give with `seeds` seeds each (variance components)."""
         var = self.sigma_u**2 / self.n_speakers + (0.0 if np.isnan(self.sigma_e) else self.sigma_e**2) / (
-            self.n_speakers * seeds)
+            self.n_speakers * seeds
+        )
         return mde_factor(self.n_speakers - 1, alpha, power) * float(np.sqrt(var))
 
 
@@ -53,8 +54,9 @@ def mde_factor(df: int, alpha: float = 0.05, power: float = 0.8) -> float:
     return float(stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df))
 
 
-def clustered_difference(d: Mapping[str, Sequence[float]], resamples: int = BOOTSTRAP_RESAMPLES,
-                         seed: int = 0) -> ClusteredDifference:
+def clustered_difference(
+    d: Mapping[str, Sequence[float]], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> ClusteredDifference:
     """Summarise paired differences grouped by speaker: speaker -> its runs' differences (one per
     seed). Needs 2+ speakers; speakers may have different numbers of runs (the mean of each
     speaker's runs is the speaker's value)."""

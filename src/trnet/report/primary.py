@@ -38,12 +38,18 @@ def check_analysis(table: Any, systems: Sequence[str]) -> dict[str, Any]:
         raise ValueError(f"[analysis]: unknown key(s) {unknown}; it has {', '.join(ANALYSIS_KEYS)}")
     baseline, candidates = table.get("baseline"), table.get("candidates")
     if not isinstance(baseline, str) or baseline not in systems:
-        raise ValueError(f"[analysis] baseline {baseline!r}: expected one of the recipe's systems "
-                         f"({', '.join(systems)})")
-    if (not isinstance(candidates, list) or not candidates or not all(isinstance(c, str) for c in candidates)
-            or len(set(candidates)) != len(candidates)):
-        raise ValueError(f"[analysis] candidates: expected a non-empty list of distinct system names, "
-                         f"got {candidates!r}")
+        raise ValueError(
+            f"[analysis] baseline {baseline!r}: expected one of the recipe's systems ({', '.join(systems)})"
+        )
+    if (
+        not isinstance(candidates, list)
+        or not candidates
+        or not all(isinstance(c, str) for c in candidates)
+        or len(set(candidates)) != len(candidates)
+    ):
+        raise ValueError(
+            f"[analysis] candidates: expected a non-empty list of distinct system names, got {candidates!r}"
+        )
     missing = [c for c in candidates if c not in systems or c == baseline]
     if missing:
         raise ValueError(f"[analysis] candidates {missing}: not among the recipe's systems, or the baseline itself")
@@ -65,8 +71,10 @@ def noisy_uar(res: Results, system: str) -> dict[tuple[int, int], float]:
 
 def condition_uar(noise: str, snr: int | None) -> Callable[[Results, str], dict[tuple[int, int], float]]:
     """The outcome UAR (%) under one condition (noise "clean", snr None) instead of the mean."""
+
     def value(res: Results, system: str) -> dict[tuple[int, int], float]:
         return {fs: 100 * v for fs, v in res.scores(system, "uar", noise, snr).items()}
+
     return value
 
 
@@ -74,8 +82,9 @@ def test_speakers(res: Results, system: str) -> dict[tuple[int, int], str]:
     return {fs: str(next(iter(res.by_run[(system, *fs)].values()))["test_speaker"]) for fs in res.runs(system)}
 
 
-def paired(res: Results, a: str, b: str,
-           outcome: Callable[[Results, str], dict[tuple[int, int], float]] = noisy_uar) -> ClusteredDifference | None:
+def paired(
+    res: Results, a: str, b: str, outcome: Callable[[Results, str], dict[tuple[int, int], float]] = noisy_uar
+) -> ClusteredDifference | None:
     """a - b over the (fold, seed) runs both have, grouped by test speaker (None: < 2 speakers)."""
     va, vb, spk = outcome(res, a), outcome(res, b), test_speakers(res, a)
     groups: dict[str, list[float]] = defaultdict(list)
@@ -98,34 +107,52 @@ def validation_choice(res: Results, candidates: Sequence[str]) -> tuple[str | No
 def _row(label: str, d: ClusteredDifference | None) -> str:
     if d is None:
         return f"| {label} | – | – | – | – | – | – | – |"
-    return (f"| {label} | {d.mean:+.2f} | [{d.ci[0]:+.2f}, {d.ci[1]:+.2f}] | "
-            f"[{d.bootstrap_ci[0]:+.2f}, {d.bootstrap_ci[1]:+.2f}] | {d.p_value:.3f} | {d.mde:.2f} | "
-            f"{d.wins}/{d.n_speakers} | {d.n_runs} |")
+    return (
+        f"| {label} | {d.mean:+.2f} | [{d.ci[0]:+.2f}, {d.ci[1]:+.2f}] | "
+        f"[{d.bootstrap_ci[0]:+.2f}, {d.bootstrap_ci[1]:+.2f}] | {d.p_value:.3f} | {d.mde:.2f} | "
+        f"{d.wins}/{d.n_speakers} | {d.n_runs} |"
+    )
 
 
-HEADER = ["| Comparison | Δ UAR (points) | 95 % CI (t, speakers) | 95 % CI (bootstrap) | p | MDE (80 %) | "
-          "speakers ahead | runs |", "|---|---|---|---|---|---|---|---|"]
+HEADER = [
+    "| Comparison | Δ UAR (points) | 95 % CI (t, speakers) | 95 % CI (bootstrap) | p | MDE (80 %) | "
+    "speakers ahead | runs |",
+    "|---|---|---|---|---|---|---|---|",
+]
 
 
 def as_dict(d: ClusteredDifference | None) -> dict[str, Any] | None:
     if d is None:
         return None
-    return {"mean": d.mean, "ci": list(d.ci), "bootstrap_ci": list(d.bootstrap_ci), "p": d.p_value, "mde": d.mde,
-            "se": d.se, "sigma_u": d.sigma_u, "sigma_e": None if np.isnan(d.sigma_e) else d.sigma_e,
-            "speakers": d.n_speakers, "runs": d.n_runs, "speakers_ahead": d.wins}
+    return {
+        "mean": d.mean,
+        "ci": list(d.ci),
+        "bootstrap_ci": list(d.bootstrap_ci),
+        "p": d.p_value,
+        "mde": d.mde,
+        "se": d.se,
+        "sigma_u": d.sigma_u,
+        "sigma_e": None if np.isnan(d.sigma_e) else d.sigma_e,
+        "speakers": d.n_speakers,
+        "runs": d.n_runs,
+        "speakers_ahead": d.wins,
+    }
 
 
 def _verdict(name: str, base: str, d: ClusteredDifference) -> str:
     lo, hi = d.ci
     if lo > 0:
-        return (f"**{name} beats {base}** on noisy UAR by {d.mean:+.2f} points (95 % CI {lo:+.2f} to {hi:+.2f}; "
-                f"ahead for {d.wins} of {d.n_speakers} test speakers).")
+        return (
+            f"**{name} beats {base}** on noisy UAR by {d.mean:+.2f} points (95 % CI {lo:+.2f} to {hi:+.2f}; "
+            f"ahead for {d.wins} of {d.n_speakers} test speakers)."
+        )
     if hi < 0:
-        return (f"**{name} is worse than {base}** on noisy UAR by {d.mean:+.2f} points (95 % CI {lo:+.2f} to "
-                f"{hi:+.2f}).")
-    return (f"**No significant difference** between {name} and {base} on noisy UAR: {d.mean:+.2f} points, 95 % CI "
-            f"{lo:+.2f} to {hi:+.2f} (p = {d.p_value:.2f}). Not significant is not equal: a true difference anywhere "
-            f"in that interval fits the data, and the design detects {d.mde:.2f} points with 80 % power.")
+        return f"**{name} is worse than {base}** on noisy UAR by {d.mean:+.2f} points (95 % CI {lo:+.2f} to {hi:+.2f})."
+    return (
+        f"**No significant difference** between {name} and {base} on noisy UAR: {d.mean:+.2f} points, 95 % CI "
+        f"{lo:+.2f} to {hi:+.2f} (p = {d.p_value:.2f}). Not significant is not equal: a true difference anywhere "
+        f"in that interval fits the data, and the design detects {d.mde:.2f} points with 80 % power."
+    )
 
 
 def primary_section(res: Results, analysis: Mapping[str, Any], tags: Sequence[str] = ()) -> tuple[list[str], dict]:
@@ -133,41 +160,61 @@ def primary_section(res: Results, analysis: Mapping[str, Any], tags: Sequence[st
     primary.json). `tags`: merged results ("<system>@<tag>") compared the same way."""
     base, candidates, target = analysis["baseline"], list(analysis["candidates"]), analysis.get("mde_target")
     chosen, val = validation_choice(res, [c for c in candidates if c in res.systems])
-    md = ["Declared in the recipe before any run: the candidate with the highest mean validation UAR among "
-          f"{', '.join(display_name(c) for c in candidates)} against {display_name(base)}, on noisy UAR (the mean "
-          "test UAR over every noise corpus and SNR), paired over (fold, seed); speakers are the unit of "
-          "replication (t interval on the speaker means, bootstrap over speakers beside it; docs/design.md §10).",
-          "", "| Candidate | Mean validation UAR (%) |", "|---|---|"]
+    md = [
+        "Declared in the recipe before any run: the candidate with the highest mean validation UAR among "
+        f"{', '.join(display_name(c) for c in candidates)} against {display_name(base)}, on noisy UAR (the mean "
+        "test UAR over every noise corpus and SNR), paired over (fold, seed); speakers are the unit of "
+        "replication (t interval on the speaker means, bootstrap over speakers beside it; docs/design.md §10).",
+        "",
+        "| Candidate | Mean validation UAR (%) |",
+        "|---|---|",
+    ]
     md += [f"| {display_name(c)}{' (chosen)' if c == chosen else ''} | {v:.2f} |" for c, v in val.items()]
-    out: dict[str, Any] = {"baseline": base, "candidates": candidates, "validation_uar": val, "chosen": chosen,
-                           "mde_target": target}
+    out: dict[str, Any] = {
+        "baseline": base,
+        "candidates": candidates,
+        "validation_uar": val,
+        "chosen": chosen,
+        "mde_target": target,
+    }
     if chosen is None or base not in res.systems:
         return [*md, "", "Not computed: the baseline or every candidate is missing from the results."], out
     d = paired(res, chosen, base)
     out["primary"] = as_dict(d)
     md += ["", *HEADER, _row(f"**{display_name(chosen)} − {display_name(base)}** (noisy UAR, primary)", d)]
     others = [s for s in res.systems if s not in (base, chosen) and "@" not in s]
-    secondary = {f"{chosen} - {base} (clean)": paired(res, chosen, base, condition_uar("clean", None)),
-                 **{f"{s} - {base}": paired(res, s, base) for s in others}}
+    secondary = {
+        f"{chosen} - {base} (clean)": paired(res, chosen, base, condition_uar("clean", None)),
+        **{f"{s} - {base}": paired(res, s, base) for s in others},
+    }
     for label, dd in secondary.items():
         a, b = label.split(" - ")
-        md.append(_row(f"{display_name(a)} − {display_name(b.split(' (')[0])}{' (clean UAR)' if 'clean' in b else ''}",
-                       dd))
+        md.append(
+            _row(f"{display_name(a)} − {display_name(b.split(' (')[0])}{' (clean UAR)' if 'clean' in b else ''}", dd)
+        )
     out["secondary"] = {k: as_dict(v) for k, v in secondary.items()}
     if d is not None:
         seeds = max(1, round(d.n_runs / d.n_speakers))
-        md += ["", _verdict(display_name(chosen), display_name(base), d), "",
-               f"Design: {d.n_speakers} test speakers × {seeds} seed(s); SE {d.se:.2f} points; between-speaker sd of "
-               f"the difference σ_u = {d.sigma_u:.2f}, within-speaker (seed) sd σ_e = {d.sigma_e:.2f}. Minimum "
-               f"detectable effect at 80 % power: **{d.mde:.2f}** UAR points"
-               + (f" (target ≤ {target}: {'met' if d.mde <= target else 'not met'})" if target else "")
-               + "; with the same speakers, " + ", ".join(f"{k} seeds would give {d.mde_with(k):.2f}"
-                                                          for k in (seeds + 1, seeds + 2, 10))
-               + f"; no number of seeds can bring it below {d.mde_with(10**9):.2f} (the σ_u term)."]
+        md += [
+            "",
+            _verdict(display_name(chosen), display_name(base), d),
+            "",
+            f"Design: {d.n_speakers} test speakers × {seeds} seed(s); SE {d.se:.2f} points; between-speaker sd of "
+            f"the difference σ_u = {d.sigma_u:.2f}, within-speaker (seed) sd σ_e = {d.sigma_e:.2f}. Minimum "
+            f"detectable effect at 80 % power: **{d.mde:.2f}** UAR points"
+            + (f" (target ≤ {target}: {'met' if d.mde <= target else 'not met'})" if target else "")
+            + "; with the same speakers, "
+            + ", ".join(f"{k} seeds would give {d.mde_with(k):.2f}" for k in (seeds + 1, seeds + 2, 10))
+            + f"; no number of seeds can bring it below {d.mde_with(10**9):.2f} (the σ_u term).",
+        ]
         out["mde_with_seeds"] = {k: d.mde_with(k) for k in (seeds, seeds + 1, seeds + 2, 10)}
-    md += ["", f"Per condition, {display_name(chosen)} − {display_name(base)} (UAR points, 95 % t interval over "
-           "speakers):", "", "| Noise | " + " | ".join(["clean", *(f"{s} dB" for s in res.snrs)]) + " |",
-           "|---|" + "---|" * (1 + len(res.snrs))]
+    md += [
+        "",
+        f"Per condition, {display_name(chosen)} − {display_name(base)} (UAR points, 95 % t interval over speakers):",
+        "",
+        "| Noise | " + " | ".join(["clean", *(f"{s} dB" for s in res.snrs)]) + " |",
+        "|---|" + "---|" * (1 + len(res.snrs)),
+    ]
     per: dict[str, Any] = {}
     for noise in res.noises:
         cells = []
@@ -184,12 +231,21 @@ def primary_section(res: Results, analysis: Mapping[str, Any], tags: Sequence[st
             continue
         dt = paired(res, tc, tb)
         gain = _gain_difference(res, (tc, tb), (chosen, base))
-        out[f"at_{tag}"] = {"chosen": tc, "validation_uar": tval, "difference": as_dict(dt),
-                            "gain_minus_default_gain": as_dict(gain)}
-        md += ["", f"At the SE setting `{tag}` (secondary, declared with its hypothesis in that recipe): validation "
-               f"picks {display_name(tc)}.", "", *HEADER,
-               _row(f"{display_name(tc)} − {display_name(tb)} (noisy UAR)", dt),
-               _row(f"gain at {tag} − gain at the default (difference of differences)", gain)]
+        out[f"at_{tag}"] = {
+            "chosen": tc,
+            "validation_uar": tval,
+            "difference": as_dict(dt),
+            "gain_minus_default_gain": as_dict(gain),
+        }
+        md += [
+            "",
+            f"At the SE setting `{tag}` (secondary, declared with its hypothesis in that recipe): validation "
+            f"picks {display_name(tc)}.",
+            "",
+            *HEADER,
+            _row(f"{display_name(tc)} − {display_name(tb)} (noisy UAR)", dt),
+            _row(f"gain at {tag} − gain at the default (difference of differences)", gain),
+        ]
     return md, out
 
 

@@ -123,8 +123,10 @@ class Results:
             self.sources[f"{system}@{tag}"] = other.sources[system]
             self.systems.append(f"{system}@{tag}")
         self.meta.setdefault("runs", [])
-        self.meta["runs"] = [*self.meta["runs"], *({**r, "system": f"{r['system']}@{tag}"}
-                                                   for r in other.meta.get("runs", []))]
+        self.meta["runs"] = [
+            *self.meta["runs"],
+            *({**r, "system": f"{r['system']}@{tag}"} for r in other.meta.get("runs", [])),
+        ]
 
     def predictions(self, system: str, fold: int, seed: int) -> Path | None:
         """The predictions file of a run, wherever its results directory is (None if unknown)."""
@@ -134,8 +136,9 @@ class Results:
     @property
     def c_systems(self) -> list[str]:
         """Systems with an SNR-aware module (their rows carry an estimated c), in table order."""
-        with_c = {run[0] for run, conds in self.by_run.items()
-                  if any(r.get("mean_c") is not None for r in conds.values())}
+        with_c = {
+            run[0] for run, conds in self.by_run.items() if any(r.get("mean_c") is not None for r in conds.values())
+        }
         return [s for s in self.systems if s in with_c]
 
     def run_info(self, system: str) -> dict[tuple[int, int], dict[str, Any]]:
@@ -182,8 +185,9 @@ def git_commit() -> str:
     here = Path(__file__).resolve().parent
     try:
         head = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-        status = subprocess.run(["git", "-C", str(here), "status", "--porcelain"],
-                                capture_output=True, text=True, check=True)
+        status = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain"], capture_output=True, text=True, check=True
+        )
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
@@ -194,8 +198,12 @@ def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else (f"{row[k]:.6f}" if isinstance(row[k], float) else row[k])
-                         for k in columns})
+        writer.writerow(
+            {
+                k: "" if row.get(k) is None else (f"{row[k]:.6f}" if isinstance(row[k], float) else row[k])
+                for k in columns
+            }
+        )
     return buf.getvalue()
 
 

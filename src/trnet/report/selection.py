@@ -27,8 +27,10 @@ def _mean(values: dict[Any, float]) -> float:
 
 def c_profile(res: Results, system: str, noise: str) -> list[float]:
     """Mean c (over runs of each run's mean) at clean, then each SNR high to low."""
-    return [_mean(res.scores(system, "mean_c", "clean")), *(_mean(res.scores(system, "mean_c", noise, s))
-                                                            for s in res.snrs)]
+    return [
+        _mean(res.scores(system, "mean_c", "clean")),
+        *(_mean(res.scores(system, "mean_c", noise, s)) for s in res.snrs),
+    ]
 
 
 FLAT_SPREAD = 0.02  # a mean c that moves less than this from clean to the lowest SNR does not track it
@@ -66,8 +68,13 @@ def c_table(res: Results) -> str:
         cells = [display_name(system), rho_cell(res, system, "rho")]
         for noise in res.noises:
             p = c_profile(res, system, noise)
-            cells += [f"{p[0]:.3f}", f"{p[-1]:.3f}", f"{p[0] - p[-1]:+.3f}", trend(p),
-                      rho_cell(res, system, f"rho_{noise}")]
+            cells += [
+                f"{p[0]:.3f}",
+                f"{p[-1]:.3f}",
+                f"{p[0] - p[-1]:+.3f}",
+                trend(p),
+                rho_cell(res, system, f"rho_{noise}"),
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

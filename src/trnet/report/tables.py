@@ -43,8 +43,9 @@ def _table(header: list[str], rows: list[list[str]], means: list[list[float]]) -
     best = [np.nanmax([m[j] for m in means]) if any(not np.isnan(m[j]) for m in means) else np.nan for j in range(cols)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row, m in zip(rows, means):
-        cells = [row[0]] + [f"**{c}**" if not np.isnan(m[j]) and np.isclose(m[j], best[j]) else c
-                            for j, c in enumerate(row[1:])]
+        cells = [row[0]] + [
+            f"**{c}**" if not np.isnan(m[j]) and np.isclose(m[j], best[j]) else c for j, c in enumerate(row[1:])
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -78,17 +79,23 @@ def snr_table(res: Results, noise: str, metric: str) -> str:
 
 
 def table2(encoder: str, width: int) -> str:
-    lines = ["| System | Training params (M) | Training MACs (G) | Inference params (M) | Inference MACs (G) |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| System | Training params (M) | Training MACs (G) | Inference params (M) | Inference MACs (G) |",
+        "|---|---|---|---|---|",
+    ]
     for r in complexity_table(encoder, width):
-        lines.append(f"| {display_name(r['system'])} | {r['train_params'] / 1e6:.2f} | {r['train_macs'] / 1e9:.2f} "
-                     f"| {r['infer_params'] / 1e6:.2f} | {r['infer_macs'] / 1e9:.2f} |")
+        lines.append(
+            f"| {display_name(r['system'])} | {r['train_params'] / 1e6:.2f} | {r['train_macs'] / 1e9:.2f} "
+            f"| {r['infer_params'] / 1e6:.2f} | {r['infer_macs'] / 1e9:.2f} |"
+        )
     return "\n".join(lines)
 
 
 def paper_table1() -> str:
-    lines = ["| System | IEM UAR | IEM WAR | IEM-ESC UAR | IEM-ESC WAR | IEM-MUSAN UAR | IEM-MUSAN WAR |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| System | IEM UAR | IEM WAR | IEM-ESC UAR | IEM-ESC WAR | IEM-MUSAN UAR | IEM-MUSAN WAR |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for system, values in PAPER_TABLE1.items():
         lines.append(f"| {display_name(system)} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
     return "\n".join(lines)
@@ -104,8 +111,10 @@ def significance(res: Results, pairs: Sequence[tuple[str, str]] | None = None) -
     if not pairs:
         return "No pair of systems to test (not run).", []
     settings = ["clean", *res.noises]
-    lines = ["| System | vs | Setting | Pairs | Mean diff (UAR points) | Wilcoxon p | Sign-flip p |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| System | vs | Setting | Pairs | Mean diff (UAR points) | Wilcoxon p | Sign-flip p |",
+        "|---|---|---|---|---|---|---|",
+    ]
     out: list[dict[str, Any]] = []
     small: set[int] = set()
     for focus, other in pairs:
@@ -117,23 +126,36 @@ def significance(res: Results, pairs: Sequence[tuple[str, str]] | None = None) -
             if not t.can_reject():
                 small.add(t.n)
             kind = "exact" if t.exact else "Monte-Carlo"
-            lines.append(f"| {display_name(focus)} | {display_name(other)} | {label} | {t.n} | "
-                         f"{signed(100 * t.mean_diff)} | {_p(t.wilcoxon_p)} | {_p(t.permutation_p)} ({kind}) |")
+            lines.append(
+                f"| {display_name(focus)} | {display_name(other)} | {label} | {t.n} | "
+                f"{signed(100 * t.mean_diff)} | {_p(t.wilcoxon_p)} | {_p(t.permutation_p)} ({kind}) |"
+            )
             out.append({"system": focus, "other": other, "setting": setting, **_test_dict(t)})
-    notes = ["Two-sided tests on the per-run test UAR of the system minus the other, paired by (fold, seed); runs of "
-             "the same fold with different seeds share a test speaker, so the pairs are not fully independent."]
+    notes = [
+        "Two-sided tests on the per-run test UAR of the system minus the other, paired by (fold, seed); runs of "
+        "the same fold with different seeds share a test speaker, so the pairs are not fully independent."
+    ]
     if small:
         ns = ", ".join(str(n) for n in sorted(small))
-        notes.append(f"**Too few pairs to conclude** where n = {ns}: with n pairs no two-sided test on signs can give "
-                     f"p below 2/2^n, so at least {min_pairs()} pairs are needed before p < 0.05 is even possible. "
-                     "Those rows describe the runs, they cannot establish a difference.")
+        notes.append(
+            f"**Too few pairs to conclude** where n = {ns}: with n pairs no two-sided test on signs can give "
+            f"p below 2/2^n, so at least {min_pairs()} pairs are needed before p < 0.05 is even possible. "
+            "Those rows describe the runs, they cannot establish a difference."
+        )
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes), out
 
 
 def _test_dict(t: PairedTest) -> dict[str, Any]:
     """The test's numbers, nan as null (strict JSON)."""
-    values = {"n": t.n, "mean_diff": t.mean_diff, "std_diff": t.std_diff, "wilcoxon_p": t.wilcoxon_p,
-              "permutation_p": t.permutation_p, "exact": t.exact, "min_p": t.min_p}
+    values = {
+        "n": t.n,
+        "mean_diff": t.mean_diff,
+        "std_diff": t.std_diff,
+        "wilcoxon_p": t.wilcoxon_p,
+        "permutation_p": t.permutation_p,
+        "exact": t.exact,
+        "min_p": t.min_p,
+    }
     return {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in values.items()}
 
 

@@ -24,7 +24,6 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ from tqdm import tqdm
 from trnet import enhance
 from trnet import features as feat
 from trnet.audio import load_audio, pad_or_trim, save_audio
-from trnet.corpora import LABELS, read_manifest, write_manifest
+from trnet.corpora import read_manifest, write_manifest
 from trnet.protocol.mixing import mix_at_snr, snr_db
 from trnet.protocol.noise import assign_noise
 from trnet.store.checksum import chunk_checksums
@@ -47,51 +46,31 @@ from trnet.store.layout import (
     KEY,
     LOCK,
     SHAPE,
-    SNRS,
     SUMMARY,
     UTTERANCES,
     SettingsChanged,
     StoreError,
     array_path,
     array_paths,
-    check_noise_name,
-    check_snrs,
     condition_name,
     conditions,
     is_complete,
     read_key,
     remove_store_files,
     remove_temp_files_of,
-    store_key,
     store_path,
 )
+from trnet.store.spec import BuildSpec, check_spec, differences
 from trnet.utils import (
-    UserError,
     atomic_path,
     check_folder_path,
-    check_seed,
     die_with_parent,
     exclusive_lock,
-    safe_component,
     stopping,
     write_json_atomic,
 )
 
 ChunkMap = Callable[[list[dict]], Iterable[dict]]  # jobs -> results, in job order
-
-
-@dataclass(frozen=True)
-class BuildSpec:
-    corpus: Path
-    noise: dict[str, Path]
-    se: str
-    se_options: dict
-    seed: int
-    snrs: tuple[int, ...] = SNRS
-    keep_audio: bool = False
-
-    def key(self, se_version: str) -> dict:
-        return store_key(self.corpus, self.noise, self.se, self.se_options, se_version, self.seed, self.snrs)
 
 
 _worker_se: dict[str, enhance.Enhancer] = {}  # this process's back-end, by its spec (at most one)
@@ -169,8 +148,12 @@ def local_map(workers: int) -> ChunkMap:
         # A process that has initialised CUDA (an SE back-end on the GPU, checked before the build)
         # cannot fork workers that use it: they start fresh ("spawn") then; on the CPU, fork as before.
         context = multiprocessing.get_context("spawn") if torch.cuda.is_initialized() else None
-        with ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=(os.getpid(),),
-                                 mp_context=context) as pool, stopping(pool):
+        with (
+            ProcessPoolExecutor(
+                max_workers=workers, initializer=init_worker, initargs=(os.getpid(),), mp_context=context
+            ) as pool,
+            stopping(pool),
+        ):
             yield from pool.map(process_chunk, jobs)
 
     return run
@@ -196,8 +179,14 @@ def _chunks(n: int, size: int) -> Iterator[range]:
         yield range(start, min(n, start + size))
 
 
-def build(spec: BuildSpec, out: str | Path, workers: int = 1, quiet: bool = False,
-          map_chunks: ChunkMap | None = None, rebuild: bool = False) -> Path:
+def build(
+    spec: BuildSpec,
+    out: str | Path,
+    workers: int = 1,
+    quiet: bool = False,
+    map_chunks: ChunkMap | None = None,
+    rebuild: bool = False,
+) -> Path:
     """Build (or resume) the store at `out`. A store there with other settings is a
     StoreError unless `rebuild`, which removes its files first. Chunks are computed by
     `map_chunks` (default: `workers` local processes) and committed here."""
@@ -214,7 +203,7 @@ def build(spec: BuildSpec, out: str | Path, workers: int = 1, quiet: bool = Fals
         old = read_key(root)
         if old is not None and (rebuild or old["hash"] != key["hash"]):
             if not rebuild:
-                raise SettingsChanged(root, _differences(old, key))
+                raise SettingsChanged(root, differences(old, key))
             if not quiet:
                 print(f"store {root}: removing the store's files to rebuild it")
             remove_store_files(root, old)
@@ -225,60 +214,15 @@ def build(spec: BuildSpec, out: str | Path, workers: int = 1, quiet: bool = Fals
         return _build(spec, root, key, workers, quiet, map_chunks)
 
 
-def check_spec(spec: BuildSpec) -> None:
-    """StoreError (or CorpusError) for settings no store can be built with, before anything is
-    written: noise names that cannot be folder names, SNRs outside the range or repeated, a
-    negative seed, manifests of the wrong kind or empty, labels outside LABELS, and (with
-    keep_audio) utterance ids that cannot be file names."""
-    for name in spec.noise:
-        check_noise_name(name)
-    check_snrs(spec.snrs)
-    try:
-        check_seed(spec.seed, "seed")
-    except UserError as err:
-        raise StoreError(str(err)) from None
-    utts = read_manifest(spec.corpus, "utterances")
-    if not utts:
-        raise StoreError(f"{spec.corpus}: manifest has no utterances")
-    _check_utterances(spec, utts)
-    for name in sorted(spec.noise):
-        if not read_manifest(spec.noise[name], "noise"):
-            raise StoreError(f"noise {name}: {spec.noise[name]} has no clips")
-
-
-def _check_utterances(spec: BuildSpec, utts: list[dict]) -> None:
-    """Labels in the class set (training indexes LABELS); with keep_audio, ids that can be
-    file names (audio/<condition>/<id>.wav)."""
-    for row in utts:
-        if row["label"] not in LABELS:
-            raise StoreError(f"{spec.corpus}: utterance {row['id']} has label {row['label']!r}, not one of "
-                             f"{', '.join(LABELS)} (the classes trnet trains)")
-        if spec.keep_audio:
-            try:
-                safe_component(row["id"], "utterance id")
-            except UserError as err:
-                raise StoreError(f"{spec.corpus}: {err} (--keep-audio writes audio/<condition>/<id>.wav)") from None
-
-
-def _differences(old: dict, new: dict) -> str:
-    """'seed 1 -> 2, se_version' : the settings that differ, with short values."""
-    out = []
-    for k in new:
-        if k not in ("hash", "corpus") and old.get(k) != new[k]:
-            a, b = old.get(k), new[k]
-            short = all(isinstance(v, int | str) and len(str(v)) <= 24 for v in (a, b))
-            out.append(f"{k} {a} -> {b}" if short else k)
-    return ", ".join(out) or "format"
-
-
 def _build(spec: BuildSpec, root: Path, key: dict, workers: int, quiet: bool, map_chunks: ChunkMap | None) -> Path:
     remove_temp_files_of(root, list(spec.noise), spec.snrs)  # what a killed build was writing
     write_json_atomic(root / KEY, key)
     utts = read_manifest(spec.corpus, "utterances")  # as check_spec found it
     write_manifest(root / UTTERANCES, utts, "utterances")
     noises = sorted(spec.noise)
-    assignments = {name: assign_noise(utts, read_manifest(spec.noise[name], "noise"), spec.seed, name)
-                   for name in noises}
+    assignments = {
+        name: assign_noise(utts, read_manifest(spec.noise[name], "noise"), spec.seed, name) for name in noises
+    }
     arrays = _open_arrays(root, noises, spec.snrs, len(utts))
     (root / CHUNKS).mkdir(exist_ok=True)
 
@@ -290,8 +234,18 @@ def _build(spec: BuildSpec, root: Path, key: dict, workers: int, quiet: bool, ma
             {"id": utts[j]["id"], "path": utts[j]["path"], "noise": [assignments[m][utts[j]["id"]] for m in noises]}
             for j in idx
         ]
-        jobs.append({"chunk": i, "index": list(idx), "utts": job_utts, "snrs": list(spec.snrs),
-                     "se": spec.se, "se_options": spec.se_options, "keep_audio": spec.keep_audio, "key": key["hash"]})
+        jobs.append(
+            {
+                "chunk": i,
+                "index": list(idx),
+                "utts": job_utts,
+                "snrs": list(spec.snrs),
+                "se": spec.se,
+                "se_options": spec.se_options,
+                "keep_audio": spec.keep_audio,
+                "key": key["hash"],
+            }
+        )
     done_before = -(-len(utts) // CHUNK) - len(jobs)
 
     bar = tqdm(total=len(utts), initial=done_before * CHUNK, unit="utt", desc=f"conditions ({spec.se})", disable=quiet)
@@ -326,8 +280,14 @@ def _commit_chunk(root: Path, arrays: dict, noises: list[str], spec: BuildSpec, 
     for utt_id, waves in res["audio"].items():
         for cond, wave in zip(conditions(noises, spec.snrs), waves):
             save_audio(store_path(root, f"{AUDIO}/{condition_name(cond)}/{utt_id}.wav"), wave)
-    marker = {"key": job["key"], "index": job["index"], "frames": res["frames"].tolist(), "snr": res["snr"].tolist(),
-              "t_se": res["t_se"], "checksums": chunk_checksums(arrays, job["index"])}
+    marker = {
+        "key": job["key"],
+        "index": job["index"],
+        "frames": res["frames"].tolist(),
+        "snr": res["snr"].tolist(),
+        "t_se": res["t_se"],
+        "checksums": chunk_checksums(arrays, job["index"]),
+    }
     write_json_atomic(store_path(root, f"{CHUNKS}/{job['chunk']}.json"), marker)
 
 

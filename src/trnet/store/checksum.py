@@ -56,8 +56,10 @@ _opened: dict[str, tuple] = {}  # real path of a store -> (the state it was open
 def chunk_checksums(arrays: dict[str, np.ndarray], index: Sequence[int]) -> dict[str, str]:
     """SHA-256 of the rows `index` (contiguous, ascending) of every array, as written."""
     start, stop = int(index[0]), int(index[-1]) + 1
-    return {rel: hashlib.sha256(memoryview(np.ascontiguousarray(arr[start:stop])).cast("B")).hexdigest()
-            for rel, arr in sorted(arrays.items())}
+    return {
+        rel: hashlib.sha256(memoryview(np.ascontiguousarray(arr[start:stop])).cast("B")).hexdigest()
+        for rel, arr in sorted(arrays.items())
+    }
 
 
 def array_size(n: int) -> int:
@@ -74,8 +76,10 @@ def check_sizes(root: Path, rels: Sequence[str], n: int) -> None:
         except FileNotFoundError:
             raise StoreError(f"{path} is missing from the complete store {root}; {REBUILD}") from None
         if size != array_size(n):
-            raise StoreError(f"{path}: {size} bytes, but a store of {n} utterances has {array_size(n)} "
-                             f"(the file was truncated or replaced); {REBUILD}")
+            raise StoreError(
+                f"{path}: {size} bytes, but a store of {n} utterances has {array_size(n)} "
+                f"(the file was truncated or replaced); {REBUILD}"
+            )
 
 
 def _markers(root: Path, n_chunks: int) -> list[dict]:
@@ -151,9 +155,11 @@ def verify_array(root: Path, rel: str, markers: list[dict], n: int, key_hash: st
             for bad in pool.map(lambda block: _first_mismatch(fd, rel, block), blocks):
                 if bad is not None:
                     i, m = bad
-                    raise StoreError(f"{path}: utterances {m['index'][0]}-{m['index'][-1]} (chunk {i}) differ from "
-                                     "the checksum recorded when the store was built (the file was damaged or "
-                                     f"overwritten); {REBUILD}")
+                    raise StoreError(
+                        f"{path}: utterances {m['index'][0]}-{m['index'][-1]} (chunk {i}) differ from "
+                        "the checksum recorded when the store was built (the file was damaged or "
+                        f"overwritten); {REBUILD}"
+                    )
     finally:
         os.close(fd)
     _checked[real] = state
@@ -181,8 +187,9 @@ def _check_frames(root: Path, markers: list[dict], frames: np.ndarray) -> None:
         except (KeyError, TypeError, ValueError, IndexError):
             same = False
         if not same:
-            raise StoreError(f"{root / FRAMES} disagrees with chunk marker {i} (frames.npy was damaged or "
-                             f"replaced); {REBUILD}")
+            raise StoreError(
+                f"{root / FRAMES} disagrees with chunk marker {i} (frames.npy was damaged or replaced); {REBUILD}"
+            )
 
 
 def _upgrade(root: Path, key: dict, rels: Sequence[str], n: int, n_chunks: int) -> list[dict] | None:
@@ -206,6 +213,9 @@ def _upgrade(root: Path, key: dict, rels: Sequence[str], n: int, n_chunks: int) 
             _record(root, key["hash"], states)
             return markers
     except OSError as err:  # a read-only store: use it as it is
-        print(f"warning: store {root} has no chunk checksums and cannot record them ({err.strerror}); "
-              "its content is used unverified (sizes checked)", file=sys.stderr)
+        print(
+            f"warning: store {root} has no chunk checksums and cannot record them ({err.strerror}); "
+            "its content is used unverified (sizes checked)",
+            file=sys.stderr,
+        )
         return None

@@ -46,7 +46,15 @@ CHUNK = 8  # utterances per committed chunk (chunks/<i>.json covers rows i*CHUNK
 DTYPE = "float16"
 
 LOCK, KEY, SUMMARY, UTTERANCES, FRAMES, CHUNKS, AUDIO, VERIFIED = (
-    ".lock", "key.json", "summary.json", "utterances.csv", "frames.npy", "chunks", "audio", "verified.json")
+    ".lock",
+    "key.json",
+    "summary.json",
+    "utterances.csv",
+    "frames.npy",
+    "chunks",
+    "audio",
+    "verified.json",
+)
 
 Condition = str | tuple[str, int]  # "clean" or (noise corpus, SNR in dB)
 RESERVED = ("clean", CHUNKS, AUDIO)  # folders of the store itself: not noise names
@@ -61,8 +69,10 @@ class SettingsChanged(StoreError):
 
     def __init__(self, root: Path, differences: str) -> None:
         self.root, self.differences = Path(root), differences
-        super().__init__(f"store {root} was built with other settings ({differences}); pass --rebuild to replace "
-                         "its files (nothing else is removed), or choose another --out")
+        super().__init__(
+            f"store {root} was built with other settings ({differences}); pass --rebuild to replace "
+            "its files (nothing else is removed), or choose another --out"
+        )
 
 
 def check_noise_name(name: object) -> str:
@@ -73,8 +83,10 @@ def check_noise_name(name: object) -> str:
     except UserError as err:
         raise StoreError(str(err)) from None
     if name in RESERVED or "@" in name:
-        raise StoreError(f"noise name {name!r}: {', '.join(RESERVED)} are the store's own folders, and '@' "
-                         "separates noise and SNR in condition names; choose another name")
+        raise StoreError(
+            f"noise name {name!r}: {', '.join(RESERVED)} are the store's own folders, and '@' "
+            "separates noise and SNR in condition names; choose another name"
+        )
     return name
 
 
@@ -103,7 +115,7 @@ def store_path(root: Path, rel: str) -> Path:
 
 
 def condition_name(cond: Condition) -> str:
-    """"clean" or "<noise>@<snr>"."""
+    """ "clean" or "<noise>@<snr>"."""
     return cond if isinstance(cond, str) else f"{cond[0]}@{cond[1]}"
 
 
@@ -140,8 +152,9 @@ def array_paths(noises: Sequence[str], snrs: Sequence[int]) -> list[str]:
     return [array_path(c, w) for c in conditions(noises, snrs) for w in ("x", "xe")]
 
 
-def store_key(corpus: Path, noise: dict[str, Path], se: str, se_options: dict, se_version: str, seed: int,
-              snrs: Sequence[int]) -> dict:
+def store_key(
+    corpus: Path, noise: dict[str, Path], se: str, se_options: dict, se_version: str, seed: int, snrs: Sequence[int]
+) -> dict:
     """Everything that changes the store's content, and its hash."""
     settings = {
         "format": FORMAT_VERSION,

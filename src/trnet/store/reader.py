@@ -47,8 +47,11 @@ class ConditionStore:
         self.noises: list[str] = list(self.key["noise"])
         self.snrs: tuple[int, ...] = tuple(self.key["snrs"])
         self._maps: dict[str, np.memmap] = {}
-        self._markers = checksum.open_store(self.root, key, len(self.rows), self.frames,
-                                            -(-len(self.rows) // CHUNK)) if verify else None
+        self._markers = (
+            checksum.open_store(self.root, key, len(self.rows), self.frames, -(-len(self.rows) // CHUNK))
+            if verify
+            else None
+        )
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -99,10 +102,16 @@ def _read_frames(path: Path, n: int) -> np.ndarray:
     try:
         frames = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
-        raise StoreError(f"{path}: not a readable array of frame counts ({' '.join(str(err).split())}); "
-                         f"{checksum.REBUILD}") from None
-    if frames.dtype.kind not in "iu" or frames.shape != (n,) or (len(frames) and not
-                                                                 0 <= frames.min() <= frames.max() <= T_MAX):
-        raise StoreError(f"{path}: expected {n} frame counts in 0..{T_MAX}, got a {frames.dtype} array of shape "
-                         f"{frames.shape}; {checksum.REBUILD}")
+        raise StoreError(
+            f"{path}: not a readable array of frame counts ({' '.join(str(err).split())}); {checksum.REBUILD}"
+        ) from None
+    if (
+        frames.dtype.kind not in "iu"
+        or frames.shape != (n,)
+        or (len(frames) and not 0 <= frames.min() <= frames.max() <= T_MAX)
+    ):
+        raise StoreError(
+            f"{path}: expected {n} frame counts in 0..{T_MAX}, got a {frames.dtype} array of shape "
+            f"{frames.shape}; {checksum.REBUILD}"
+        )
     return frames.astype(np.int64)

@@ -57,8 +57,9 @@ class _Run:
     h_s: torch.Tensor | None = None  # the frozen teacher's h_s of every store row (training rows filled)
 
 
-def train_batched(specs: list[RunSpec], quiet: bool = True, wait: bool = True,
-                  max_runs: int | None = None) -> dict[Path, float | None]:
+def train_batched(
+    specs: list[RunSpec], quiet: bool = True, wait: bool = True, max_runs: int | None = None
+) -> dict[Path, float | None]:
     """Train (or resume, or skip if finished) runs, those of one system and training config
     stacked `max_runs` at a time (None: all); teachers not yet trained are trained first, the
     same way. Returns run directory -> seconds spent (None: finished before)."""
@@ -151,8 +152,9 @@ def _train_stack(ready: list[tuple[RunSpec, Prepared]], quiet: bool) -> None:
         model.adam.load(i, r.optimizer)
     if teachers is not None and cfg.beta:
         _teacher_cache(model, rs)
-    bar = tqdm(total=sum(training.epochs - r.epoch for r in rs), desc=f"{cfg.name} x{len(rs)}", disable=quiet,
-               leave=False)
+    bar = tqdm(
+        total=sum(training.epochs - r.epoch for r in rs), desc=f"{cfg.name} x{len(rs)}", disable=quiet, leave=False
+    )
     while True:
         for r in rs:
             if not r.done and (r.epoch >= training.epochs or r.stale >= training.patience):
@@ -209,8 +211,18 @@ def _chunked(rs: list[_Run], items: dict[int, list[tuple[int, int]]], conds: lis
 def _epoch(model: StackedSystem, rs: list[_Run], active: list[int]) -> tuple[dict, dict]:
     """One epoch of every active run (each its own next epoch); loss sums and step counts."""
     batch_size = rs[0].spec.training.batch_size
-    iters = {i: train_batches(rs[i].prep.store, rs[i].prep.labels, rs[i].prep.train_rows, rs[i].prep.conds,
-                              batch_size, rs[i].spec.seed, rs[i].epoch) for i in active}
+    iters = {
+        i: train_batches(
+            rs[i].prep.store,
+            rs[i].prep.labels,
+            rs[i].prep.train_rows,
+            rs[i].prep.conds,
+            batch_size,
+            rs[i].spec.seed,
+            rs[i].epoch,
+        )
+        for i in active
+    }
     sums = {i: torch.zeros(len(LOSS_KEYS), dtype=torch.float64) for i in active}
     steps = dict.fromkeys(active, 0)
     while iters:
@@ -270,8 +282,9 @@ def _lr(r: _Run, step: int) -> float:
     return r.spec.training.lr_at(r.epoch * per_epoch + step, per_epoch)
 
 
-def _step(model: StackedSystem, rs: list[_Run], group: list[int], batches: list[Batch],
-          lrs: list[float]) -> torch.Tensor:
+def _step(
+    model: StackedSystem, rs: list[_Run], group: list[int], batches: list[Batch], lrs: list[float]
+) -> torch.Tensor:
     x, xe, xs, lengths = _stack(batches, model.device)
     y = torch.stack([b.y for b in batches]).to(model.device)
     snr = torch.stack([condition_snr_db(b.conditions) for b in batches]).to(model.device)
@@ -282,9 +295,11 @@ def _step(model: StackedSystem, rs: list[_Run], group: list[int], batches: list[
         return model.train_step(group, x, xe, xs, lengths, y, snr, h_s, lrs)
     except FloatingPointError as err:
         r = rs[err.args[0][0]]
-        raise RunError(f"run {r.prep.out}: the loss is not finite at epoch {r.epoch + 1}; training stopped, the run "
-                       f"is not finished. Look for NaN/Inf in the store {r.spec.store} (rebuild it), or lower the "
-                       f"learning rate") from None
+        raise RunError(
+            f"run {r.prep.out}: the loss is not finite at epoch {r.epoch + 1}; training stopped, the run "
+            f"is not finished. Look for NaN/Inf in the store {r.spec.store} (rebuild it), or lower the "
+            f"learning rate"
+        ) from None
 
 
 def _validate(model: StackedSystem, rs: list[_Run], active: list[int]) -> dict[int, dict]:
@@ -324,13 +339,16 @@ def _validate(model: StackedSystem, rs: list[_Run], active: list[int]) -> dict[i
     return vals
 
 
-def _end_epoch(model: StackedSystem, i: int, r: _Run, sums: torch.Tensor, steps: int, val: dict, seconds: float,
-               quiet: bool) -> None:
+def _end_epoch(
+    model: StackedSystem, i: int, r: _Run, sums: torch.Tensor, steps: int, val: dict, seconds: float, quiet: bool
+) -> None:
     """trainer._loop's end of an epoch for run i: log row, best weights, last checkpoint."""
     epoch = r.epoch + 1
     if not np.isfinite(val["val_ce"]):
-        raise RunError(f"run {r.prep.out}: the validation loss is {val['val_ce']} after epoch {epoch}; training "
-                       f"stopped, the run is not finished. Look for NaN/Inf in the store {r.spec.store}")
+        raise RunError(
+            f"run {r.prep.out}: the validation loss is {val['val_ce']} after epoch {epoch}; training "
+            f"stopped, the run is not finished. Look for NaN/Inf in the store {r.spec.store}"
+        )
     mean = (sums / max(steps, 1)).tolist()
     row = {"epoch": epoch, **dict(zip(("loss", "ce", "low", "high", "coef"), mean)), **val, "seconds": seconds}
     r.history.append(row)
@@ -345,9 +363,11 @@ def _end_epoch(model: StackedSystem, i: int, r: _Run, sums: torch.Tensor, steps:
     runs.save_training_state(r.prep.out / runs.LAST, r.model, r.optimizer, epoch)
     r.epoch = epoch
     if not quiet:
-        tqdm.write(f"{r.spec.system.name} fold {r.spec.fold_name} seed {r.spec.seed} epoch {epoch}: "
-                   f"loss {row['loss']:.3f} val UAR {val['val_uar']:.3f} "
-                   f"(best {r.best['val_uar']:.3f} @ {r.best['epoch']})")
+        tqdm.write(
+            f"{r.spec.system.name} fold {r.spec.fold_name} seed {r.spec.seed} epoch {epoch}: "
+            f"loss {row['loss']:.3f} val UAR {val['val_uar']:.3f} "
+            f"(best {r.best['val_uar']:.3f} @ {r.best['epoch']})"
+        )
 
 
 def _finish(r: _Run) -> None:

@@ -51,8 +51,9 @@ class Stack:
         with torch.no_grad():
             self.flat = torch.stack([torch.cat([p.reshape(-1) for p in m.parameters()]) for m in models]).to(device)
         self.flat.requires_grad_(True)
-        self.buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in models]).to(device)
-                        for n, _ in first.named_buffers()}
+        self.buffers = {
+            n: torch.stack([dict(m.named_buffers())[n] for m in models]).to(device) for n, _ in first.named_buffers()
+        }
         self.size = len(models)
 
     def params(self, flat: Tensor) -> dict[str, Tensor]:
@@ -94,8 +95,11 @@ class StackedAdam:
         if self.steps[r] == 0:
             return
         for name, p in zip(self.stack.names, optimizer.param_groups[0]["params"]):
-            optimizer.state[p] = {"step": torch.tensor(float(self.steps[r])), "exp_avg": m[name][r].clone(),
-                                  "exp_avg_sq": v[name][r].clone()}
+            optimizer.state[p] = {
+                "step": torch.tensor(float(self.steps[r])),
+                "exp_avg": m[name][r].clone(),
+                "exp_avg_sq": v[name][r].clone(),
+            }
 
     @torch.no_grad()
     def step(self, rows: list[int], lrs: list[float] | None = None) -> None:
@@ -134,8 +138,14 @@ class StackedSystem:
     """The training step and evaluation forward of R runs of one SystemConfig, with an optional
     stacked frozen teacher per run (its Baseline-c)."""
 
-    def __init__(self, cfg: SystemConfig, models: Sequence[SERSystem], teachers: Sequence[nn.Module] | None,
-                 lr: float, device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        cfg: SystemConfig,
+        models: Sequence[SERSystem],
+        teachers: Sequence[nn.Module] | None,
+        lr: float,
+        device: torch.device | str = "cpu",
+    ):
         self.cfg, self.device = cfg, torch.device(device)
         self.stack = Stack(models, device)
         self.adam = StackedAdam(self.stack, lr)
@@ -158,8 +168,18 @@ class StackedSystem:
         with torch.no_grad():
             return vmap(lambda p, b, x, f: functional_call(t.base, (p, b), (x, f)))(params, buffers, xs, frames)
 
-    def train_step(self, rows: list[int], x: Tensor, xe: Tensor, xs: Tensor, frames: Tensor, y: Tensor,
-                   snr_db: Tensor, h_s: Tensor | None = None, lrs: list[float] | None = None) -> Tensor:
+    def train_step(
+        self,
+        rows: list[int],
+        x: Tensor,
+        xe: Tensor,
+        xs: Tensor,
+        frames: Tensor,
+        y: Tensor,
+        snr_db: Tensor,
+        h_s: Tensor | None = None,
+        lrs: list[float] | None = None,
+    ) -> Tensor:
         """One optimiser step of the runs `rows` on their batches (stacked [R', B, ...]); returns
         their losses [R', 5] (LOSS_KEYS), detached. The teachers' h_s is computed here unless
         given. Raises FloatingPointError (with the offending positions in `rows`) before any

@@ -98,8 +98,10 @@ def prepare(spec: RunSpec) -> Prepared:
             raise RunError(f"fold {spec.fold} out of range: the store's corpus has {n_folds} folds (0..{n_folds - 1})")
     for noise in [spec.train_noise] if isinstance(spec.train_noise, str) else spec.train_noise or ():
         if noise not in store.noises:
-            raise RunError(f"train noise {noise!r} is not in the store {spec.store} "
-                           f"(it has {', '.join(store.noises) or 'no noise'})")
+            raise RunError(
+                f"train noise {noise!r} is not in the store {spec.store} "
+                f"(it has {', '.join(store.noises) or 'no noise'})"
+            )
     train_noise = spec.train_noise or default_train_noise(store)
     if spec.system.train_conditions != "clean" and train_noise is None:
         raise RunError(f"{spec.system.name} trains on noisy data but the store {spec.store} has no noise corpus")
@@ -134,7 +136,14 @@ def train(spec: RunSpec, quiet: bool = False, wait: bool = False) -> Path:
     process is training is an error, or with `wait`, waited for (then resumed or skipped)."""
     p = prepare(spec)
     out, store, labels, train_rows, val_rows, conds, config = (
-        p.out, p.store, p.labels, p.train_rows, p.val_rows, p.conds, p.config)
+        p.out,
+        p.store,
+        p.labels,
+        p.train_rows,
+        p.val_rows,
+        p.conds,
+        p.config,
+    )
     device = torch.device(spec.device)
     runs.check_config(out, config)  # before anything is written
     if runs.is_finished(out):
@@ -161,8 +170,18 @@ def train(spec: RunSpec, quiet: bool = False, wait: bool = False) -> Path:
     return out
 
 
-def _loop(spec: RunSpec, out: Path, store: ConditionStore, labels: np.ndarray, train_rows: np.ndarray,
-          val_rows: np.ndarray, conds: list, teacher, device: torch.device, quiet: bool) -> None:
+def _loop(
+    spec: RunSpec,
+    out: Path,
+    store: ConditionStore,
+    labels: np.ndarray,
+    train_rows: np.ndarray,
+    val_rows: np.ndarray,
+    conds: list,
+    teacher,
+    device: torch.device,
+    quiet: bool,
+) -> None:
     torch.manual_seed(spec.seed)
     model = SERSystem(spec.system)
     fit_snr_input_stats(model, store, spec.fold, conds)  # training speakers only; saved with the weights
@@ -190,8 +209,16 @@ def _loop(spec: RunSpec, out: Path, store: ConditionStore, labels: np.ndarray, t
         sums = {"loss": 0.0, "ce": 0.0, "low": 0.0, "high": 0.0, "coef": 0.0}
         n_batches = -(-len(train_rows) // spec.training.batch_size)
         bar = tqdm(
-            train_batches(store, labels, train_rows, conds, spec.training.batch_size, spec.seed, epoch,
-                          bucket=spec.training.bucket),
+            train_batches(
+                store,
+                labels,
+                train_rows,
+                conds,
+                spec.training.batch_size,
+                spec.seed,
+                epoch,
+                bucket=spec.training.bucket,
+            ),
             total=n_batches,
             desc=f"{spec.system.name} f{spec.fold_name} s{spec.seed} ep {epoch + 1}/{epochs}",
             leave=False,
@@ -205,12 +232,23 @@ def _loop(spec: RunSpec, out: Path, store: ConditionStore, labels: np.ndarray, t
             b = batch.to(device)
             out_ = model(b.x, b.xe, b.frames)
             h_s = teacher.embed(b.xs, b.frames) if teacher is not None else None
-            losses = compute_losses(out_, b.y, b.xs, b.frames, h_s, spec.system, x=b.x, xe=b.xe,
-                                    snr_db=condition_snr_db(b.conditions).to(device))
+            losses = compute_losses(
+                out_,
+                b.y,
+                b.xs,
+                b.frames,
+                h_s,
+                spec.system,
+                x=b.x,
+                xe=b.xe,
+                snr_db=condition_snr_db(b.conditions).to(device),
+            )
             if not torch.isfinite(losses["total"]):
-                raise RunError(f"run {out}: the loss is {losses['total'].item()} at epoch {epoch + 1}, batch "
-                               f"{steps + 1}; training stopped, the run is not finished. Look for NaN/Inf in the "
-                               f"store {spec.store} (rebuild it), or lower the learning rate")
+                raise RunError(
+                    f"run {out}: the loss is {losses['total'].item()} at epoch {epoch + 1}, batch "
+                    f"{steps + 1}; training stopped, the run is not finished. Look for NaN/Inf in the "
+                    f"store {spec.store} (rebuild it), or lower the learning rate"
+                )
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             optimizer.step()
@@ -220,8 +258,10 @@ def _loop(spec: RunSpec, out: Path, store: ConditionStore, labels: np.ndarray, t
             bar.set_postfix({k: f"{v / steps:.3f}" for k, v in sums.items()})
         val = validate(model, store, labels, val_rows, conds, device)
         if not np.isfinite(val["val_ce"]):
-            raise RunError(f"run {out}: the validation loss is {val['val_ce']} after epoch {epoch + 1}; training "
-                           f"stopped, the run is not finished. Look for NaN/Inf in the store {spec.store}")
+            raise RunError(
+                f"run {out}: the validation loss is {val['val_ce']} after epoch {epoch + 1}; training "
+                f"stopped, the run is not finished. Look for NaN/Inf in the store {spec.store}"
+            )
         row = {
             "epoch": epoch + 1,
             **{k: v / max(steps, 1) for k, v in sums.items()},

@@ -171,10 +171,13 @@ class ErbDecoder(nn.Module):
         w = _Weights(onnx_weights(model), self)
         self.lin_in = GroupedLinear(w("emb_gru.linear_in.0.weight"))
         self.lin_out = GroupedLinear(w("emb_gru.linear_out.0.weight"))
-        self.gru = _gru(w, [
-            ("/emb_gru/Constant_3_output_0", "/emb_gru/Constant_4_output_0", "/emb_gru/Constant_5_output_0"),
-            ("/emb_gru/Constant_9_output_0", "/emb_gru/Constant_10_output_0", "/emb_gru/Constant_11_output_0"),
-        ])
+        self.gru = _gru(
+            w,
+            [
+                ("/emb_gru/Constant_3_output_0", "/emb_gru/Constant_4_output_0", "/emb_gru/Constant_5_output_0"),
+                ("/emb_gru/Constant_9_output_0", "/emb_gru/Constant_10_output_0", "/emb_gru/Constant_11_output_0"),
+            ],
+        )
         self.skip = [(w(f"onnx::Conv_{i}"), w(f"onnx::Conv_{i + 1}")) for i in (288, 294, 300, 306)]  # conv3p..conv0p
         self.convt3 = (w("convt3.0.weight"), w("onnx::Conv_291"), w("onnx::Conv_292"))
         self.convt2 = (w("convt2.0.weight"), w("onnx::Conv_297"), w("onnx::Conv_298"))
