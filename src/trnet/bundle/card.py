@@ -73,6 +73,7 @@ def loco_tables(summary: dict[str, Any]) -> list[str]:
             continue
         cells = " | ".join(_num(c["mean_c"]) for c in r["conditions"])
         mono = "yes" if all(r["monotone"]) else "no" if not any(r["monotone"]) else "some seeds"
+        mono = "flat" if r.get("flat") and all(r["flat"]) else mono
         out.append(
             f"| {r['train']} → {r['test']} | {r['system']} | {cells} | {_num(r['rho'])} | {mono} | "
             f"{_num(r['clean_minus_0db'])} |"

@@ -96,6 +96,7 @@ def loco_summary(loco: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 ],
                 "rho": _stat([r.get("rho") for r in rs]),
                 "monotone": [r.get("monotone") for r in rs],
+                "flat": [r.get("flat") for r in rs],
                 "clean_minus_0db": _stat([r.get("clean_minus_0db") for r in rs]),
             }
         )

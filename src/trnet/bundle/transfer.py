@@ -25,6 +25,7 @@ import numpy as np
 from trnet.batches import label_indices
 from trnet.evaluation.evaluate import predict_condition
 from trnet.models.diagnostics import c_snr_spearman
+from trnet.report.selection import trend
 from trnet.runs import BEST, RunError, load_run, read_config
 from trnet.store import ConditionStore, condition_name, condition_snr
 from trnet.utils import atomic_path, sha256_file, write_json_atomic
@@ -45,13 +46,15 @@ def check_compatible(run: Path, store: ConditionStore) -> None:
 
 
 def c_profile(conditions: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean c from clean down the SNRs, and whether it never rises as the SNR falls."""
+    """Mean c from clean down the SNRs: whether it never rises as the SNR falls, and whether it
+    is flat (moves less than FLAT_SPREAD in all, report.selection.trend): a flat c is not monotone."""
     ordered = sorted(conditions, key=lambda c: -(float("inf") if c["snr"] is None else c["snr"]))
     means = [c["mean_c"] for c in ordered]
     if any(m is None for m in means):
         return {}
     return {
-        "monotone": bool(all(a >= b for a, b in zip(means, means[1:]))),
+        "monotone": trend(means) == "yes",
+        "flat": trend(means) == "flat",
         "clean_minus_0db": next((means[0] - c["mean_c"] for c in ordered if c["snr"] == 0), None),
     }
 
