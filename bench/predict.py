@@ -11,8 +11,10 @@ dfn3-libdf runs without its prefetch thread, so its state creation (~0.3 s per i
 RTF = wall-clock processing time / audio duration (lower is faster), median of the repeats;
 CPU RTF uses the process's CPU time instead, which other load on a shared machine inflates less.
 With --rss, each input is predicted once by `trnet predict` in a fresh process instead, and its
-peak resident memory (getrusage ru_maxrss of that process) is reported with its times: the
-input is streamed, so the peak should not grow with the input's length.
+peak resident memory (VmHWM of that process, which starts afresh at exec; not getrusage's
+ru_maxrss, which on Linux carries the high-water mark of the process that forked it) is
+reported with its times: the input is streamed, so the peak should not grow with the input's
+length.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
 from trnet import enhance  # noqa: E402
+from trnet.bundle.measure import PEAK  # noqa: E402
 from trnet.corpora import LABELS  # noqa: E402
 from trnet.models import SERSystem, load_config  # noqa: E402
 from trnet.predict import load  # noqa: E402
@@ -75,20 +78,26 @@ def test_audio(path: Path, seconds: float, sr: int = 44_100) -> Path:
 
 
 def peak_rss(run: Path, audio: Path) -> tuple[float, float, float]:
-    """(wall s, CPU s, peak RSS MiB) of `trnet predict AUDIO --model RUN --csv` in a fresh process."""
+    """(wall s, CPU s, peak RSS MiB) of `trnet predict AUDIO --model RUN --csv` in a fresh process;
+    the process reports its own VmHWM at exit (trnet.bundle.measure.print_peak)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    code = (
+        "import atexit, sys\nfrom trnet.bundle.measure import print_peak\nfrom trnet.cli import main\n"
+        "atexit.register(print_peak)\nsys.exit(main(sys.argv[1:]))"
+    )
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "trnet.cli", "predict", str(audio), "--model", str(run), "--csv"],
+        [sys.executable, "-c", code, "predict", str(audio), "--model", str(run), "--csv"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=env,
     )
-    err = proc.stderr.read()
+    err = proc.stderr.read().decode()
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
-        raise RuntimeError(f"trnet predict failed: {err.decode()[-2000:]}")
-    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+        raise RuntimeError(f"trnet predict failed: {err[-2000:]}")
+    peak = [float(line.split()[1]) for line in err.splitlines() if line.startswith(PEAK)]
+    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime, peak[-1]
 
 
 def rss_table(args: argparse.Namespace, root: Path) -> None:
