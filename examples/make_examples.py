@@ -34,8 +34,10 @@ NOISY = ("de-calm", "de-calm-noisy", 5.0)  # clip, new name, SNR in dB
 def speak(voice: str, wpm: int, pitch: int, amplitude: int, text: str) -> np.ndarray:
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "out.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(wpm), "-p", str(pitch), "-a", str(amplitude),
-                        "-w", str(wav), text], check=True)
+        subprocess.run(
+            ["espeak-ng", "-v", voice, "-s", str(wpm), "-p", str(pitch), "-a", str(amplitude), "-w", str(wav), text],
+            check=True,
+        )
         return load_audio(wav)  # mono float32 at 16 kHz
 
 

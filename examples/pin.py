@@ -9,7 +9,6 @@ prediction is caught by tests/test_pretrained.py. Regenerate after the bundled m
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 

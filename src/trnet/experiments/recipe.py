@@ -71,10 +71,12 @@ from trnet.experiments.recipe_values import (
     once,
     parse_int_list,
     plain,
-    seeds,
     snrs,
     strings,
     text,
+)
+from trnet.experiments.recipe_values import (
+    seeds as valid_seeds,
 )
 from trnet.models import PAPER_TRAINING, PAPER_WIDTH
 from trnet.models.encoder import ENCODERS
@@ -272,7 +274,7 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         raise RecipeError(f"encoder {encoder!r}: expected one of {', '.join(ENCODERS)}")
     noise_seed = table.get("noise_seed")
     if noise_seed is not None:
-        noise_seed = seeds(int_list(noise_seed, "noise_seed"), "noise_seed")[0]
+        noise_seed = valid_seeds(int_list(noise_seed, "noise_seed"), "noise_seed")[0]
     notes = strings(table.get("notes", []), "notes", single=True)
     if folds != "all":
         folds = int_list(folds, "folds")
@@ -290,7 +292,7 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         train_noise=str(table["train_noise"]),
         se=str(table.get("se", enhance.DEFAULT)),
         se_options=dict(se_options),
-        seeds=seeds(int_list(table.get("seed", [1]), "seed"), "seed"),
+        seeds=valid_seeds(int_list(table.get("seed", [1]), "seed"), "seed"),
         folds=None if folds == "all" else folds,
         systems=systems,
         epochs=epochs,
@@ -356,7 +358,7 @@ def with_overrides(
         parsed = parse_int_list(seeds, "seeds")
         if parsed is None:
             raise RecipeError("--seeds: expected comma-separated integers")
-        changes["seeds"] = seeds(parsed, "--seeds")
+        changes["seeds"] = valid_seeds(parsed, "--seeds")
     if systems is not None:
         changes["systems"] = _systems([s.strip() for s in systems.split(",") if s.strip()], "--systems")
     if epochs is not None:
