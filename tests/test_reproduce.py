@@ -261,6 +261,35 @@ def test_recipe_validation(tmp_path) -> None:
             recipe_from_dict({**base, **change}, base=tmp_path, origin="test")
 
 
+def test_command_line_subsets_override_the_recipe(tmp_path) -> None:
+    """--folds/--seeds/--systems/--epochs replace the recipe's values, and bad values are recipe
+    errors (one line, exit 2), never a crash."""
+    from trnet.experiments.recipe import with_overrides
+
+    base = {
+        "name": "x",
+        "work": "w",
+        "train_noise": "n",
+        "corpus": {"kind": "emodb", "root": "../data/emodb"},
+        "noise": {"n": {"kind": "esc50", "root": "/abs/esc50"}},
+        "seed": [1, 2, 3],
+    }
+    r = recipe_from_dict(base, base=tmp_path, origin="test")
+    o = with_overrides(r, folds="0,2", seeds="2,1", systems="trnet,baseline-e", epochs=3)
+    assert o.folds == (0, 2) and o.seeds == (2, 1) and o.epochs == 3
+    assert o.systems == ("baseline-e", "trnet")  # the registry's order
+    for flags, message in [
+        ({"seeds": "1,1"}, "once"),
+        ({"seeds": "x"}, "integers"),
+        ({"seeds": "all"}, "integers"),
+        ({"folds": "-1"}, "negative"),
+        ({"epochs": 0}, "epochs"),
+        ({"systems": "nope"}, "unknown"),
+    ]:
+        with pytest.raises(RecipeError, match=message):
+            with_overrides(r, **flags)
+
+
 @pytest.mark.parametrize("name", ["iemocap", "emodb"])
 def test_shipped_recipes_parse(name: str) -> None:
     r = load_recipe(RECIPES / f"{name}.toml")
