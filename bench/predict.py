@@ -41,20 +41,22 @@ from trnet.bundle.measure import PEAK  # noqa: E402
 from trnet.corpora import LABELS  # noqa: E402
 from trnet.models import SERSystem, load_config  # noqa: E402
 from trnet.predict import load  # noqa: E402
-from trnet.runs import save_weights, write_config  # noqa: E402
+from trnet.runs import save_weights, write_config, write_finished  # noqa: E402
 
 STAGES = ("load", "SE", "features", "model")
 SE_OPTIONS = {"dfn3-libdf": {"prefetch": False}}  # one thread: no background state creation
 
 
 def random_run(root: Path, se: str, width: int, encoder: str) -> Path:
-    """A run directory (trainer format) holding a randomly initialised TRNet system."""
+    """A run directory (trainer format) holding a randomly initialised TRNet system, marked
+    finished (predict refuses unfinished runs; the cost does not depend on the weights)."""
     cfg = replace(load_config("trnet"), width=width, encoder=encoder)
     torch.manual_seed(0)
     out = root / f"trnet-{se}"
     save_weights(out / "best.safetensors", SERSystem(cfg))
     config = {"system": asdict(cfg), "labels": list(LABELS), "se": se, "se_options": SE_OPTIONS.get(se, {})}
     write_config(out, config)
+    write_finished(out, {"epoch": 0, "epochs_run": 0, "val_uar": 0.0, "note": "random weights (bench/predict.py)"})
     return out
 
 
