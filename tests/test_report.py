@@ -232,3 +232,18 @@ def test_selection_never_recommends_an_ablation(tmp_path) -> None:
     (results / "meta.json").write_text(json.dumps(meta))
     _, chosen = selection(load_results(results))
     assert chosen == "trnet"
+
+
+def test_a_report_of_part_of_the_declared_grid_says_so() -> None:
+    """A results directory made with --seeds/--folds/--systems subsets is labelled partial,
+    naming what it covers against what the recipe declared; the whole grid is not."""
+    from trnet.report.markdown import partial_note
+
+    table = {"seed": [1, 2], "folds": "all", "systems": ["baseline-e", "trnet"]}
+    whole = {"recipe": {"table": table}, "seeds": [1, 2], "folds": [0, 1], "systems": ["baseline-e", "trnet"]}
+    assert partial_note(whole) is None
+    assert partial_note({**whole, "seeds": [1]}) == "**Partial:** this report covers seeds 1 of the declared 1, 2."
+    note = partial_note({**whole, "systems": ["trnet"], "recipe": {"table": {**table, "folds": [0, 1, 2]}}})
+    assert note is not None and "folds 0, 1 of the declared 0, 1, 2" in note and "systems trnet of" in note
+    assert partial_note({"recipe": {"table": {"seed": 1}}, "seeds": [1]}) is None  # an integer seed is one seed
+    assert partial_note({}) is None  # no recipe recorded

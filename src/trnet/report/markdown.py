@@ -139,6 +139,25 @@ def _stand_ins(meta: dict[str, Any], res: Results) -> list[str]:
     return out
 
 
+def partial_note(meta: dict[str, Any]) -> str | None:
+    """A line saying which part of its recipe's declared grid a results directory holds, when it
+    holds less (command-line subsets: fewer seeds, folds or systems), so that a partial report
+    is labelled as such; None when it holds the whole grid (or no recipe was recorded)."""
+    table = meta.get("recipe", {}).get("table", {})
+    if not table:
+        return None
+
+    def listed(value: Any) -> list[Any] | None:
+        return None if value is None or value == "all" else (list(value) if isinstance(value, list) else [value])
+
+    short = []
+    for key, ran_key in (("seed", "seeds"), ("folds", "folds"), ("systems", "systems")):
+        declared, ran = listed(table.get(key, [1] if key == "seed" else None)), meta.get(ran_key)
+        if declared is not None and ran is not None and set(ran) < set(declared):
+            short.append(f"{ran_key} {', '.join(map(str, ran))} of the declared {', '.join(map(str, declared))}")
+    return "**Partial:** this report covers " + "; ".join(short) + "." if short else None
+
+
 def make_report(results_dir: str | Path, out: str | Path | None = None, also: dict[str, Path] | None = None) -> Path:
     """Write report.md and its PNGs (into `out`, default the results directory). `also` (tag
     -> results directory) adds other runs as systems "<system>@<tag>", e.g. the same systems
@@ -147,7 +166,10 @@ def make_report(results_dir: str | Path, out: str | Path | None = None, also: di
     out = Path(out) if out else results_dir
     res = load_results(results_dir, also)
     meta = res.meta
-    md = [f"# TRNet reproduction report: {meta.get('recipe', {}).get('name', results_dir.name)}", "", "## Setup", ""]
+    md = [f"# TRNet reproduction report: {meta.get('recipe', {}).get('name', results_dir.name)}", ""]
+    partial = partial_note(meta)
+    md += [partial, ""] if partial else []
+    md += ["## Setup", ""]
     md += _setup(res)
     missing = [s for s in configs.names(paper_only=True) if s not in res.systems]
     if missing:
