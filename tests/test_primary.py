@@ -84,3 +84,16 @@ def test_bad_declarations_are_refused_before_any_work(tmp_path: Path, analysis, 
         recipe_from_dict(table, base=tmp_path, origin="test")
     with pytest.raises(ValueError):
         check_analysis(analysis, ["baseline-e", "trnet"])
+
+
+@pytest.mark.slow
+def test_with_one_seed_the_report_does_not_pretend_to_split_the_variance(tmp_path: Path) -> None:
+    """One seed per speaker: the MDE is still computed from the speakers' differences, but the
+    report says that speaker and seed variation cannot be separated, and makes no claim about
+    what more seeds would give."""
+    results = with_analysis(fabricate(tmp_path, seeds=(1,)))
+    make_report(results)
+    numbers = json.loads((results / "primary.json").read_text())
+    text = (results / "report.md").read_text()
+    assert numbers["primary"]["runs"] == len(FOLDS) and "mde_with_seeds" not in numbers
+    assert "cannot be separated" in text and "nan" not in text and "no number of seeds" not in text

@@ -195,19 +195,25 @@ def primary_section(res: Results, analysis: Mapping[str, Any], tags: Sequence[st
     out["secondary"] = {k: as_dict(v) for k, v in secondary.items()}
     if d is not None:
         seeds = max(1, round(d.n_runs / d.n_speakers))
-        md += [
-            "",
-            _verdict(display_name(chosen), display_name(base), d),
-            "",
-            f"Design: {d.n_speakers} test speakers × {seeds} seed(s); SE {d.se:.2f} points; between-speaker sd of "
-            f"the difference σ_u = {d.sigma_u:.2f}, within-speaker (seed) sd σ_e = {d.sigma_e:.2f}. Minimum "
-            f"detectable effect at 80 % power: **{d.mde:.2f}** UAR points"
-            + (f" (target ≤ {target}: {'met' if d.mde <= target else 'not met'})" if target else "")
-            + "; with the same speakers, "
-            + ", ".join(f"{k} seeds would give {d.mde_with(k):.2f}" for k in (seeds + 1, seeds + 2, 10))
-            + f"; no number of seeds can bring it below {d.mde_with(10**9):.2f} (the σ_u term).",
-        ]
-        out["mde_with_seeds"] = {k: d.mde_with(k) for k in (seeds, seeds + 1, seeds + 2, 10)}
+        mde = f"Minimum detectable effect at 80 % power: **{d.mde:.2f}** UAR points" + (
+            f" (target ≤ {target}: {'met' if d.mde <= target else 'not met'})" if target else ""
+        )
+        if np.isnan(d.sigma_e):  # one seed per speaker: speaker and seed variance are not separable
+            design = (
+                f"Design: {d.n_speakers} test speakers × 1 seed; SE {d.se:.2f} points; sd of the speakers' "
+                f"differences {d.sigma_u:.2f}, which with one seed holds the seed-to-seed variation too (σ_u and "
+                f"σ_e cannot be separated). {mde}; more seeds would lower it by an amount one seed cannot tell."
+            )
+        else:
+            design = (
+                f"Design: {d.n_speakers} test speakers × {seeds} seed(s); SE {d.se:.2f} points; between-speaker sd "
+                f"of the difference σ_u = {d.sigma_u:.2f}, within-speaker (seed) sd σ_e = {d.sigma_e:.2f}. {mde}; "
+                "with the same speakers, "
+                + ", ".join(f"{k} seeds would give {d.mde_with(k):.2f}" for k in (seeds + 1, seeds + 2, 10))
+                + f"; no number of seeds can bring it below {d.mde_with(10**9):.2f} (the σ_u term)."
+            )
+            out["mde_with_seeds"] = {k: d.mde_with(k) for k in (seeds, seeds + 1, seeds + 2, 10)}
+        md += ["", _verdict(display_name(chosen), display_name(base), d), "", design]
     md += [
         "",
         f"Per condition, {display_name(chosen)} − {display_name(base)} (UAR points, 95 % t interval over speakers):",
