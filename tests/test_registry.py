@@ -124,19 +124,23 @@ def test_unknown_and_duplicate_systems_are_user_errors(extra: Path, tmp_path: Pa
 
 def test_the_alias_resolves_through_the_committed_selection_file() -> None:
     """trnet-robust is no config of its own: the selection file names the system, and that file
-    is what `trnet select` writes from the refinement study's committed runs."""
+    is what `trnet select` writes from the studies' committed runs (EmoDB at two SE settings,
+    nEMO)."""
     assert not (ROOT / "src" / "trnet" / "configs" / "trnet-robust.toml").exists()
     chosen = json.loads(configs.SELECTION.read_text())["aliases"]["trnet-robust"]["system"]
     assert configs.resolve("trnet-robust") == chosen == "trnet-std"
     assert load_config("trnet-robust") == load_config(chosen)
     assert load_training_config("trnet-robust") == load_training_config(chosen)
     study = ROOT / "docs" / "emodb-refinement"
-    entry = select([str(study / "runs.csv"), f"atten20={study / 'runs-atten20.csv'}"], "trnet-robust")
+    nemo = ROOT / "docs" / "nemo-study" / "runs.csv"
+    entry = select([str(study / "runs.csv"), f"atten20={study / 'runs-atten20.csv'}", str(nemo)], "trnet-robust")
     committed = json.loads(configs.SELECTION.read_text())["aliases"]["trnet-robust"]
     strip = [{k: v for k, v in s.items() if k != "source"} for s in committed["studies"]]
     assert {**entry, "studies": strip} == {**committed, "studies": strip}  # same numbers, same files
-    report = (study / "report.md").read_text()
-    assert f"validation picks **{configs.display_name(chosen)}**" in report
+    for report in (study / "report.md", nemo.parent / "report.md"):
+        assert f"validation picks **{configs.display_name(chosen)}**" in report.read_text()
+    # an SE setting tried on EmoDB only is listed, but does not compete with candidates run on both corpora
+    assert committed["validation_uar"]["trnet-std@atten20"]["comparable"] is False
 
 
 def test_the_selection_file_drives_the_recommended_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

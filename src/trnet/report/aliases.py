@@ -31,8 +31,10 @@ from trnet.utils import UserError, sha256_file, write_json_atomic
 FORMAT = 1
 RULE = (
     "the candidate (candidate = true in its system config; at any SE setting, <system>@<tag>) with the highest "
-    "mean validation UAR over all its runs in all the studies below; ties go to the earlier system in table "
-    "order. A chosen <system>@<tag> names <system>; its SE setting is the study's."
+    "mean validation UAR over its runs in the studies below, among the candidates run on every (test speaker, "
+    "fold, seed) that any candidate was run on, so that all compete on the same speakers and seeds (a candidate "
+    "run in fewer studies, e.g. an SE setting tried on one corpus only, is listed but not comparable); ties go "
+    "to the earlier system in table order. A chosen <system>@<tag> names <system>; its SE setting is the study's."
 )
 
 
@@ -48,7 +50,7 @@ def study_evidence(res: Results, source: str) -> dict[str, Any]:
     """A study's selection.json: every run's validation UAR, and where it comes from."""
     recipe = res.meta.get("recipe", {})
     runs = [
-        {"system": s, "fold": f, "seed": k, "val_uar": info.get("val_uar")}
+        {"system": s, "fold": f, "seed": k, "test_speaker": info.get("test_speaker"), "val_uar": info.get("val_uar")}
         for s in res.systems
         for (f, k), info in sorted(res.run_info(s).items())
     ]
@@ -84,6 +86,7 @@ def read_runs(source: str) -> tuple[str, list[dict[str, Any]], Path]:
                 "system": r["system"],
                 "fold": int(r["fold"]),
                 "seed": int(r["seed"]),
+                "test_speaker": r.get("test_speaker") or None,
                 "val_uar": float(r["val_uar"]) if r["val_uar"] else None,
             }
             for r in rows
@@ -93,13 +96,24 @@ def read_runs(source: str) -> tuple[str, list[dict[str, Any]], Path]:
     return tag, runs, path
 
 
+def cell(run: dict[str, Any]) -> tuple[str, int, int]:
+    """Where a run was trained and tested: (test speaker, fold, seed); speakers name the corpus."""
+    return (str(run.get("test_speaker") or ""), int(run["fold"]), int(run["seed"]))
+
+
 def pool(studies: list[tuple[str, list[dict[str, Any]]]]) -> dict[str, dict[str, Any]]:
-    """Candidate -> mean, std and number of its validation UARs over every study, table order."""
+    """Candidate -> mean, std and number of its validation UARs over every study, and whether it
+    was run on every cell (test speaker, fold, seed) that any candidate was run on; table order.
+    Means over different cells are not comparable: validation UAR depends on the corpus and the
+    speaker far more than on the system (EmoDB ~83 %, nEMO ~52 %)."""
     values: dict[str, list[float]] = {}
+    cells: dict[str, set[tuple[str, int, int]]] = {}
     for _, runs in studies:
         for r in runs:
             if is_candidate(r["system"]) and r.get("val_uar") is not None:
                 values.setdefault(r["system"], []).append(float(r["val_uar"]))
+                cells.setdefault(r["system"], set()).add(cell(r))
+    every = set().union(*cells.values()) if cells else set()
     order = list(configs.names())
     ranked = sorted(values, key=lambda s: (order.index(s.split("@")[0]), s))
     return {
@@ -107,14 +121,17 @@ def pool(studies: list[tuple[str, list[dict[str, Any]]]]) -> dict[str, dict[str,
             "mean": round(float(np.mean(values[s])), 6),
             "std": round(float(np.std(values[s], ddof=1)), 6) if len(values[s]) > 1 else None,
             "runs": len(values[s]),
+            "comparable": cells[s] >= every,
         }
         for s in ranked
     }
 
 
 def choose(pooled: dict[str, dict[str, Any]]) -> str | None:
-    """The rule (RULE): the highest mean, the earlier in table order on a tie."""
-    return max(pooled, key=lambda s: pooled[s]["mean"], default=None) if pooled else None
+    """The rule (RULE): among the comparable candidates (run on every cell), the highest mean,
+    the earlier in table order on a tie; None when no candidate was run on every cell."""
+    comparable = [s for s in pooled if pooled[s].get("comparable", True)]
+    return max(comparable, key=lambda s: pooled[s]["mean"], default=None)
 
 
 def select(sources: list[str], alias: str) -> dict[str, Any]:
@@ -129,7 +146,10 @@ def select(sources: list[str], alias: str) -> dict[str, Any]:
     pooled = pool(studies)
     chosen = choose(pooled)
     if chosen is None:
-        raise UserError("no candidate system has a validation UAR in these sources")
+        raise UserError(
+            "no candidate system has a validation UAR on every (test speaker, fold, seed) of these sources; "
+            "give studies that ran the same candidates"
+        )
     return {
         "system": chosen.split("@")[0],
         "chosen": chosen,

@@ -89,5 +89,9 @@ def selection(res: Results) -> tuple[str, str | None]:
         text = mean_std(values)[1]
         tests = [mean_std(list(res.scores(system, "uar", s).values()))[1] for s in ["clean", *res.noises]]
         lines.append("| " + " | ".join([display_name(system), text, *tests]) + " |")
-    runs = [{"system": s, "val_uar": r.get("val_uar")} for s in res.systems for r in res.run_info(s).values()]
+    runs = [
+        {"system": s, "fold": f, "seed": k, "test_speaker": r.get("test_speaker"), "val_uar": r.get("val_uar")}
+        for s in res.systems
+        for (f, k), r in res.run_info(s).items()
+    ]
     return "\n".join(lines), choose(pool([("", runs)]))
