@@ -424,7 +424,9 @@ def test_3b_reproduce_stopped_while_training_in_parallel_ends_at_once(tmp_path, 
         stopped = time.time()
         proc.send_signal(signum)
         rc = proc.wait(timeout=60)
-        assert time.time() - stopped < 10, f"took {time.time() - stopped:.0f} s to stop"
+        # Training to the end would take ~15 min here (about 5 epochs/s); stopping takes ~1 s on
+        # an idle machine and was seen at 10-15 s in a loaded full suite: 45 s keeps the margin.
+        assert time.time() - stopped < 45, f"took {time.time() - stopped:.0f} s to stop"
         assert rc != 0
         deadline = time.time() + 10
         while any(map(alive, workers)) and time.time() < deadline:
