@@ -236,14 +236,17 @@ def test_parallel_jobs_give_the_sequential_results(grid, tmp_path) -> None:
     assert {r["fold"] for r in results["2-alone"]} == {"0", "1"} and len(results["2-alone"]) == 20
 
 
+MINIMAL_RECIPE = {
+    "name": "x",
+    "work": "w",
+    "train_noise": "n",
+    "corpus": {"kind": "emodb", "root": "../data/emodb"},
+    "noise": {"n": {"kind": "esc50", "root": "/abs/esc50"}},
+}
+
+
 def test_recipe_validation(tmp_path) -> None:
-    base = {
-        "name": "x",
-        "work": "w",
-        "train_noise": "n",
-        "corpus": {"kind": "emodb", "root": "../data/emodb"},
-        "noise": {"n": {"kind": "esc50", "root": "/abs/esc50"}},
-    }
+    base = dict(MINIMAL_RECIPE)
     r = recipe_from_dict(base, base=tmp_path, origin="test")
     assert r.corpus.root == (tmp_path.parent / "data" / "emodb").resolve()  # `../shared` style roots
     assert r.noise["n"].root == Path("/abs/esc50") and r.work == tmp_path / "w"
@@ -266,15 +269,7 @@ def test_command_line_subsets_override_the_recipe(tmp_path) -> None:
     errors (one line, exit 2), never a crash."""
     from trnet.experiments.recipe import with_overrides
 
-    base = {
-        "name": "x",
-        "work": "w",
-        "train_noise": "n",
-        "corpus": {"kind": "emodb", "root": "../data/emodb"},
-        "noise": {"n": {"kind": "esc50", "root": "/abs/esc50"}},
-        "seed": [1, 2, 3],
-    }
-    r = recipe_from_dict(base, base=tmp_path, origin="test")
+    r = recipe_from_dict({**MINIMAL_RECIPE, "seed": [1, 2, 3]}, base=tmp_path, origin="test")
     o = with_overrides(r, folds="0,2", seeds="2,1", systems="trnet,baseline-e", epochs=3)
     assert o.folds == (0, 2) and o.seeds == (2, 1) and o.epochs == 3
     assert o.systems == ("baseline-e", "trnet")  # the registry's order
