@@ -10,6 +10,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import multiprocessing
 import os
 import signal
 import sys
@@ -17,6 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -312,6 +314,19 @@ def stopping(pool: Any) -> Iterator[Any]:
                 process.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
+
+
+@contextlib.contextmanager
+def spawned_pool(jobs: int) -> Iterator[Any]:
+    """`jobs` worker processes started fresh ("spawn": safe beside torch's threads and CUDA) that
+    exit with this process (`die_with_parent`) and are ended at once when the block is left by
+    an exception (`stopping`): the pool of every training stage."""
+    context = multiprocessing.get_context("spawn")
+    with (
+        ProcessPoolExecutor(jobs, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)) as pool,
+        stopping(pool),
+    ):
+        yield pool
 
 
 @contextlib.contextmanager

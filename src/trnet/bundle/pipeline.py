@@ -19,11 +19,10 @@ Progress lines carry wall times and go to stdout and WORK/bundle.log.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,9 +35,10 @@ from trnet.bundle.recipe import BundleRecipe, BundleRecipeError
 from trnet.bundle.transfer import evaluate_transfer
 from trnet.corpora import LoadResult, write_manifest
 from trnet.corpora.combined import combine
+from trnet.models import training_order
 from trnet.store import BuildSpec, ConditionStore, SettingsChanged, build
 from trnet.training.trainer import RunSpec, train
-from trnet.utils import LockedError, UserError, check_folder_path, die_with_parent, exclusive_lock, stopping
+from trnet.utils import LockedError, UserError, check_folder_path, exclusive_lock, spawned_pool
 
 Log = Callable[[str], None]
 
@@ -135,7 +135,7 @@ def train_group(recipe: BundleRecipe, group: plan.Group, device: str, threads: i
     if threads:
         torch.set_num_threads(threads)
     lines = []
-    for system in plan.training_order(group.systems):
+    for system in training_order(group.systems):
         spec = plan.run_spec(recipe, group, system, device)
         seconds = train_locked(spec)
         done = runs.read_done(spec.dir)
@@ -156,12 +156,7 @@ def train_all(recipe: BundleRecipe, device: str, jobs: int, threads: int | None,
                 log(line)
         return
     log(f"training {len(todo)} groups in {jobs} parallel processes")
-    with (
-        ProcessPoolExecutor(
-            jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent, initargs=(os.getpid(),)
-        ) as pool,
-        stopping(pool),
-    ):  # workers end with this process
+    with spawned_pool(jobs) as pool:
         futures = [pool.submit(train_group, recipe, group, device, threads or 1) for group in todo]
         for future in as_completed(futures):
             for line in future.result():

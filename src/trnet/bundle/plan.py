@@ -24,7 +24,6 @@ from pathlib import Path
 
 from trnet.batches import n_train_batches
 from trnet.bundle.recipe import BundleRecipe
-from trnet.models import load_config
 from trnet.protocol.folds import split
 from trnet.protocol.holdout import corpus_holdout
 from trnet.store import ConditionStore
@@ -143,12 +142,3 @@ def run_epochs(recipe: BundleRecipe, n_train: int) -> int:
     optimiser updates (a small corpus alone, e.g. EmoDB's 300 training utterances)."""
     per_epoch = max(1, n_train_batches(n_train, recipe.batch_size))
     return max(recipe.epochs, -(-recipe.min_updates // per_epoch))
-
-
-def training_order(systems: tuple[str, ...]) -> list[str]:
-    """Baseline-c first if any system needs it as its teacher (the trainer would train it
-    anyway; listing it makes its progress line and its wall time visible)."""
-    order = list(systems)
-    if any(load_config(s).teacher for s in systems) and "baseline-c" not in order:
-        order.insert(0, "baseline-c")
-    return order

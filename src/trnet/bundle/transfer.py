@@ -86,16 +86,7 @@ def evaluate_transfer(run: Path, store: ConditionStore, device: str = "cpu") -> 
             arrays[f"c__{name}"] = p.c
             cs.append(p.c)
             snrs.append(np.full(len(p.c), condition_snr(cond)))
-        conditions.append(
-            {
-                "noise": "clean" if cond == "clean" else cond[0],
-                "snr": None if cond == "clean" else int(cond[1]),
-                "uar": p.uar(),
-                "war": p.war(),
-                "mean_c": float(np.mean(p.c)) if p.c is not None else None,
-                "n": int(len(p.y_true)),
-            }
-        )
+        conditions.append(p.summary(cond))
     rho = c_snr_spearman(np.concatenate(cs), np.concatenate(snrs)) if cs else float("nan")
     with atomic_path(npz_path) as tmp:
         with open(tmp, "wb") as f:

@@ -31,6 +31,18 @@ class Predictions:
     def war(self) -> float:
         return war(self.y_true, self.y_pred)
 
+    def summary(self, cond: Condition) -> dict:
+        """One condition's row of an evaluation: noise, SNR, UAR, WAR, mean and sd of c, n."""
+        return {
+            "noise": "clean" if cond == "clean" else cond[0],
+            "snr": None if cond == "clean" else int(cond[1]),
+            "uar": self.uar(),
+            "war": self.war(),
+            "mean_c": float(np.mean(self.c)) if self.c is not None else None,
+            "c_std": float(np.std(self.c)) if self.c is not None else None,
+            "n": int(len(self.y_true)),
+        }
+
 
 @torch.no_grad()
 def predict_condition(

@@ -22,11 +22,9 @@ them instead of training the same run beside them, then resumes or skips it.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -41,7 +39,7 @@ from trnet.experiments.recipe import Recipe, RecipeError
 from trnet.store import ChunkMap, ConditionStore
 from trnet.training.batched import train_batched
 from trnet.training.trainer import RunSpec, train
-from trnet.utils import die_with_parent, stopping
+from trnet.utils import spawned_pool
 
 Log = Callable[[str], None]
 AUTO_STACK = 32  # runs per stack on CUDA when the recipe says batch_runs = 0 (auto)
@@ -194,12 +192,7 @@ def train_parallel(
     groups = [(fold, seed) for seed in recipe.seeds for fold in folds]
     log(f"training {len(groups)} (fold, seed) groups in {jobs} parallel processes")
     evaluated: dict[tuple[str, int, int], float] = {}
-    with (
-        ProcessPoolExecutor(
-            jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent, initargs=(os.getpid(),)
-        ) as pool,
-        stopping(pool),
-    ):  # workers end with this process
+    with spawned_pool(jobs) as pool:
         futures = [pool.submit(train_group, recipe, order, fold, seed, stores[seed], device) for fold, seed in groups]
         for future in as_completed(futures):
             lines, seconds = future.result()
@@ -268,12 +261,7 @@ def train_stacks(grid: Grid, jobs: int, log: Log) -> Trained:
             out.update(trained)
         return out
     log(f"training {len(tasks)} stacks of runs in {jobs} parallel processes")
-    with (
-        ProcessPoolExecutor(
-            jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent, initargs=(os.getpid(),)
-        ) as pool,
-        stopping(pool),
-    ):  # workers end with this process
+    with spawned_pool(jobs) as pool:
         for phase in phases:
             futures = [pool.submit(train_stack, grid, system, pairs, 1) for system, pairs in phase]
             for future in as_completed(futures):

@@ -101,17 +101,7 @@ def evaluate_run(run: Path, store: ConditionStore, fold: int, system: str, train
             preds.oracle[name] = p.oracle
         if cond in keep_h and p.h is not None:
             preds.h[name] = p.h
-        conditions.append(
-            {
-                "noise": "clean" if cond == "clean" else cond[0],
-                "snr": None if cond == "clean" else int(cond[1]),
-                "uar": p.uar(),
-                "war": p.war(),
-                "mean_c": float(np.mean(p.c)) if p.c is not None else None,
-                "c_std": float(np.std(p.c)) if p.c is not None else None,
-                "n": int(len(p.y_true)),
-            }
-        )
+        conditions.append(p.summary(cond))
     preds.save(npz_path)
     diagnostics = c_diagnostics(preds, store)
     # the JSON is written last: its presence marks a complete evaluation

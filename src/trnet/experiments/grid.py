@@ -119,11 +119,3 @@ def run_spec(recipe: Recipe, system: str, fold: int, seed: int, store: Path, run
         train_noise=recipe.train_noise,
         device=device,
     )
-
-
-def training_order(systems: tuple[str, ...], needs_teacher: bool) -> list[str]:
-    """Baseline-c first (TRNet's teacher), added as a teacher if a system needs it."""
-    order = [s for s in systems if s == "baseline-c"] + [s for s in systems if s != "baseline-c"]
-    if needs_teacher and "baseline-c" not in order:
-        order.insert(0, "baseline-c")
-    return order

@@ -29,10 +29,10 @@ from trnet.corpora import read_manifest
 from trnet.device import torch_device
 from trnet.experiments.engine import Engine, Grid, LocalEngine
 from trnet.experiments.engine_ray import RayEngine
-from trnet.experiments.grid import build_stores, check_se, training_order, work_lock
+from trnet.experiments.grid import build_stores, check_se, work_lock
 from trnet.experiments.manifests import prepare
 from trnet.experiments.recipe import Recipe, RecipeError
-from trnet.models import load_config
+from trnet.models import training_order
 from trnet.protocol.folds import loso_folds
 from trnet.report.markdown import make_report
 from trnet.report.results import git_commit, predictions_path, write_results
@@ -119,7 +119,7 @@ def _run(
     chunks = engine.chunk_map()  # None: the builder's local processes
     stores = build_stores(recipe, corpus, noise, workers, quiet, map_chunks=chunks)
 
-    order = training_order(recipe.systems, needs_teacher=any(load_config(s).teacher for s in recipe.systems))
+    order = training_order(recipe.systems)
     results = engine.run_grid(Grid(recipe, stores, folds, order, device), verbose, log)
     rows: list[dict[str, Any]] = []
     runs_meta: list[dict[str, Any]] = []

@@ -13,6 +13,7 @@ from trnet.models.system import (
     load_config,
     load_training_config,
     teacher_config,
+    training_order,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "load_config",
     "load_training_config",
     "teacher_config",
+    "training_order",
 ]
