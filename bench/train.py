@@ -52,6 +52,7 @@ def main() -> None:
     B, T = args.batch, args.frames
     x, xe, xs = (torch.randn(B, T, 80) * 3 + 8 for _ in range(3))
     lengths, y = torch.full((B,), T), torch.randint(0, 4, (B,))
+    snr_db = torch.tensor([20.0, 15, 10, 5, 0, -5])[torch.arange(B) % 6]  # TRNet-std-snr's L_c reads it
     for name in args.systems.split(","):
         cfg = replace(load_config(name), encoder=args.encoder, width=args.width)
         model = SERSystem(cfg)
@@ -64,7 +65,7 @@ def main() -> None:
         def step() -> None:
             out = model(x, xe, lengths)
             h_s = teacher.embed(xs, lengths) if teacher is not None else None
-            loss = compute_losses(out, y, xs, lengths, h_s, cfg)["total"]
+            loss = compute_losses(out, y, xs, lengths, h_s, cfg, x=x, xe=xe, snr_db=snr_db)["total"]
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trnet.features import frame_mask
-from trnet.models.masking import MaskedBatchNorm, halve, zero_padding
+from trnet.models.masking import MaskedBatchNorm, halve, zero_finite_padding, zero_padding
 
 
 class InputNorm(nn.Module):
@@ -58,18 +58,19 @@ class ResidualBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 5, stride=2, padding=2, bias=False)
-        self.bn1 = MaskedBatchNorm(c_out)
+        # every input of a block is zero padded, so the padding inside it is finite
+        self.bn1 = MaskedBatchNorm(c_out, finite_padding=True)
         self.conv2 = nn.Conv2d(c_out, c_out, 5, padding=2, bias=False)
-        self.bn2 = MaskedBatchNorm(c_out)
+        self.bn2 = MaskedBatchNorm(c_out, finite_padding=True)
         self.shortcut = nn.Conv2d(c_in, c_out, 1, stride=2, bias=False)
-        self.shortcut_bn = MaskedBatchNorm(c_out)
+        self.shortcut_bn = MaskedBatchNorm(c_out, finite_padding=True)
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """x [B, C, T, F], zero beyond lengths -> ([B, C', ceil(T/2), ceil(F/2)], halved lengths)."""
         lengths = halve(lengths)
-        y = zero_padding(F.relu(self.bn1(self.conv1(x), lengths)), lengths, 2)
+        y = zero_finite_padding(F.relu(self.bn1(self.conv1(x), lengths)), lengths, 2)
         y = self.bn2(self.conv2(y), lengths) + self.shortcut_bn(self.shortcut(x), lengths)
-        return zero_padding(F.relu(y), lengths, 2), lengths
+        return zero_finite_padding(F.relu(y), lengths, 2), lengths
 
 
 class ResNetEncoder(nn.Module):
@@ -116,11 +117,11 @@ class ConvBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, 5, padding=2, bias=False)
-        self.bn = MaskedBatchNorm(c_out)
+        self.bn = MaskedBatchNorm(c_out, finite_padding=True)  # its input is zero padded
         self.dropout = nn.Dropout(0.2)
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        x = zero_padding(F.relu(self.bn(self.conv(x), lengths)), lengths, 2)
+        x = zero_finite_padding(F.relu(self.bn(self.conv(x), lengths)), lengths, 2)
         # ceil mode keeps an odd last frame; its partner is padding (0) or absent, and ReLU
         # outputs are >= 0, so the max is exact either way and padding stays 0
         x = F.max_pool2d(x, 2, ceil_mode=True)
