@@ -37,6 +37,21 @@ def test_more_seeds_shrink_only_the_within_speaker_part() -> None:
     assert r.mde_with(10**9) == pytest.approx(mde_factor(8) * r.sigma_u / 3, rel=1e-3)
 
 
+def test_projection_is_anchored_to_the_measured_se_when_sigma_u_is_clipped() -> None:
+    """Speaker means that spread less than their seeds predict: sigma_u's moment estimate is
+    negative and reported as 0; projecting from the components alone would give a larger MDE
+    at today's seeds than the one measured. Anchored, today's K gives today's MDE and more
+    seeds shrink it as 1 / sqrt(K)."""
+    d = {s: [10.0 * (-1) ** i, -10.0 * (-1) ** i] for i, s in enumerate("abcdefghi")}  # every mean 0 ...
+    d["a"] = [11.0, -9.0]  # ... but one, so the SE is not 0
+    r = clustered_difference(d)
+    assert r.sigma_u_clipped and r.sigma_u == 0.0 and r.seeds == 2
+    assert r.mde_with(2) == pytest.approx(r.mde, rel=1e-12)
+    assert r.mde_with(8) == pytest.approx(r.mde / 2, rel=1e-12)
+    r2 = clustered_difference({s: [s_i, s_i + 2.0] for s_i, s in enumerate("abcdefghi")})
+    assert not r2.sigma_u_clipped
+
+
 def test_coverage_and_power_by_simulation() -> None:
     """Under the random-effects model (9 speakers x 2 seeds), the interval covers mu ~95 % of
     the time, and a true effect equal to the expected MDE is detected ~80 % of the time."""

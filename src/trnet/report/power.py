@@ -40,13 +40,21 @@ class ClusteredDifference:
     sigma_e: float  # within-speaker sd over seeds (nan with one seed per speaker)
     p_value: float  # two-sided t test of mu = 0 on the speaker means
     wins: int  # speakers whose mean difference is > 0
+    seeds: float = 1.0  # runs per speaker (their mean, if unbalanced)
+    sigma_u_clipped: bool = False  # the moment estimate of sigma_u^2 was negative, reported as 0
 
     def mde_with(self, seeds: int, alpha: float = 0.05, power: float = 0.8) -> float:
-        """The MDE the same speakers would give with `seeds` seeds each (variance components)."""
-        var = self.sigma_u**2 / self.n_speakers + (0.0 if np.isnan(self.sigma_e) else self.sigma_e**2) / (
-            self.n_speakers * seeds
-        )
-        return mde_factor(self.n_speakers - 1, alpha, power) * float(np.sqrt(var))
+        """The MDE the same speakers would give with `seeds` seeds each. The variance components
+        give the shape, sigma_u^2 / S + sigma_e^2 / (S K), and the observed SE anchors it, so that
+        at today's K it is today's MDE. Without clipping that is the components' own number
+        (their variance at K is the speaker means' variance); with sigma_u^2 clipped to 0 (speaker
+        means that spread less than their seeds predict, a chance outcome with few speakers) the
+        components alone would promise a larger MDE at today's K than the one measured."""
+        e2 = 0.0 if np.isnan(self.sigma_e) else self.sigma_e**2
+        now = self.sigma_u**2 / self.n_speakers + e2 / (self.n_speakers * self.seeds)
+        then = self.sigma_u**2 / self.n_speakers + e2 / (self.n_speakers * seeds)
+        scale = float(np.sqrt(then / now)) if now > 0 else 1.0
+        return mde_factor(self.n_speakers - 1, alpha, power) * self.se * scale
 
 
 def mde_factor(df: int, alpha: float = 0.05, power: float = 0.8) -> float:
@@ -73,7 +81,8 @@ def clustered_difference(
     within = [v.var(ddof=1) for v in groups.values() if len(v) > 1]
     k = float(np.mean([len(v) for v in groups.values()]))
     sigma_e2 = float(np.mean(within)) if within else float("nan")
-    sigma_u2 = max(0.0, float(means.var(ddof=1)) - (0.0 if np.isnan(sigma_e2) else sigma_e2 / k))
+    sigma_u2_moment = float(means.var(ddof=1)) - (0.0 if np.isnan(sigma_e2) else sigma_e2 / k)
+    sigma_u2 = max(0.0, sigma_u2_moment)
     rng = np.random.default_rng(seed)
     boot = means[rng.integers(0, n_s, size=(resamples, n_s))].mean(axis=1)
     p = float(2 * stats.t.sf(abs(mean / se), n_s - 1)) if se > 0 else (1.0 if mean == 0 else 0.0)
@@ -89,4 +98,6 @@ def clustered_difference(
         sigma_e=float(np.sqrt(sigma_e2)) if not np.isnan(sigma_e2) else float("nan"),
         p_value=p,
         wins=int(np.sum(means > 0)),
+        seeds=k,
+        sigma_u_clipped=sigma_u2_moment < 0,
     )

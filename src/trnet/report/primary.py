@@ -132,6 +132,7 @@ def as_dict(d: ClusteredDifference | None) -> dict[str, Any] | None:
         "mde": d.mde,
         "se": d.se,
         "sigma_u": d.sigma_u,
+        "sigma_u_clipped": d.sigma_u_clipped,
         "sigma_e": None if np.isnan(d.sigma_e) else d.sigma_e,
         "speakers": d.n_speakers,
         "runs": d.n_runs,
@@ -205,12 +206,22 @@ def primary_section(res: Results, analysis: Mapping[str, Any], tags: Sequence[st
                 f"σ_e cannot be separated). {mde}; more seeds would lower it by an amount one seed cannot tell."
             )
         else:
+            more = ", ".join(f"{k} seeds would give {d.mde_with(k):.2f}" for k in (seeds + 1, seeds + 2, 10))
+            floor = (
+                f"; no number of seeds can bring it below {d.mde_with(10**9):.2f} (the σ_u term)."
+                if not d.sigma_u_clipped
+                else (
+                    f" if σ_u is truly about 0. σ_u's estimate was negative and is reported as 0: the speakers' "
+                    f"mean differences spread less (sd {d.se * np.sqrt(d.n_speakers):.2f}) than seeds of sd "
+                    f"σ_e predict (σ_e / √{seeds} = {d.sigma_e / np.sqrt(seeds):.2f}), a chance outcome with "
+                    f"{d.n_speakers} speakers, so the floor σ_u sets is unknown, and these projections are "
+                    "the optimistic end."
+                )
+            )
             design = (
                 f"Design: {d.n_speakers} test speakers × {seeds} seed(s); SE {d.se:.2f} points; between-speaker sd "
                 f"of the difference σ_u = {d.sigma_u:.2f}, within-speaker (seed) sd σ_e = {d.sigma_e:.2f}. {mde}; "
-                "with the same speakers, "
-                + ", ".join(f"{k} seeds would give {d.mde_with(k):.2f}" for k in (seeds + 1, seeds + 2, 10))
-                + f"; no number of seeds can bring it below {d.mde_with(10**9):.2f} (the σ_u term)."
+                f"with the same speakers, {more}{floor}"
             )
             out["mde_with_seeds"] = {k: d.mde_with(k) for k in (seeds, seeds + 1, seeds + 2, 10)}
         md += ["", _verdict(display_name(chosen), display_name(base), d), "", design]
