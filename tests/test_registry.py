@@ -116,7 +116,8 @@ def test_unknown_and_duplicate_systems_are_user_errors(extra: Path, tmp_path: Pa
         )
     assert main(["train", "--config", "trnett", "--fold", "0", "--store", str(tmp_path), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "known systems: " in err and "trnet-robust (= trnet-std)" in err
+    alias = f"trnet-robust (= {configs.resolve('trnet-robust')})"
+    assert err.count("\n") == 1 and "known systems: " in err and alias in err
     (extra / "trnet.toml").write_text(NEW)
     with pytest.raises(configs.ConfigError, match="defined twice"):
         configs.names()
@@ -128,7 +129,7 @@ def test_the_alias_resolves_through_the_committed_selection_file() -> None:
     nEMO)."""
     assert not (ROOT / "src" / "trnet" / "configs" / "trnet-robust.toml").exists()
     chosen = json.loads(configs.SELECTION.read_text())["aliases"]["trnet-robust"]["system"]
-    assert configs.resolve("trnet-robust") == chosen == "trnet-std"
+    assert configs.resolve("trnet-robust") == chosen == "trnet-std-snr"
     assert load_config("trnet-robust") == load_config(chosen)
     assert load_training_config("trnet-robust") == load_training_config(chosen)
     study = ROOT / "docs" / "emodb-refinement"
@@ -137,8 +138,10 @@ def test_the_alias_resolves_through_the_committed_selection_file() -> None:
     committed = json.loads(configs.SELECTION.read_text())["aliases"]["trnet-robust"]
     strip = [{k: v for k, v in s.items() if k != "source"} for s in committed["studies"]]
     assert {**entry, "studies": strip} == {**committed, "studies": strip}  # same numbers, same files
-    for report in (study / "report.md", nemo.parent / "report.md"):
-        assert f"validation picks **{configs.display_name(chosen)}**" in report.read_text()
+    # each study's report names its own validation pick (EmoDB alone: TRNet-std; nEMO: TRNet-std-snr)
+    for report, runs in ((study, [str(study / "runs.csv")]), (nemo.parent, [str(nemo)])):
+        own = select(runs, "trnet-robust")["system"]
+        assert f"validation picks **{configs.display_name(own)}**" in (report / "report.md").read_text()
     # an SE setting tried on EmoDB only is listed, but does not compete with candidates run on both corpora
     assert committed["validation_uar"]["trnet-std@atten20"]["comparable"] is False
 
