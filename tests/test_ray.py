@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.test_reproduce import make_tree, read_csv
+from tests.test_reproduce import MINIMAL_RECIPE, make_tree, read_csv
 from trnet.cli import main
 from trnet.experiments.recipe import EngineSettings, RecipeError, load_recipe, recipe_from_dict, with_overrides
 
@@ -275,13 +275,7 @@ def test_the_default_engine_imports_no_ray() -> None:
 
 
 def test_engine_settings_in_a_recipe_and_on_the_command_line(tmp_path) -> None:
-    base = {
-        "name": "x",
-        "work": "w",
-        "train_noise": "n",
-        "corpus": {"kind": "emodb", "root": "e"},
-        "noise": {"n": {"kind": "esc50", "root": "n"}},
-    }
+    base = dict(MINIMAL_RECIPE)
     assert recipe_from_dict(base, tmp_path, "t").engine == EngineSettings()  # local by default
     assert recipe_from_dict({**base, "engine": "ray"}, tmp_path, "t").engine.kind == "ray"
     r = recipe_from_dict({**base, "engine": {"kind": "ray", "address": "auto", "num_gpus": 0.25}}, tmp_path, "t")

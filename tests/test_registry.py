@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_reproduce import MINIMAL_RECIPE
 from trnet import configs
 from trnet.cli import main
 from trnet.experiments.recipe import RecipeError, recipe_from_dict
@@ -82,13 +83,7 @@ def test_a_new_toml_file_is_a_new_system_everywhere(extra: Path, tmp_path: Path,
     ).stdout
     assert "trnet-quarter" in " ".join(helptext.split())
     # recipe validation, in table order (order = 85: after trnet-std)
-    base = {
-        "name": "x",
-        "work": "w",
-        "train_noise": "n",
-        "corpus": {"kind": "emodb", "root": "e"},
-        "noise": {"n": {"kind": "esc50", "root": "n"}},
-    }
+    base = dict(MINIMAL_RECIPE)
     recipe = recipe_from_dict({**base, "systems": ["trnet-quarter", "trnet-std-snr", "trnet-std"]}, tmp_path, "t")
     assert recipe.systems == ("trnet-std", "trnet-quarter", "trnet-std-snr")
     # the report's tables and the selection
@@ -102,18 +97,7 @@ def test_a_new_toml_file_is_a_new_system_everywhere(extra: Path, tmp_path: Path,
 
 def test_unknown_and_duplicate_systems_are_user_errors(extra: Path, tmp_path: Path, capsys) -> None:
     with pytest.raises(RecipeError, match="known: .*trnet-quarter"):
-        recipe_from_dict(
-            {
-                "name": "x",
-                "work": "w",
-                "train_noise": "n",
-                "corpus": {"kind": "emodb", "root": "e"},
-                "noise": {"n": {"kind": "esc50", "root": "n"}},
-                "systems": ["trnett"],
-            },
-            tmp_path,
-            "t",
-        )
+        recipe_from_dict({**MINIMAL_RECIPE, "systems": ["trnett"]}, tmp_path, "t")
     assert main(["train", "--config", "trnett", "--fold", "0", "--store", str(tmp_path), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     alias = f"trnet-robust (= {configs.resolve('trnet-robust')})"

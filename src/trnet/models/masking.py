@@ -11,11 +11,16 @@ from torch import Tensor, nn
 from trnet.features import frame_mask
 
 
-def zero_padding(x: Tensor, lengths: Tensor, dim: int) -> Tensor:
-    """x with every time step at index >= length (along `dim`) set to 0, NaN and inf included."""
+def valid_mask(x: Tensor, lengths: Tensor, dim: int) -> Tensor:
+    """Boolean mask broadcastable to x: True at time steps (along `dim`) below each length."""
     shape = [1] * x.dim()
     shape[0], shape[dim] = x.shape[0], x.shape[dim]
-    return x.masked_fill(~frame_mask(lengths, x.shape[dim]).view(shape), 0.0)
+    return frame_mask(lengths, x.shape[dim]).view(shape)
+
+
+def zero_padding(x: Tensor, lengths: Tensor, dim: int) -> Tensor:
+    """x with every time step at index >= length (along `dim`) set to 0, NaN and inf included."""
+    return x.masked_fill(~valid_mask(x, lengths, dim), 0.0)
 
 
 def zero_finite_padding(x: Tensor, lengths: Tensor, dim: int) -> Tensor:
@@ -24,9 +29,7 @@ def zero_finite_padding(x: Tensor, lengths: Tensor, dim: int) -> Tensor:
     finite x * 0 = +-0, which equals 0 in every later sum, ReLU and comparison) and gradients
     (grad * 1, grad * 0), at a fifth of `masked_fill`'s cost on the CPU, where masking was a
     sixth of a training step (docs/benchmarks.md). Not for NaN or inf: NaN * 0 is NaN."""
-    shape = [1] * x.dim()
-    shape[0], shape[dim] = x.shape[0], x.shape[dim]
-    return x * frame_mask(lengths, x.shape[dim]).view(shape).to(x.dtype)
+    return x * valid_mask(x, lengths, dim).to(x.dtype)
 
 
 def halve(lengths: Tensor) -> Tensor:
@@ -55,17 +58,11 @@ class MaskedBatchNorm(nn.BatchNorm2d):
                 scale = self.weight * torch.rsqrt(self.running_var + self.eps)
                 return (x - self.running_mean[:, None, None]) * scale[:, None, None] + self.bias[:, None, None]
             return super().forward(x)
-        valid = frame_mask(lengths, x.shape[2])[:, None, :, None]
-        n = valid.sum() * x.shape[3]  # valid elements per channel
-        if self.finite_padding:  # the same numbers as the masked_fill below (see zero_finite_padding)
-            m = valid.to(x.dtype)
-            x0 = x * m
-            mean = x0.sum((0, 2, 3)) / n
-            var = (((x0 - mean[:, None, None]) * m) ** 2).sum((0, 2, 3)) / n
-        else:
-            x0 = x.masked_fill(~valid, 0.0)
-            mean = x0.sum((0, 2, 3)) / n
-            var = ((x0 - mean[:, None, None]).masked_fill(~valid, 0.0) ** 2).sum((0, 2, 3)) / n
+        n = valid_mask(x, lengths, 2).sum() * x.shape[3]  # valid elements per channel
+        zeroed = zero_finite_padding if self.finite_padding else zero_padding  # the same numbers
+        x0 = zeroed(x, lengths, 2)
+        mean = x0.sum((0, 2, 3)) / n
+        var = (zeroed(x0 - mean[:, None, None], lengths, 2) ** 2).sum((0, 2, 3)) / n
         with torch.no_grad():  # lerp + copy_: the numbers of lerp_, and torch.func.vmap has a rule for it
             unbiased = var * n / (n - 1).clamp_min(1)  # as nn.BatchNorm
             self.running_mean.copy_(torch.lerp(self.running_mean, mean, self.momentum))

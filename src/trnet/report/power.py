@@ -40,8 +40,12 @@ class ClusteredDifference:
     sigma_e: float  # within-speaker sd over seeds (nan with one seed per speaker)
     p_value: float  # two-sided t test of mu = 0 on the speaker means
     wins: int  # speakers whose mean difference is > 0
-    seeds: float = 1.0  # runs per speaker (their mean, if unbalanced)
     sigma_u_clipped: bool = False  # the moment estimate of sigma_u^2 was negative, reported as 0
+
+    @property
+    def seeds(self) -> float:
+        """Runs per speaker (their mean, if unbalanced)."""
+        return self.n_runs / self.n_speakers
 
     def mde_with(self, seeds: int, alpha: float = 0.05, power: float = 0.8) -> float:
         """The MDE the same speakers would give with `seeds` seeds each. The variance components
@@ -98,6 +102,5 @@ def clustered_difference(
         sigma_e=float(np.sqrt(sigma_e2)) if not np.isnan(sigma_e2) else float("nan"),
         p_value=p,
         wins=int(np.sum(means > 0)),
-        seeds=k,
         sigma_u_clipped=sigma_u2_moment < 0,
     )

@@ -195,7 +195,7 @@ def primary_section(res: Results, analysis: Mapping[str, Any], tags: Sequence[st
         )
     out["secondary"] = {k: as_dict(v) for k, v in secondary.items()}
     if d is not None:
-        seeds = max(1, round(d.n_runs / d.n_speakers))
+        seeds = max(1, round(d.seeds))
         mde = f"Minimum detectable effect at 80 % power: **{d.mde:.2f}** UAR points" + (
             f" (target ≤ {target}: {'met' if d.mde <= target else 'not met'})" if target else ""
         )
