@@ -34,6 +34,7 @@ from trnet.report.figures import confusion_figure, figure2, figure3, figure_uar
 from trnet.report.primary import primary_section
 from trnet.report.results import Results, load_results
 from trnet.report.selection import FLAT_SPREAD, c_table, selection
+from trnet.report.shares import shares_section
 from trnet.report.tables import paper_table1, significance, snr_table, table1, table2
 from trnet.utils import write_json_atomic, write_text_atomic
 
@@ -289,6 +290,10 @@ def make_report(results_dir: str | Path, out: str | Path | None = None, also: di
         if drawn
         else ["Skipped: no predictions files.", ""]
     )
+
+    md += ["## Predicted-class shares: do the boundaries transfer to the test speaker?", ""]
+    lines, _ = shares_section(res)
+    md += [*lines, ""]
 
     md += ["## Significance: TRNet against every other system", ""]
     text, tests = significance(res) if "trnet" in res.systems else ("TRNet was not run: no significance tests.", [])
