@@ -197,7 +197,8 @@ def _upgrade(root: Path, key: dict, rels: Sequence[str], n: int, n_chunks: int) 
     are, under the store lock; the markers with them, or None if the store cannot be written
     (a warning: its content is then used with sizes checked only)."""
     try:
-        with exclusive_lock(root / LOCK, f"a build of the store {root}", wait=True):
+        holder = f"another process building the store {root} or recording its chunk checksums (once, on first use)"
+        with exclusive_lock(root / LOCK, holder, wait=True):
             if not is_complete(root, key["hash"]):
                 raise StoreError(f"{root} stopped being a complete store while it was opened; open it again")
             markers = _markers(root, n_chunks)
