@@ -27,6 +27,7 @@ import numpy as np
 from trnet.configs import display_name
 from trnet.corpora import LABELS
 from trnet.evaluation.metrics import uar
+from trnet.report.primary import test_speakers
 from trnet.report.results import Results, RunPredictions
 
 PILED = 2.0  # the most-predicted class at >= this multiple of its true share counts as piled up
@@ -51,6 +52,7 @@ def class_shares(res: Results, system: str) -> dict[str, Any] | None:
     """The summary above for one system (None without predictions files)."""
     tvs, piled, uars = [], [], []
     noisy: dict[str, list[tuple[float, float]]] = defaultdict(list)  # test speaker -> (tv, uar) per run
+    speakers = test_speakers(res, system)
     for fold, seed in res.runs(system):
         path = res.predictions(system, fold, seed)
         if path is None or not path.is_file():
@@ -66,9 +68,8 @@ def class_shares(res: Results, system: str) -> dict[str, Any] | None:
             if cond != "clean":
                 run_tv.append(tv)
                 run_uar.append(u)
-        speaker = str(next(iter(res.by_run[(system, fold, seed)].values()))["test_speaker"])
         if run_tv:
-            noisy[speaker].append((float(np.mean(run_tv)), float(np.mean(run_uar))))
+            noisy[speakers[(fold, seed)]].append((float(np.mean(run_tv)), float(np.mean(run_uar))))
     if not tvs:
         return None
     centred = [
