@@ -231,9 +231,17 @@ def load_weights(path: str | Path, module: torch.nn.Module) -> None:
         raise RunError(f"{path}: the weights do not fit the model of config.json ({first})") from None
 
 
-def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> None:
-    """Weights (`model.*`) and optimizer moments (`optim.<param>.<name>`) in one file."""
+def save_training_state(
+    path: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    average: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Weights (`model.*`), optimizer moments (`optim.<param>.<name>`) and, with the weight
+    average of docs/design.md §7, its state (`average.*`) in one file."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"average.{k}": v.detach().cpu().contiguous() for k, v in (average or {}).items()})
     state = optimizer.state_dict()
     for pid, pstate in state["state"].items():
         for name, value in pstate.items():
@@ -242,12 +250,17 @@ def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
     _write_safetensors(path, tensors, {"epoch": str(epoch)})
 
 
-def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """Restore weights and optimizer moments; return the epoch that was finished."""
+def load_training_state(
+    path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, average: Any = None
+) -> int:
+    """Restore weights, optimizer moments and (given one) the weight average's state; return the
+    epoch that was finished."""
     tensors = read_weights(path)
     with safe_open(str(path), framework="pt") as f:
         epoch = int(f.metadata()["epoch"])
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    if average is not None:
+        average.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("average.")})
     state = optimizer.state_dict()
     device = next(model.parameters()).device
     restored: dict[int, dict[str, torch.Tensor]] = {}

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from trnet.experiments.recipe import PAPER_TRAINING, Recipe, RecipeError
+from trnet.models import TrainingConfig
 from trnet.store import BuildSpec, ChunkMap, ConditionStore, SettingsChanged, StoreError, build, load_enhancer
 from trnet.training.trainer import RunSpec, spec_from_names
 from trnet.utils import LockedError, UserError, check_folder_path, exclusive_lock
@@ -94,6 +95,8 @@ def runs_dir(recipe: Recipe, seed: int, store: ConditionStore) -> Path:
     patience = "" if recipe.patience == PAPER_TRAINING.patience else f"-p{recipe.patience}"
     patience += "" if recipe.lr_schedule == PAPER_TRAINING.lr_schedule else f"-{recipe.lr_schedule}"
     patience += "-bucket" if recipe.bucket else ""
+    patience += TrainingConfig(epochs=recipe.epochs, **recipe.levers).tag()  # '' without levers
+    patience += "" if recipe.input_norm == "none" else f"-norm-{recipe.input_norm}"
     tag = (
         f"{recipe.encoder}-w{recipe.width}-e{recipe.epochs}-b{recipe.batch_size}{patience}-{recipe.train_noise}-"
         f"{store.key['hash'][:10]}"
@@ -108,13 +111,18 @@ def run_spec(recipe: Recipe, system: str, fold: int, seed: int, store: Path, run
         seed,
         store,
         runs,
-        system_overrides={"encoder": recipe.encoder, "width": recipe.width},
+        system_overrides={
+            "encoder": recipe.encoder,
+            "width": recipe.width,
+            **({"input_norm": recipe.input_norm} if recipe.input_norm != "none" else {}),
+        },
         training_overrides={
             "epochs": recipe.epochs,
             "batch_size": recipe.batch_size,
             "patience": recipe.patience,
             "lr_schedule": recipe.lr_schedule,
             "bucket": recipe.bucket,
+            **recipe.levers,
         },
         train_noise=recipe.train_noise,
         device=device,

@@ -74,6 +74,7 @@ from trnet.experiments.recipe_values import (
     snrs,
     strings,
     text,
+    training_levers,
 )
 from trnet.experiments.recipe_values import (
     seeds as valid_seeds,
@@ -109,6 +110,7 @@ KEYS = (
     "analysis",
     "lr_schedule",
     "bucket",
+    "training",
 )
 ENGINES = ("local", "ray")
 
@@ -198,6 +200,8 @@ class Recipe:
     origin: str  # the recipe file, or what built it
     table: dict[str, Any]  # the recipe as written, for the report
     engine: EngineSettings = EngineSettings()
+    levers: dict[str, Any] = field(default_factory=dict)  # [training]: TrainingConfig levers (docs/design.md §7)
+    input_norm: str = "none"  # [training] input_norm: SystemConfig's
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -280,6 +284,7 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         folds = int_list(folds, "folds")
         if min(folds) < 0:
             raise RecipeError(f"folds: fold indices start at 0, got {min(folds)}")
+    levers, input_norm = training_levers(table.get("training", {}), epochs)
     if "analysis" in table:  # the declared comparison (report/primary.py); checked before any work
         try:
             check_analysis(table["analysis"], systems)
@@ -309,6 +314,8 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         origin=origin,
         table=plain(table),
         engine=_engine(table.get("engine", "local")),
+        levers=levers,
+        input_norm=input_norm,
     )
 
 

@@ -45,12 +45,18 @@ def compute_losses(
     x: Tensor | None = None,
     xe: Tensor | None = None,
     snr_db: Tensor | None = None,
+    label_smoothing: float = 0.0,
 ) -> dict[str, Tensor]:
     """Eq. (8) with cfg.alpha and cfg.beta, plus cfg.gamma L_c -> {total, ce, low, high, coef}.
     A term whose weight is 0 is not computed (x_s / h_s / x / xe / snr_db may then be None) and
     reads 0. L_high compares h~, or h for a system without bridge. L_c needs X and X_e
     (c_target "oracle") or each example's SNR in dB, +inf for clean (c_target "snr")."""
-    ce = F.cross_entropy(out.logits, labels)  # L_task
+    # L_task; label smoothing (a training lever, docs/design.md §7) only when asked for
+    ce = (
+        F.cross_entropy(out.logits, labels, label_smoothing=label_smoothing)
+        if label_smoothing
+        else F.cross_entropy(out.logits, labels)
+    )
     zero = ce.new_zeros(())
     low = low_level_loss(out.x_tilde, x_s, lengths) if cfg.alpha else zero
     high = high_level_loss(out.h if out.h_tilde is None else out.h_tilde, h_s) if cfg.beta else zero

@@ -24,12 +24,14 @@ from trnet import configs
 from trnet.configs import ConfigError
 from trnet.models.bridge import FiLMBridge
 from trnet.models.encoder import ENCODERS
+from trnet.models.masking import valid_mask
 from trnet.models.snr_aware import C_TARGETS, SNR_INITS, SNR_INPUTS, SNRAware
 from trnet.utils import safe_component
 
 # beyond Table 1: options of the SNR-aware module (docs/design.md §6.2)
 SNR_OPTIONS = ("snr_input", "snr_init", "gamma", "c_target")  # SystemConfig fields of the SNR-aware module
 INPUTS = ("x", "xe", "ne", "trnet")
+INPUT_NORMS = ("none", "utterance")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,9 @@ class SystemConfig:
     snr_init: str = "project"  # FC init: "project" (weights 0, bias 0.5) | "pytorch" (nn.Linear default)
     gamma: float = 0.0  # weight of L_c = mean (c - c*)^2 (beyond the paper; models/losses.py)
     c_target: str = "oracle"  # c* of L_c: "oracle" (least-squares c of eq. (5)) | "snr" (known SNR / 25 dB, clean 1)
+    # beyond the paper: the encoder's input less its own per-mel-bin mean over the utterance's valid
+    # frames (docs/design.md §7, "Training levers"): "none" (the paper's) | "utterance"
+    input_norm: str = "none"
 
     def __post_init__(self) -> None:
         safe_component(self.name, "system name")  # it names the run's folder RUNS/<system>/
@@ -67,6 +72,7 @@ class SystemConfig:
             f"snr_init {self.snr_init!r} is not one of {SNR_INITS}": self.snr_init not in SNR_INITS,
             "gamma must be a finite number >= 0": not (0 <= self.gamma < float("inf")),
             f"c_target {self.c_target!r} is not one of {C_TARGETS}": self.c_target not in C_TARGETS,
+            f"input_norm {self.input_norm!r} is not one of {INPUT_NORMS}": self.input_norm not in INPUT_NORMS,
             "snr_input, snr_init, gamma and c_target are options of the SNR-aware module: they need input 'trnet'": (
                 self.input != "trnet"
                 and any(getattr(self, f.name) != f.default for f in fields(self) if f.name in SNR_OPTIONS)
@@ -91,6 +97,18 @@ class TrainingConfig:
     patience: int = 10  # early stopping: epochs without a better validation UAR
     lr_schedule: str = "constant"  # "constant" (the paper's) | "cosine" (to 0 over the run; docs/design.md §7)
     bucket: bool = False  # batches of similar length (trnet.batches.train_batches); the paper's are random
+    # Levers against memorising few training speakers (docs/design.md §7, "Training levers"): each is
+    # off by default, so a run without them trains bit for bit as before they existed.
+    warmup_epochs: float = 0.0  # linear warm-up of the learning rate over this many epochs, then the schedule
+    weight_decay: float = 0.0  # decoupled weight decay (AdamW); 0: Adam, the paper's optimiser
+    label_smoothing: float = 0.0  # of the cross-entropy L_task
+    freq_masks: int = 0  # SpecAugment: frequency masks per training example, each up to freq_mask_bins wide
+    freq_mask_bins: int = 10
+    time_masks: int = 0  # SpecAugment: time masks per example, each up to time_mask_frames long
+    time_mask_frames: int = 20
+    crop_s: float = 0.0  # random crop of each training example to at most this many seconds; 0: whole
+    ema_decay: float = 0.0  # exponential moving average of the weights, validated and kept; 0: none
+    teacher_cache: bool = False  # the frozen teacher's h_s computed once per utterance, on the whole clean input
 
     def __post_init__(self) -> None:
         """Every setting checked when the config is made, so a bad one is refused before a run
@@ -109,6 +127,7 @@ class TrainingConfig:
             problems.append(f"bucket must be true or false, got {self.bucket!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             problems.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        problems += _lever_problems(self)
         if problems:
             raise ValueError("training settings: " + "; ".join(problems))
 
@@ -116,10 +135,93 @@ class TrainingConfig:
         """The learning rate of optimiser step `step` (0-based over the whole run): constant, or
         cosine from `lr` to 0 over epochs x steps_per_epoch steps (a function of the step alone,
         so a resumed run follows the same schedule)."""
+        warmup = round(self.warmup_epochs * steps_per_epoch)
+        if warmup > 0 and step < warmup:  # linear from lr / warmup to lr
+            return float(self.lr) * (step + 1) / warmup
         if self.lr_schedule == "constant":
             return float(self.lr)
+        if warmup > 0:  # the cosine runs over the steps after the warm-up
+            total = max(1, self.epochs * steps_per_epoch - warmup)
+            return float(self.lr) * 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, total) / total))
         total = max(1, self.epochs * steps_per_epoch)
         return float(self.lr) * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+
+    def levers(self) -> dict[str, object]:
+        """The training levers set away from their defaults (docs/design.md §7): what a runs
+        folder's tag and a pilot's setting name show."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name in LEVERS and getattr(self, f.name) != f.default
+        }
+
+    def tag(self) -> str:
+        """A runs-folder suffix naming every lever that is on ('' when none is: the folders of
+        earlier runs keep their names)."""
+        short = {
+            "warmup_epochs": "wu",
+            "weight_decay": "wd",
+            "label_smoothing": "ls",
+            "freq_masks": "fm",
+            "freq_mask_bins": "fb",
+            "time_masks": "tm",
+            "time_mask_frames": "tf",
+            "crop_s": "crop",
+            "ema_decay": "ema",
+            "teacher_cache": "tc",
+        }
+        return "".join(f"-{short[k]}" + ("" if v is True else f"{v:g}") for k, v in self.levers().items())
+
+
+LEVERS = (
+    "warmup_epochs",
+    "weight_decay",
+    "label_smoothing",
+    "freq_masks",
+    "freq_mask_bins",
+    "time_masks",
+    "time_mask_frames",
+    "crop_s",
+    "ema_decay",
+    "teacher_cache",
+)
+
+
+def _lever_problems(t: TrainingConfig) -> list[str]:
+    """The levers' ranges; NaN and infinities fail every comparison below, so they are refused."""
+
+    def number(v) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+    def integer(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    checks = {
+        "warmup_epochs must be a number in [0, epochs]": not (
+            number(t.warmup_epochs) and 0 <= t.warmup_epochs <= max(t.epochs, 0)
+        ),
+        "weight_decay must be a number in [0, 1)": not (number(t.weight_decay) and 0 <= t.weight_decay < 1),
+        "label_smoothing must be a number in [0, 1)": not (number(t.label_smoothing) and 0 <= t.label_smoothing < 1),
+        "freq_masks and time_masks must be integers >= 0": not (
+            integer(t.freq_masks) and integer(t.time_masks) and t.freq_masks >= 0 and t.time_masks >= 0
+        ),
+        "freq_mask_bins and time_mask_frames must be integers >= 1": not (
+            integer(t.freq_mask_bins)
+            and integer(t.time_mask_frames)
+            and t.freq_mask_bins >= 1
+            and t.time_mask_frames >= 1
+        ),
+        "crop_s must be 0 (no crop) or a number of seconds in [0.5, 60]": not (
+            number(t.crop_s) and (t.crop_s == 0 or 0.5 <= t.crop_s <= 60)
+        ),
+        "ema_decay must be 0 (none) or a number in (0, 1)": not (number(t.ema_decay) and 0 <= t.ema_decay < 1),
+        "teacher_cache must be true or false": not isinstance(t.teacher_cache, bool),
+    }
+    return [
+        f"{message}, got {', '.join(f'{k}={getattr(t, k)!r}' for k in LEVERS if k in message)}"
+        for message, failed in checks.items()
+        if failed
+    ]
 
 
 PAPER_TRAINING = TrainingConfig()  # docs/design.md §7: the defaults are the paper's (80 epochs, batch 32)
@@ -172,7 +274,12 @@ def training_order(systems: tuple[str, ...] | list[str]) -> list[str]:
 def teacher_config(cfg: SystemConfig) -> SystemConfig:
     """The teacher of a system: Baseline-c with the same encoder, width and sizes (§3.3)."""
     return replace(
-        load_config("baseline-c"), encoder=cfg.encoder, width=cfg.width, n_classes=cfg.n_classes, n_mels=cfg.n_mels
+        load_config("baseline-c"),
+        encoder=cfg.encoder,
+        width=cfg.width,
+        n_classes=cfg.n_classes,
+        n_mels=cfg.n_mels,
+        input_norm=cfg.input_norm,
     )
 
 
@@ -201,16 +308,16 @@ class SERSystem(nn.Module):
         valid frames [B] -> SystemOutput."""
         h_tilde = c = x_tilde = None
         if self.cfg.input == "x":
-            h = self.encoder(x, lengths)
+            h = self.embed(x, lengths)
         elif self.cfg.input == "xe":
-            h = self.encoder(xe, lengths)
+            h = self.embed(xe, lengths)
         elif self.cfg.input == "ne":
-            h_x, h_e = self.encoder(torch.cat([x, xe]), torch.cat([lengths, lengths])).chunk(2)
+            h_x, h_e = self.embed(torch.cat([x, xe]), torch.cat([lengths, lengths])).chunk(2)
             gate = self.fusion(torch.cat([h_x, h_e], 1)).softmax(1)
             h = gate[:, :1] * h_x + gate[:, 1:] * h_e
         else:
             x_tilde, c = self.snr(x, xe, lengths)
-            h = self.encoder(x_tilde, lengths)
+            h = self.embed(x_tilde, lengths)
             if self.bridge is not None:
                 h_tilde = self.bridge(h, c)
         logits = self.classifier(h if h_tilde is None else h_tilde)
@@ -218,7 +325,18 @@ class SERSystem(nn.Module):
 
     def embed(self, feats: Tensor, lengths: Tensor) -> Tensor:
         """The encoder's h of one LMFB input [B, T, F] (the teacher's h_s = embed(X_s))."""
+        if self.cfg.input_norm == "utterance":
+            feats = utterance_mean_norm(feats, lengths)
         return self.encoder(feats, lengths)
+
+
+def utterance_mean_norm(feats: Tensor, lengths: Tensor) -> Tensor:
+    """LMFB [B, T, F] less each utterance's per-mel-bin mean over its valid frames, padding 0: a
+    channel and level offset of the speaker and microphone goes, the shape over time and bins
+    stays (docs/design.md §7). Needs nothing but the utterance, so it works on one file."""
+    mask = valid_mask(feats, lengths.clamp_min(1), 1).to(feats.dtype)
+    mean = (feats * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True)
+    return (feats - mean) * mask
 
 
 class Teacher(SERSystem):

@@ -66,6 +66,11 @@ def train_batched(
     out: dict[Path, float | None] = {}
     groups: dict[tuple, list[RunSpec]] = {}
     for spec in specs:
+        if spec.training.levers() or spec.system.input_norm != "none":
+            raise RunError(
+                f"{spec.dir}: the training levers ({', '.join(spec.training.levers()) or 'input_norm'}) are "
+                "trained one run per model only (docs/design.md §7); set batch_runs = 1"
+            )
         groups.setdefault((spec.system, spec.training, spec.device), []).append(spec)
     for group in groups.values():
         out.update(_train_group(group, quiet, wait, max_runs))

@@ -21,6 +21,7 @@ from trnet.batches import (
     condition_set,
     condition_snr_db,
     default_train_noise,
+    eval_batches,
     fit_snr_input_stats,
     label_indices,
     n_train_batches,
@@ -43,6 +44,8 @@ from trnet.models.losses import compute_losses
 from trnet.protocol.folds import Holdout, loso_folds, split
 from trnet.runs import RunError
 from trnet.store import ConditionStore, condition_name
+from trnet.training.augment import augment, batch_rng
+from trnet.training.averaging import WeightAverage
 from trnet.utils import UserError, check_seed, remove_temp_files
 
 
@@ -186,11 +189,20 @@ def _loop(
     model = SERSystem(spec.system)
     fit_snr_input_stats(model, store, spec.fold, conds)  # training speakers only; saved with the weights
     model = model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=spec.training.lr)
+    training = spec.training
+    optimizer = (  # docs/design.md §7: Adam is the paper's; weight decay is a lever, decoupled (AdamW)
+        torch.optim.AdamW(model.parameters(), lr=training.lr, weight_decay=training.weight_decay)
+        if training.weight_decay
+        else torch.optim.Adam(model.parameters(), lr=training.lr)
+    )
+    average = WeightAverage(model, training.ema_decay) if training.ema_decay else None
+    h_cache = (
+        teacher_outputs(teacher, store, labels, train_rows, device) if teacher and training.teacher_cache else None
+    )
     start_epoch, best = 0, {"val_uar": -1.0, "val_ce": float("inf"), "epoch": -1}
     history: list[dict] = []
     if (out / runs.LAST).exists():
-        start_epoch = runs.load_training_state(out / runs.LAST, model, optimizer)
+        start_epoch = runs.load_training_state(out / runs.LAST, model, optimizer, average)
         history = runs.read_log(out)[:start_epoch]
         for row in history:  # best so far follows from the log, whatever step a kill interrupted
             if _better(row, best):
@@ -199,6 +211,7 @@ def _loop(
             print(f"resuming {out} after epoch {start_epoch}")
 
     epochs, patience = spec.training.epochs, spec.training.patience
+    augmenting = bool(training.crop_s or training.freq_masks or training.time_masks)
     stale = sum(1 for row in history if int(row["epoch"]) > best["epoch"])
     for epoch in range(start_epoch, epochs):
         if stale >= patience:
@@ -229,9 +242,14 @@ def _loop(
         for batch in bar:
             for group in optimizer.param_groups:  # the schedule is a function of the global step
                 group["lr"] = spec.training.lr_at(epoch * per_epoch + steps, per_epoch)
+            if augmenting:
+                batch = augment(batch, training, batch_rng(spec.seed, epoch, steps))
             b = batch.to(device)
             out_ = model(b.x, b.xe, b.frames)
-            h_s = teacher.embed(b.xs, b.frames) if teacher is not None else None
+            if h_cache is not None:
+                h_s = h_cache[torch.from_numpy(b.index).to(device)]
+            else:
+                h_s = teacher.embed(b.xs, b.frames) if teacher is not None else None
             losses = compute_losses(
                 out_,
                 b.y,
@@ -242,6 +260,7 @@ def _loop(
                 x=b.x,
                 xe=b.xe,
                 snr_db=condition_snr_db(b.conditions).to(device),
+                label_smoothing=training.label_smoothing,
             )
             if not torch.isfinite(losses["total"]):
                 raise RunError(
@@ -252,11 +271,14 @@ def _loop(
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             optimizer.step()
+            if average is not None:
+                average.update(model)
             steps += 1
             for k_out, k_in in (("loss", "total"), ("ce", "ce"), ("low", "low"), ("high", "high"), ("coef", "coef")):
                 sums[k_out] += losses[k_in].item()
             bar.set_postfix({k: f"{v / steps:.3f}" for k, v in sums.items()})
-        val = validate(model, store, labels, val_rows, conds, device)
+        judged = average.model if average is not None else model  # the average is validated and kept
+        val = validate(judged, store, labels, val_rows, conds, device)
         if not np.isfinite(val["val_ce"]):
             raise RunError(
                 f"run {out}: the validation loss is {val['val_ce']} after epoch {epoch + 1}; training "
@@ -271,12 +293,14 @@ def _loop(
         history.append(row)
         if _better(val, best):
             best = {"val_uar": val["val_uar"], "val_ce": val["val_ce"], "epoch": epoch + 1}
-            runs.save_weights(out / runs.BEST, model, {"epoch": str(epoch + 1)})
+            runs.save_weights(out / runs.BEST, judged, {"epoch": str(epoch + 1)})
             stale = 0
         else:
             stale += 1
         runs.write_log(out, history)
-        runs.save_training_state(out / runs.LAST, model, optimizer, epoch + 1)
+        runs.save_training_state(
+            out / runs.LAST, model, optimizer, epoch + 1, average.state_dict() if average is not None else None
+        )
         if not quiet:
             tqdm.write(
                 f"{spec.system.name} fold {spec.fold_name} seed {spec.seed} epoch {epoch + 1}: loss {row['loss']:.3f} "
@@ -300,6 +324,22 @@ def validate(
         "val_ce": float(np.mean([p.ce for p in preds])),
         "mean_c": float(np.mean(np.concatenate(cs))) if cs else float("nan"),
     }
+
+
+@torch.no_grad()
+def teacher_outputs(teacher, store: ConditionStore, labels: np.ndarray, rows: np.ndarray, device) -> torch.Tensor:
+    """The frozen teacher's h_s = embed(X_s) of every training utterance, once, on its whole clean
+    input, indexed by store row (docs/design.md §7, `teacher_cache`). X_s does not depend on the
+    condition drawn, and the teacher is in eval mode with padding masked, so without crops this
+    equals the per-batch h_s; with a crop it is the whole utterance's embedding."""
+    cache = None
+    for b in eval_batches(store, labels, rows, "clean", 64):
+        b = b.to(device)
+        h = teacher.embed(b.xs, b.frames)
+        if cache is None:
+            cache = h.new_zeros((len(store.rows), h.shape[1]))
+        cache[torch.from_numpy(b.index).to(device)] = h
+    return cache
 
 
 def _better(val: dict, best: dict) -> bool:

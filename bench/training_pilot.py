@@ -1,0 +1,209 @@
+"""The training-recipe pilot: which training levers make nEMO runs generalise to an unseen
+speaker, high and stable (docs/design.md §7, "Training levers"; report: docs/training-recipe/).
+
+DECLARED BEFORE ANY RUN (2026-12-07), and not changed after seeing a number:
+- Data: nEMO (9 speakers), ESC-50 folds 1-2 at 20, 15, 10, 5, 0, -5 dB, DFN3, noise seed 1: the
+  nEMO study's training conditions (its DEMAND test noise is not needed: nothing is tested).
+      trnet prepare nemo --root NEMO --out M; trnet prepare esc50 --root ESC50 --out M
+      trnet conditions --corpus M/nemo.csv --noise esc50=M/esc50.csv --se dfn3 --seed 1 \
+          --snrs 20,15,10,5,0,-5 --out STORE
+- Folds 0, 3, 6 (validation speakers IC0, EB0, TP0), seeds 1, 2, 3. Only the validation
+  speakers are read: the trainer never evaluates a test speaker, and nothing here does.
+- Systems: Baseline-e and TRNet-std-snr (with its Baseline-c teacher, trained under the same
+  setting). Width 8, batch 8, cosine learning-rate decay, length buckets throughout.
+- Settings (SETTINGS below): `current` is the nEMO study's recipe (4 epochs). `levers` turns on
+  every lever of design §7 at once (8 epochs). The ablations each drop one lever (or one group)
+  from `levers`, on Baseline-e only. Order of work: current and levers on Baseline-e, then both
+  on TRNet-std-snr, then the ablations; seeds outermost, so a partial pilot spans the folds.
+- Per setting the report gives: mean validation UAR, the within-speaker seed sd of validation
+  UAR, the share of runs whose selected epoch lies in the first 20 % of their epochs, the epoch-
+  to-epoch sd of validation UAR after the first 20 %, and core-minutes per run.
+- Choice rule: the setting with the highest mean validation UAR over both systems among those
+  whose within-speaker seed sd is the smallest within 0.5 points; ties go to the cheaper one.
+- Second check: the EmoDB refinement setting (recipes/emodb-refinement.toml) with the chosen
+  levers, validation UAR no worse than today's minus 1 point (`--corpus emodb`).
+
+    python bench/training_pilot.py --store STORE --out /work/runs/pilot/runs [--jobs 2]
+    python bench/training_pilot.py --store STORE --out ... --summary docs/training-recipe
+
+Each run is a normal trnet run directory (resumable, refused with other settings); pilot.csv
+and curves.csv are rewritten from the finished runs, so a killed pilot continues where it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+BASE = {"epochs": 4, "batch_size": 8, "patience": 4, "lr_schedule": "cosine", "bucket": True}
+LEVERS = {
+    "epochs": 8,
+    "patience": 8,
+    "warmup_epochs": 1.0,
+    "weight_decay": 0.05,
+    "label_smoothing": 0.1,
+    "freq_masks": 2,
+    "freq_mask_bins": 10,
+    "time_masks": 2,
+    "time_mask_frames": 20,
+    "crop_s": 3.0,
+    "ema_decay": 0.998,
+    "teacher_cache": True,
+    "input_norm": "utterance",
+}
+
+
+def _without(*keys: str) -> dict:
+    return {k: v for k, v in LEVERS.items() if k not in keys}
+
+
+SETTINGS: dict[str, dict] = {
+    "current": {},
+    "levers": LEVERS,
+    "levers-no-ema": _without("ema_decay"),
+    "levers-no-norm": _without("input_norm"),
+    "levers-no-aug": _without("freq_masks", "freq_mask_bins", "time_masks", "time_mask_frames", "label_smoothing"),
+    "levers-no-crop": _without("crop_s"),
+    "levers-no-wd-warmup": _without("weight_decay", "warmup_epochs"),
+}
+FOLDS = (0, 3, 6)
+SEEDS = (1, 2, 3)
+WIDTH = 8
+COLUMNS = "setting system corpus fold seed val_speaker val_uar best_epoch epochs updates core_seconds".split()
+
+
+def plan() -> list[tuple[str, str, int, int]]:
+    """(setting, system, fold, seed) in the declared order of work."""
+    order = [
+        ("current", "baseline-e"),
+        ("levers", "baseline-e"),
+        ("levers", "trnet-std-snr"),
+        ("current", "trnet-std-snr"),
+        *[(s, "baseline-e") for s in SETTINGS if s.startswith("levers-")],
+    ]
+    return [(s, sys_, f, seed) for s, sys_ in order for seed in SEEDS for f in FOLDS]
+
+
+def _spec(store: Path, out: Path, setting: str, system: str, fold: int, seed: int):
+    from trnet.training.trainer import spec_from_names
+
+    levers = dict(SETTINGS[setting])
+    norm = levers.pop("input_norm", "none")
+    return spec_from_names(
+        system,
+        fold,
+        seed,
+        store,
+        out / setting,
+        system_overrides={"width": WIDTH, **({"input_norm": norm} if norm != "none" else {})},
+        training_overrides={**BASE, **levers},
+        train_noise="esc50",
+    )
+
+
+def _train(store: str, out: str, setting: str, system: str, fold: int, seed: int) -> str:
+    import torch
+
+    torch.set_num_threads(1)
+    from trnet.training.trainer import train
+
+    return str(train(_spec(Path(store), Path(out), setting, system, fold, seed), quiet=True, wait=True))
+
+
+def _n_train_rows(store: str, fold: int, _cache: dict = {}) -> int:  # noqa: B006 - a memo
+    from trnet.protocol.folds import split
+    from trnet.store import ConditionStore
+
+    if store not in _cache:
+        _cache[store] = ConditionStore(store).rows
+    return len(split(_cache[store], fold).train)
+
+
+def rows(out: Path) -> tuple[list[dict], list[dict]]:
+    """pilot.csv's rows (one per finished run, teachers included) and the per-epoch curves."""
+    from trnet.batches import n_train_batches
+
+    table, curves = [], []
+    for setting in SETTINGS:
+        for done in sorted((out / setting).glob("*/fold*-seed*/done.json")):
+            run = done.parent
+            config = json.loads((run / "config.json").read_text())
+            result = json.loads(done.read_text())
+            log = list(csv.DictReader((run / "log.csv").open()))
+            fold, seed = int(config["fold"]), int(config["seed"])
+            per_epoch = n_train_batches(_n_train_rows(config["store"], fold), config["training"]["batch_size"])
+            table.append(
+                {
+                    "setting": setting,
+                    "system": config["system"]["name"],
+                    "corpus": "nemo",
+                    "fold": fold,
+                    "seed": seed,
+                    "val_speaker": config["val_speaker"],
+                    "val_uar": round(float(result["val_uar"]), 6),
+                    "best_epoch": int(result["epoch"]),
+                    "epochs": len(log),
+                    "updates": per_epoch * len(log),
+                    "core_seconds": round(sum(float(r["seconds"]) for r in log), 1),
+                }
+            )
+            for r in log:
+                curves.append(
+                    {
+                        "setting": setting,
+                        "system": config["system"]["name"],
+                        "fold": fold,
+                        "seed": seed,
+                        "epoch": int(r["epoch"]),
+                        "val_uar": round(float(r["val_uar"]), 6),
+                        "val_ce": round(float(r["val_ce"]), 6),
+                        "loss": round(float(r["loss"]), 6),
+                    }
+                )
+    return table, curves
+
+
+def write_csv(path: Path, table: list[dict], columns) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(columns))
+        w.writeheader()
+        w.writerows(table)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--store", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True, help="runs folder of the pilot")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--only", default="", help="comma-separated settings to run (default: the whole plan)")
+    ap.add_argument("--summary", type=Path, help="write pilot.csv and curves.csv here and stop")
+    args = ap.parse_args()
+    if args.summary:
+        table, curves = rows(args.out)
+        write_csv(args.summary / "pilot.csv", table, COLUMNS)
+        write_csv(args.summary / "curves.csv", curves, list(curves[0]) if curves else ["setting"])
+        print(f"{len(table)} runs -> {args.summary}")
+        return 0
+    only = {s for s in args.only.split(",") if s}
+    work = [w for w in plan() if not only or w[0] in only]
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with ProcessPoolExecutor(args.jobs) as pool:
+        futures = {pool.submit(_train, str(args.store), str(args.out), *w): w for w in work}
+        for n, fut in enumerate(as_completed(futures), 1):
+            w = futures[fut]
+            try:
+                fut.result()
+                print(f"[{n}/{len(work)}] done {w}", flush=True)
+            except Exception as err:  # noqa: BLE001 - one failed run must not stop the pilot
+                print(f"[{n}/{len(work)}] FAILED {w}: {err}", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
