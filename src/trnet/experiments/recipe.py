@@ -7,7 +7,7 @@ reproduction is a file anyone can read, edit and rerun, not a shell history.
     train_noise = "esc50"             # the noise corpus the noisy systems train on
     seed = [1]                        # training seeds (an integer is one seed)
     folds = "all"                     # or a list of LOSO fold indices
-    systems = ["baseline-c", ...]     # default: all seven, in Table-1 order
+    systems = ["trnet", ...]          # default: all seven, in Table-1 order
     epochs = 15                       # maximum epochs (default 80, the paper's)
     batch_size = 32                   # default 32, the paper's
     lr_schedule = "cosine"            # learning rate over the run: "constant" (default, the paper's)

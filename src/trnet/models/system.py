@@ -160,19 +160,25 @@ def load_training_config(name_or_path: str | Path) -> TrainingConfig:
 
 
 def training_order(systems: tuple[str, ...] | list[str]) -> list[str]:
-    """Baseline-c first (the teacher of the TRNet family), added if a system needs it and it is
+    """The teacher first (Baseline-c, `configs.teacher()`), added if a system needs it and it is
     not listed: the trainer would train it anyway, and listing it first makes its progress line
     and wall time visible, and its checkpoint ready before a TRNet run asks for it."""
-    order = [s for s in systems if s == "baseline-c"] + [s for s in systems if s != "baseline-c"]
-    if "baseline-c" not in order and any(load_config(s).teacher for s in systems):
-        order.insert(0, "baseline-c")
+    teacher = configs.teacher()
+    order = [s for s in systems if s == teacher] + [s for s in systems if s != teacher]
+    if teacher not in order and any(load_config(s).teacher for s in systems):
+        order.insert(0, teacher)
     return order
 
 
 def teacher_config(cfg: SystemConfig) -> SystemConfig:
-    """The teacher of a system: Baseline-c with the same encoder, width and sizes (§3.3)."""
+    """The teacher of a system: Baseline-c (`configs.teacher()`) with the same encoder, width and
+    sizes (§3.3)."""
     return replace(
-        load_config("baseline-c"), encoder=cfg.encoder, width=cfg.width, n_classes=cfg.n_classes, n_mels=cfg.n_mels
+        load_config(configs.teacher()),
+        encoder=cfg.encoder,
+        width=cfg.width,
+        n_classes=cfg.n_classes,
+        n_mels=cfg.n_mels,
     )
 
 
