@@ -58,3 +58,32 @@ def test_the_link_check_sees_links_and_anchors(tmp_path: Path) -> None:
     doc.write_text("# Which system to use, and why\n\n## A §1 (x)\n\n[b](b.md) ![i](i.png)\n```\n[c](c.md)\n```\n")
     assert links(doc.read_text()) == ["b.md", "i.png"]
     assert anchors(doc) == {"which-system-to-use-and-why", "a-1-x"}
+
+
+CITE = re.compile(r"design(?:\.md)?`?,?\s*((?:§\s*\d+(?:\.\d+)*(?:,\s*)?)+)")
+
+
+def design_sections() -> set[str]:
+    """The numbers of docs/design.md's sections and subsections ("9", "9.1", ...)."""
+    text = (ROOT / "docs" / "design.md").read_text()
+    return set(re.findall(r"^#{2,4}\s+(\d+(?:\.\d+)*)\s", text, re.M))
+
+
+def test_every_citation_of_a_design_section_names_one() -> None:
+    """`docs/design.md §N` in the code, tests, docs, recipes and benchmarks names a section
+    that exists, so renumbering the design cannot leave a citation pointing nowhere."""
+    sections = design_sections()
+    assert {"1", "9", "9.1", "11"} <= sections
+    files = [ROOT / "README.md"] + [
+        p
+        for folder in ("src", "tests", "docs", "recipes", "bench")
+        for p in (ROOT / folder).rglob("*")
+        if p.suffix in (".py", ".md", ".toml", ".sh")
+    ]
+    wrong = []
+    for path in files:
+        for group in CITE.findall(path.read_text(errors="replace")):
+            for number in re.findall(r"§\s*(\d+(?:\.\d+)*)", group):
+                if number not in sections:
+                    wrong.append(f"{path.relative_to(ROOT)}: §{number}")
+    assert not wrong, "citations of docs/design.md sections that do not exist: " + ", ".join(sorted(set(wrong)))

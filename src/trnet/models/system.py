@@ -94,7 +94,7 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         """Every setting checked when the config is made, so a bad one is refused before a run
-        directory is written (docs/design.md §9)."""
+        directory is written (docs/design.md §9.4)."""
         problems = [
             f"{name} must be an integer >= 1, got {getattr(self, name)!r}"
             for name in ("epochs", "batch_size", "patience")

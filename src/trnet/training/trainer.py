@@ -86,7 +86,7 @@ def prepare(spec: RunSpec) -> Prepared:
     for name, value in (("epochs", spec.training.epochs), ("batch_size", spec.training.batch_size)):
         if value < 1:
             raise RunError(f"{name} must be at least 1, got {value}")
-    try:  # everything checked before anything is written (docs/design.md §9)
+    try:  # everything checked before anything is written (docs/design.md §9.4)
         check_seed(spec.seed, "seed")
         torch_device(spec.device)
     except UserError as err:
