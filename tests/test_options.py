@@ -77,3 +77,26 @@ def test_one_spelling_on_the_command_line_and_in_recipes(tmp_path: Path, capsys)
         recipe_from_dict({**base, "corpus": {"kind": "synthetic", "root": "s", "speakers": 4}}, tmp_path, "t")
     recipe = recipe_from_dict({**base, "corpus": {"kind": "folder", "root": "f", "csv": "l.csv"}}, tmp_path, "t")
     assert recipe.corpus.options["csv"] == tmp_path / "l.csv"  # path options resolve against the recipe
+
+
+def test_one_parser_reads_the_corpus_tables_of_both_recipes(tmp_path: Path) -> None:
+    """`trnet reproduce`'s [corpus]/[noise.*] and `trnet bundle`'s [corpora.*]/[noise.*] tables
+    go through corpora.read_source: the same checks and messages; provenance only where asked."""
+    from trnet.bundle.recipe import BundleRecipeError, from_table
+
+    table = {"kind": "folder", "root": "f", "csv": "l.csv", "title": "T"}
+    src = corpora.read_source(table, "[corpora.x]", "utterances", tmp_path, provenance=True)
+    assert src.root == (tmp_path / "f").resolve() and src.options == {"csv": tmp_path / "l.csv"}
+    assert src.provenance == {"title": "T"}
+    with pytest.raises(CorpusError, match=r"\[corpus\] \(kind 'folder'\): unknown option\(s\) title"):
+        corpora.read_source(table, "[corpus]", "utterances", tmp_path)
+    base = {"name": "x", "work": "w", "train_noise": "n", "corpus": {"kind": "emodb", "root": "e"}}
+    bundle = {"name": "x", "work": "w", "system": "trnet", "train_noise": "n", "corpora": {"e": base["corpus"]}}
+    for bad, message in (
+        ({"kind": "esc50"}, r"\[noise\.n\]: expected a table with `kind` and `root`"),
+        ({"kind": "emodb", "root": "n"}, r"\[noise\.n\] kind 'emodb': expected one of esc50, "),
+    ):
+        with pytest.raises(RecipeError, match=message):
+            recipe_from_dict({**base, "noise": {"n": bad}}, tmp_path, "t")
+        with pytest.raises(BundleRecipeError, match=message):
+            from_table({**bundle, "noise": {"n": bad}}, tmp_path, "t")

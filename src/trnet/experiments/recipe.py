@@ -59,12 +59,12 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from trnet import configs, enhance
-from trnet.corpora import LOADERS, CorpusError, check_options, kinds
+from trnet.corpora import CorpusError, ManifestKind, Source, read_source
 from trnet.experiments.recipe_values import (
     RecipeError,
     int_list,
@@ -81,7 +81,6 @@ from trnet.experiments.recipe_values import (
 from trnet.models import PAPER_TRAINING, PAPER_WIDTH
 from trnet.models.encoder import ENCODERS
 from trnet.models.system import LR_SCHEDULES
-from trnet.options import path_options
 from trnet.report.primary import check_analysis
 from trnet.store import SNRS, StoreError
 from trnet.store.layout import check_noise_name
@@ -111,15 +110,6 @@ KEYS = (
     "bucket",
 )
 ENGINES = ("local", "ray")
-
-
-@dataclass(frozen=True)
-class Source:
-    """One corpus of a recipe: its loader (`kind`), its root and the loader's options."""
-
-    kind: str
-    root: Path
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -213,21 +203,11 @@ def load_recipe(path: str | Path) -> Recipe:
     return recipe_from_dict(table, base=path.resolve().parent, origin=str(path.resolve()))
 
 
-def _source(table: Any, where: str, role: str, base: Path) -> Source:
-    if not isinstance(table, Mapping) or "kind" not in table or "root" not in table:
-        raise RecipeError(f"[{where}]: expected a table with `kind` and `root`")
-    kind = table["kind"]
-    if kind not in kinds(role):
-        raise RecipeError(f"[{where}] kind {kind!r}: expected one of {', '.join(kinds(role))}")
-    options = {k: v for k, v in table.items() if k not in ("kind", "root")}
+def _source(table: Any, where: str, role: ManifestKind, base: Path) -> Source:
     try:
-        check_options(kind, options, f"[{where}]")
+        return read_source(table, f"[{where}]", role, base)
     except CorpusError as err:
         raise RecipeError(str(err)) from None
-    for key in path_options(LOADERS[kind].Options):
-        if key in options:
-            options[key] = base / options[key]
-    return Source(kind, (base / str(table["root"])).resolve(), options)
 
 
 def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recipe:
