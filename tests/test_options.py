@@ -3,6 +3,7 @@ spelling (`KEY=VALUE` on the command line, the same keys in a recipe), one kind 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,26 @@ def test_one_parser_reads_the_corpus_tables_of_both_recipes(tmp_path: Path) -> N
             recipe_from_dict({**base, "noise": {"n": bad}}, tmp_path, "t")
         with pytest.raises(BundleRecipeError, match=message):
             from_table({**bundle, "noise": {"n": bad}}, tmp_path, "t")
+
+
+@pytest.mark.parametrize("change", [{"epochs": 0}, {"batch_size": True}, {"lr_schedule": "step"}, {"bucket": 1}])
+def test_the_training_keys_of_both_recipes_are_checked_by_training_config(tmp_path: Path, change: dict) -> None:
+    """A recipe's epochs, batch_size, patience, lr_schedule and bucket are refused by
+    TrainingConfig itself, with its message, in `trnet reproduce`'s recipes and `trnet bundle`'s."""
+    from dataclasses import replace
+
+    from trnet.bundle.recipe import BundleRecipeError, from_table
+    from trnet.models import PAPER_TRAINING
+
+    with pytest.raises(ValueError) as owner:
+        replace(PAPER_TRAINING, **change)
+    expected = re.escape(str(owner.value))
+    noise = {"n": {"kind": "esc50", "root": "n"}}
+    corpus = {"kind": "emodb", "root": "e"}
+    with pytest.raises(RecipeError, match=expected):
+        recipe_from_dict(
+            {"name": "x", "work": "w", "train_noise": "n", "corpus": corpus, "noise": noise, **change}, tmp_path, "t"
+        )
+    bundle = {"name": "x", "work": "w", "system": "trnet", "train_noise": "n", "corpora": {"e": corpus}, "noise": noise}
+    with pytest.raises(BundleRecipeError, match=expected):
+        from_table({**bundle, **change}, tmp_path, "t")

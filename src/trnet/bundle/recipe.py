@@ -48,7 +48,7 @@ from trnet.corpora import CorpusError, ManifestKind, Source, read_source
 from trnet.corpora.combined import check_name
 from trnet.models import load_config
 from trnet.models.encoder import ENCODERS
-from trnet.models.system import LR_SCHEDULES
+from trnet.models.system import RECIPE_TRAINING, TrainingConfig
 from trnet.utils import UserError
 
 KEYS = (
@@ -234,14 +234,13 @@ def from_table(
             raise BundleRecipeError(f"system {t[key]!r} trains on clean speech only; the bundle is for noise")
     if t["encoder"] not in ENCODERS:
         raise BundleRecipeError(f"encoder {t['encoder']!r}: expected one of {', '.join(ENCODERS)}")
-    sizes = {k: _ints(t[k], k, positive=True)[0] for k in ("width", "epochs", "batch_size", "patience", "seed")}
+    sizes = {k: _ints(t[k], k, positive=True)[0] for k in ("width", "seed")}
+    try:  # the training keys, checked by the class that owns them
+        training = {k: getattr(TrainingConfig(**{k: t[k] for k in RECIPE_TRAINING}), k) for k in RECIPE_TRAINING}
+    except ValueError as err:
+        raise BundleRecipeError(str(err)) from None
     if epochs is not None:
-        sizes["epochs"] = _ints(epochs, "--epochs", positive=True)[0]
-    if t["lr_schedule"] not in LR_SCHEDULES or not isinstance(t["bucket"], bool):
-        raise BundleRecipeError(
-            f"lr_schedule: expected one of {', '.join(LR_SCHEDULES)}; bucket: true or false "
-            f"(got {t['lr_schedule']!r}, {t['bucket']!r})"
-        )
+        training["epochs"] = _ints(epochs, "--epochs", positive=True)[0]
     min_updates = _ints(t["min_updates"], "min_updates")[0]
     if min_updates < 0:
         raise BundleRecipeError(f"min_updates: expected an integer >= 0, got {min_updates}")
@@ -269,8 +268,7 @@ def from_table(
         baseline=systems["baseline"],
         encoder=t["encoder"],
         **sizes,
-        lr_schedule=t["lr_schedule"],
-        bucket=t["bucket"],
+        **training,
         min_updates=min_updates,
         loco_seeds=_ints(t["loco_seeds"], "loco_seeds", positive=True),
         se=str(t["se"]),

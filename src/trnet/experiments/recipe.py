@@ -80,7 +80,7 @@ from trnet.experiments.recipe_values import (
 )
 from trnet.models import PAPER_TRAINING, PAPER_WIDTH
 from trnet.models.encoder import ENCODERS
-from trnet.models.system import LR_SCHEDULES
+from trnet.models.system import RECIPE_TRAINING
 from trnet.report.primary import check_analysis
 from trnet.store import SNRS, StoreError
 from trnet.store.layout import check_noise_name
@@ -236,19 +236,14 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
     se_options = table.get("se_options", {})
     if not isinstance(se_options, Mapping):
         raise RecipeError(f"se_options: expected a table ([se_options] with KEY = VALUE lines), got {se_options!r}")
-    epochs = table.get("epochs", PAPER_TRAINING.epochs)
-    batch_size = table.get("batch_size", PAPER_TRAINING.batch_size)
-    patience = table.get("patience", PAPER_TRAINING.patience)
+    try:  # the training keys, checked by the class that owns them
+        training = replace(PAPER_TRAINING, **{key: table[key] for key in RECIPE_TRAINING if key in table})
+    except ValueError as err:
+        raise RecipeError(str(err)) from None
+    epochs = training.epochs
     width = table.get("width", PAPER_WIDTH)
-    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("patience", patience), ("width", width)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise RecipeError(f"{key}: expected a positive integer, got {value!r}")
-    lr_schedule = table.get("lr_schedule", PAPER_TRAINING.lr_schedule)
-    if lr_schedule not in LR_SCHEDULES:
-        raise RecipeError(f"lr_schedule {lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
-    bucket = table.get("bucket", PAPER_TRAINING.bucket)
-    if not isinstance(bucket, bool):
-        raise RecipeError(f"bucket: expected true or false, got {bucket!r}")
+    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+        raise RecipeError(f"width: expected a positive integer, got {width!r}")
     encoder = table.get("encoder", "resnet")
     if encoder not in ENCODERS:
         raise RecipeError(f"encoder {encoder!r}: expected one of {', '.join(ENCODERS)}")
@@ -276,10 +271,10 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         folds=None if folds == "all" else folds,
         systems=systems,
         epochs=epochs,
-        batch_size=batch_size,
-        patience=patience,
-        lr_schedule=lr_schedule,
-        bucket=bucket,
+        batch_size=training.batch_size,
+        patience=training.patience,
+        lr_schedule=training.lr_schedule,
+        bucket=training.bucket,
         encoder=encoder,
         width=width,
         work=(base / str(table["work"])).resolve(),

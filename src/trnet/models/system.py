@@ -122,6 +122,9 @@ class TrainingConfig:
         return float(self.lr) * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 
 
+# the TrainingConfig fields a recipe (`trnet reproduce`'s or `trnet bundle`'s) sets as top-level keys;
+# TrainingConfig checks them, and `trnet.training.trainer.recipe_run_spec` passes them to every run
+RECIPE_TRAINING = ("epochs", "batch_size", "patience", "lr_schedule", "bucket")
 PAPER_TRAINING = TrainingConfig()  # docs/design.md §7: the defaults are the paper's (80 epochs, batch 32)
 PAPER_WIDTH = SystemConfig.width  # 32: filters 32..256 (docs/design.md §5)
 
