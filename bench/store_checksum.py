@@ -1,4 +1,4 @@
-"""What the store's chunk checksums cost (docs/design.md §9): the time to
+"""What the store's chunk checksums cost (docs/design.md §9.1): the time to
 open a store and verify its arrays, from disk (the store's pages evicted from the page cache
 first) and from memory, beside the time of a training run on the same store.
 

@@ -45,6 +45,8 @@ def test_a_user_error_is_one_line_and_exit_2(command: str, tmp_path: Path, capsy
     assert err.count("\n") == 1 and err.startswith(f"trnet {command}: error: "), err
     with pytest.raises((UserError, OSError)):  # --debug: the exception itself, with its traceback
         main(["--debug", command, *args])
+    with pytest.raises((UserError, OSError)):  # and at the end of the line, as one adds it to a failed command
+        main([command, *args, "--debug"])
 
 
 @pytest.mark.parametrize("command", ["", *sorted(COMMANDS)])

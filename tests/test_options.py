@@ -3,6 +3,7 @@ spelling (`KEY=VALUE` on the command line, the same keys in a recipe), one kind 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,49 @@ def test_one_spelling_on_the_command_line_and_in_recipes(tmp_path: Path, capsys)
         recipe_from_dict({**base, "corpus": {"kind": "synthetic", "root": "s", "speakers": 4}}, tmp_path, "t")
     recipe = recipe_from_dict({**base, "corpus": {"kind": "folder", "root": "f", "csv": "l.csv"}}, tmp_path, "t")
     assert recipe.corpus.options["csv"] == tmp_path / "l.csv"  # path options resolve against the recipe
+
+
+def test_one_parser_reads_the_corpus_tables_of_both_recipes(tmp_path: Path) -> None:
+    """`trnet reproduce`'s [corpus]/[noise.*] and `trnet bundle`'s [corpora.*]/[noise.*] tables
+    go through corpora.read_source: the same checks and messages; provenance only where asked."""
+    from trnet.bundle.recipe import BundleRecipeError, from_table
+
+    table = {"kind": "folder", "root": "f", "csv": "l.csv", "title": "T"}
+    src = corpora.read_source(table, "[corpora.x]", "utterances", tmp_path, provenance=True)
+    assert src.root == (tmp_path / "f").resolve() and src.options == {"csv": tmp_path / "l.csv"}
+    assert src.provenance == {"title": "T"}
+    with pytest.raises(CorpusError, match=r"\[corpus\] \(kind 'folder'\): unknown option\(s\) title"):
+        corpora.read_source(table, "[corpus]", "utterances", tmp_path)
+    base = {"name": "x", "work": "w", "train_noise": "n", "corpus": {"kind": "emodb", "root": "e"}}
+    bundle = {"name": "x", "work": "w", "system": "trnet", "train_noise": "n", "corpora": {"e": base["corpus"]}}
+    for bad, message in (
+        ({"kind": "esc50"}, r"\[noise\.n\]: expected a table with `kind` and `root`"),
+        ({"kind": "emodb", "root": "n"}, r"\[noise\.n\] kind 'emodb': expected one of esc50, "),
+    ):
+        with pytest.raises(RecipeError, match=message):
+            recipe_from_dict({**base, "noise": {"n": bad}}, tmp_path, "t")
+        with pytest.raises(BundleRecipeError, match=message):
+            from_table({**bundle, "noise": {"n": bad}}, tmp_path, "t")
+
+
+@pytest.mark.parametrize("change", [{"epochs": 0}, {"batch_size": True}, {"lr_schedule": "step"}, {"bucket": 1}])
+def test_the_training_keys_of_both_recipes_are_checked_by_training_config(tmp_path: Path, change: dict) -> None:
+    """A recipe's epochs, batch_size, patience, lr_schedule and bucket are refused by
+    TrainingConfig itself, with its message, in `trnet reproduce`'s recipes and `trnet bundle`'s."""
+    from dataclasses import replace
+
+    from trnet.bundle.recipe import BundleRecipeError, from_table
+    from trnet.models import PAPER_TRAINING
+
+    with pytest.raises(ValueError) as owner:
+        replace(PAPER_TRAINING, **change)
+    expected = re.escape(str(owner.value))
+    noise = {"n": {"kind": "esc50", "root": "n"}}
+    corpus = {"kind": "emodb", "root": "e"}
+    with pytest.raises(RecipeError, match=expected):
+        recipe_from_dict(
+            {"name": "x", "work": "w", "train_noise": "n", "corpus": corpus, "noise": noise, **change}, tmp_path, "t"
+        )
+    bundle = {"name": "x", "work": "w", "system": "trnet", "train_noise": "n", "corpora": {"e": corpus}, "noise": noise}
+    with pytest.raises(BundleRecipeError, match=expected):
+        from_table({**bundle, **change}, tmp_path, "t")

@@ -18,6 +18,7 @@ from trnet.cli import main
 from trnet.corpora import LABELS
 from trnet.features import fbank
 from trnet.models import SERSystem, load_config, load_training_config
+from trnet.predict.predictor import Predictor
 from trnet.runs import save_weights, write_config, write_finished
 
 WIDTH = 4  # tiny models: inference plumbing does not depend on width
@@ -155,6 +156,22 @@ def test_corrupt_file_is_reported_and_the_rest_predicted(run_dir, audio_dir, tmp
     doc = json.loads(out)
     assert [Path(r["file"]).name for r in doc["results"]] == ["b_22k.flac"]
     assert len(doc["errors"]) == 2
+
+
+def test_a_bug_while_predicting_a_file_is_skipped_but_raised_under_debug(run_dir, audio_dir, capsys, monkeypatch):
+    """A RuntimeError inside the model is one "skipped:" line in a batch, and its traceback under
+    --debug (before or after the command), which is where a bug shows itself."""
+
+    def broken(self, path, timings=None):
+        raise RuntimeError("shape mismatch inside the model")
+
+    monkeypatch.setattr(Predictor, "predict_file", broken)
+    good = audio_dir / "sub" / "b_22k.flac"
+    code, _, err = run_cli(capsys, good, "--model", run_dir)
+    assert code == 1 and "skipped:" in err and "RuntimeError: shape mismatch" in err
+    for args in (["--debug", "predict", good, "--model", run_dir], ["predict", good, "--model", run_dir, "--debug"]):
+        with pytest.raises(RuntimeError, match="shape mismatch"):
+            main([str(a) for a in args])
 
 
 def test_usage_errors_exit_2(run_dir, audio_dir, tmp_path, capsys):

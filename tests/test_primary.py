@@ -13,7 +13,7 @@ from scipy import stats
 from tests.test_report import FOLDS, NOISES, SEEDS, SNRS, fabricate, true_uar
 from trnet.experiments.recipe import RecipeError, recipe_from_dict
 from trnet.report.markdown import make_report
-from trnet.report.primary import check_analysis
+from trnet.report.primary import check_analysis, compared
 
 pytestmark = pytest.mark.usefixtures("one_openmp_thread")
 ANALYSIS = {"baseline": "baseline-e", "candidates": ["trnet-wo-low", "trnet"], "mde_target": 2.5}
@@ -97,3 +97,21 @@ def test_with_one_seed_the_report_does_not_pretend_to_split_the_variance(tmp_pat
     text = (results / "report.md").read_text()
     assert numbers["primary"]["runs"] == len(FOLDS) and "mde_with_seeds" not in numbers
     assert "cannot be separated" in text and "nan" not in text and "no number of seeds" not in text
+
+
+def test_the_significance_sections_compare_what_the_recipe_declares(tmp_path: Path) -> None:
+    """The report's pairwise tests take their names from [analysis] (the first candidate against
+    every other system, each system with c against the baseline); without [analysis], the paper's
+    TRNet and Baseline-e."""
+    declared = {"baseline": "baseline-n", "candidates": ["trnet-wo-low", "trnet"]}
+    systems = ("baseline-n", "baseline-e", "trnet", "trnet-wo-low")
+    results = with_analysis(fabricate(tmp_path, systems=systems, folds=(0, 1), seeds=(1,)), declared)
+    make_report(results)
+    text = (results / "report.md").read_text()
+    tests = json.loads((results / "significance.json").read_text())
+    assert "## Significance: TRNet w/o L_low against every other system" in text
+    assert "## Significance: each system with an SNR-aware module against Baseline-n" in text
+    assert "TRNet against every other" not in text and "against Baseline-e" not in text
+    assert {t["system"] for t in tests if t["other"] == "baseline-n"} == {"trnet-wo-low", "trnet"}
+    assert {t["system"] for t in tests if t["other"] != "baseline-n"} == {"trnet-wo-low"}
+    assert compared(None) == ("trnet", "baseline-e")

@@ -2,7 +2,11 @@
 its results equal the local engine's bit for bit, a driver killed by kill -9 and rerun
 continues without training anything twice, a worker that cannot see the work directory is
 named, and a missing Ray is one line and exit 2. Tiny on purpose: the tone corpus of
-test_reproduce, identity SE, 2 folds x (Baseline-c, TRNet), width 4, 6 epochs."""
+test_reproduce, identity SE, 2 folds x (Baseline-c, TRNet), width 4, 6 epochs.
+
+The tests that start Ray need the `ray` extra (`pip install -e ".[test,ray]"`) and skip, saying
+so, without it; the rest (recipe settings, the run lock, the missing-Ray message, the default
+engine importing no Ray) run on every install."""
 
 from __future__ import annotations
 
@@ -22,7 +26,11 @@ from tests.test_reproduce import MINIMAL_RECIPE, make_tree, read_csv
 from trnet.cli import main
 from trnet.experiments.recipe import EngineSettings, RecipeError, load_recipe, recipe_from_dict, with_overrides
 
-ray = pytest.importorskip("ray")
+try:
+    import ray
+except ImportError:  # the `ray` extra is not installed
+    ray = None
+needs_ray = pytest.mark.skipif(ray is None, reason="needs Ray: pip install -e '.[test,ray]'")
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 RUNS = [(system, fold) for fold in (0, 1) for system in ("baseline-c", "trnet")]
@@ -67,6 +75,7 @@ def local_results(tmp_path_factory, one_thread) -> Path:
     return recipe
 
 
+@needs_ray
 def test_workers_import_this_source_tree(local_ray, tmp_path) -> None:
     from trnet.experiments.engine_ray import check_nodes
 
@@ -75,6 +84,7 @@ def test_workers_import_this_source_tree(local_ray, tmp_path) -> None:
 
 
 @pytest.mark.slow
+@needs_ray
 def test_ray_results_equal_local_bit_for_bit(local_ray, local_results, tmp_path) -> None:
     recipe = tree(tmp_path)
     out = reproduce(recipe, "--engine", "ray")
@@ -127,6 +137,7 @@ def _resumable_epoch(run: Path) -> int:
 
 
 @pytest.mark.slow
+@needs_ray
 def test_ray_stacks_equal_local_stacks_bit_for_bit(local_ray, tmp_path) -> None:
     """--batch-runs 2: a Ray task per stack (the teachers' first), the local engine's weights."""
     local, remote = tree(tmp_path / "local"), tree(tmp_path / "ray")
@@ -142,6 +153,7 @@ def test_ray_stacks_equal_local_stacks_bit_for_bit(local_ray, tmp_path) -> None:
 
 
 @pytest.mark.slow
+@needs_ray
 def test_killed_driver_resumes_and_trains_nothing_twice(local_ray, local_results, tmp_path) -> None:
     """kill -9 the driver while it trains; rerun at once (its Ray workers may still be dying):
     finished runs are not touched, every epoch recorded before the kill is kept, not trained
@@ -236,6 +248,7 @@ def test_the_run_lock_waits_for_a_process_still_training(tmp_path, monkeypatch) 
     assert time.time() - t0 > 0.5 and holder.wait() == 0
 
 
+@needs_ray
 def test_a_worker_that_cannot_see_the_work_directory_is_named(local_ray, tmp_path) -> None:
     """The probe that runs on every node before any work, and the check in every task: on a
     cluster without a shared work directory the run stops with one line naming the node."""

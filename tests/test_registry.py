@@ -107,6 +107,19 @@ def test_unknown_and_duplicate_systems_are_user_errors(extra: Path, tmp_path: Pa
         configs.names()
 
 
+def test_the_teacher_is_the_one_system_the_registry_says_teaches(extra: Path) -> None:
+    """The frozen teacher is named by its TOML, not by code: a system on the search path that also
+    says `teaches = true` is refused, and the teacher is what training order and teacher_config use."""
+    from trnet.models import teacher_config, training_order
+
+    assert configs.teacher() == "baseline-c"
+    assert training_order(["trnet-quarter"]) == ["baseline-c", "trnet-quarter"]
+    assert teacher_config(replace(load_config("trnet-quarter"), width=8)).name == "baseline-c"
+    (extra / "baseline-x.toml").write_text(configs.find("baseline-c").read_text())
+    with pytest.raises(configs.ConfigError, match=r"exactly one .*teaches.*\['baseline-c', 'baseline-x'\]"):
+        configs.teacher()
+
+
 def test_the_alias_resolves_through_the_committed_selection_file() -> None:
     """trnet-robust is no config of its own: the selection file names the system, and that file
     is what `trnet select` writes from the studies' committed runs (EmoDB at two SE settings,

@@ -64,7 +64,7 @@ def default_train_noise(store: ConditionStore) -> str | None:
 def condition_set(store: ConditionStore, train_conditions: str, noise: str | Sequence[str] | None) -> list[Condition]:
     """{clean} for clean training; {clean, (noise, snr) for every SNR} otherwise. Several
     training noise corpora (the bundled model: ESC-50 and DEMAND) give {clean} and every
-    (noise, snr) of each, drawn uniformly like one (docs/design.md, "The bundled model")."""
+    (noise, snr) of each, drawn uniformly like one (docs/design.md §11)."""
     if train_conditions == "clean":
         return ["clean"]
     noises = [noise] if isinstance(noise, str) or noise is None else list(noise)

@@ -5,7 +5,7 @@ Every sub-command is a module of `trnet.commands` that defines `add_arguments(pa
 their top (their `run` imports the library), so `trnet --help` and `trnet COMMAND --help` stay
 fast and never load torch. A user error (a `trnet.utils.UserError`, or an OSError such as a
 missing file or a full disk) is one line on stderr and exit code 2; a traceback means a bug
-(`trnet --debug ...` shows one for every error)."""
+(`--debug`, before or after the command, shows one for every error)."""
 
 from __future__ import annotations
 
@@ -55,13 +55,20 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
 }
 
 
+DEBUG_HELP = "show the traceback of every error"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trnet", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"trnet {version('trnet')}")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of every error")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    # --debug after the command too (`trnet select ... --debug`): each command's parser takes it,
+    # with no default of its own, so that it never resets a --debug given before the command
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in COMMANDS.items():
-        module.add_arguments(sub.add_parser(name, help=help_, description=help_))
+        module.add_arguments(sub.add_parser(name, help=help_, description=help_, parents=[after]))
     return parser
 
 

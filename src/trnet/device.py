@@ -24,7 +24,7 @@ def torch_device(name: str | None) -> str:
             build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
             raise UserError(
                 f"--device {name}: CUDA is not available here (torch {torch.__version__}, {build}); "
-                "install a CUDA build of torch (README, On a GPU) or use --device cpu"
+                "install a CUDA build of torch (docs/scaleout.md, On a GPU) or use --device cpu"
             )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")

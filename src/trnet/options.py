@@ -13,7 +13,7 @@ the messages are the same everywhere:
 unknown key or a value of the wrong type with a `UserError` naming the plug-in, the key and
 what it takes. The table as given (not the filled-in dataclass) is what keys a store, so a
 default that is written out or left out gives the same store only if it is left out the
-same way; that is how stores have always been keyed (docs/design.md §9, "How a store is keyed").
+same way; that is how stores have always been keyed (docs/design.md §9.1).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ class LockedError(UserError):
 
 class UnsafeNameError(UserError):
     """A name that becomes a file or folder name is not one safe path component, or a path
-    would leave the directory it belongs to (docs/design.md §9)."""
+    would leave the directory it belongs to (docs/design.md §9.2)."""
 
 
 # --------------------------------------------------------------------------- names and paths
@@ -305,7 +305,7 @@ def stopping(pool: Any) -> Iterator[Any]:
     exception: SIGTERM (`sigterm_as_exit`), Ctrl-C or an error. Leaving a `with pool:` block
     otherwise waits for every running task, which for a training pool is minutes; the work a
     killed worker was doing resumes on the next run (runs, store chunks and locks are made for
-    that, docs/design.md §9)."""
+    that, docs/design.md §9.3)."""
     try:
         yield pool
     except BaseException:
@@ -333,7 +333,7 @@ def spawned_pool(jobs: int) -> Iterator[Any]:
 def sigterm_as_exit() -> Iterator[None]:
     """SIGTERM (kill, a scheduler's stop) raises SystemExit(143) for the block instead of ending the
     process on the spot, so that `finally` blocks run: atomic writes remove their temp file and
-    locks are released, as on Ctrl-C (docs/design.md §9)."""
+    locks are released, as on Ctrl-C (docs/design.md §9.3)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

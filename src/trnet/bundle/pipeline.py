@@ -1,5 +1,5 @@
 """`trnet bundle RECIPE`: the bundled model from one command, end to end and resumable
-(docs/design.md, "The bundled model"). Stages, each of which skips what is done, so that a
+(docs/design.md §11). Stages, each of which skips what is done, so that a
 run killed at any point (even kill -9) continues where it stopped when started again:
 
   1. manifests   each corpus prefixed, all corpora combined, each noise corpus (plan.py)

@@ -27,7 +27,7 @@ from trnet.bundle.recipe import BundleRecipe
 from trnet.protocol.folds import split
 from trnet.protocol.holdout import corpus_holdout
 from trnet.store import ConditionStore
-from trnet.training.trainer import RunSpec, spec_from_names
+from trnet.training.trainer import RunSpec, recipe_run_spec
 
 ALL = "all"  # the combined manifest's name
 FINAL = "final"
@@ -118,20 +118,14 @@ def run_spec(recipe: BundleRecipe, group: Group, system: str, device: str) -> Ru
     path = store_path(recipe, group.store)
     store = ConditionStore(path)
     holdout = corpus_holdout(store.rows)
-    return spec_from_names(
+    return recipe_run_spec(
+        recipe,
         system,
         holdout,
         group.seed,
         path,
         runs_root(recipe, group, store),
-        system_overrides={"encoder": recipe.encoder, "width": recipe.width},
-        training_overrides={
-            "epochs": run_epochs(recipe, len(split(store.rows, holdout).train)),
-            "batch_size": recipe.batch_size,
-            "patience": recipe.patience,
-            "lr_schedule": recipe.lr_schedule,
-            "bucket": recipe.bucket,
-        },
+        training_extra={"epochs": run_epochs(recipe, len(split(store.rows, holdout).train))},
         train_noise=group.train_noise,
         device=device,
     )

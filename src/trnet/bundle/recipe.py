@@ -44,15 +44,13 @@ from pathlib import Path
 from typing import Any
 
 from trnet import configs
-from trnet.corpora import LOADERS, CorpusError, check_options, kinds
+from trnet.corpora import CorpusError, ManifestKind, Source, read_source
 from trnet.corpora.combined import check_name
 from trnet.models import load_config
 from trnet.models.encoder import ENCODERS
-from trnet.models.system import LR_SCHEDULES
-from trnet.options import path_options
+from trnet.models.system import RECIPE_TRAINING, TrainingConfig
 from trnet.utils import UserError
 
-PROVENANCE = ("title", "language", "licence", "url")
 KEYS = (
     "name",
     "work",
@@ -110,17 +108,6 @@ DEFAULTS: dict[str, Any] = {
 
 class BundleRecipeError(UserError):
     """A bundle recipe that cannot run; the message names the key."""
-
-
-@dataclass(frozen=True)
-class Source:
-    """A corpus of the recipe: loader kind, root, loader options, and provenance."""
-
-    name: str
-    kind: str
-    root: Path
-    options: dict[str, Any]
-    provenance: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -204,27 +191,13 @@ def _names(value: Any, key: str, known: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(values)
 
 
-def _source(name: str, table: Any, role: str, base: Path) -> Source:
+def _source(name: str, table: Any, role: ManifestKind, base: Path) -> Source:
     where = f"[{'corpora' if role == 'utterances' else 'noise'}.{name}]"
-    if not isinstance(table, Mapping) or "kind" not in table or "root" not in table:
-        raise BundleRecipeError(f"{where}: expected a table with `kind` and `root`")
     try:
         check_name(name)
+        return read_source(table, where, role, base, provenance=True)
     except CorpusError as err:
-        raise BundleRecipeError(f"{where}: {err}") from None
-    kind = table["kind"]
-    if kind not in kinds(role):
-        raise BundleRecipeError(f"{where} kind {kind!r}: expected one of {', '.join(kinds(role))}")
-    options = {k: v for k, v in table.items() if k not in ("kind", "root", *PROVENANCE)}
-    try:
-        check_options(kind, options, where)
-    except CorpusError as err:
-        raise BundleRecipeError(str(err)) from None
-    for key in path_options(LOADERS[kind].Options):
-        if key in options:
-            options[key] = base / options[key]
-    provenance = {k: str(table[k]) for k in PROVENANCE if k in table}
-    return Source(name, kind, (base / str(table["root"])).resolve(), options, provenance)
+        raise BundleRecipeError(str(err) if str(err).startswith(where) else f"{where}: {err}") from None
 
 
 def _tables(table: Mapping[str, Any], key: str, role: str, base: Path) -> dict[str, Source]:
@@ -261,14 +234,13 @@ def from_table(
             raise BundleRecipeError(f"system {t[key]!r} trains on clean speech only; the bundle is for noise")
     if t["encoder"] not in ENCODERS:
         raise BundleRecipeError(f"encoder {t['encoder']!r}: expected one of {', '.join(ENCODERS)}")
-    sizes = {k: _ints(t[k], k, positive=True)[0] for k in ("width", "epochs", "batch_size", "patience", "seed")}
+    sizes = {k: _ints(t[k], k, positive=True)[0] for k in ("width", "seed")}
+    try:  # the training keys, checked by the class that owns them
+        training = {k: getattr(TrainingConfig(**{k: t[k] for k in RECIPE_TRAINING}), k) for k in RECIPE_TRAINING}
+    except ValueError as err:
+        raise BundleRecipeError(str(err)) from None
     if epochs is not None:
-        sizes["epochs"] = _ints(epochs, "--epochs", positive=True)[0]
-    if t["lr_schedule"] not in LR_SCHEDULES or not isinstance(t["bucket"], bool):
-        raise BundleRecipeError(
-            f"lr_schedule: expected one of {', '.join(LR_SCHEDULES)}; bucket: true or false "
-            f"(got {t['lr_schedule']!r}, {t['bucket']!r})"
-        )
+        training["epochs"] = _ints(epochs, "--epochs", positive=True)[0]
     min_updates = _ints(t["min_updates"], "min_updates")[0]
     if min_updates < 0:
         raise BundleRecipeError(f"min_updates: expected an integer >= 0, got {min_updates}")
@@ -296,8 +268,7 @@ def from_table(
         baseline=systems["baseline"],
         encoder=t["encoder"],
         **sizes,
-        lr_schedule=t["lr_schedule"],
-        bucket=t["bucket"],
+        **training,
         min_updates=min_updates,
         loco_seeds=_ints(t["loco_seeds"], "loco_seeds", positive=True),
         se=str(t["se"]),

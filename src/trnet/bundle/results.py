@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from trnet import runs
+from trnet import configs, runs
 from trnet.bundle.recipe import BundleRecipe
 from trnet.bundle.transfer import noisy_mean
 from trnet.utils import write_json_atomic, write_text_atomic
@@ -41,7 +41,7 @@ def training_seconds(run: Path) -> float:
 
 def final_summary(final: Path) -> dict[str, Any]:
     config, done = runs.read_config(final), runs.read_done(final)
-    teacher = final.parents[1] / "baseline-c" / final.name
+    teacher = final.parents[1] / configs.teacher() / final.name
     return {
         "run": str(final),
         "val_uar": done["val_uar"],

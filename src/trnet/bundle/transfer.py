@@ -1,4 +1,4 @@
-"""Leave-one-corpus-out evaluation (docs/design.md, "The bundled model"): a run trained on
+"""Leave-one-corpus-out evaluation (docs/design.md §11): a run trained on
 one corpus, tested on EVERY utterance of another corpus's condition store, clean and under
 each SNR of that store's noise (DEMAND, which the run never heard).
 

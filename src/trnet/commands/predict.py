@@ -130,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
             except RunError as e:  # the model, not the file: no other file will fare better
                 raise RunError(f"{printable(path)}: {e}") from None
             except (OSError, RuntimeError, ValueError) as e:  # AudioError too; one bad file must not stop a batch
+                if args.debug:  # the traceback, as for every error under --debug (it may be a bug)
+                    raise
                 message = str(e) if isinstance(e, AudioError) else f"{path}: {type(e).__name__}: {e}"
                 message = printable(message)
                 err(f"skipped: {message}")

@@ -12,6 +12,8 @@ figures and model selection, the demo):
     candidate = true           # validation may recommend it (`trnet select`); default false
     ablates = ""               # ablations: what the system leaves out
     figure3 = false            # its representations h are kept for Figure 3 (t-SNE)
+    teaches = false            # the frozen teacher of every system with `teacher = true`
+                               # (paper §3.3: Baseline-c); exactly one system says true
 
 The files are found in this package's folder, then in every folder of the environment
 variable TRNET_CONFIG_PATH (separated like PATH), so a new system is one new file in one of
@@ -39,7 +41,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 SELECTION = PACKAGE_DIR / "selection.json"
 ENV = "TRNET_CONFIG_PATH"
 FAMILIES = ("baseline", "trnet", "ablation", "variant")
-ABOUT_KEYS = ("display", "family", "order", "candidate", "ablates", "figure3")
+ABOUT_KEYS = ("display", "family", "order", "candidate", "ablates", "figure3", "teaches")
 
 
 class ConfigError(UserError):
@@ -58,6 +60,7 @@ class SystemInfo:
     candidate: bool
     ablates: str
     figure3: bool
+    teaches: bool  # the teacher of the systems with `teacher = true` (`teacher()`)
     snr_aware: bool  # input = "trnet": an SNR-aware module estimates c
 
     @property
@@ -99,6 +102,7 @@ def info(path: Path) -> SystemInfo:
         candidate=bool(about.get("candidate", False)),
         ablates=str(about.get("ablates", "")),
         figure3=bool(about.get("figure3", False)),
+        teaches=bool(about.get("teaches", False)),
         snr_aware=table.get("input") == "trnet",
     )
 
@@ -128,6 +132,18 @@ def _systems(files: tuple[tuple[Path, int], ...]) -> tuple[tuple[str, SystemInfo
 def names(paper_only: bool = False) -> tuple[str, ...]:
     """System names in table order (`paper_only`: the paper's Table 1 systems)."""
     return tuple(n for n, s in systems().items() if s.paper or not paper_only)
+
+
+def teacher() -> str:
+    """The name of the one system whose [about] says `teaches = true`: the frozen teacher of
+    every system with `teacher = true` (paper §3.3), trained first by every engine. The registry
+    is its one definition, so no module names it."""
+    found = [n for n, s in systems().items() if s.teaches]
+    if len(found) != 1:
+        raise ConfigError(
+            f"expected exactly one system with [about] teaches = true (the frozen teacher), found {found or 'none'}"
+        )
+    return found[0]
 
 
 def aliases() -> dict[str, str]:

@@ -23,18 +23,30 @@ from trnet.corpora.manifest import (
     require_dir,
     write_manifest,
 )
-from trnet.corpora.registry import LOADERS, Loader, check_options, describe_options, kinds, load
+from trnet.corpora.registry import (
+    LOADERS,
+    PROVENANCE,
+    Loader,
+    Source,
+    check_options,
+    describe_options,
+    kinds,
+    load,
+    read_source,
+)
 
 __all__ = [
     "COLUMNS",
     "LABELS",
     "LOADERS",
     "NOISE_COLUMNS",
+    "PROVENANCE",
     "UTTERANCE_COLUMNS",
     "CorpusError",
     "LoadResult",
     "Loader",
     "ManifestKind",
+    "Source",
     "audio_frames",
     "check_options",
     "describe_options",
@@ -42,6 +54,7 @@ __all__ = [
     "load",
     "natural_key",
     "read_manifest",
+    "read_source",
     "require_dir",
     "write_manifest",
 ]

@@ -1,4 +1,4 @@
-"""Several emotional corpora as one manifest (docs/design.md, "The bundled model").
+"""Several emotional corpora as one manifest (docs/design.md §11).
 
 A model trained on EmoDB and nEMO together reads one manifest, so the condition store, the
 batches and the trainer need not know there are two corpora. Speaker ids, session names

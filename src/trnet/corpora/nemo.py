@@ -11,7 +11,7 @@ are set aside and reported.
 nEMO has no sessions: every speaker is its own session, so each speaker draws noise from a
 pool of its own (`trnet.protocol.noise`) and the folds follow the one-speaker-per-session
 rule of `trnet.protocol.folds` (the next speaker of the same gender validates;
-docs/design.md, "Folds").
+docs/design.md §10).
 """
 
 from __future__ import annotations

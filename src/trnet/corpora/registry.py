@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trnet.corpora.manifest import CorpusError, LoadResult, ManifestKind
-from trnet.options import OptionError, check, describe
+from trnet.options import OptionError, check, describe, path_options
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,41 @@ def check_options(kind: str, options: dict[str, Any], where: str) -> Any:
         return check(LOADERS[kind].Options, options, f"{where} (kind {kind!r})")
     except OptionError as err:
         raise CorpusError(str(err)) from None
+
+
+PROVENANCE = ("title", "language", "licence", "url")  # what a bundle recipe's tables may add
+
+
+@dataclass(frozen=True)
+class Source:
+    """One corpus of a recipe: its loader (`kind`), its root, the loader's options (paths
+    resolved) and, in a bundle recipe, its provenance (PROVENANCE keys, copied into the
+    bundle's manifest)."""
+
+    kind: str
+    root: Path
+    options: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, str] = field(default_factory=dict)
+
+
+def read_source(table: Any, where: str, role: ManifestKind, base: Path, provenance: bool = False) -> Source:
+    """A recipe's [corpus], [corpora.NAME] or [noise.NAME] table (`where`, e.g. "[noise.esc50]"),
+    checked: `kind` and `root` present, a kind that serves `role`, the loader's options; relative
+    paths resolved against `base`. The one parser of these tables, for `trnet reproduce`'s recipes
+    and `trnet bundle`'s; CorpusError naming `where` otherwise."""
+    if not isinstance(table, Mapping) or "kind" not in table or "root" not in table:
+        raise CorpusError(f"{where}: expected a table with `kind` and `root`")
+    kind = table["kind"]
+    if kind not in kinds(role):
+        raise CorpusError(f"{where} kind {kind!r}: expected one of {', '.join(kinds(role))}")
+    extra = PROVENANCE if provenance else ()
+    options = {k: v for k, v in table.items() if k not in ("kind", "root", *extra)}
+    check_options(kind, options, where)
+    for key in path_options(LOADERS[kind].Options):
+        if key in options:
+            options[key] = base / options[key]
+    facts = {k: str(table[k]) for k in extra if k in table}
+    return Source(kind, (base / str(table["root"])).resolve(), options, facts)
 
 
 def describe_options(kind: str) -> str:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trnet import runs
+from trnet import configs, runs
 from trnet.experiments.evalcache import Evaluation, evaluate_run
 from trnet.experiments.grid import run_spec, runs_dir
 from trnet.experiments.recipe import Recipe, RecipeError
@@ -251,7 +251,8 @@ def train_stacks(grid: Grid, jobs: int, log: Log) -> Trained:
     """Every stack of the grid in `jobs` local processes of one thread each (or here, with
     jobs = 1): the teachers' stacks first, then the rest, logging as stacks finish."""
     tasks = stacks(grid)
-    phases = [[t for t in tasks if t[0] == "baseline-c"], [t for t in tasks if t[0] != "baseline-c"]]
+    teacher = configs.teacher()
+    phases = [[t for t in tasks if t[0] == teacher], [t for t in tasks if t[0] != teacher]]
     out: Trained = {}
     if jobs <= 1:
         for system, pairs in tasks:

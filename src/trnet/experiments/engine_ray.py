@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from trnet import configs
 from trnet.experiments.engine import (
     Engine,
     EngineError,
@@ -313,8 +314,9 @@ class RayEngine(Engine):
         if stack_size(grid) > 1:
             stack = ray.remote(_stack_task).options(num_cpus=s.num_cpus, num_gpus=s.num_gpus, name="trnet-train")
             tasks = stacks(grid)
-            first = [t for t in tasks if t[0] == "baseline-c"]
-            later = [t for t in tasks if t[0] != "baseline-c"]  # sent once the teachers' stacks are done
+            teacher = configs.teacher()
+            first = [t for t in tasks if t[0] == teacher]
+            later = [t for t in tasks if t[0] != teacher]  # sent once the teachers' stacks are done
             pending = {stack.remote(shared, system, pairs, threads): ("stack", 0, 0, system) for system, pairs in first}
         else:
             pending = {
@@ -322,7 +324,7 @@ class RayEngine(Engine):
             }
         try:
             while pending or later:
-                if later and not any(kind == "stack" and name == "baseline-c" for kind, _, _, name in pending.values()):
+                if later and not any(kind == "stack" and name == teacher for kind, _, _, name in pending.values()):
                     pending.update(
                         {
                             stack.remote(shared, system, pairs, threads): ("stack", 0, 0, system)

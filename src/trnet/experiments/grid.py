@@ -21,7 +21,7 @@ from pathlib import Path
 from trnet.experiments.recipe import PAPER_TRAINING, Recipe, RecipeError
 from trnet.models import TrainingConfig
 from trnet.store import BuildSpec, ChunkMap, ConditionStore, SettingsChanged, StoreError, build, load_enhancer
-from trnet.training.trainer import RunSpec, spec_from_names
+from trnet.training.trainer import RunSpec, recipe_run_spec
 from trnet.utils import LockedError, UserError, check_folder_path, exclusive_lock
 
 
@@ -105,25 +105,15 @@ def runs_dir(recipe: Recipe, seed: int, store: ConditionStore) -> Path:
 
 
 def run_spec(recipe: Recipe, system: str, fold: int, seed: int, store: Path, runs: Path, device: str) -> RunSpec:
-    return spec_from_names(
+    return recipe_run_spec(
+        recipe,
         system,
         fold,
         seed,
         store,
         runs,
-        system_overrides={
-            "encoder": recipe.encoder,
-            "width": recipe.width,
-            **({"input_norm": recipe.input_norm} if recipe.input_norm != "none" else {}),
-        },
-        training_overrides={
-            "epochs": recipe.epochs,
-            "batch_size": recipe.batch_size,
-            "patience": recipe.patience,
-            "lr_schedule": recipe.lr_schedule,
-            "bucket": recipe.bucket,
-            **recipe.levers,
-        },
+        system_extra={"input_norm": recipe.input_norm} if recipe.input_norm != "none" else None,
+        training_extra=recipe.levers,
         train_noise=recipe.train_noise,
         device=device,
     )

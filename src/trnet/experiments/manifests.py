@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from trnet import corpora
-from trnet.corpora import LoadResult, write_manifest
+from trnet.corpora import LoadResult, Source, write_manifest
 from trnet.corpora.summary import summary
-from trnet.experiments.recipe import Recipe, Source
+from trnet.experiments.recipe import Recipe
 
 
 def write_if_changed(path: Path, result: LoadResult) -> bool:

@@ -7,7 +7,7 @@ reproduction is a file anyone can read, edit and rerun, not a shell history.
     train_noise = "esc50"             # the noise corpus the noisy systems train on
     seed = [1]                        # training seeds (an integer is one seed)
     folds = "all"                     # or a list of LOSO fold indices
-    systems = ["baseline-c", ...]     # default: all seven, in Table-1 order
+    systems = ["trnet", ...]          # default: all seven, in Table-1 order
     epochs = 15                       # maximum epochs (default 80, the paper's)
     batch_size = 32                   # default 32, the paper's
     lr_schedule = "cosine"            # learning rate over the run: "constant" (default, the paper's)
@@ -59,12 +59,12 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from trnet import configs, enhance
-from trnet.corpora import LOADERS, CorpusError, check_options, kinds
+from trnet.corpora import CorpusError, ManifestKind, Source, read_source
 from trnet.experiments.recipe_values import (
     RecipeError,
     int_list,
@@ -81,8 +81,7 @@ from trnet.experiments.recipe_values import (
 )
 from trnet.models import PAPER_TRAINING, PAPER_WIDTH
 from trnet.models.encoder import ENCODERS
-from trnet.models.system import LR_SCHEDULES
-from trnet.options import path_options
+from trnet.models.system import RECIPE_TRAINING
 from trnet.report.primary import check_analysis
 from trnet.store import SNRS, StoreError
 from trnet.store.layout import check_noise_name
@@ -113,15 +112,6 @@ KEYS = (
     "training",
 )
 ENGINES = ("local", "ray")
-
-
-@dataclass(frozen=True)
-class Source:
-    """One corpus of a recipe: its loader (`kind`), its root and the loader's options."""
-
-    kind: str
-    root: Path
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -217,21 +207,11 @@ def load_recipe(path: str | Path) -> Recipe:
     return recipe_from_dict(table, base=path.resolve().parent, origin=str(path.resolve()))
 
 
-def _source(table: Any, where: str, role: str, base: Path) -> Source:
-    if not isinstance(table, Mapping) or "kind" not in table or "root" not in table:
-        raise RecipeError(f"[{where}]: expected a table with `kind` and `root`")
-    kind = table["kind"]
-    if kind not in kinds(role):
-        raise RecipeError(f"[{where}] kind {kind!r}: expected one of {', '.join(kinds(role))}")
-    options = {k: v for k, v in table.items() if k not in ("kind", "root")}
+def _source(table: Any, where: str, role: ManifestKind, base: Path) -> Source:
     try:
-        check_options(kind, options, f"[{where}]")
+        return read_source(table, f"[{where}]", role, base)
     except CorpusError as err:
         raise RecipeError(str(err)) from None
-    for key in path_options(LOADERS[kind].Options):
-        if key in options:
-            options[key] = base / options[key]
-    return Source(kind, (base / str(table["root"])).resolve(), options)
 
 
 def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recipe:
@@ -260,19 +240,14 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
     se_options = table.get("se_options", {})
     if not isinstance(se_options, Mapping):
         raise RecipeError(f"se_options: expected a table ([se_options] with KEY = VALUE lines), got {se_options!r}")
-    epochs = table.get("epochs", PAPER_TRAINING.epochs)
-    batch_size = table.get("batch_size", PAPER_TRAINING.batch_size)
-    patience = table.get("patience", PAPER_TRAINING.patience)
+    try:  # the training keys, checked by the class that owns them
+        training = replace(PAPER_TRAINING, **{key: table[key] for key in RECIPE_TRAINING if key in table})
+    except ValueError as err:
+        raise RecipeError(str(err)) from None
+    epochs = training.epochs
     width = table.get("width", PAPER_WIDTH)
-    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("patience", patience), ("width", width)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise RecipeError(f"{key}: expected a positive integer, got {value!r}")
-    lr_schedule = table.get("lr_schedule", PAPER_TRAINING.lr_schedule)
-    if lr_schedule not in LR_SCHEDULES:
-        raise RecipeError(f"lr_schedule {lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
-    bucket = table.get("bucket", PAPER_TRAINING.bucket)
-    if not isinstance(bucket, bool):
-        raise RecipeError(f"bucket: expected true or false, got {bucket!r}")
+    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+        raise RecipeError(f"width: expected a positive integer, got {width!r}")
     encoder = table.get("encoder", "resnet")
     if encoder not in ENCODERS:
         raise RecipeError(f"encoder {encoder!r}: expected one of {', '.join(ENCODERS)}")
@@ -301,10 +276,10 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         folds=None if folds == "all" else folds,
         systems=systems,
         epochs=epochs,
-        batch_size=batch_size,
-        patience=patience,
-        lr_schedule=lr_schedule,
-        bucket=bucket,
+        batch_size=training.batch_size,
+        patience=training.patience,
+        lr_schedule=training.lr_schedule,
+        bucket=training.bucket,
         encoder=encoder,
         width=width,
         work=(base / str(table["work"])).resolve(),

@@ -1,6 +1,6 @@
 """How the values of a recipe are checked (`trnet.experiments.recipe`): each checker returns
 the value or raises a RecipeError naming the key and what was expected, so that a recipe is
-refused, whole, before any work starts (docs/design.md §9)."""
+refused, whole, before any work starts (docs/design.md §9.4)."""
 
 from __future__ import annotations
 

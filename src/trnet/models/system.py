@@ -112,7 +112,7 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         """Every setting checked when the config is made, so a bad one is refused before a run
-        directory is written (docs/design.md §9)."""
+        directory is written (docs/design.md §9.4)."""
         problems = [
             f"{name} must be an integer >= 1, got {getattr(self, name)!r}"
             for name in ("epochs", "batch_size", "patience")
@@ -224,6 +224,9 @@ def _lever_problems(t: TrainingConfig) -> list[str]:
     ]
 
 
+# the TrainingConfig fields a recipe (`trnet reproduce`'s or `trnet bundle`'s) sets as top-level keys;
+# TrainingConfig checks them, and `trnet.training.trainer.recipe_run_spec` passes them to every run
+RECIPE_TRAINING = ("epochs", "batch_size", "patience", "lr_schedule", "bucket")
 PAPER_TRAINING = TrainingConfig()  # docs/design.md §7: the defaults are the paper's (80 epochs, batch 32)
 PAPER_WIDTH = SystemConfig.width  # 32: filters 32..256 (docs/design.md §5)
 
@@ -262,19 +265,21 @@ def load_training_config(name_or_path: str | Path) -> TrainingConfig:
 
 
 def training_order(systems: tuple[str, ...] | list[str]) -> list[str]:
-    """Baseline-c first (the teacher of the TRNet family), added if a system needs it and it is
+    """The teacher first (Baseline-c, `configs.teacher()`), added if a system needs it and it is
     not listed: the trainer would train it anyway, and listing it first makes its progress line
     and wall time visible, and its checkpoint ready before a TRNet run asks for it."""
-    order = [s for s in systems if s == "baseline-c"] + [s for s in systems if s != "baseline-c"]
-    if "baseline-c" not in order and any(load_config(s).teacher for s in systems):
-        order.insert(0, "baseline-c")
+    teacher = configs.teacher()
+    order = [s for s in systems if s == teacher] + [s for s in systems if s != teacher]
+    if teacher not in order and any(load_config(s).teacher for s in systems):
+        order.insert(0, teacher)
     return order
 
 
 def teacher_config(cfg: SystemConfig) -> SystemConfig:
-    """The teacher of a system: Baseline-c with the same encoder, width and sizes (§3.3)."""
+    """The teacher of a system: Baseline-c (`configs.teacher()`) with the same encoder, width and
+    sizes (§3.3)."""
     return replace(
-        load_config("baseline-c"),
+        load_config(configs.teacher()),
         encoder=cfg.encoder,
         width=cfg.width,
         n_classes=cfg.n_classes,

@@ -1,4 +1,4 @@
-"""The models that ship inside the package (docs/design.md, "The bundled model"), so that
+"""The models that ship inside the package (docs/design.md §11), so that
 `trnet predict clip.wav` works on a fresh install: no training, no download.
 
 A bundle is a folder of package data, `trnet/pretrained/<name>/`, laid out as a finished

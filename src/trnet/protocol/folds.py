@@ -1,4 +1,4 @@
-"""Leave-one-speaker-out folds (authors' code; docs/design.md, "Folds"): one fold per speaker;
+"""Leave-one-speaker-out folds (authors' code; docs/design.md §3, §10): one fold per speaker;
 one other speaker validates (model selection never sees the test speaker): the other speaker
 of the same session where sessions pair two speakers, else the next speaker of the same
 gender. The remaining speakers train (with paired sessions: those of all other sessions)."""
@@ -27,7 +27,7 @@ class Fold:
 
 def loso_folds(rows: Sequence[dict[str, Any]]) -> list[Fold]:
     """One fold per speaker, in a fixed order, so fold k means the same speaker on every
-    machine. Two layouts (docs/design.md, "Folds"):
+    machine. Two layouts (docs/design.md §3, §10):
 
     - every session holds two speakers (IEMOCAP, EmoDB): sessions in sorted order, within a
       session F before M (then by id); the session's other speaker validates and the speakers
@@ -86,7 +86,7 @@ def _next_same_gender_folds(speakers: list[str], gender: dict[str, str]) -> list
 @dataclass(frozen=True)
 class Holdout:
     """A split with no test speaker, for a model trained to be shipped rather than scored
-    (docs/design.md, "The bundled model"): the validation speakers select the epoch, every
+    (docs/design.md §11): the validation speakers select the epoch, every
     other speaker trains. `trnet.protocol.holdout` says which speakers validate."""
 
     name: str  # the run directory's name in place of fold<K>

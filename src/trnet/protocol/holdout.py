@@ -1,7 +1,7 @@
-"""Which speakers validate a model trained on every speaker (docs/design.md, "The bundled
-model"): the shipped model has no test speaker, since its test is another corpus
-(leave-one-corpus-out) and the studies' leave-one-speaker-out numbers. It still needs
-validation speakers, for epoch selection only.
+"""Which speakers validate a model trained on every speaker (docs/design.md §11): the shipped
+model has no test speaker, since its test is another corpus (leave-one-corpus-out) and the
+studies' leave-one-speaker-out numbers. It still needs validation speakers, for epoch
+selection only.
 
 The rule, fixed so that nobody picks a convenient speaker: for each corpus of a combined
 manifest (`trnet.corpora.combined`), the validation speaker of that corpus's fold 0 under

@@ -6,7 +6,7 @@ segment would make a 2 s utterance ~4 dB cleaner than its label.) The scaled noi
 added over the whole segment; the padded tail is masked downstream. Noise shorter than
 the speech is looped, longer noise is trimmed. A clip that is digitally silent over the
 utterance's valid samples (ESC-50 clips padded with silence meet short utterances) starts at
-its first non-zero sample instead (docs/design.md, "Noise"); every other mixture is unchanged.
+its first non-zero sample instead (docs/design.md §10); every other mixture is unchanged.
 The mixture is not clipped: clipping would change the SNR it is labelled with."""
 
 from __future__ import annotations

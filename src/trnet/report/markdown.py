@@ -11,8 +11,9 @@ directory written by `trnet reproduce`, as report.md plus PNGs beside it.
     Figure 3    t-SNE of h for Baseline-c, Baseline-e and TRNet under the training noise at
                 20/10/0 dB, with class and condition centres
     confusion   per system, clean and noisy pooled, row-normalised
-    tests       TRNet vs every other system, and each system with c vs Baseline-e, over
-                paired (fold, seed) runs
+    tests       the recipe's first [analysis] candidate vs every other system, and each system
+                with c vs its [analysis] baseline, over paired (fold, seed) runs (without
+                [analysis]: the paper's TRNet and Baseline-e, report.primary.PAPER_COMPARISON)
 
 It reads only RESULTS_DIR (results.json, meta.json, predictions/), so a results directory
 can be copied elsewhere and reported there. Systems that were not run are left out with a
@@ -31,7 +32,7 @@ from trnet.features import N_MELS, T_MAX
 from trnet.models import PAPER_TRAINING, PAPER_WIDTH
 from trnet.report.aliases import study_evidence
 from trnet.report.figures import confusion_figure, figure2, figure3, figure_uar
-from trnet.report.primary import primary_section
+from trnet.report.primary import compared, primary_section
 from trnet.report.results import Results, load_results
 from trnet.report.selection import FLAT_SPREAD, c_table, selection
 from trnet.report.shares import shares_section
@@ -295,13 +296,17 @@ def make_report(results_dir: str | Path, out: str | Path | None = None, also: di
     lines, _ = shares_section(res)
     md += [*lines, ""]
 
-    md += ["## Significance: TRNet against every other system", ""]
-    text, tests = significance(res) if "trnet" in res.systems else ("TRNet was not run: no significance tests.", [])
+    focus, baseline = compared(analysis)
+    md += [f"## Significance: {display_name(focus)} against every other system", ""]
+    if focus in res.systems:
+        text, tests = significance(res, [(focus, other) for other in res.systems if other != focus])
+    else:
+        text, tests = f"{display_name(focus)} was not run: no significance tests.", []
     md += [text, ""]
-    against_e = [(s, "baseline-e") for s in res.c_systems if s != "trnet"] if "baseline-e" in res.systems else []
-    if against_e:
-        md += ["## Significance: each system with an SNR-aware module against Baseline-e", ""]
-        text, more = significance(res, against_e)
+    against = [(s, baseline) for s in res.c_systems if s != focus] if baseline in res.systems else []
+    if against:
+        md += [f"## Significance: each system with an SNR-aware module against {display_name(baseline)}", ""]
+        text, more = significance(res, against)
         md += [text, ""]
         tests += more
     write_text_atomic(out / "report.md", "\n".join(md))

@@ -1,5 +1,5 @@
 """How precisely a grid measures a paired difference between two systems, with speakers as
-the unit of replication (docs/design.md, "Study analysis").
+the unit of replication (docs/design.md §10).
 
 A grid gives one difference d[s, k] per test speaker s (= fold) and seed k: the same test
 utterances and conditions scored by two systems trained on the same fold with the same seed.

@@ -26,6 +26,16 @@ from trnet.report.power import ClusteredDifference, clustered_difference
 from trnet.report.results import Results
 
 ANALYSIS_KEYS = ("baseline", "candidates", "mde_target")
+# the paper's comparison (§5), for a report whose recipe declares no [analysis]: TRNet against
+# every other system, and each system with an SNR-aware module against Baseline-e
+PAPER_COMPARISON = {"baseline": "baseline-e", "candidates": ["trnet"]}
+
+
+def compared(analysis: Mapping[str, Any] | None) -> tuple[str, str]:
+    """(focus, baseline) of the report's significance sections: the first of the declared
+    candidates and the declared baseline, or the paper's where nothing is declared."""
+    declared = analysis or PAPER_COMPARISON
+    return declared["candidates"][0], declared["baseline"]
 
 
 def check_analysis(table: Any, systems: Sequence[str]) -> dict[str, Any]:

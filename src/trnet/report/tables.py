@@ -101,12 +101,9 @@ def paper_table1() -> str:
     return "\n".join(lines)
 
 
-def significance(res: Results, pairs: Sequence[tuple[str, str]] | None = None) -> tuple[str, list[dict[str, Any]]]:
-    """Paired tests of system a against system b for each (a, b) in `pairs` (default: TRNet
-    against every other system) on per-run test UAR, clean and each noise corpus's SNR mean:
-    markdown and the raw numbers."""
-    if pairs is None:
-        pairs = [("trnet", other) for other in res.systems if other != "trnet"]
+def significance(res: Results, pairs: Sequence[tuple[str, str]]) -> tuple[str, list[dict[str, Any]]]:
+    """Paired tests of system a against system b for each (a, b) in `pairs` on per-run test UAR,
+    clean and each noise corpus's SNR mean: markdown and the raw numbers."""
     pairs = [(a, b) for a, b in pairs if a in res.systems and b in res.systems and a != b]
     if not pairs:
         return "No pair of systems to test (not run).", []

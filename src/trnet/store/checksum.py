@@ -1,4 +1,4 @@
-"""Content checksums of a store's chunks (docs/design.md §9).
+"""Content checksums of a store's chunks (docs/design.md §9.1).
 
 When the builder commits a chunk it records, in the chunk's marker, the SHA-256 of the rows
 that chunk wrote in every feature array (`chunks/<i>.json`: "checksums": {array: hex}). When a

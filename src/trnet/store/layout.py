@@ -40,7 +40,7 @@ from trnet.utils import UserError, inside, remove_temp_files, safe_component, sh
 
 FORMAT_VERSION = 2  # 2: SNR powers over the valid samples (docs/design.md §2), not the padded 5 s
 SNRS: tuple[int, ...] = (20, 15, 10, 5, 0)  # docs/design.md §2
-SNR_RANGE = (-20, 60)  # dB, the SNRs a store accepts (docs/design.md §9): negative ones too (nEMO -5 dB)
+SNR_RANGE = (-20, 60)  # dB, the SNRs a store accepts (docs/design.md §9.4): negative ones too (nEMO -5 dB)
 SHAPE = (feat.T_MAX, feat.N_MELS)
 CHUNK = 8  # utterances per committed chunk (chunks/<i>.json covers rows i*CHUNK ..)
 DTYPE = "float16"

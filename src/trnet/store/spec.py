@@ -1,6 +1,6 @@
 """What a condition store is built from (`BuildSpec`: corpus and noise manifests, SE back-end
 and options, seed, SNRs) and the checks a spec passes before anything is written
-(docs/design.md §9); `trnet.store.builder` builds it."""
+(docs/design.md §9.1); `trnet.store.builder` builds it."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,6 +42,7 @@ from trnet.models import (
     teacher_config,
 )
 from trnet.models.losses import compute_losses
+from trnet.models.system import RECIPE_TRAINING
 from trnet.protocol.folds import Holdout, loso_folds, split
 from trnet.runs import RunError
 from trnet.store import ConditionStore, condition_name
@@ -89,7 +91,7 @@ def prepare(spec: RunSpec) -> Prepared:
     for name, value in (("epochs", spec.training.epochs), ("batch_size", spec.training.batch_size)):
         if value < 1:
             raise RunError(f"{name} must be at least 1, got {value}")
-    try:  # everything checked before anything is written (docs/design.md §9)
+    try:  # everything checked before anything is written (docs/design.md §9.4)
         check_seed(spec.seed, "seed")
         torch_device(spec.device)
     except UserError as err:
@@ -345,6 +347,33 @@ def teacher_outputs(teacher, store: ConditionStore, labels: np.ndarray, rows: np
 def _better(val: dict, best: dict) -> bool:
     """Higher validation UAR wins; on a tie, lower validation cross-entropy."""
     return val["val_uar"] > best["val_uar"] or (val["val_uar"] == best["val_uar"] and val["val_ce"] < best["val_ce"])
+
+
+def recipe_run_spec(
+    recipe: Any,
+    system: str,
+    fold: Any,
+    seed: int,
+    store: Path,
+    runs: Path,
+    system_extra: dict | None = None,
+    training_extra: dict | None = None,
+    **kw,
+) -> RunSpec:
+    """A run of a recipe, `trnet reproduce`'s or `trnet bundle`'s (both carry `encoder`, `width`
+    and the RECIPE_TRAINING keys): the system at the recipe's encoder and width, trained with its
+    settings; the extras add or replace settings (a bundle raises the epochs of a small corpus).
+    One place for both recipes, so that a training key a recipe gains reaches every run of either."""
+    return spec_from_names(
+        system,
+        fold,
+        seed,
+        store,
+        runs,
+        system_overrides={"encoder": recipe.encoder, "width": recipe.width, **(system_extra or {})},
+        training_overrides={**{key: getattr(recipe, key) for key in RECIPE_TRAINING}, **(training_extra or {})},
+        **kw,
+    )
 
 
 def spec_from_names(
