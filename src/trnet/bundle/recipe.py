@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trnet import configs
+from trnet import configs, pretrained
 from trnet.corpora import LOADERS, CorpusError, check_options, kinds
 from trnet.corpora.combined import check_name
 from trnet.models import load_config
@@ -320,11 +320,7 @@ def from_table(
 
 
 def _checked_name(name: Any) -> str:
-    if (
-        not isinstance(name, str)
-        or not name
-        or not all(ch.isalnum() or ch in "-_." for ch in name)
-        or name.startswith(".")
-    ):
-        raise BundleRecipeError(f"name {name!r}: expected letters, digits, '-', '_' or '.' (it names a folder)")
-    return name
+    try:
+        return pretrained.check_name(name, "name")
+    except pretrained.BundleError as err:
+        raise BundleRecipeError(str(err)) from None
