@@ -80,6 +80,15 @@ class Number:
 
 
 FINITE = Number()  # what every float option is held to when it declares no range
+COUNT = Number(int, 1, 1024)  # processes, parallel jobs, threads
+
+
+def check_counts(**counts: Any) -> None:
+    """OptionError unless every given count (None: the default) is a COUNT: the library's
+    entry points check `workers`, `jobs`, `threads` as the command line does."""
+    for name, value in counts.items():
+        if value is not None:
+            COUNT.check(value, name)
 
 
 def ranged(
