@@ -55,7 +55,10 @@ class Number:
 
     def describe(self) -> str:
         kind = "an integer" if self.kind is int else "a finite number"
-        parts = [f"{'>' if self.lo_open else '>='} {self.lo:g}"] if self.lo is not None else []
+        if self.lo == 0 and self.lo_open:
+            kind, parts = f"a positive {kind.split()[-1]}", []
+        else:
+            parts = [f"{'>' if self.lo_open else '>='} {self.lo:g}"] if self.lo is not None else []
         parts += [f"{'<' if self.hi_open else '<='} {self.hi:g}"] if self.hi is not None else []
         return f"{kind} {' and '.join(parts)}".strip()
 

@@ -30,8 +30,8 @@ NUMBERS: dict[str, Number] = {  # every number a command line takes, with its ra
     "--threads": COUNT,
     "--window": FINITE,  # seconds; its range is trnet.predict.check_windows' (the API's too)
     "--hop": FINITE,
-    "--num-cpus": Number(float, 0, 1024, lo_open=True),
-    "--num-gpus": Number(float, 0, 64),
+    "--num-cpus": FINITE,  # ranges: trnet.experiments.recipe.EngineSettings' (the recipe's too)
+    "--num-gpus": FINITE,
 }
 
 
