@@ -208,10 +208,16 @@ def c_note(path: str | Path) -> str | None:
     if not is_bundle(path):
         return None
     manifest = read_manifest(Path(path))
+    metrics = manifest.get("metrics")
+    loco = metrics.get("leave_one_corpus_out") if isinstance(metrics, dict) else None
     rows = [
         r
-        for r in manifest.get("metrics", {}).get("leave_one_corpus_out", [])
-        if r.get("system") == manifest.get("system") and (r.get("rho") or {}).get("mean") is not None
+        for r in (loco if isinstance(loco, list) else [])
+        if isinstance(r, dict)
+        and r.get("system") == manifest.get("system")
+        and isinstance(r.get("rho"), dict)
+        and isinstance(r["rho"].get("mean"), int | float)
+        and not isinstance(r["rho"]["mean"], bool)
     ]
     if not rows:
         return None
