@@ -190,6 +190,12 @@ def resolve(model: str | Path | None) -> Path:
         match = find(str(model))
         if match is not None:
             return match.path
+        if len(path.parts) == 1 and path.suffix != ".safetensors":  # a bare name: a bundle's, misspelled?
+            names = ", ".join(b.name for b in bundles()) or "none installed"
+            raise BundleError(
+                f"--model {model}: no such run directory, and no bundled model of that name (bundled: {names}; "
+                "trnet models lists them)"
+            )
     return path
 
 
