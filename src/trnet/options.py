@@ -224,7 +224,10 @@ def _coerce(value: Any, hint: Any) -> Any:
                 continue
             (inner, *_) = typing.get_args(member) or (Any,)
             converted = [
-                item.strip() if isinstance(item, str) and inner is str else _coerce(item, inner) for item in items
+                item.strip()
+                if isinstance(item, str) and inner is str
+                else _coerce(_scalar(item.strip()) if isinstance(item, str) else item, inner)
+                for item in items
             ]
             return origin(converted)
     raise TypeError(f"{value!r} is not {_type_name(hint)}")
