@@ -16,8 +16,8 @@ ignores the other input. Labels, system and SE back-end travel in the file's met
 metadata_props; TorchScript extra file `trnet.json`). After writing, the export is run on a
 random batch and compared with PyTorch (logits and c); the file is renamed into place only if
 they agree. `--out` may not name a file of a run directory (weights, config, log) nor the model
-itself, nor an existing file that is not an export of trnet's (unless forced); a folder gets
-FOLDER/<model>.onnx|.pt. The file is serialised in memory and written by Python, so a full disk
+itself, nor an existing file that is not an export of trnet's (unless forced); `--out DIR/`
+gets DIR/<model>.onnx|.pt. The file is serialised in memory and written by Python, so a full disk
 is an OSError naming the file (never an abort inside the C++ writer) and leaves no temp file.
 """
 
@@ -182,10 +182,11 @@ SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 
 
 def out_file(out: str, fmt: str, model: str | Path) -> Path:
-    """The file `--out` names: a folder (one that exists, or any path ending in '/') gets
-    FOLDER/<model><suffix>, the model named by its bundle folder or RUNS/<system>/<run>."""
+    """The file `--out` names: a path ending in '/' is a folder (made if new), which gets
+    FOLDER/<model><suffix>, the model named by its bundle folder or RUNS/<system>/<run>. An
+    existing folder without the '/' stays an error (check_out): it may be a typo for a file."""
     path = Path(out)
-    if not (out.endswith(("/", os.sep)) or path.is_dir()):
+    if not out.endswith(("/", os.sep)):
         return path
     model = Path(model)
     name = model.stem if model.is_file() else model.name if is_bundle(model) else f"{model.parent.name}-{model.name}"
@@ -210,6 +211,8 @@ def check_out(out: Path, model: str | Path, force: bool = False) -> None:
     """UserError if writing `out` could destroy a run: a file of a run directory, or the
     model file itself (also through a link), or a path that cannot be a file; or if `out`
     is a file that is not an export of trnet's, unless `force`."""
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; expected a file name (or {out}/ to write {out}/<model>.onnx|.pt)")
     check_file_path(out, "--out")
     run = run_of(out) or (out.parent if is_bundle(out.parent) else None)
     if run is not None:

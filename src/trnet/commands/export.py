@@ -15,7 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--format", required=True, help="onnx or torchscript")
     p.add_argument(
-        "--out", required=True, help="output file (written atomically), or a folder for FOLDER/<model>.onnx|.pt"
+        "--out",
+        required=True,
+        help="output file (written atomically); FOLDER/ (with the slash) writes FOLDER/<model>.onnx|.pt",
     )
     p.add_argument("--force", action="store_true", help="replace an existing --out that is not a trnet export")
     p.add_argument(
