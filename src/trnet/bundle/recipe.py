@@ -48,7 +48,7 @@ from trnet.corpora import LOADERS, CorpusError, check_options, kinds
 from trnet.corpora.combined import check_name
 from trnet.models import load_config
 from trnet.models.encoder import ENCODERS
-from trnet.models.system import LR_SCHEDULES
+from trnet.models.system import LR_SCHEDULES, MAX_WIDTH
 from trnet.options import path_options
 from trnet.utils import UserError
 
@@ -262,6 +262,8 @@ def from_table(
     if t["encoder"] not in ENCODERS:
         raise BundleRecipeError(f"encoder {t['encoder']!r}: expected one of {', '.join(ENCODERS)}")
     sizes = {k: _ints(t[k], k, positive=True)[0] for k in ("width", "epochs", "batch_size", "patience", "seed")}
+    if sizes["width"] > MAX_WIDTH:
+        raise BundleRecipeError(f"width: expected an integer from 1 to {MAX_WIDTH}, got {sizes['width']}")
     if epochs is not None:
         sizes["epochs"] = _ints(epochs, "--epochs", positive=True)[0]
     if t["lr_schedule"] not in LR_SCHEDULES or not isinstance(t["bucket"], bool):

@@ -81,7 +81,7 @@ from trnet.experiments.recipe_values import (
 )
 from trnet.models import PAPER_TRAINING, PAPER_WIDTH
 from trnet.models.encoder import ENCODERS
-from trnet.models.system import LR_SCHEDULES
+from trnet.models.system import LR_SCHEDULES, MAX_WIDTH
 from trnet.options import Number, path_options
 from trnet.report.primary import check_analysis
 from trnet.store import SNRS, StoreError
@@ -262,6 +262,7 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
     for key, value in (("epochs", epochs), ("batch_size", batch_size), ("patience", patience), ("width", width)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise RecipeError(f"{key}: expected a positive integer, got {value!r}")
+    number(width, "width", Number(int, 1, MAX_WIDTH))
     lr_schedule = table.get("lr_schedule", PAPER_TRAINING.lr_schedule)
     if lr_schedule not in LR_SCHEDULES:
         raise RecipeError(f"lr_schedule {lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
