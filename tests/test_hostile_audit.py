@@ -123,6 +123,12 @@ def spectral_recipe(t: Path, options: str = "", engine: str = "") -> list:
     return ["reproduce", path]
 
 
+def wide_recipe(t: Path) -> Path:
+    path = tiny_recipe(t)
+    path.write_text(path.read_text().replace("width = 4", "width = 100000"))
+    return path
+
+
 def enhance(t: Path, se: str, *opts: str) -> list:
     return ["enhance", "--se", se, *[a for o in opts for a in ("--opt", o)], "--out", t / "out", wav(t)]
 
@@ -273,6 +279,9 @@ CASES: dict[str, tuple[Callable[[dict, Path], list], str]] = {
         ],
         "labels",
     ),
+    # found beside the audit: a width that asks for a terabyte
+    "train --width 100000": (lambda c, t: ["complexity", "--width", "100000"], "width"),
+    "recipe width = 100000": (lambda c, t: ["reproduce", wide_recipe(t)], "width"),
 }
 
 NEEDS_CORPUS = {"B4 conditions --opt atten_lim_db=nan", "C10 conditions: 1 noise recording, 2 sessions"}
@@ -353,3 +362,13 @@ def test_nan_and_inf_are_refused_for_every_numeric_option():
                         check(options_type, {f.name: bad}, "test")
                     checked += 1
     assert checked >= 30, checked
+
+
+def test_a_system_config_refuses_nan_weights():
+    from dataclasses import replace
+
+    from trnet.models import load_config
+
+    for key in ("alpha", "beta"):
+        with pytest.raises(ValueError, match="alpha and beta"):
+            replace(load_config("trnet"), **{key: float("nan")})
