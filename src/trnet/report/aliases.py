@@ -134,7 +134,11 @@ def _run(row: Any, path: Path, k: int) -> dict[str, Any]:
         try:
             val = VAL_UAR.check(float(val) if isinstance(val, str) else val, f"{where}: val_uar")
         except ValueError as err:
-            raise UserError(str(err) if isinstance(err, UserError) else f"{where}: val_uar {val!r}") from None
+            raise UserError(
+                str(err)
+                if isinstance(err, UserError)
+                else f"{where}: val_uar: expected {VAL_UAR.describe()}, got {val!r}"
+            ) from None
     return {
         "system": str(row["system"]),
         "fold": fold,
