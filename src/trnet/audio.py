@@ -4,6 +4,7 @@ whose true length is kept so that padded frames can be masked (docs/design.md §
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import stat
 import struct
@@ -86,13 +87,23 @@ def quiet_decoder() -> Iterator[None]:
         os.close(devnull)
 
 
-def declared_rate(path: str | Path) -> int | None:
-    """The sample rate a file's header declares (None if it cannot be read)."""
+def declared_info(path: str | Path) -> tuple[int, int] | None:
+    """(sample rate, frames) a regular file's header declares (None if it cannot be read; a
+    FIFO is never opened, it would block)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
         with quiet_decoder():
-            return int(sf.info(os.fsencode(path)).samplerate)
+            info = sf.info(os.fsencode(path))
+        return int(info.samplerate), int(info.frames)
     except (sf.LibsndfileError, RuntimeError, TypeError, OSError):
         return None
+
+
+def declared_rate(path: str | Path) -> int | None:
+    """The sample rate a file's header declares (None if it cannot be read)."""
+    info = declared_info(path)
+    return None if info is None else info[0]
 
 
 def load_audio(
@@ -163,8 +174,11 @@ def stream_audio(path: str | Path, block_seconds: float = 10.0, sample_rate: int
 
 def wav_truncation(path: str | Path) -> tuple[float, float] | None:
     """(seconds the header declares, seconds the file holds) of a WAV file cut short (a
-    copy or download that stopped), else None. libsndfile silently reads what is there."""
+    copy or download that stopped), else None. libsndfile silently reads what is there.
+    Only a regular file is opened (a FIFO would block here; the reader names it)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
         with open(path, "rb") as f:
             riff = f.read(12)
             if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
@@ -197,6 +211,9 @@ def pad_or_trim(wave: np.ndarray, n: int = SEGMENT_SAMPLES) -> tuple[np.ndarray,
 
 
 def save_audio(path: str | Path, wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    """Write float audio as 16-bit PCM wav, atomically."""
+    """Write float audio as 16-bit PCM wav, atomically. Encoded in memory and written by
+    Python, so a full disk is an OSError naming the file (libsndfile would say "System error")."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(wave, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
     with atomic_path(path) as tmp:
-        sf.write(str(tmp), np.clip(wave, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+        tmp.write_bytes(buffer.getvalue())

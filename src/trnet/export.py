@@ -14,14 +14,20 @@ classifier; SE and LMFB stay outside it (the SE model is a plug-in with its own 
 B and T are dynamic. Every system has the same signature; one that reads only X or only X_e
 ignores the other input. Labels, system and SE back-end travel in the file's metadata (ONNX
 metadata_props; TorchScript extra file `trnet.json`). After writing, the export is run on a
-random batch and compared with PyTorch; the file is renamed into place only if they agree.
-`--out` may not name a file of a run directory (weights, config, log) nor the model itself.
+random batch and compared with PyTorch (logits and c); the file is renamed into place only if
+they agree. `--out` may not name a file of a run directory (weights, config, log) nor the model
+itself, nor an existing file that is not an export of trnet's (unless forced); `--out DIR/`
+gets DIR/<model>.onnx|.pt. The file is serialised in memory and written by Python, so a full disk
+is an OSError naming the file (never an abort inside the C++ writer) and leaves no temp file.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import warnings
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,16 +90,27 @@ def export(model: SERSystem, fmt: str, out: str | Path, metadata: dict[str, str]
     with atomic_path(out) as tmp, _legacy_exporters(), torch.no_grad():
         if fmt == "onnx":
             _export_onnx(graph, args, tmp, metadata or {})
-            got = run_onnx(tmp, *check)[0]
+            got = run_onnx(tmp, *check)
         else:
             _export_torchscript(graph, args, tmp, metadata or {})
-            got = torch.jit.load(str(tmp))(*check)[0]
-        delta = float((got - graph(*check)[0]).abs().max())
+            got = torch.jit.load(str(tmp))(*check)
+        want = graph(*check)
+        delta = float((got[0] - want[0]).abs().max())
         if not delta <= TOLERANCE:
             raise ExportError(
                 f"exported graph disagrees with PyTorch: max |delta logits| = {delta:.2e} > {TOLERANCE:.0e}"
             )
+        delta_c = c_delta(got[1], want[1])
+        if not delta_c <= TOLERANCE:
+            raise ExportError(f"exported graph disagrees with PyTorch: max |delta c| = {delta_c:.2e} > {TOLERANCE:.0e}")
     return delta
+
+
+def c_delta(got: Tensor, want: Tensor) -> float:
+    """max |delta c|, where NaN (a system without c) must stay NaN: a NaN on one side only is inf."""
+    same_nan = torch.isnan(got) & torch.isnan(want)
+    diff = torch.where(same_nan, torch.zeros_like(want), (got - want).abs())
+    return float(torch.nan_to_num(diff, nan=float("inf")).max()) if diff.numel() else 0.0
 
 
 def _export_onnx(graph: InferenceGraph, args: tuple[Tensor, ...], path: Path, metadata: dict[str, str]) -> None:
@@ -104,11 +121,12 @@ def _export_onnx(graph: InferenceGraph, args: tuple[Tensor, ...], path: Path, me
 
     dynamic = {"x": {0: "batch", 1: "frames_t"}, "xe": {0: "batch", 1: "frames_t"}, "frames": {0: "batch"}}
     dynamic.update({name: {0: "batch"} for name in OUTPUTS})
+    buffer = io.BytesIO()
     torch.onnx.export(
-        graph, args, str(path), input_names=list(INPUTS), output_names=list(OUTPUTS),
+        graph, args, buffer, input_names=list(INPUTS), output_names=list(OUTPUTS),
         dynamic_axes=dynamic, opset_version=OPSET, dynamo=False,
     )  # fmt: skip
-    proto = onnx.load(str(path))
+    proto = onnx.load_from_string(buffer.getvalue())
     # the exporter drops inputs the graph never reads (x of Baseline-e, xe of Baseline-c/-n):
     # put them back so that every system has the one signature documented above
     present = {i.name: i for i in proto.graph.input}
@@ -121,12 +139,14 @@ def _export_onnx(graph: InferenceGraph, args: tuple[Tensor, ...], path: Path, me
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
+    path.write_bytes(proto.SerializeToString())
 
 
 def _export_torchscript(graph: InferenceGraph, args: tuple[Tensor, ...], path: Path, metadata: dict[str, str]) -> None:
     traced = torch.jit.trace(graph, args, check_trace=False)
-    torch.jit.save(traced, str(path), _extra_files={"trnet.json": json.dumps(metadata)})
+    buffer = io.BytesIO()
+    torch.jit.save(traced, buffer, _extra_files={"trnet.json": json.dumps(metadata)})
+    path.write_bytes(buffer.getvalue())
 
 
 @contextmanager
@@ -158,9 +178,41 @@ def run_metadata(config: dict) -> dict[str, str]:
     }
 
 
-def check_out(out: Path, model: str | Path) -> None:
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+
+
+def out_file(out: str, fmt: str, model: str | Path) -> Path:
+    """The file `--out` names: a path ending in '/' is a folder (made if new), which gets
+    FOLDER/<model><suffix>, the model named by its bundle folder or RUNS/<system>/<run>. An
+    existing folder without the '/' stays an error (check_out): it may be a typo for a file."""
+    path = Path(out)
+    if not out.endswith(("/", os.sep)):
+        return path
+    model = Path(model)
+    name = model.stem if model.is_file() else model.name if is_bundle(model) else f"{model.parent.name}-{model.name}"
+    return path / f"{name}{SUFFIXES.get(fmt, '')}"
+
+
+def is_export(path: Path) -> bool:
+    """Whether `path` is a file trnet exported (its metadata carries trnet's keys)."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                return any(n.endswith("/extra/trnet.json") for n in z.namelist())
+        import onnx
+
+        proto = onnx.load(str(path), load_external_data=False)
+        return any(p.key == "trnet.labels" for p in proto.metadata_props)
+    except Exception:  # noqa: BLE001 - any unreadable file is simply not one of ours
+        return False
+
+
+def check_out(out: Path, model: str | Path, force: bool = False) -> None:
     """UserError if writing `out` could destroy a run: a file of a run directory, or the
-    model file itself (also through a link), or a path that cannot be a file."""
+    model file itself (also through a link), or a path that cannot be a file; or if `out`
+    is a file that is not an export of trnet's, unless `force`."""
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; expected a file name (or {out}/ to write {out}/<model>.onnx|.pt)")
     check_file_path(out, "--out")
     run = run_of(out) or (out.parent if is_bundle(out.parent) else None)
     if run is not None:
@@ -169,3 +221,7 @@ def check_out(out: Path, model: str | Path) -> None:
     model_file = model / "best.safetensors" if model.is_dir() else model
     if out.exists() and model_file.exists() and out.resolve() == model_file.resolve():
         raise UserError(f"--out {out} is the model being exported; write the export to another file")
+    if (out.exists() or out.is_symlink()) and not force and not (out.is_file() and is_export(out)):
+        raise UserError(
+            f"--out {out} exists and is not a trnet export; refusing to overwrite it (--force to replace it)"
+        )

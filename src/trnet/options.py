@@ -11,7 +11,14 @@ the messages are the same everywhere:
 
 `parse_items` turns `KEY=VALUE` strings into a table like the recipe's; `check` refuses an
 unknown key or a value of the wrong type with a `UserError` naming the plug-in, the key and
-what it takes. The table as given (not the filled-in dataclass) is what keys a store, so a
+what it takes.
+
+Every number a user gives goes through one validator, `Number` (docs/design.md §9, "One
+validator for every number"): it refuses NaN and ±Inf always, and the option's range where the
+option declares one. A plug-in declares a range beside the option's type and default with
+`ranged(default, lo, hi)`; command-line numbers are declared once in `trnet.commands.args`,
+training settings in `TrainingConfig`, recipe values in `trnet.experiments.recipe_values`, all
+with `Number`. The table as given (not the filled-in dataclass) is what keys a store, so a
 default that is written out or left out gives the same store only if it is left out the
 same way; that is how stores have always been keyed (docs/design.md §9.1).
 """
@@ -19,9 +26,11 @@ same way; that is how stores have always been keyed (docs/design.md §9.1).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +39,73 @@ from trnet.utils import UserError
 
 class OptionError(UserError):
     """An option a plug-in does not take, or a value it cannot use."""
+
+
+@dataclass(frozen=True)
+class Number:
+    """A number a user gives: its kind (int or float) and range [lo, hi] (an end of None is
+    open; `lo_open` excludes lo itself). `check` refuses a bool, a non-number, NaN, ±Inf and a
+    value out of range with an OptionError naming `what`; `parse` reads it from text first."""
+
+    kind: type = float
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def describe(self) -> str:
+        kind = "an integer" if self.kind is int else "a finite number"
+        if self.lo == 0 and self.lo_open:
+            kind, parts = f"a positive {kind.split()[-1]}", []
+        else:
+            parts = [f"{'>' if self.lo_open else '>='} {self.lo:g}"] if self.lo is not None else []
+        parts += [f"{'<' if self.hi_open else '<='} {self.hi:g}"] if self.hi is not None else []
+        return f"{kind} {' and '.join(parts)}".strip()
+
+    def check(self, value: Any, what: str) -> Any:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and self.kind is int:
+            ok = isinstance(value, int) or (math.isfinite(value) and value == int(value))
+            value = int(value) if ok else value
+        ok = ok and math.isfinite(value)
+        ok = ok and (self.lo is None or (value > self.lo if self.lo_open else value >= self.lo))
+        ok = ok and (self.hi is None or (value < self.hi if self.hi_open else value <= self.hi))
+        if not ok:
+            raise OptionError(f"{what}: expected {self.describe()}, got {value!r}")
+        return value
+
+    def parse(self, text: str, what: str) -> Any:
+        try:
+            value = int(text) if self.kind is int else float(text)
+        except ValueError:
+            raise OptionError(f"{what}: expected {self.describe()}, got {text!r}") from None
+        return self.check(value, what)
+
+
+FINITE = Number()  # what every float option is held to when it declares no range
+COUNT = Number(int, 1, 1024)  # processes, parallel jobs, threads
+
+
+def check_counts(**counts: Any) -> None:
+    """OptionError unless every given count (None: the default) is a COUNT: the library's
+    entry points check `workers`, `jobs`, `threads` as the command line does."""
+    for name, value in counts.items():
+        if value is not None:
+            COUNT.check(value, name)
+
+
+def ranged(
+    default: Any,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    kind: type | None = None,
+) -> Any:
+    """A dataclass field with its range beside its default (`check` applies it); the kind is
+    the default's (int or float) unless given."""
+    kind = kind or (int if isinstance(default, int) and not isinstance(default, bool) else float)
+    return dataclasses.field(default=default, metadata={"number": Number(kind, lo, hi, lo_open, hi_open)})
 
 
 def parse_items(items: list[str], flag: str = "--opt") -> dict[str, Any]:
@@ -64,11 +140,15 @@ def check(options_type: type, given: Mapping[str, Any], where: str) -> Any:
     if unknown:
         raise OptionError(f"{where}: unknown option(s) {', '.join(unknown)}; it takes {describe(options_type)}")
     values = {}
+    declared = {f.name: f.metadata.get("number") for f in dataclasses.fields(options_type)}
     for key, value in given.items():
         try:
             values[key] = _coerce(value, hints[key])
         except (TypeError, ValueError):
             raise OptionError(f"{where}: option {key} = {value!r}: expected {_type_name(hints[key])}") from None
+        for item in values[key] if isinstance(values[key], list | tuple) else [values[key]]:
+            if isinstance(item, int | float) and not isinstance(item, bool):
+                (declared[key] or FINITE).check(item, f"{where}: option {key}")
     try:
         return options_type(**values)
     except (TypeError, ValueError) as err:
@@ -144,7 +224,10 @@ def _coerce(value: Any, hint: Any) -> Any:
                 continue
             (inner, *_) = typing.get_args(member) or (Any,)
             converted = [
-                item.strip() if isinstance(item, str) and inner is str else _coerce(item, inner) for item in items
+                item.strip()
+                if isinstance(item, str) and inner is str
+                else _coerce(_scalar(item.strip()) if isinstance(item, str) else item, inner)
+                for item in items
             ]
             return origin(converted)
     raise TypeError(f"{value!r} is not {_type_name(hint)}")

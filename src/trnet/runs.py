@@ -89,6 +89,13 @@ def read_config(path: Path) -> dict[str, Any]:
         raise RunError(f"{file} is not valid JSON ({err}); restore it, or delete the run to train it again") from None
     if not isinstance(config, dict):
         raise RunError(f"{file}: expected a JSON object")
+    for key, kind, what in (
+        ("system", dict, "an object"),
+        ("se_options", dict, "an object"),
+        ("labels", list, "a list"),
+    ):
+        if key in config and config[key] is not None and not isinstance(config[key], kind):
+            raise RunError(f"{file}: {key} must be {what}, got {type(config[key]).__name__}; restore it")
     return config
 
 
@@ -142,9 +149,12 @@ def write_done(path: Path, done: dict[str, Any]) -> None:
 def read_done(path: Path) -> dict[str, Any]:
     file = Path(path) / DONE
     try:
-        return json.loads(file.read_text())
+        done = json.loads(file.read_text())
     except ValueError as err:
         raise RunError(f"{file} is not valid JSON ({err}); delete the run to train it again") from None
+    if not isinstance(done, dict):
+        raise RunError(f"{file}: expected a JSON object, got {type(done).__name__}; delete the run to train it again")
+    return done
 
 
 def write_finished(path: Path, done: dict[str, Any]) -> None:

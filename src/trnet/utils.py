@@ -129,6 +129,15 @@ def remove_temp_files(folder: Path, names: list[str] | None = None) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def damaged_cache(path: str | Path, err: Exception) -> None:
+    """Say on stderr that a cached result (an evaluation under a run's eval/ or transfer/) was
+    unreadable and is computed again: a cache is trnet's own, so it is replaced, never trusted
+    and never a reason to stop (docs/design.md §9)."""
+    print(
+        f"note: {printable(path)}: damaged cached result ({printable(str(err))}); computing it again", file=sys.stderr
+    )
+
+
 def printable(text: str | Path) -> str:
     """A path (or a message holding one) as text that can be printed: the bytes of a
     non-UTF-8 file name (which Python keeps as surrogates) become \\xNN escapes."""

@@ -36,6 +36,7 @@ from trnet.bundle.transfer import evaluate_transfer
 from trnet.corpora import LoadResult, write_manifest
 from trnet.corpora.combined import combine
 from trnet.models import training_order
+from trnet.options import check_counts
 from trnet.store import BuildSpec, ConditionStore, SettingsChanged, build
 from trnet.training.trainer import RunSpec, train
 from trnet.utils import LockedError, UserError, check_folder_path, exclusive_lock, spawned_pool
@@ -213,6 +214,7 @@ def make(
 ) -> Path | None:
     """Run every stage of a bundle recipe; returns the bundle folder WORK/bundle/<name> (None with
     `stores_only`: the manifests and stores only, which do not depend on the system)."""
+    check_counts(workers=workers, jobs=jobs, threads=threads)
     try:
         check_folder_path(recipe.work, "work")
     except UserError as err:

@@ -21,7 +21,7 @@ import torch
 
 from trnet import runs
 from trnet.bundle.recipe import BundleRecipe, BundleRecipeError
-from trnet.pretrained import FILES, FORMAT, MANIFEST, PACKAGE_DIR, Bundle, read_manifest
+from trnet.pretrained import FILES, FORMAT, MANIFEST, PACKAGE_DIR, Bundle, check_name, is_bundle, read_manifest
 from trnet.store import ConditionStore
 from trnet.utils import sha256_file, write_json_atomic
 
@@ -151,7 +151,9 @@ def install(bundle: Path, into: Path = PACKAGE_DIR) -> Path:
             f"{bundle} is a placeholder (a test build, `placeholder = true` in its recipe): "
             "it is not installed into the package"
         )
-    target = Path(into) / b.name
+    target = Path(into) / check_name(b.name)
+    if target.exists() and not (target.is_dir() and not target.is_symlink() and is_bundle(target)):
+        raise BundleRecipeError(f"{target} exists and is not a bundle: refusing to replace it")
     tmp = target.with_name(f".{b.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(bundle, tmp)

@@ -43,12 +43,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trnet import configs
+from trnet import configs, pretrained
 from trnet.corpora import CorpusError, ManifestKind, Source, read_source
 from trnet.corpora.combined import check_name
 from trnet.models import load_config
 from trnet.models.encoder import ENCODERS
-from trnet.models.system import RECIPE_TRAINING, TrainingConfig
+from trnet.models.system import MAX_WIDTH, RECIPE_TRAINING, TrainingConfig
 from trnet.utils import UserError
 
 KEYS = (
@@ -235,6 +235,8 @@ def from_table(
     if t["encoder"] not in ENCODERS:
         raise BundleRecipeError(f"encoder {t['encoder']!r}: expected one of {', '.join(ENCODERS)}")
     sizes = {k: _ints(t[k], k, positive=True)[0] for k in ("width", "seed")}
+    if sizes["width"] > MAX_WIDTH:
+        raise BundleRecipeError(f"width: expected an integer from 1 to {MAX_WIDTH}, got {sizes['width']}")
     try:  # the training keys, checked by the class that owns them
         training = {k: getattr(TrainingConfig(**{k: t[k] for k in RECIPE_TRAINING}), k) for k in RECIPE_TRAINING}
     except ValueError as err:
@@ -291,11 +293,7 @@ def from_table(
 
 
 def _checked_name(name: Any) -> str:
-    if (
-        not isinstance(name, str)
-        or not name
-        or not all(ch.isalnum() or ch in "-_." for ch in name)
-        or name.startswith(".")
-    ):
-        raise BundleRecipeError(f"name {name!r}: expected letters, digits, '-', '_' or '.' (it names a folder)")
-    return name
+    try:
+        return pretrained.check_name(name, "name")
+    except pretrained.BundleError as err:
+        raise BundleRecipeError(str(err)) from None

@@ -28,7 +28,7 @@ from trnet.models.diagnostics import c_snr_spearman
 from trnet.report.selection import trend
 from trnet.runs import BEST, RunError, load_run, read_config
 from trnet.store import ConditionStore, condition_name, condition_snr
-from trnet.utils import atomic_path, sha256_file, write_json_atomic
+from trnet.utils import atomic_path, damaged_cache, sha256_file, write_json_atomic
 
 VERSION = 1  # bump when the cached files would change
 
@@ -69,7 +69,13 @@ def evaluate_transfer(run: Path, store: ConditionStore, device: str = "cpu") -> 
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
     npz_path, json_path = run / "transfer" / f"{key}.npz", run / "transfer" / f"{key}.json"
     if json_path.is_file() and npz_path.is_file():
-        return {**json.loads(json_path.read_text()), "cached": True}
+        try:
+            done = json.loads(json_path.read_text())
+            if isinstance(done, dict) and isinstance(done.get("conditions"), list) and "rho" in done:
+                return {**done, "cached": True}
+            raise ValueError("not an evaluation")
+        except ValueError as err:
+            damaged_cache(json_path, err)
 
     model, _ = load_run(run, device)
     labels = label_indices(store)

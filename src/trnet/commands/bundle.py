@@ -10,28 +10,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from trnet.utils import free_cores
+from trnet.commands.args import add_device, add_jobs, add_threads, add_workers, refuse_invalid
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", type=Path, help="bundle recipe TOML (recipes/pretrained.toml)")
     p.add_argument("--work", type=Path, help="work directory (default: the recipe's)")
     p.add_argument("--epochs", type=int, help="maximum epochs (default: the recipe's; fewer for a smoke test)")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=free_cores(),
-        help="processes building the condition stores (default: the free cores, %(default)s now)",
-    )
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=1,
-        help="train this many groups (the shipped model; each leave-one-corpus-out direction x seed) in "
+    add_workers(p, "the condition stores")
+    add_jobs(
+        p,
+        "train this many groups (the shipped model; each leave-one-corpus-out direction x seed) in "
         "parallel processes, one thread each unless --threads",
     )
-    p.add_argument("--threads", type=int, help="torch CPU threads per training process (1 on a shared machine)")
-    p.add_argument("--device", help="torch device for training and evaluation (default: cuda if available, else cpu)")
+    add_threads(p)
+    add_device(p)
     p.add_argument("--no-measure", action="store_true", help="skip the RTF / peak-memory measurement")
     p.add_argument(
         "--stores-only",
@@ -56,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from trnet.bundle import card, pipeline, publish
     from trnet.bundle.recipe import load_bundle_recipe
 
+    refuse_invalid(args)
     recipe = load_bundle_recipe(args.recipe, work=args.work.resolve() if args.work else None, epochs=args.epochs)
     bundle = pipeline.make(
         recipe,

@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trnet.commands.args import add_opt, add_workers, refuse_invalid
 from trnet.options import parse_items
-from trnet.utils import UserError, free_cores
+from trnet.utils import UserError
 
 if TYPE_CHECKING:
     from trnet.store import BuildSpec
@@ -19,20 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--noise", action="append", default=[], metavar="NAME=MANIFEST", help="noise corpus manifest; repeat"
     )
     p.add_argument("--se", help="speech-enhancement back-end (default: the one `trnet enhance --list` marks)")
-    p.add_argument(
-        "--opt",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="SE back-end option, e.g. checkpoint=PATH for cmgan (repeatable; trnet enhance --list)",
-    )
+    add_opt(p, "SE back-end option, e.g. checkpoint=PATH for cmgan (repeatable; trnet enhance --list)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
         "--snrs", help="comma-separated SNRs in dB, each in -20..60 and once (default: the paper's five, 20 to 0 dB)"
     )
-    p.add_argument(
-        "--workers", type=int, default=free_cores(), help="worker processes (default: the free cores, %(default)s now)"
-    )
+    add_workers(p)
     p.add_argument("--keep-audio", action="store_true", help="also write the enhanced waveforms (to listen to)")
     p.add_argument("--out", type=Path, required=True, help="store directory")
     p.add_argument(
@@ -79,8 +72,6 @@ def spec_from_args(args: argparse.Namespace) -> BuildSpec:
 
     if not args.corpus.is_file():
         raise UserError(f"--corpus: no manifest at {args.corpus} (run `trnet prepare` first)")
-    if args.workers < 1:
-        raise UserError(f"--workers: expected at least 1, got {args.workers}")
     se = enhance.spec(args.se or enhance.DEFAULT, parse_items(args.opt))  # checked here, before any work
     return BuildSpec(
         corpus=args.corpus.resolve(),
@@ -96,6 +87,7 @@ def spec_from_args(args: argparse.Namespace) -> BuildSpec:
 def run(args: argparse.Namespace) -> int:
     from trnet.store import build, print_summary
 
+    refuse_invalid(args)
     root = build(spec_from_args(args), args.out, workers=args.workers, rebuild=args.rebuild)
     print_summary(root)
     return 0

@@ -7,7 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
-from trnet.utils import free_cores
+from trnet.commands.args import add_device, add_threads, add_workers, refuse_invalid
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,18 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--emodb", type=Path, help="an EmoDB release (ROOT/wav/*.wav) to use instead of synthetic speech")
     p.add_argument("--quick", action="store_true", help="a much smaller variant (about a minute), for tests")
     p.add_argument("--se", help="SE back-end (default: dfn3 if usable here, else spectral)")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=free_cores(),
-        help="processes building the condition store (default: the free cores, %(default)s now)",
-    )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads for training (default 1: robust when other jobs share the cores)",
-    )
+    add_workers(p)
+    add_threads(p, 1, "torch CPU threads for training (default 1: robust when other jobs share the cores)")
     p.add_argument(
         "--engine",
         choices=("local", "ray"),
@@ -34,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="local processes (default), or Ray tasks (pip install 'trnet[ray]')",
     )
     p.add_argument("--address", help="ray: a running cluster to join ('auto'); default: a local Ray of --workers CPUs")
-    p.add_argument("--device", default="cpu", help="torch device for training and evaluation: cpu (default), cuda")
+    add_device(p, "cpu", "torch device for training and evaluation: cpu (default), cuda or cuda:N")
     p.add_argument(
         "--quiet",
         action="store_true",
@@ -48,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from trnet.experiments.recipe import recipe_from_dict, with_overrides
     from trnet.experiments.reproduce import reproduce
 
+    refuse_invalid(args)
     started = time.time()
     device = torch_device(args.device)
     out = args.out.resolve()

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from trnet.commands.args import add_opt, refuse_invalid
 from trnet.options import parse_items
 from trnet.utils import UserError, check_folder_path, printable
 
@@ -23,13 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list", action="store_true", help="list the back-ends, whether they can run here, their options")
     p.add_argument("--se", help="back-end (default: the one --list marks as default)")
     p.add_argument("--out", type=Path, help="output directory: one 16 kHz 16-bit wav per input, same stem")
-    p.add_argument(
-        "--opt",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="back-end option, e.g. checkpoint=PATH (repeatable; --list shows each back-end's)",
-    )
+    add_opt(p, "back-end option, e.g. checkpoint=PATH (repeatable; --list shows each back-end's)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from trnet import enhance
     from trnet.audio import AudioError, load_audio, save_audio
 
+    refuse_invalid(args)
     if args.list:
         for name in enhance.BACKENDS:
             reason = enhance.unavailable_reason(name)

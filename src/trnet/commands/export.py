@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,7 +14,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "name (default: the model bundled with trnet, see `trnet models`)",
     )
     p.add_argument("--format", required=True, help="onnx or torchscript")
-    p.add_argument("--out", required=True, type=Path, help="output file (written atomically)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output file (written atomically); FOLDER/ (with the slash) writes FOLDER/<model>.onnx|.pt",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing --out that is not a trnet export")
     p.add_argument(
         "--allow-unfinished",
         action="store_true",
@@ -24,13 +28,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trnet.export import check_format, check_out, export, run_metadata
+    from trnet.export import check_format, check_out, export, out_file, run_metadata
     from trnet.pretrained import resolve
     from trnet.runs import load_run
 
     check_format(args.format)
     path = resolve(args.model)  # no --model: the bundled model, checked against its SHA-256
-    check_out(args.out, path)
+    args.out = out_file(args.out, args.format, path)
+    check_out(args.out, path, force=args.force)
     model, config = load_run(path, allow_unfinished=args.allow_unfinished)
     if "unfinished" in config:
         print(

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     folder = args.dir or root()
     found = bundles(folder)
     if args.json:
-        doc = [{**b.manifest, "path": str(b.path), "verified": _status(b)} for b in found]
+        doc = [{"name": b.name, **b.manifest, "path": str(b.path), "verified": _status(b)} for b in found]
         print(json.dumps({"folder": str(folder), "models": doc}, indent=2))
         return 0
     if not found:

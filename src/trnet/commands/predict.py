@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trnet.commands.args import add_device, add_opt, add_window_hop, refuse_invalid
 from trnet.options import parse_items
 from trnet.utils import printable
 
@@ -35,21 +36,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "name (default: the model bundled with trnet, see `trnet models`)",
     )
     p.add_argument("--se", help="SE back-end (default: the one the model was trained with)")
-    p.add_argument(
-        "--opt",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="SE back-end option (repeatable; trnet enhance --list)",
-    )
+    add_opt(p, "SE back-end option (repeatable; trnet enhance --list)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="write one JSON document")
     fmt.add_argument("--csv", action="store_true", help="write CSV: one row per window and per file")
-    p.add_argument("--window", type=float, help="window for long inputs, seconds (default: the 5 s training segment)")
-    p.add_argument("--hop", type=float, help="hop between windows, seconds (default: half the default window)")
-    p.add_argument(
-        "--device", default="cpu", help="torch device for features and model (SE runs where its back-end runs)"
-    )
+    add_window_hop(p)
+    add_device(p, "cpu", "torch device for features and model (SE runs where its back-end runs)")
     p.add_argument(
         "--allow-unfinished",
         action="store_true",
@@ -93,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     def err(message: str) -> None:
         print(f"trnet predict: {message}", file=sys.stderr)
 
+    refuse_invalid(args)
     device = torch_device(args.device)
     window = WINDOW_SECONDS if args.window is None else args.window
     hop = HOP_SECONDS if args.hop is None else args.hop

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from trnet.commands.args import add_opt, refuse_invalid
 from trnet.corpora.manifest import CorpusError, LoadResult, write_manifest
 from trnet.corpora.registry import LOADERS, load
 from trnet.corpora.summary import summary
@@ -23,12 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="folder for the manifest OUT/<name>.csv")
     parser.add_argument("--name", help="manifest name (default: the corpus name)")
-    parser.add_argument(
-        "--opt",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="loader option (repeatable): folder csv=PATH labels=a,b,...; musan subsets=a,b; "
+    add_opt(
+        parser,
+        "loader option (repeatable): folder csv=PATH labels=a,b,...; musan subsets=a,b; "
         "synthetic seed=N n_speakers=N utts_per_class=N duration=MIN,MAX",
     )
 
@@ -47,6 +45,7 @@ def load_corpus(args: argparse.Namespace) -> dict[str, LoadResult]:
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_invalid(args)
     results = load_corpus(args)
     for name, result in results.items():
         write_manifest(args.out / f"{name}.csv", result.rows, result.kind)

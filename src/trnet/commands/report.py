@@ -22,13 +22,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from trnet.report.aliases import check_tag
     from trnet.report.markdown import make_report
 
     also = {}
     for item in args.also:
         tag, sep, path = item.partition("=")
-        if not sep or not tag or not path or "@" in tag:
+        if not sep or not path:
             raise UserError(f"--also {item!r}: expected TAG=RESULTS_DIR")
+        if check_tag(tag, "--also") in also:
+            raise UserError(f"--also: tag {tag!r} given twice ({also[tag]} and {path}); give each its own tag")
         also[tag] = Path(path)
     print(f"report: {make_report(args.results, args.out, also)}")
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from trnet.utils import free_cores
+from trnet.commands.args import add_device, add_jobs, add_threads, add_workers, number, refuse_invalid
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,29 +19,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--epochs", type=int, help="maximum epochs (default: the recipe's)")
     p.add_argument("--work", type=Path, help="work directory (default: the recipe's)")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=free_cores(),
-        help="processes building the condition store (default: the free cores, %(default)s now; "
-        "ray: the CPUs of the local Ray it starts)",
-    )
-    p.add_argument(
-        "--device",
+    add_workers(p, "the condition store (ray: the CPUs of the local Ray it starts)")
+    add_device(
+        p,
         help="torch device for training and evaluation (default: cuda if available, else cpu; "
         "ray: cuda if tasks have GPUs)",
     )
-    p.add_argument(
-        "--threads",
-        type=int,
-        help="torch CPU threads for training (default: torch's, one per core); "
-        "use 1 on a machine shared with other jobs",
-    )
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=1,
-        help="local engine: train this many (fold, seed) groups in parallel, one thread each (CPU: try the core count)",
+    add_threads(p)
+    add_jobs(
+        p,
+        "local engine: train this many (fold, seed) groups in parallel, one thread each (CPU: try the core count)",
     )
     p.add_argument(
         "--engine",
@@ -53,10 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="ray: a running cluster to join ('auto', 'ray://head:10001'); "
         "default: start a local Ray of --workers CPUs",
     )
-    p.add_argument("--num-cpus", type=float, help="ray: CPUs per task (default: the recipe's, else 1)")
+    p.add_argument("--num-cpus", type=number("--num-cpus"), help="ray: CPUs per task (default: the recipe's, else 1)")
     p.add_argument(
         "--num-gpus",
-        type=float,
+        type=number("--num-gpus"),
         help="ray: GPUs per training/evaluation task; fractional shares a GPU, e.g. 0.25 (default 0)",
     )
     stack = p.add_mutually_exclusive_group()
@@ -87,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from trnet.experiments.recipe import load_recipe, with_overrides
     from trnet.experiments.reproduce import reproduce
 
+    refuse_invalid(args)
     recipe = with_overrides(
         load_recipe(args.recipe),
         args.folds,

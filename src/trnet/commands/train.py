@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from trnet import configs
+from trnet.commands.args import add_device, refuse_invalid
 from trnet.utils import check_folder_path
 
 
@@ -26,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", help="override the config's encoder (resnet or cnn6)")
     p.add_argument("--width", type=int, help="override the encoder width (channels of the first block)")
     p.add_argument("--train-noise", help="noise corpus of the store to train on (default: esc50, else the first)")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
+    add_device(p)
     p.add_argument("--quiet", action="store_true")
 
 
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from trnet.device import torch_device
     from trnet.training.trainer import spec_from_names, train
 
+    refuse_invalid(args)
     check_folder_path(args.out, "--out")
     overrides = {k: getattr(args, k) for k in ("encoder", "width") if getattr(args, k) is not None}
     spec = spec_from_names(

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from trnet.corpora.manifest import CorpusError, LoadResult, ManifestKind
-from trnet.options import OptionError, check, describe, path_options
+from trnet.options import OptionError, check, describe, path_options, ranged
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,9 @@ class MusanOptions:
 
 @dataclass(frozen=True)
 class SyntheticOptions:
-    seed: int = 0
-    n_speakers: int = 10
-    utts_per_class: int = 12
+    seed: int = ranged(0, 0, 2**32 - 1)
+    n_speakers: int = ranged(10, 2, 1000)
+    utts_per_class: int = ranged(12, 1, 10_000)
     duration: list[float] = field(default_factory=lambda: [1.5, 3.0])  # seconds, min and max
 
 

@@ -23,8 +23,12 @@ Layout written under `root` (the "folder" corpus format):
     speech/<speaker>_<label>_<k>.wav 16 kHz mono PCM16; speakers F01..F05, M01..M05,
                                      session i pairs F0i with M0i
     noise/<category>/<source>.wav    5-10 s noise recordings, one source per file
-    synthetic.json                   the generation parameters, written last: its presence
-                                     marks a complete corpus
+    synthetic.json                   the generation parameters; `"complete": false` while the
+                                     corpus is written, the parameters alone once it is whole
+
+The generator writes only into an empty folder or one that carries its marker: a folder that
+holds anything else is a user's (a real corpus, perhaps) and is refused, never overwritten or
+pruned (docs/design.md §9, "Never delete what trnet did not write").
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -79,9 +84,16 @@ def generate(
     params = dict(
         generator=GENERATOR_VERSION, seed=seed, n_speakers=n_speakers, utts_per_class=utts_per_class, duration=[lo, hi]
     )
-    if marker.is_file() and csv_path.is_file() and json.loads(marker.read_text()) == params:
+    mark = _marker(root)
+    if mark == params and csv_path.is_file():
         return csv_path
-    marker.unlink(missing_ok=True)
+    if mark is None and root.exists() and any(root.iterdir()):
+        raise ValueError(
+            f"{root} is not empty and has no valid {marker.name} marker: it is not a corpus trnet generated, and "
+            "trnet writes a synthetic corpus only into an empty or new folder (give another --root)"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(marker, {**params, "complete": False})  # ours from now on, even if stopped
 
     written: set[Path] = set()
     rows: list[dict[str, str]] = []
@@ -117,7 +129,7 @@ def generate(
             save_audio(path, _finish(rng, wave, rng.uniform(-30, -22)))
             written.add(path)
     for stale in [*root.glob("speech/*.wav"), *root.glob("noise/*/*.wav")]:
-        if stale not in written:  # left over from a corpus generated with other parameters
+        if stale not in written and _OURS.fullmatch(stale.name):  # left by other parameters
             stale.unlink()
 
     buf = io.StringIO()
@@ -127,6 +139,18 @@ def generate(
     write_text_atomic(csv_path, buf.getvalue())
     write_json_atomic(marker, params)
     return csv_path
+
+
+_OURS = re.compile(r"([FM]\d\d_[a-z]+|[a-z]+)_\d\d\.wav")  # the names written above
+
+
+def _marker(root: Path) -> dict | None:
+    """The parameters in `root`'s marker, or None where there is no marker of ours."""
+    try:
+        mark = json.loads((root / "synthetic.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return mark if isinstance(mark, dict) and "generator" in mark else None
 
 
 def _finish(rng: np.random.Generator, wave: np.ndarray, level_db: float) -> np.ndarray:

@@ -17,6 +17,7 @@ from scipy.signal import lfilter
 from torch import Tensor
 
 from trnet.enhance.base import SAMPLE_RATE, Enhancer, make_version
+from trnet.options import ranged
 
 N_FFT = 512
 HOP = 128
@@ -28,11 +29,11 @@ _EPS = 1e-12
 
 @dataclass(frozen=True)
 class SpectralOptions:
-    window_s: float = 1.5
-    smoothing: float = 0.9
-    dd_alpha: float = 0.98
-    xi_min_db: float = -25.0
-    gain_floor_db: float = -12.0
+    window_s: float = ranged(1.5, 0.1, 10.0)  # seconds: below a pitch period, or beyond any utterance
+    smoothing: float = ranged(0.9, 0.0, 1.0, hi_open=True)  # a recursive average's weight
+    dd_alpha: float = ranged(0.98, 0.0, 1.0, hi_open=True)
+    xi_min_db: float = ranged(-25.0, -100.0, 0.0)
+    gain_floor_db: float = ranged(-12.0, -100.0, 0.0)
 
 
 class Spectral(Enhancer):

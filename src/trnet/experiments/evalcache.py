@@ -24,7 +24,7 @@ from trnet.protocol.folds import split
 from trnet.report.results import TSNE_SNRS, RunPredictions, tsne_systems
 from trnet.runs import BEST, load_run
 from trnet.store import Condition, ConditionStore, condition_name, condition_snr
-from trnet.utils import sha256_file, write_json_atomic
+from trnet.utils import damaged_cache, sha256_file, write_json_atomic
 
 EVAL_VERSION = 2  # bump when the cached evaluation files would change (2: c std, oracle c, rho)
 
@@ -82,8 +82,12 @@ def evaluate_run(run: Path, store: ConditionStore, fold: int, system: str, train
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
     npz_path, json_path = run / "eval" / f"{key}.npz", run / "eval" / f"{key}.json"
     if json_path.is_file() and npz_path.is_file():
-        done = json.loads(json_path.read_text())
-        return Evaluation(done["test_speaker"], done["conditions"], done["diagnostics"], npz_path, cached=True)
+        try:
+            done = json.loads(json_path.read_text())
+            RunPredictions.load(npz_path)  # readable whole, or evaluated again
+            return Evaluation(done["test_speaker"], done["conditions"], done["diagnostics"], npz_path, cached=True)
+        except (ValueError, KeyError, TypeError) as err:  # UserError is a ValueError
+            damaged_cache(json_path, err)
 
     model, _ = load_run(run, device)
     labels = label_indices(store)

@@ -68,6 +68,7 @@ from trnet.corpora import CorpusError, ManifestKind, Source, read_source
 from trnet.experiments.recipe_values import (
     RecipeError,
     int_list,
+    number,
     once,
     parse_int_list,
     plain,
@@ -81,7 +82,8 @@ from trnet.experiments.recipe_values import (
 )
 from trnet.models import PAPER_TRAINING, PAPER_WIDTH
 from trnet.models.encoder import ENCODERS
-from trnet.models.system import RECIPE_TRAINING
+from trnet.models.system import MAX_WIDTH, RECIPE_TRAINING
+from trnet.options import Number
 from trnet.report.primary import check_analysis
 from trnet.store import SNRS, StoreError
 from trnet.store.layout import check_noise_name
@@ -133,24 +135,19 @@ class EngineSettings:
             raise RecipeError(
                 f"engine address: expected a string such as 'auto' or 'ray://head:10001', got {self.address!r}"
             )
-        for key in ("num_cpus", "num_gpus", "store_num_gpus"):
-            value = getattr(self, key)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or value < 0
-                or (key == "num_cpus" and value == 0)
-            ):
-                raise RecipeError(
-                    f"engine {key}: expected a {'positive' if key == 'num_cpus' else 'non-negative'} "
-                    f"number, got {value!r}"
-                )
-            if value > 1 and value != int(value):
+        for key, spec in ENGINE_NUMBERS.items():
+            value = number(getattr(self, key), f"engine {key}", spec)
+            if key != "batch_runs" and value > 1 and value != int(value):
                 raise RecipeError(f"engine {key}: a fraction must be at most 1 (Ray shares one device), got {value}")
-        if isinstance(self.batch_runs, bool) or not isinstance(self.batch_runs, int) or self.batch_runs < 0:
-            raise RecipeError(
-                f"engine batch_runs: expected 0 (auto), 1 (off) or a larger integer, got {self.batch_runs!r}"
-            )
+
+
+ENGINE_NUMBERS = {  # the ranges of the [engine] numbers (and of --num-cpus, --num-gpus, --batch-runs)
+    "num_cpus": Number(float, 0, 1024, lo_open=True),
+    "num_gpus": Number(float, 0, 64),
+    "store_num_gpus": Number(float, 0, 64),
+    "batch_runs": Number(int, 0, 4096),  # 0 auto (CUDA 32, CPU off), 1 off, N at most N
+}
+RAY_KEYS = ("address", "num_cpus", "num_gpus", "store_num_gpus")
 
 
 def _engine(value: Any) -> EngineSettings:
@@ -162,6 +159,9 @@ def _engine(value: Any) -> EngineSettings:
     unknown = sorted(set(value) - names)
     if unknown:
         raise RecipeError(f"[engine]: unknown key(s) {unknown}; it has {', '.join(sorted(names))}")
+    ray_only = [k for k in RAY_KEYS if k in value]
+    if value.get("kind", "local") != "ray" and ray_only:
+        raise RecipeError(f'[engine]: {", ".join(ray_only)} are Ray settings; set kind = "ray" or remove them')
     return EngineSettings(**value)
 
 
@@ -246,8 +246,7 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         raise RecipeError(str(err)) from None
     epochs = training.epochs
     width = table.get("width", PAPER_WIDTH)
-    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
-        raise RecipeError(f"width: expected a positive integer, got {width!r}")
+    number(width, "width", Number(int, 1, MAX_WIDTH))
     encoder = table.get("encoder", "resnet")
     if encoder not in ENCODERS:
         raise RecipeError(f"encoder {encoder!r}: expected one of {', '.join(ENCODERS)}")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from trnet.models.system import INPUT_NORMS, LEVERS, TrainingConfig
+from trnet.options import Number
 from trnet.store import StoreError
 from trnet.store.layout import check_snrs
 from trnet.utils import UserError, check_seed
@@ -16,6 +17,15 @@ from trnet.utils import UserError, check_seed
 
 class RecipeError(UserError):
     """A recipe that cannot run; the message names the key and what was expected."""
+
+
+def number(value: Any, key: str, spec: Number) -> Any:
+    """`value` checked by the one validator of numbers (trnet.options.Number): NaN, ±Inf and
+    values out of the key's range are a RecipeError naming the key."""
+    try:
+        return spec.check(value, key)
+    except UserError as err:
+        raise RecipeError(str(err)) from None
 
 
 def int_list(value: Any, key: str) -> tuple[int, ...]:

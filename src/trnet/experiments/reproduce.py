@@ -33,6 +33,7 @@ from trnet.experiments.grid import build_stores, check_se, work_lock
 from trnet.experiments.manifests import prepare
 from trnet.experiments.recipe import Recipe, RecipeError
 from trnet.models import training_order
+from trnet.options import check_counts
 from trnet.protocol.folds import loso_folds
 from trnet.report.markdown import make_report
 from trnet.report.results import git_commit, predictions_path, write_results
@@ -71,6 +72,7 @@ def reproduce(
     6 s with 1, on 2 busy cores)."""
     if device is not None:
         torch_device(device)  # a device this machine lacks: one line, before any work
+    check_counts(workers=workers, jobs=jobs, threads=threads)
     before = torch.get_num_threads()
     torch.set_num_threads(threads or before)
     try:

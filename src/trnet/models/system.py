@@ -63,8 +63,9 @@ class SystemConfig:
             f"train_conditions {self.train_conditions!r} is not 'clean' or 'noisy'": self.train_conditions
             not in ("clean", "noisy"),
             f"encoder {self.encoder!r} is not one of {tuple(ENCODERS)}": self.encoder not in ENCODERS,
-            "width must be >= 1": self.width < 1,
-            "alpha and beta must be >= 0": self.alpha < 0 or self.beta < 0,
+            f"width must be from 1 to {MAX_WIDTH}": not 1 <= self.width <= MAX_WIDTH,
+            "alpha and beta must be finite numbers >= 0": not (0 <= self.alpha < float("inf"))
+            or not (0 <= self.beta < float("inf")),
             "alpha > 0 (L_low) needs input 'trnet' (X~)": self.alpha > 0 and self.input != "trnet",
             "bridge needs input 'trnet' (c)": self.bridge and self.input != "trnet",
             "teacher must be true exactly when beta > 0 (L_high needs h_s)": self.teacher != (self.beta > 0),
@@ -228,6 +229,7 @@ def _lever_problems(t: TrainingConfig) -> list[str]:
 # TrainingConfig checks them, and `trnet.training.trainer.recipe_run_spec` passes them to every run
 RECIPE_TRAINING = ("epochs", "batch_size", "patience", "lr_schedule", "bucket")
 PAPER_TRAINING = TrainingConfig()  # docs/design.md §7: the defaults are the paper's (80 epochs, batch 32)
+MAX_WIDTH = 256  # 8x the paper's: h of 2048 dimensions; more would only exhaust memory (1e5: 1 TB)
 PAPER_WIDTH = SystemConfig.width  # 32: filters 32..256 (docs/design.md §5)
 
 

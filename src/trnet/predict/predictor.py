@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from trnet import enhance, pretrained
-from trnet.audio import SAMPLE_RATE, AudioError, declared_rate, resample, stream_audio, wav_truncation
+from trnet.audio import SAMPLE_RATE, AudioError, declared_info, resample, stream_audio, wav_truncation
 from trnet.device import torch_device
 from trnet.enhance import Enhancer
 from trnet.features import FRAME_LENGTH, fbank, num_frames
@@ -45,6 +45,8 @@ MIN_SECONDS = 0.5  # shorter inputs carry too little speech for an emotion estim
 SILENCE_PEAK = 1e-4  # peak amplitude below this (about -80 dBFS) is digital silence
 LOUD_PEAK = 4.0  # peak amplitude above this (12 dB over full scale) is not audio as the model knows it
 MIN_RATE = 4_000  # Hz: a file declared at a lower rate holds no speech band (a wrong header?)
+MAX_LOW_RATE_SECONDS = 600.0  # such a file is refused beyond this: 1 Hz x 16,000 samples would be 4 h at 16 kHz
+MIN_HOP_SECONDS = 0.05  # a smaller hop multiplies the model calls without telling more
 WINDOW_SECONDS = 5.0  # the training segment length (docs/design.md §1)
 MAX_WINDOW_SECONDS = 60.0  # longer windows would hold a minute of audio per model call
 HOP_SECONDS = 2.5
@@ -120,8 +122,9 @@ class Predictor:
         cut = wav_truncation(path)
         if cut is not None:
             warns.append(f"the file is truncated: its header says {cut[0]:.2f} s, it holds {cut[1]:.2f} s")
-        rate = declared_rate(path)
+        rate, frames = declared_info(path) or (None, 0)
         if rate is not None and rate < MIN_RATE:
+            check_low_rate(rate, frames, str(path))
             warns.append(
                 f"the file declares a sample rate of {rate} Hz (< {MIN_RATE} Hz): it cannot hold speech "
                 "as the model knows it; check its header"
@@ -222,8 +225,10 @@ class Predictor:
     def prepare(self, wave: Any, sample_rate: int) -> np.ndarray:
         """Mono float32 at 16 kHz."""
         audio = to_mono_float(wave)
-        if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        if not isinstance(sample_rate, (int, np.integer)) or isinstance(sample_rate, bool) or sample_rate <= 0:
             raise AudioError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+        if sample_rate < MIN_RATE:
+            check_low_rate(int(sample_rate), len(audio), "waveform")
         return np.ascontiguousarray(resample(audio, int(sample_rate), SAMPLE_RATE), dtype=np.float32)
 
     @staticmethod
@@ -312,6 +317,18 @@ def check_windows(window: float, hop: float) -> None:
         )
     if not (math.isfinite(hop) and 0 < hop <= window):
         raise UserError(f"hop must lie in (0, window = {window}] s, got {hop}")
+    if hop < MIN_HOP_SECONDS:
+        raise UserError(f"hop {hop} s is below {MIN_HOP_SECONDS} s: the windows would overlap {window / hop:.0f}-fold")
+
+
+def check_low_rate(rate: int, frames: int, where: str) -> None:
+    """AudioError for audio declared below MIN_RATE that would last beyond MAX_LOW_RATE_SECONDS
+    once read at 16 kHz: a wrong header (1 Hz) would otherwise be upsampled for minutes."""
+    if frames / rate > MAX_LOW_RATE_SECONDS:
+        raise AudioError(
+            f"{where}: declared at {rate} Hz, its {frames} samples would last {frames / rate:.0f} s at 16 kHz "
+            f"(a sample rate below {MIN_RATE} Hz is accepted up to {MAX_LOW_RATE_SECONDS:.0f} s); check its header"
+        )
 
 
 def load(

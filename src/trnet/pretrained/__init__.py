@@ -37,6 +37,26 @@ class BundleError(UserError):
     """A bundled model that is missing, damaged or unknown; the message says what to do."""
 
 
+def check_name(name: object, what: str = "bundle name") -> str:
+    """`name` if it can name a bundle folder inside the package: letters, digits, '-', '_' and
+    '.', starting with a letter or digit and not ending in '.py', so that it is one path
+    component that can never be a module of the package (`__init__.py`), its cache
+    (`__pycache__`), a hidden file or a temporary one (docs/design.md §9)."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or len(name) > 100
+        or not all(ch.isascii() and (ch.isalnum() or ch in "-_.") for ch in name)
+        or not name[0].isalnum()
+        or name.lower().endswith((".py", ".pyc"))
+    ):
+        raise BundleError(
+            f"{what} {name!r}: expected letters, digits, '-', '_' or '.', starting with a letter or digit "
+            "and not ending in .py (it names a folder inside the package)"
+        )
+    return name
+
+
 @dataclass(frozen=True)
 class Bundle:
     """A bundled model: its folder and its manifest."""
@@ -44,31 +64,51 @@ class Bundle:
     path: Path
     manifest: dict[str, Any]
 
+    damage: str | None = None  # why the manifest could not be read (`trnet models` shows it)
+
     @property
     def name(self) -> str:
-        return str(self.manifest["name"])
+        return str(self.manifest.get("name", self.path.name))
 
     @property
     def labels(self) -> list[str]:
         return list(self.manifest.get("labels", []))
 
     def verify(self) -> Bundle:
-        """Self, after checking every file against the manifest (BundleError if one differs)."""
+        """Self, after checking every file against the manifest (BundleError if one differs),
+        and the manifest's labels against config.json's, which its checksum covers: the labels
+        `trnet models` lists are then as trustworthy as the weights."""
+        if self.damage:
+            raise BundleError(self.damage)
         files = self.manifest.get("files")
-        if not isinstance(files, dict) or set(files) != set(FILES):
+        if (
+            not isinstance(files, dict)
+            or set(files) != set(FILES)
+            or not all(isinstance(v, dict) and isinstance(v.get("sha256"), str) for v in files.values())
+        ):
+            listed = sorted(map(str, files)) if isinstance(files, dict | list) else files
             raise BundleError(
-                f"{self.path / MANIFEST}: lists {sorted(files or [])}, expected {list(FILES)}; "
+                f"{self.path / MANIFEST}: lists files {listed}, expected {list(FILES)} each with its sha256; "
                 "reinstall trnet (or rebuild the bundle)"
             )
         for name in FILES:
             path = self.path / name
             if not path.is_file():
                 raise BundleError(f"bundled model {self.name}: {path} is missing; reinstall trnet")
-            if sha256_file(path) != files[name].get("sha256"):
+            if sha256_file(path) != files[name]["sha256"]:
                 raise BundleError(
                     f"bundled model {self.name}: {path} does not match its SHA-256 in {MANIFEST} "
                     "(damaged or replaced); reinstall trnet"
                 )
+        try:
+            labels = json.loads((self.path / CONFIG).read_text()).get("labels")
+        except (OSError, ValueError, AttributeError):
+            labels = None
+        if "labels" in self.manifest and self.manifest["labels"] != labels:
+            raise BundleError(
+                f"bundled model {self.name}: the labels in {self.path / MANIFEST} differ from its {CONFIG} "
+                f"({labels}); reinstall trnet"
+            )
         return self
 
 
@@ -89,6 +129,10 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise BundleError(f"{file} is not valid JSON ({err}); reinstall trnet (or rebuild the bundle)") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or "name" not in manifest:
         raise BundleError(f"{file}: not a bundle manifest of format {FORMAT}; reinstall trnet")
+    try:
+        check_name(manifest["name"], f"{file}: name")
+    except BundleError as err:
+        raise BundleError(f"{err}; reinstall trnet") from None
     return manifest
 
 
@@ -98,17 +142,27 @@ def is_bundle(folder: str | Path) -> bool:
 
 def bundles(folder: str | Path | None = None) -> list[Bundle]:
     """The bundles in `folder` (default: `root()`): the default one first (its manifest says
-    `"default": true`), then by name. Unverified: `Bundle.verify` before use."""
+    `"default": true`), then by name. Unverified: `Bundle.verify` before use. A bundle whose
+    manifest cannot be read is listed with its `damage` (it never becomes the default), so that
+    one damaged bundle does not hide the good ones beside it."""
     base = Path(folder) if folder is not None else root()
     if not base.is_dir():
         return []
-    found = [Bundle(p, read_manifest(p)) for p in sorted(base.iterdir()) if p.is_dir() and is_bundle(p)]
-    return sorted(found, key=lambda b: (not b.manifest.get("default", False), b.name))
+    found = []
+    for p in sorted(base.iterdir()):
+        if p.is_dir() and is_bundle(p):
+            try:
+                found.append(Bundle(p, read_manifest(p)))
+            except BundleError as err:
+                found.append(Bundle(p, {}, damage=str(err)))
+    return sorted(found, key=lambda b: (b.damage is not None, not b.manifest.get("default", False), b.name))
 
 
 def default() -> Bundle:
     """The bundled model `trnet predict` and `trnet.load()` use without a model, verified."""
     found = bundles()
+    if found and found[0].damage:
+        found[0].verify()  # none readable: the first one's damage is the message
     if not found:
         raise BundleError(
             f"no bundled model in {root()} (this install ships none); pass a trained run with "
@@ -136,6 +190,12 @@ def resolve(model: str | Path | None) -> Path:
         match = find(str(model))
         if match is not None:
             return match.path
+        if len(path.parts) == 1 and path.suffix != ".safetensors":  # a bare name: a bundle's, misspelled?
+            names = ", ".join(b.name for b in bundles()) or "none installed"
+            raise BundleError(
+                f"--model {model}: no such run directory, and no bundled model of that name (bundled: {names}; "
+                "trnet models lists them)"
+            )
     return path
 
 
@@ -154,10 +214,16 @@ def c_note(path: str | Path) -> str | None:
     if not is_bundle(path):
         return None
     manifest = read_manifest(Path(path))
+    metrics = manifest.get("metrics")
+    loco = metrics.get("leave_one_corpus_out") if isinstance(metrics, dict) else None
     rows = [
         r
-        for r in manifest.get("metrics", {}).get("leave_one_corpus_out", [])
-        if r.get("system") == manifest.get("system") and (r.get("rho") or {}).get("mean") is not None
+        for r in (loco if isinstance(loco, list) else [])
+        if isinstance(r, dict)
+        and r.get("system") == manifest.get("system")
+        and isinstance(r.get("rho"), dict)
+        and isinstance(r["rho"].get("mean"), int | float)
+        and not isinstance(r["rho"]["mean"], bool)
     ]
     if not rows:
         return None

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from trnet import configs
+from trnet.options import Number
 from trnet.report.results import Results
 from trnet.utils import UserError, sha256_file, write_json_atomic
 
@@ -64,36 +65,107 @@ def study_evidence(res: Results, source: str) -> dict[str, Any]:
     return {"format": FORMAT, "study": study, "chosen": choose(pooled), "validation_uar": pooled, "runs": runs}
 
 
-def read_runs(source: str) -> tuple[str, list[dict[str, Any]], Path]:
-    """(tag, runs, file) of a source `[TAG=]PATH` (results directory, selection.json or runs.csv)."""
+def check_tag(tag: str, option: str) -> str:
+    """A study's tag (`TAG=SOURCE`): it becomes part of a system name (`<system>@TAG`) and a
+    table cell of report.md, so it is a non-empty word without '|', '@', '=', '/' or spaces."""
+    if not tag or any(ch in "|@=/\\`" or ch.isspace() or not ch.isprintable() for ch in tag):
+        raise UserError(f"{option} tag {tag!r}: expected a non-empty word without '|', '@', '=', '/' or spaces")
+    return tag
+
+
+def split_source(source: str, option: str) -> tuple[str, str]:
+    """(tag, path) of `[TAG=]PATH`; a path that exists as given (a folder named a=b) is untagged."""
     tag, sep, path_text = source.partition("=")
-    if not sep:
-        tag, path_text = "", source
+    if not sep or Path(source).exists():
+        return "", source
+    return check_tag(tag, option), path_text
+
+
+def read_runs(source: str) -> tuple[str, list[dict[str, Any]], Path]:
+    """(tag, runs, file) of a source `[TAG=]PATH` (results directory, selection.json or runs.csv);
+    UserError naming the file for one that is not JSON, not a table of runs, or holds a run
+    whose fold, seed or validation UAR is not what `trnet reproduce` writes."""
+    tag, path_text = split_source(source, "source")
     path = Path(path_text)
     if path.is_dir():
         path = path / "selection.json" if (path / "selection.json").is_file() else path / "runs.csv"
     if not path.is_file():
         raise UserError(f"{path}: no such file (a source is a results directory, its selection.json or runs.csv)")
     if path.suffix == ".json":
-        runs = json.loads(path.read_text()).get("runs", [])
+        try:
+            doc = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise UserError(
+                f"{path}: not valid JSON ({err}); expected a selection.json written by trnet report"
+            ) from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("runs", []), list):
+            raise UserError(f"{path}: expected a JSON object with a list of runs (a selection.json of trnet report)")
+        rows = doc.get("runs", [])
     else:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as f:
+                rows = list(csv.DictReader(f))
+        except (UnicodeDecodeError, csv.Error) as err:
+            raise UserError(f"{path}: not a CSV file ({err})") from None
         if rows and "val_uar" not in rows[0]:
             raise UserError(f"{path}: no val_uar column (expected a runs.csv written by `trnet reproduce`)")
-        runs = [
-            {
-                "system": r["system"],
-                "fold": int(r["fold"]),
-                "seed": int(r["seed"]),
-                "test_speaker": r.get("test_speaker") or None,
-                "val_uar": float(r["val_uar"]) if r["val_uar"] else None,
-            }
-            for r in rows
-        ]
+    runs = [_run(r, path, k) for k, r in enumerate(rows, 1)]
     if tag:
         runs = [{**r, "system": f"{r['system']}@{tag}"} for r in runs]
     return tag, runs, path
+
+
+VAL_UAR = Number(float, 0.0, 1.0)  # a validation UAR: a share of recall
+
+
+def _run(row: Any, path: Path, k: int) -> dict[str, Any]:
+    """One run of a source, checked: system, integer fold and seed, val_uar in [0, 1] or empty."""
+    where = f"{path}: run {k}"
+    if not isinstance(row, dict) or not all(key in row for key in ("system", "fold", "seed", "val_uar")):
+        raise UserError(f"{where}: expected system, fold, seed and val_uar")
+    try:
+        fold, seed = (int(row[key]) for key in ("fold", "seed"))
+        if any(isinstance(row[key], bool | float) for key in ("fold", "seed")):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise UserError(f"{where}: fold and seed must be integers, got {row['fold']!r} and {row['seed']!r}") from None
+    val = row["val_uar"]
+    if val not in (None, ""):
+        try:
+            val = VAL_UAR.check(float(val) if isinstance(val, str) else val, f"{where}: val_uar")
+        except ValueError as err:
+            raise UserError(
+                str(err)
+                if isinstance(err, UserError)
+                else f"{where}: val_uar: expected {VAL_UAR.describe()}, got {val!r}"
+            ) from None
+    return {
+        "system": str(row["system"]),
+        "fold": fold,
+        "seed": seed,
+        "test_speaker": row.get("test_speaker") or None,
+        "val_uar": None if val in (None, "") else float(val),
+    }
+
+
+def check_unique(studies: list[tuple[str, list[dict[str, Any]], Path]]) -> None:
+    """UserError for a run given twice (one (test speaker, fold, seed, system) in two rows or
+    two sources) or a tag given twice: pooled, it would count as often as it is given."""
+    seen: dict[tuple[str, int, int, str], Path] = {}
+    tags: dict[str, Path] = {}
+    for tag, runs, path in studies:
+        if tag and tag in tags:
+            raise UserError(f"tag {tag!r} given twice ({tags[tag]} and {path}); give each study its own tag")
+        tags[tag] = path
+        for r in runs:
+            key = (*cell(r), r["system"])
+            if key in seen:
+                raise UserError(
+                    f"run {r['system']} fold {key[1]} seed {key[2]}"
+                    + (f" (test speaker {key[0]})" if key[0] else "")
+                    + f" is given twice ({seen[key]} and {path}); give each run once"
+                )
+            seen[key] = path
 
 
 def cell(run: dict[str, Any]) -> tuple[str, int, int]:
@@ -138,9 +210,14 @@ def select(sources: list[str], alias: str) -> dict[str, Any]:
     """The package file's entry for `alias`, pooled over `sources`."""
     if alias in configs.systems():
         raise UserError(f"--alias {alias!r} is a system's own name; an alias must be a new name")
+    if not alias or not all(ch.isalnum() or ch in "-_." for ch in alias) or not alias[0].isalnum():
+        raise UserError(
+            f"--alias {alias!r}: expected letters, digits, '-', '_' or '.', starting with a letter or digit"
+        )
+    read = [read_runs(source) for source in sources]
+    check_unique(read)
     studies, provenance = [], []
-    for source in sources:
-        tag, runs, path = read_runs(source)
+    for tag, runs, path in read:
         studies.append((tag, runs))
         provenance.append({"source": str(path), "tag": tag or None, "runs": len(runs), "sha256": sha256_file(path)})
     pooled = pool(studies)
@@ -161,6 +238,15 @@ def select(sources: list[str], alias: str) -> dict[str, Any]:
 
 def write_selection(out: Path, alias: str, entry: dict[str, Any]) -> None:
     """Set `alias` in the selection file `out` (other aliases there are kept)."""
-    data = json.loads(out.read_text()) if out.is_file() else {"format": FORMAT, "aliases": {}}
+    data = {"format": FORMAT, "aliases": {}}
+    if out.exists():
+        try:
+            data = json.loads(out.read_text())
+        except (OSError, ValueError) as err:
+            raise UserError(f"--out {out}: not a selection file ({err}); give a new file or a selection.json") from None
+        if not isinstance(data, dict) or not isinstance(data.get("aliases"), dict):
+            raise UserError(
+                f'--out {out}: not a selection file (no "aliases" table); give a new file or a selection.json'
+            )
     data["aliases"][alias] = entry
     write_json_atomic(out, data)

@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import subprocess
+import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,13 +71,19 @@ class RunPredictions:
 
     @classmethod
     def load(cls, path: Path) -> RunPredictions:
-        with np.load(path) as z:
-            out = cls(z["index"], z["ids"], z["y_true"].astype(int))
-            for key in z.files:
-                kind, sep, cond = key.partition("__")
-                if sep and kind in ("pred", "c", "oracle", "h"):
-                    parse_condition(cond)  # a malformed name is an error here, not a silent gap
-                    getattr(out, kind)[cond] = z[key].astype(int) if kind == "pred" else z[key]
+        """A predictions file; UserError naming it if it is truncated or not one."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                out = cls(z["index"], z["ids"], z["y_true"].astype(int))
+                for key in z.files:
+                    kind, sep, cond = key.partition("__")
+                    if sep and kind in ("pred", "c", "oracle", "h"):
+                        parse_condition(cond)  # a malformed name is an error here, not a silent gap
+                        getattr(out, kind)[cond] = z[key].astype(int) if kind == "pred" else z[key]
+        except UserError:
+            raise
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            raise UserError(f"{path}: not a readable predictions file ({type(err).__name__}: {err})") from None
         return out
 
 
@@ -173,11 +180,44 @@ def load_results(results_dir: Path, also: dict[str, Path] | None = None) -> Resu
     if not path.is_file():
         raise UserError(f"{path}: not found (write it with `trnet reproduce RECIPE`)")
     meta_path = results_dir / "meta.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    res = Results(json.loads(path.read_text()), meta, results_dir)
+    meta = read_json(meta_path, dict) if meta_path.is_file() else {}
+    rows = read_json(path, list)
+    check_rows(rows, path)
+    if not isinstance(meta.get("runs", []), list) or not all(isinstance(r, dict) for r in meta.get("runs", [])):
+        raise UserError(f"{meta_path}: 'runs' is not a list of runs (expected meta.json written by trnet reproduce)")
+    res = Results(rows, meta, results_dir)
     for tag, other in (also or {}).items():
         res.merge(load_results(other), tag)
     return res
+
+
+def read_json(path: Path, kind: type) -> Any:
+    """The JSON document in `path`, of type `kind`; UserError naming the file otherwise."""
+    try:
+        doc = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not valid JSON ({err}); rewrite it with `trnet reproduce RECIPE`") from None
+    if not isinstance(doc, kind):
+        raise UserError(f"{path}: expected a JSON {'list' if kind is list else 'object'}, got {type(doc).__name__}")
+    return doc
+
+
+def check_rows(rows: list[Any], path: Path) -> None:
+    """UserError naming `path` for a row without the result keys, with a fold or seed that is not
+    an integer, or given twice (one (system, fold, seed, noise, SNR) would count twice)."""
+    seen = set()
+    for k, r in enumerate(rows, 1):
+        if not isinstance(r, dict) or not all(key in r for key in ("system", "fold", "seed", "noise", "snr")):
+            raise UserError(f"{path}: row {k} lacks system, fold, seed, noise or snr (expected trnet reproduce's rows)")
+        try:
+            key = (str(r["system"]), int(r["fold"]), int(r["seed"]), str(r["noise"]), r["snr"])
+            if r["noise"] != "clean":
+                int(r["snr"])
+        except (TypeError, ValueError):
+            raise UserError(f"{path}: row {k}: fold, seed and snr must be integers") from None
+        if key in seen:
+            raise UserError(f"{path}: row {k} repeats {key[0]} fold {key[1]} seed {key[2]} {key[3]} {key[4]}")
+        seen.add(key)
 
 
 def git_commit() -> str:

@@ -62,6 +62,7 @@ from trnet.store.layout import (
 )
 from trnet.store.spec import BuildSpec, check_spec, differences
 from trnet.utils import (
+    UserError,
     atomic_path,
     check_folder_path,
     die_with_parent,
@@ -202,8 +203,10 @@ def build(
     with exclusive_lock(root / LOCK, f"another build of the store {root}"):
         old = read_key(root)
         if old is not None and (rebuild or old["hash"] != key["hash"]):
-            if not rebuild:
+            if not rebuild and any((root / CHUNKS).glob("*.json")):
                 raise SettingsChanged(root, differences(old, key))
+            # nothing was computed under the old settings (a build that failed before its first
+            # chunk): its settings are replaced, so that a corrected rerun goes ahead
             if not quiet:
                 print(f"store {root}: removing the store's files to rebuild it")
             remove_store_files(root, old)
@@ -216,13 +219,18 @@ def build(
 
 def _build(spec: BuildSpec, root: Path, key: dict, workers: int, quiet: bool, map_chunks: ChunkMap | None) -> Path:
     remove_temp_files_of(root, list(spec.noise), spec.snrs)  # what a killed build was writing
-    write_json_atomic(root / KEY, key)
     utts = read_manifest(spec.corpus, "utterances")  # as check_spec found it
-    write_manifest(root / UTTERANCES, utts, "utterances")
     noises = sorted(spec.noise)
-    assignments = {
-        name: assign_noise(utts, read_manifest(spec.noise[name], "noise"), spec.seed, name) for name in noises
-    }
+    assignments = {}
+    for name in noises:  # before the key is written: a noise corpus too small for the sessions writes nothing
+        try:
+            assignments[name] = assign_noise(utts, read_manifest(spec.noise[name], "noise"), spec.seed, name)
+        except UserError:
+            raise
+        except ValueError as err:
+            raise StoreError(f"noise {name}: {err}; give a noise corpus with more recordings") from None
+    write_json_atomic(root / KEY, key)
+    write_manifest(root / UTTERANCES, utts, "utterances")
     arrays = _open_arrays(root, noises, spec.snrs, len(utts))
     (root / CHUNKS).mkdir(exist_ok=True)
 

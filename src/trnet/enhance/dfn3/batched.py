@@ -46,6 +46,7 @@ from trnet.enhance.base import SAMPLE_RATE, Enhancer, check_batch, make_version
 from trnet.enhance.dfn3.model import GRAPHS, HISTORY, model_files
 from trnet.enhance.dfn3.signal import SignalPath, attenuation_limit
 from trnet.enhance.dfn3.torch_graphs import TorchGraphs
+from trnet.options import ranged
 
 DF_RATE = 48_000
 
@@ -121,10 +122,10 @@ def _torch_graphs(device: str) -> TorchGraphs:
 class DFN3Options:
     """The options of `dfn3` (what each does: the DFN3 class below)."""
 
-    atten_lim_db: float = 100.0
-    post_filter_beta: float = 0.0
-    batch_frames: int = 1024
-    threads: int | None = None
+    atten_lim_db: float = ranged(100.0, 0.0, 1000.0)  # dB; 100 or more = unlimited
+    post_filter_beta: float = ranged(0.0, 0.0, 10.0)  # 0 = off
+    batch_frames: int = ranged(1024, 1, 1_000_000)
+    threads: int | None = ranged(None, 1, 1024, kind=int)
     runtime: str = "onnxruntime"
     device: str | None = None
 

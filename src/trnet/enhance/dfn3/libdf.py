@@ -43,6 +43,7 @@ from torch import Tensor
 
 from trnet.enhance.base import SAMPLE_RATE, Enhancer, make_version
 from trnet.enhance.dfn3.model import verified_assets
+from trnet.options import ranged
 
 DF_RATE = 48_000
 HOP = 480  # df_get_frame_length() of DFN3 at 48 kHz
@@ -91,8 +92,8 @@ def _create_state(rt: _Runtime, atten_lim_db: float, post_filter_beta: float) ->
 
 @dataclass(frozen=True)
 class LibDFOptions:
-    atten_lim_db: float = 100.0
-    post_filter_beta: float = 0.0
+    atten_lim_db: float = ranged(100.0, 0.0, 1000.0)  # dB; 100 or more = unlimited
+    post_filter_beta: float = ranged(0.0, 0.0, 10.0)  # 0 = off
     prefetch: bool = True
 
 
