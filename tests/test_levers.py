@@ -145,7 +145,7 @@ def test_warmup_then_cosine():
     assert t.lr_at(0, 10) == pytest.approx(1e-4) and t.lr_at(9, 10) == pytest.approx(1e-3)
     assert t.lr_at(10, 10) == pytest.approx(1e-3) and t.lr_at(25, 10) == pytest.approx(5e-4)
     assert t.lr_at(40, 10) == 0.0
-    assert TrainingConfig(epochs=4, warmup_epochs=0.5).lr_at(2, 10) == pytest.approx(3e-4)
+    assert TrainingConfig(epochs=4, warmup_epochs=0.5).lr_at(2, 10) == pytest.approx(6e-4)
     assert TrainingConfig(epochs=4, warmup_epochs=0.5).lr_at(7, 10) == pytest.approx(1e-3)
 
 
