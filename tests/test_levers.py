@@ -73,6 +73,7 @@ def test_with_the_levers_off_no_lever_code_runs(store, tmp_path, monkeypatch):
     assert TrainingConfig().tag() == "" and TrainingConfig().levers() == {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "key, value, other", [(k, v, 0 if not isinstance(v, bool) else False) for k, v in ALL_LEVERS.items()]
 )
