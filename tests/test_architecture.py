@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "trnet.corpora": 3,
     "trnet.enhance": 3,
     "trnet.models": 3,
+    "trnet.vad": 3,  # speech or not: Silero VAD's ONNX model from its wheel
     "trnet.protocol": 4,
     "trnet.store": 5,
     "trnet.batches": 6,
