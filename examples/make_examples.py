@@ -1,9 +1,9 @@
 """Regenerate the example clips (`trnet predict examples/`): synthetic speech made here with
 espeak-ng (`apt-get install espeak-ng`; its own voices, no MBROLA), so the clips are ours and
-MIT-licensed like the code. Voice variant, speaking rate and pitch are varied to sound calm or
-aroused; espeak-ng is not an actor, so the clips show the model running, not its accuracy.
-One clip is mixed with noise generated here (`babble_noise`) at 5 dB SNR, so that c has
-something to respond to.
+MIT-licensed like the code. Voice variant, speaking rate and pitch are varied (slow and low,
+fast and high), and each clip is named after that; espeak-ng is not an actor, so the clips
+show the model running, not its accuracy. One clip is mixed with noise generated here
+(`babble_noise`) at 5 dB SNR, so that c has something to respond to.
 
     python examples/make_examples.py        # writes examples/*.flac (16 kHz mono FLAC)
 """
@@ -23,12 +23,12 @@ from trnet.protocol.mixing import mix_at_snr
 HERE = Path(__file__).resolve().parent
 # name -> (voice+variant, words per minute, pitch 0-99, amplitude, text)
 CLIPS = {
-    "de-calm": ("de+m3", 135, 35, 100, "Heute Abend gehen wir gemeinsam ins Kino und danach nach Hause."),
-    "de-excited": ("de+f3", 205, 80, 160, "Das ist ja unglaublich, wir haben tatsächlich gewonnen!"),
-    "pl-calm": ("pl+m3", 130, 35, 100, "Jutro rano pojedziemy pociągiem do Krakowa."),
-    "pl-excited": ("pl+f3", 200, 80, 160, "Nie wierzę, to jest naprawdę wspaniała wiadomość!"),
+    "espeak-de-slow-low": ("de+m3", 135, 35, 100, "Heute Abend gehen wir gemeinsam ins Kino und danach nach Hause."),
+    "espeak-de-fast-high": ("de+f3", 205, 80, 160, "Das ist ja unglaublich, wir haben tatsächlich gewonnen!"),
+    "espeak-pl-slow-low": ("pl+m3", 130, 35, 100, "Jutro rano pojedziemy pociągiem do Krakowa."),
+    "espeak-pl-fast-high": ("pl+f3", 200, 80, 160, "Nie wierzę, to jest naprawdę wspaniała wiadomość!"),
 }
-NOISY = ("de-calm", "de-calm-noisy", 5.0)  # clip, new name, SNR in dB
+NOISY = ("espeak-de-slow-low", "espeak-de-slow-low-noise5db", 5.0)  # clip, new name, SNR in dB
 
 
 def speak(voice: str, wpm: int, pitch: int, amplitude: int, text: str) -> np.ndarray:
