@@ -190,3 +190,21 @@ def test_predict_examples_with_the_package_bundle(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     files = [line for line in done.stdout.splitlines()[1:] if line.split(",")[1] == "all"]
     assert len(files) == len(list(EXAMPLES.glob("*.flac")))
+
+
+def test_trnet_models_and_the_sha_check_load_no_torch() -> None:
+    """Listing the bundles and checking their SHA-256 is file work: a first `trnet models` must
+    not pay torch's import (seconds on a loaded machine)."""
+    code = (
+        "import sys, contextlib, io\n"
+        "from trnet import pretrained\n"
+        "from trnet.cli import main\n"
+        "pretrained.resolve(None)\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert main(['models']) == 0\n"
+        "print('torch' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
