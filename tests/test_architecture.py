@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "trnet.training": 8,
     "trnet.predict": 8,
     "trnet.export": 8,
+    "trnet.pipeline": 8,  # waveform-to-emotion as one ONNX graph (DFN3, LMFB, model, Silero VAD)
     "trnet.report": 9,
     "trnet.experiments": 10,
     "trnet.bundle": 10,  # building the bundled model: recipe, stages, leave-one-corpus-out, card
