@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-BLOCK = 512  # samples per block of the resampler's block matmuls (at the lower rate)
+BLOCK = 64  # samples per block of the resampler's matmuls (at 16 kHz): frames hold little more than the filter
 
 
 def blocks(x: Tensor, size: int, left: int, right: int) -> Tensor:
@@ -48,42 +48,46 @@ def _impulse(up: bool, phase: int, n: int = 16_384) -> tuple[np.ndarray, int]:
 
 
 class Resampler(nn.Module):
-    """soxr HQ between 16 and 48 kHz (`up`: 16 -> 48) as blockwise matmuls."""
+    """soxr HQ between 16 and 48 kHz (`up`: 16 -> 48) as blockwise matmuls: output block b
+    (3 BLOCK samples up, BLOCK down) is input blocks b - left .. b + right side by side, times
+    a matrix of the filter taps that reach it."""
 
     def __init__(self, up: bool):
         super().__init__()
         self.up = up
         b = BLOCK
-        if up:  # y[q] = sum_n x[n] h[q - 3 n]
+        if up:  # y[q] = sum_n h[q - 3 n] x[n]
             h, centre = _impulse(True, 0)
-            taps = {d: h[centre + d] for d in range(-3 * b, 3 * b) if abs(h[centre + d]) > 0}
-            # row block b reads input blocks b-1, b, b+1; output q = 3 b B + r, input n = (b - 1) B + i
-            m = np.zeros((3 * b, 3 * b))
-            for i in range(3 * b):
-                for r in range(3 * b):
-                    m[i, r] = taps.get(r - 3 * (i - b), 0.0)
-        else:  # y[m] = sum_k x[k] g[k - 3 m]
-            g: dict[int, float] = {}
+            taps = {d: float(h[centre + d]) for d in range(-centre, len(h) - centre) if h[centre + d] != 0}
+            size, out = b, 3 * b
+            # input n = (blk - left) B + i, output q = 3 blk B + r: q - 3 n = r + 3 left B - 3 i
+            self.left = -(-max(taps) // (3 * b))
+            self.right = -(-max(0, -min(taps)) // (3 * b))
+            offset = lambda i, r: r + 3 * self.left * b - 3 * i  # noqa: E731
+        else:  # y[m] = sum_k g[k - 3 m] x[k]
+            taps = {}
             for phase in range(3):
                 y, centre = _impulse(False, phase)
-                for j in range(len(y)):
-                    if abs(y[j]) > 0:
-                        g[3 * (centre - j) + phase] = y[j]
-            # row block b reads input blocks (3B long) b-1, b, b+1; output m = b B + r, k = (b - 1) 3B + i
-            m = np.zeros((9 * b, b))
-            for i in range(9 * b):
-                for r in range(b):
-                    m[i, r] = g.get(i - 3 * b - 3 * r, 0.0)
-        covered = sum(abs(v) for v in (taps.values() if up else g.values()))
-        if not covered or not math.isfinite(covered):
-            raise RuntimeError("soxr's impulse response is empty")
+                taps.update({3 * (centre - j) + phase: float(y[j]) for j in range(len(y)) if y[j] != 0})
+            size, out = 3 * b, b
+            # input k = (blk - left) 3B + i, output m = blk B + r: k - 3 m = i - 3 left B - 3 r
+            self.left = -(-max(0, -min(taps)) // (3 * b))
+            self.right = -(-max(taps) // (3 * b))
+            offset = lambda i, r: i - 3 * self.left * b - 3 * r  # noqa: E731
+        if not taps or not all(math.isfinite(v) for v in taps.values()):
+            raise RuntimeError("soxr's impulse response is empty or not finite")
+        rows = size * (self.left + 1 + self.right)
+        m = np.zeros((rows, out))
+        for i in range(rows):
+            for r in range(out):
+                m[i, r] = taps.get(offset(i, r), 0.0)
+        self.size = size
         self.register_buffer("matrix", torch.from_numpy(m.astype(np.float32)))
 
     def forward(self, x: Tensor) -> Tensor:
         """x [N] -> [3 N] (up) or [N / 3] (down; N a multiple of 3)."""
         n = x.shape[0]
-        size = BLOCK if self.up else 3 * BLOCK
-        y = (blocks(x, size, 1, 1) @ self.matrix).reshape(-1)
+        y = (blocks(x, self.size, self.left, self.right) @ self.matrix).reshape(-1)
         return y[: n * 3] if self.up else y[: n // 3]
 
 
