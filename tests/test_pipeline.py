@@ -208,3 +208,11 @@ def test_the_example_on_the_exported_bundle_without_torch(exported: Path, tmp_pa
     assert done.stdout.split()[1] == pins["label"]
     probs = dict(zip(done.stdout.split()[2::2], map(float, done.stdout.split()[3::2])))
     assert max(abs(probs[k] - v) for k, v in pins["probabilities"].items()) <= 1e-3
+
+
+def test_pipeline_export_is_onnx_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trnet.cli import main
+
+    out = tmp_path / "x.pt"
+    assert main(["export", "--format", "torchscript", "--pipeline", "--out", str(out)]) == 2
+    assert "--format onnx" in capsys.readouterr().err and not out.exists()
