@@ -15,6 +15,7 @@ file's metadata.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -123,8 +124,7 @@ class Core(nn.Module):
 
 
 def metadata(labels: list[str]) -> dict[str, str]:
-    import json
-
+    """What a consumer of the file needs besides the tensors (all JSON but the last)."""
     return {
         "trnet.labels": json.dumps(labels),
         "trnet.windows": json.dumps(
