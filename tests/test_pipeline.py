@@ -62,20 +62,13 @@ def test_dfn3_utterance_is_the_dfn3_back_end() -> None:
     assert got.shape == want.shape and np.abs(got - want).max() < 1e-5
 
 
-def test_silero_scan_is_trnet_vad(tmp_path: Path) -> None:
-    import onnx
-    import onnxruntime as ort
-    from onnx import compose
+def test_silero_port_is_trnet_vad() -> None:
+    from trnet.pipeline.silero import Silero
 
-    from trnet.pipeline.export import _onnx, silero_scan
-
-    chunks = _onnx(Chunks(), (torch.zeros(1, 1000),), ["waveform"], ["chunks"], {"waveform": {1: "N"}})
-    chunks.ir_version = 8
-    model = compose.merge_models(chunks, compose.add_prefix(silero_scan(), "vad/"), io_map=[("chunks", "vad/chunks")])
-    onnx.save(model, tmp_path / "vad.onnx")
-    session = ort.InferenceSession(str(tmp_path / "vad.onnx"), providers=["CPUExecutionProvider"])
+    silero, chunks = Silero(), Chunks()
     for wave in (speech_like(2.2, seed=3), noise(300), np.concatenate([speech_like(1.0), noise(9_000)])):
-        (got,) = session.run(None, {"waveform": wave[None]})
+        with torch.no_grad():
+            got = silero(chunks(torch.from_numpy(wave)[None])).numpy()
         want = vad.chunk_probabilities(np.pad(wave, (0, max(0, 400 - len(wave)))))
         assert got.shape == want.shape and np.abs(got - want).max() < 1e-5
 

@@ -5,12 +5,11 @@
              c              float32 [W]     SNR coefficient (NaN for systems without one)
              speech         float32 [W]     share of Silero VAD chunks that hold speech (trnet.vad)
 
-Three pieces, exported apart and merged with `onnx.compose`: `Chunks` (waveform -> Silero's
-chunks with their context), Silero VAD's own ONNX graph run over the chunks by a Scan (its
-recurrent state carried), and `Core` (waveform and chunk probabilities -> the outputs: DFN3
-on the whole input, the LMFB of the noisy and the enhanced signal, the model on every window,
-each window's speech share). The class names, the window rule and the speech rule go in the
-file's metadata.
+One PyTorch module, `Core`, traced by the TorchScript exporter: Silero VAD over the input's
+chunks (`trnet.pipeline.silero`, its own weights), DFN3 on the whole input
+(`trnet.pipeline.dfn3`), the LMFB of the noisy and the enhanced signal, the model on every
+window, each window's speech share. The class names, the window rule and the speech rule go
+in the file's metadata.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from trnet.features import FRAME_LENGTH, FRAME_SHIFT, N_FFT, PREEMPH, _hamming, 
 from trnet.models import SERSystem
 from trnet.pipeline.dfn3 import DFN3Utterance
 from trnet.pipeline.dsp import dft_matrices
+from trnet.pipeline.silero import Silero
 
 WINDOW, HOP = SEGMENT_SAMPLES, SEGMENT_SAMPLES // 2  # trnet predict's defaults: 5 s, hop 2.5 s
 EPS = float(torch.finfo(torch.float32).eps)
@@ -90,16 +90,21 @@ class LMFB(nn.Module):
 
 
 class Core(nn.Module):
-    """(waveform [1, N], Silero chunk probabilities [C]) -> probabilities [W, classes], c [W],
-    speech [W]."""
+    """waveform [1, N] -> probabilities [W, classes], c [W], speech [W]: the whole pipeline."""
 
     def __init__(self, model: SERSystem) -> None:
         super().__init__()
         self.model = model.eval()
         self.se = DFN3Utterance() if model.cfg.input != "x" else None
         self.lmfb = LMFB()
+        self.chunks = Chunks()
+        self.vad = Silero()
 
-    def forward(self, wave: Tensor, chunk_probs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, wave: Tensor, chunk_probs: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """`chunk_probs` (Silero's, [C]) are computed here unless given (the tests give
+        trnet.vad's, to check the windows' speech shares apart from the port)."""
+        if chunk_probs is None:
+            chunk_probs = self.vad(self.chunks(wave))
         x = pad_input(wave)
         n = size(x)
         # windows: k * HOP .. min(n, k * HOP + WINDOW), k < W = 1 + max(0, ceil(n / HOP) - 2)
