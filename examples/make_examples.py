@@ -1,9 +1,10 @@
 """Regenerate the example clips (`trnet predict examples/`): synthetic speech made here with
 espeak-ng (`apt-get install espeak-ng`; its own voices, no MBROLA), so the clips are ours and
-MIT-licensed like the code. Voice variant, speaking rate and pitch are varied to sound calm or
-aroused; espeak-ng is not an actor, so the clips show the model running, not its accuracy.
-One clip is mixed with noise generated here (`babble_noise`) at 5 dB SNR, so that c has
-something to respond to.
+MIT-licensed like the code. Voice variant, speaking rate and pitch are varied (slow and low,
+fast and high), and each clip is named after that; espeak-ng is not an actor, so the clips
+show the model running, not its accuracy. One clip is mixed with noise generated here
+(`babble_noise`) at 5 dB SNR, so that c has something to respond to, and that noise alone is
+a clip of its own, so that the first run shows what `no speech` looks like.
 
     python examples/make_examples.py        # writes examples/*.flac (16 kHz mono FLAC)
 """
@@ -23,12 +24,13 @@ from trnet.protocol.mixing import mix_at_snr
 HERE = Path(__file__).resolve().parent
 # name -> (voice+variant, words per minute, pitch 0-99, amplitude, text)
 CLIPS = {
-    "de-calm": ("de+m3", 135, 35, 100, "Heute Abend gehen wir gemeinsam ins Kino und danach nach Hause."),
-    "de-excited": ("de+f3", 205, 80, 160, "Das ist ja unglaublich, wir haben tatsächlich gewonnen!"),
-    "pl-calm": ("pl+m3", 130, 35, 100, "Jutro rano pojedziemy pociągiem do Krakowa."),
-    "pl-excited": ("pl+f3", 200, 80, 160, "Nie wierzę, to jest naprawdę wspaniała wiadomość!"),
+    "espeak-de-slow-low": ("de+m3", 135, 35, 100, "Heute Abend gehen wir gemeinsam ins Kino und danach nach Hause."),
+    "espeak-de-fast-high": ("de+f3", 205, 80, 160, "Das ist ja unglaublich, wir haben tatsächlich gewonnen!"),
+    "espeak-pl-slow-low": ("pl+m3", 130, 35, 100, "Jutro rano pojedziemy pociągiem do Krakowa."),
+    "espeak-pl-fast-high": ("pl+f3", 200, 80, 160, "Nie wierzę, to jest naprawdę wspaniała wiadomość!"),
 }
-NOISY = ("de-calm", "de-calm-noisy", 5.0)  # clip, new name, SNR in dB
+NOISY = ("espeak-de-slow-low", "espeak-de-slow-low-noise5db", 5.0)  # clip, new name, SNR in dB
+NOISE_ONLY = ("noise-only", 4.0)  # the noise alone: what `trnet predict` calls "no speech"
 
 
 def speak(voice: str, wpm: int, pitch: int, amplitude: int, text: str) -> np.ndarray:
@@ -59,6 +61,9 @@ def main() -> None:
         made[name] = wave
     clip, name, snr = NOISY
     made[name] = mix_at_snr(made[clip], babble_noise(len(made[clip])), snr)
+    name, seconds = NOISE_ONLY
+    noise = babble_noise(int(seconds * SAMPLE_RATE), seed=1)
+    made[name] = noise / np.abs(noise).max() * 0.3
     for name, wave in made.items():
         sf.write(HERE / f"{name}.flac", wave, SAMPLE_RATE, subtype="PCM_16")
         print(f"{name}.flac: {len(wave) / SAMPLE_RATE:.2f} s")

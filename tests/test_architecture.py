@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "trnet.corpora": 3,
     "trnet.enhance": 3,
     "trnet.models": 3,
+    "trnet.vad": 3,  # speech or not: Silero VAD's ONNX model from its wheel
     "trnet.protocol": 4,
     "trnet.store": 5,
     "trnet.batches": 6,
@@ -33,6 +34,7 @@ LAYERS: dict[str, int] = {
     "trnet.training": 8,
     "trnet.predict": 8,
     "trnet.export": 8,
+    "trnet.pipeline": 8,  # waveform-to-emotion as one ONNX graph (DFN3, LMFB, model, Silero VAD)
     "trnet.report": 9,
     "trnet.experiments": 10,
     "trnet.bundle": 10,  # building the bundled model: recipe, stages, leave-one-corpus-out, card

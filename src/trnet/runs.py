@@ -33,9 +33,20 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save
 
 from trnet.models import SERSystem, SystemConfig, TrainingConfig
-from trnet.utils import UserError, atomic_path, exclusive_lock, sha256_file, write_json_atomic, write_text_atomic
+from trnet.utils import (
+    BEST,
+    CONFIG,
+    DONE,
+    LAST,
+    LOG,
+    UserError,
+    atomic_path,
+    exclusive_lock,
+    sha256_file,
+    write_json_atomic,
+    write_text_atomic,
+)
 
-BEST, LAST, CONFIG, LOG, DONE = "best.safetensors", "last.safetensors", "config.json", "log.csv", "done.json"
 LOCK = ".lock"
 FILES = (BEST, LAST, CONFIG, LOG, DONE, LOCK)
 UNCHECKED = ("store",)  # config keys a run may change: the store's location (its content is store_hash)

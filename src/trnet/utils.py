@@ -22,6 +22,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+# The files of a run directory (owned by trnet.runs, which reads and writes them): here, so that
+# what only checks a run's files (trnet.pretrained's SHA-256 check, `trnet models`) loads no torch.
+BEST, LAST, CONFIG, LOG, DONE = "best.safetensors", "last.safetensors", "config.json", "log.csv", "done.json"
+
 
 class UserError(ValueError):
     """A problem the user can fix (a wrong option, a missing or damaged file, a busy

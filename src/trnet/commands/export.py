@@ -21,6 +21,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--force", action="store_true", help="replace an existing --out that is not a trnet export")
     p.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="with --format onnx: the whole of trnet predict in one file, waveform in (16 kHz), "
+        "per-window probabilities, c and speech out (docs/deploy.md)",
+    )
+    p.add_argument(
         "--allow-unfinished",
         action="store_true",
         help="export a run that has not finished training (no done.json): its last checkpoint",
@@ -43,6 +49,26 @@ def run(args: argparse.Namespace) -> int:
             f"({config['unfinished']['checkpoint']}, epoch {config['unfinished']['epoch']})",
             file=sys.stderr,
         )
+    if args.pipeline:
+        return _pipeline(args, model, config)
     delta = export(model, args.format, args.out, run_metadata(config))
     print(f"wrote {args.out} ({args.format}, {model.cfg.name}); check vs PyTorch: max |delta logits| = {delta:.1e}")
+    return 0
+
+
+def _pipeline(args: argparse.Namespace, model: object, config: dict) -> int:
+    """`--pipeline`: trnet.pipeline's one-file graph of `trnet predict`."""
+    from trnet.export import run_metadata
+    from trnet.pipeline.export import export_pipeline
+    from trnet.utils import UserError
+
+    if args.format != "onnx":
+        raise UserError(f"--pipeline is an ONNX graph: use --format onnx, not {args.format!r}")
+    if config.get("se") not in ("dfn3", None) or config.get("se_options"):
+        raise UserError(
+            f"--pipeline holds DFN3 with its default options; this run was trained with SE "
+            f"{config.get('se')!r} {config.get('se_options') or ''}: export the model alone (without --pipeline)"
+        )
+    delta = export_pipeline(model, config, args.out, run_metadata(config))
+    print(f"wrote {args.out} (onnx pipeline, {model.cfg.name}); check vs PyTorch: max |delta| = {delta:.1e}")
     return 0

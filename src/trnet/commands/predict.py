@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 SILENT = "digitally silent"  # a window's note (table, CSV); JSON windows carry "silent": true
+NO_SPEECH_NOTE = "no speech"  # a window's note (table, CSV); JSON windows carry "reliable": false
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -107,9 +108,9 @@ def run(args: argparse.Namespace) -> int:
         err(f"warning: {w.message}")
     se = predictor.se_name or "none (reads the noisy input only)"
     err(f"model {describe(predictor.path)} ({predictor.system}), SE {se}")
-    note = c_note(predictor.path)  # what c is worth, measured on held-out corpora (bundled models)
-    if note:
-        err(note)
+    # what c is worth, measured on held-out corpora (bundled models): in the JSON document, not on
+    # stderr, where a first run would show a correlation on corpora its reader has not met
+    note = c_note(predictor.path)
     files, errors = expand_inputs(args.inputs)
     fmt = "json" if args.json else "csv" if args.csv else "table"
     writer = _Writer(fmt, predictor.labels, files)
@@ -140,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
             "system": predictor.system,
             "se": predictor.se_name,
             "labels": predictor.labels,
+            "c_note": note,
         }
         print(json.dumps({**doc, "warnings": predictor.warnings, **writer.doc}, indent=2))
     return 1 if errors else 0
@@ -155,7 +157,18 @@ class _Writer:
         if fmt == "csv":
             self.csv = csv.writer(sys.stdout, lineterminator="\n")
             self.csv.writerow(
-                ["file", "window", "start", "end", "label", *(f"p_{k}" for k in labels), "c", "reliable", "warnings"]
+                [
+                    "file",
+                    "window",
+                    "start",
+                    "end",
+                    "label",
+                    *(f"p_{k}" for k in labels),
+                    "c",
+                    "speech",
+                    "reliable",
+                    "warnings",
+                ]  # fmt: skip
             )
         elif fmt == "table":
             probs = "".join(f"{k[:7]:>8}" for k in labels)
@@ -167,17 +180,28 @@ class _Writer:
             self.doc["results"].append({"file": name, **asdict(p)})
             return
         rows = [
-            (str(k), w.start, w.end, w.label, w.probabilities, w.c, SILENT if w.silent else "")
+            (
+                str(k),
+                w.start,
+                w.end,
+                w.label,
+                w.probabilities,
+                w.c,
+                w.speech,
+                w.reliable,
+                SILENT if w.silent else "" if w.reliable else NO_SPEECH_NOTE,
+            )
             for k, w in enumerate(p.windows)
         ]
         notes = "unreliable" if not p.reliable else ""
-        rows.append(("all", 0.0, p.duration, p.label, p.probabilities, p.c, notes))
-        for window, start, end, label, probs, c, note in rows:
+        rows.append(("all", 0.0, p.duration, p.label, p.probabilities, p.c, p.speech, p.reliable, notes))
+        for window, start, end, label, probs, c, speech, reliable, note in rows:
             c_text = "n/a" if c is None else f"{c:.6f}" if self.fmt == "csv" else f"{c:.3f}"
             if self.fmt == "csv":
                 values = [f"{probs[k]:.6f}" for k in self.labels]
-                extra = [str(p.reliable).lower(), "; ".join(p.warnings)] if window == "all" else ["", note]
-                self.csv.writerow([name, window, f"{start:.3f}", f"{end:.3f}", label, *values, c_text, *extra])
+                extra = "; ".join(p.warnings) if window == "all" else note
+                row = [name, window, f"{start:.3f}", f"{end:.3f}", label, *values, c_text, f"{speech:.3f}"]
+                self.csv.writerow([*row, str(reliable).lower(), extra])
             else:
                 span = f"{start:.1f}-{end:.1f}" if window != "all" or not p.windows else "all"
                 values = "".join(f"{probs[k]:>8.3f}" for k in self.labels)

@@ -6,8 +6,10 @@
 Inputs are handled as at training time (docs/design.md §1): mono, 16 kHz, SE on the waveform, LMFB of
 the noisy and the enhanced signal, padded frames masked. The models were trained on segments
 of at most 5 s, so a longer input is cut into 5 s windows with overlap (hop 2.5 s); the file's
-result is the mean of the window probabilities weighted by each window's length (digitally
-silent windows of an otherwise audible input are left out, with a warning). The input is
+result is the mean of the window probabilities weighted by each window's length. A window
+without speech (Silero VAD, `trnet.vad`) is labelled "no speech", unreliable, and left out of
+the file's result, as are digitally silent windows of an otherwise audible input (with a
+warning); an input without any speech is "no speech" and unreliable. The input is
 streamed: a file is read block by block, and SE, features and model run on batches of
 windows, SE on a stretch of signal that covers the batch plus SE_CONTEXT seconds on each side
 (`trnet.predict.stream`), so memory stays flat however long the input. Inputs under 0.5 s,
@@ -30,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trnet import enhance, pretrained
+from trnet import enhance, pretrained, vad
 from trnet.audio import SAMPLE_RATE, AudioError, declared_info, resample, stream_audio, wav_truncation
 from trnet.device import torch_device
 from trnet.enhance import Enhancer
@@ -66,6 +68,8 @@ class Window:
     probabilities: dict[str, float]
     c: float | None
     silent: bool = False  # digitally silent: left out of the file's result (when the rest is audible)
+    speech: float = 1.0  # share of Silero VAD's 32 ms chunks that hold speech (trnet.vad)
+    reliable: bool = True  # False for a window without speech (labelled "no speech") or silent
 
 
 @dataclass
@@ -80,6 +84,7 @@ class Prediction:
     warnings: list[str]
     windows: list[Window]
     duration: float  # seconds of input audio
+    speech: float = 1.0  # the largest speech share of a window; label "no speech" below vad.MIN_SPEECH_FRACTION
 
 
 class Predictor:
@@ -162,7 +167,10 @@ class Predictor:
             min_length=FRAME_LENGTH,
         )
         probs, cs, spans, silent = [], [], [], []
+        track = vad.SpeechTrack()
         for segment in stream:
+            if segment.start + len(segment.samples) > track.fed:  # segments overlap: feed the new part
+                track.feed(segment.samples[track.fed - segment.start :])
             p, c = self.segment(segment, timings)
             probs.append(p)
             cs.append(c)
@@ -173,27 +181,46 @@ class Predictor:
         prob = np.concatenate(probs)
         c_all = None if cs[0] is None else np.concatenate(cs)
         weights = np.array([stop - start for start, stop in spans], dtype=np.float64)
+        chunks = track.finish()
+        speech = [vad.speech_fraction(chunks, start, stop) for start, stop in spans]
+        voiced = [vad.is_speech(f) for f in speech]
         reliable = not warns
-        if len(spans) > 1 and reliable and not all(silent):  # silent stretches of a long input don't vote
-            for k, (start, stop) in enumerate(spans):
-                if silent[k]:
-                    weights[k] = 0.0
-                    span = f"{start / SAMPLE_RATE:.1f}-{stop / SAMPLE_RATE:.1f} s"
-                    warns.append(f"window {span} is digitally silent: left out of the result")
+        if not any(voiced):
+            warns.append(
+                "no speech found (Silero VAD): labelled 'no speech'; the probabilities are what the "
+                "model says about the sound and mean nothing about emotion"
+            )
+        for k, (start, stop) in enumerate(spans):  # windows without speech don't vote, nor silent ones
+            span = f"{start / SAMPLE_RATE:.1f}-{stop / SAMPLE_RATE:.1f} s"
+            if len(spans) > 1 and reliable and not all(silent) and silent[k]:
+                weights[k] = 0.0
+                warns.append(f"window {span} is digitally silent: left out of the result")
+            elif len(spans) > 1 and any(voiced) and not voiced[k]:
+                weights[k] = 0.0
+                warns.append(f"window {span} holds no speech: left out of the result")
         weights /= weights.sum()
         mean = weights @ prob
         c_list = [None] * len(spans) if c_all is None else [float(c) for c in c_all]
         windows = [
-            Window(start / SAMPLE_RATE, min(stop, n_true) / SAMPLE_RATE, *self._label(p), c, silent=bool(quiet))
-            for (start, stop), p, c, quiet in zip(spans, prob, c_list, silent)
+            Window(
+                start / SAMPLE_RATE,
+                min(stop, n_true) / SAMPLE_RATE,
+                *self._label(p, voiced[k]),
+                c_list[k],
+                silent=bool(silent[k]),
+                speech=speech[k],
+                reliable=voiced[k] and not silent[k],
+            )  # fmt: skip
+            for k, ((start, stop), p) in enumerate(zip(spans, prob))
         ]
         return Prediction(
-            *self._label(mean),
+            *self._label(mean, any(voiced)),
             c=None if c_all is None else float(weights @ c_all),
-            reliable=reliable,
+            reliable=reliable and any(voiced),
             warnings=warns,
             windows=windows if len(windows) > 1 else [],
             duration=n_true / SAMPLE_RATE,
+            speech=max(speech),
         )
 
     def segment(
@@ -288,8 +315,9 @@ class Predictor:
         c = None if out.c is None else out.c.float().cpu().numpy()
         return out.logits.float().softmax(-1).cpu().numpy(), c
 
-    def _label(self, probs: np.ndarray) -> tuple[str, dict[str, float]]:
-        return self.labels[int(np.argmax(probs))], {k: float(v) for k, v in zip(self.labels, probs)}
+    def _label(self, probs: np.ndarray, speech: bool = True) -> tuple[str, dict[str, float]]:
+        label = self.labels[int(np.argmax(probs))] if speech else vad.NO_SPEECH
+        return label, {k: float(v) for k, v in zip(self.labels, probs)}
 
     def close(self) -> None:
         """Release the SE back-end's resources (threads, native states) now."""

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trnet.runs import BEST, CONFIG, DONE
-from trnet.utils import UserError, sha256_file
+from trnet.utils import BEST, CONFIG, DONE, UserError, sha256_file
 
 MANIFEST = "manifest.json"
 FORMAT = 1
