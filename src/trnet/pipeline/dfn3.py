@@ -2,7 +2,7 @@
 (`trnet.enhance.dfn3.batched` / `signal`, libDF's frame loop) with the graphs of
 `trnet.enhance.dfn3.torch_graphs`, written so that the ONNX exporter can follow it.
 
-What changes in form, not in function (docs/design.md §11):
+What changes in form, not in function (docs/design.md §12):
 - the STFT/ISTFT are matmuls over hop-aligned frames (hop = fft / 2: a frame is two
   consecutive hop blocks), the overlap-add a sum of two reshaped halves;
 - the two running means (libDF's exponential normalisation, `lfilter` in float64 in `dfn3`)

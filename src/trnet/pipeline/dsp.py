@@ -1,7 +1,7 @@
 """The signal processing of `trnet predict` as exportable PyTorch: only matmuls, reshapes,
 concatenations and elementwise ops, so that the TorchScript ONNX exporter writes plain ONNX
 (MatMul, Reshape, Concat, ...) with a dynamic signal length, and onnxruntime runs it in
-bounded memory (docs/design.md §11).
+bounded memory (docs/design.md §12).
 
 - `Resampler`: soxr HQ at ratio 3 (16 <-> 48 kHz, DFN3's interface) is linear and
   shift-invariant away from nothing: its output is the input convolved with a fixed filter

@@ -1,4 +1,4 @@
-"""`trnet predict` from waveform to emotion as one ONNX graph (docs/design.md §11).
+"""`trnet predict` from waveform to emotion as one ONNX graph (docs/design.md §12).
 
     input    waveform       float32 [1, N]  mono, 16 kHz, in [-1, 1]
     outputs  probabilities  float32 [W, 4]  per 5 s window (hop 2.5 s), the windows of `trnet predict`

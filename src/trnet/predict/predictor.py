@@ -23,7 +23,6 @@ weights) are an error of the model.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,19 +37,24 @@ from trnet.device import torch_device
 from trnet.enhance import Enhancer
 from trnet.features import FRAME_LENGTH, fbank, num_frames
 from trnet.models import SERSystem
-from trnet.predict.inputs import timed, timed_blocks, to_mono_float
+from trnet.predict.inputs import (  # noqa: F401 - the input checks and their bounds, re-exported
+    MAX_LOW_RATE_SECONDS,
+    MAX_WINDOW_SECONDS,
+    MIN_HOP_SECONDS,
+    MIN_RATE,
+    MIN_SECONDS,
+    check_low_rate,
+    check_windows,
+    timed,
+    timed_blocks,
+    to_mono_float,
+)
 from trnet.predict.stream import Segment, WindowStream, spans
 from trnet.runs import RunError, load_run
-from trnet.utils import UserError
 
-MIN_SECONDS = 0.5  # shorter inputs carry too little speech for an emotion estimate
 SILENCE_PEAK = 1e-4  # peak amplitude below this (about -80 dBFS) is digital silence
 LOUD_PEAK = 4.0  # peak amplitude above this (12 dB over full scale) is not audio as the model knows it
-MIN_RATE = 4_000  # Hz: a file declared at a lower rate holds no speech band (a wrong header?)
-MAX_LOW_RATE_SECONDS = 600.0  # such a file is refused beyond this: 1 Hz x 16,000 samples would be 4 h at 16 kHz
-MIN_HOP_SECONDS = 0.05  # a smaller hop multiplies the model calls without telling more
 WINDOW_SECONDS = 5.0  # the training segment length (docs/design.md §1)
-MAX_WINDOW_SECONDS = 60.0  # longer windows would hold a minute of audio per model call
 HOP_SECONDS = 2.5
 WINDOW_BATCH = 16  # windows per model call: bounds memory (activations) on hour-long inputs
 SE_WINDOWS = 64  # windows per SE call: 162.5 s of signal, plus the context
@@ -334,29 +338,6 @@ class Predictor:
 
 class InputOverflow(AudioError):
     """An input whose features are not finite (samples far beyond full scale)."""
-
-
-def check_windows(window: float, hop: float) -> None:
-    """UserError unless the windowing covers the input: MIN_SECONDS <= window <=
-    MAX_WINDOW_SECONDS, 0 < hop <= window (finite numbers)."""
-    if not (math.isfinite(window) and MIN_SECONDS <= window <= MAX_WINDOW_SECONDS):
-        raise UserError(
-            f"window must be a number of seconds from {MIN_SECONDS} to {MAX_WINDOW_SECONDS:g}, got {window}"
-        )
-    if not (math.isfinite(hop) and 0 < hop <= window):
-        raise UserError(f"hop must lie in (0, window = {window}] s, got {hop}")
-    if hop < MIN_HOP_SECONDS:
-        raise UserError(f"hop {hop} s is below {MIN_HOP_SECONDS} s: the windows would overlap {window / hop:.0f}-fold")
-
-
-def check_low_rate(rate: int, frames: int, where: str) -> None:
-    """AudioError for audio declared below MIN_RATE that would last beyond MAX_LOW_RATE_SECONDS
-    once read at 16 kHz: a wrong header (1 Hz) would otherwise be upsampled for minutes."""
-    if frames / rate > MAX_LOW_RATE_SECONDS:
-        raise AudioError(
-            f"{where}: declared at {rate} Hz, its {frames} samples would last {frames / rate:.0f} s at 16 kHz "
-            f"(a sample rate below {MIN_RATE} Hz is accepted up to {MAX_LOW_RATE_SECONDS:.0f} s); check its header"
-        )
 
 
 def load(
