@@ -16,7 +16,7 @@ import torch
 from tests.test_training import TINY
 from tests.test_training import store as store  # noqa: F401 - the module fixture
 from trnet.batches import condition_set, label_indices, make_batch
-from trnet.models import SERSystem, load_config
+from trnet.models import SERSystem, build_teacher, load_config, teacher_config
 from trnet.runs import RunError
 from trnet.store import ConditionStore
 from trnet.training import stacked
@@ -31,6 +31,8 @@ def _drift(system: str) -> float:
     torch.manual_seed(0)
     cfg = replace(load_config(system), width=4, input_norm="utterance")
     models = [SERSystem(cfg) for _ in range(2)]
+    tcfg = teacher_config(cfg)
+    teachers = [build_teacher(SERSystem(tcfg).state_dict(), tcfg) for _ in range(2)] if cfg.teacher else None
     gen = torch.Generator().manual_seed(1)
 
     def feats(b: int, t: int) -> torch.Tensor:  # LMFB-like: log energies around 8 +- 3
@@ -42,7 +44,9 @@ def _drift(system: str) -> float:
         y = torch.randint(0, 4, (2, 4), generator=gen)
         steps.append((feats(4, 48), feats(4, 48), feats(4, 48), frames, y, torch.full((2, 4), 10.0)))
     probe = (feats(6, 48), feats(6, 48), torch.randint(24, 49, (2, 6), generator=gen))
-    return logit_drift(cfg, models, steps, probe, "cpu", label_smoothing=0.1, weight_decay=0.05, ema_decay=0.9)
+    return logit_drift(
+        cfg, models, steps, probe, "cpu", teachers, label_smoothing=0.1, weight_decay=0.05, ema_decay=0.9
+    )
 
 
 @pytest.mark.slow
@@ -91,7 +95,7 @@ def test_a_fast_stack_trains_and_is_recorded_as_fast(store, tmp_path):  # noqa: 
         log = (spec.dir / "log.csv").read_text().splitlines()
         assert len(log) == 3 and all(np.isfinite(float(v)) for v in log[1].split(",")[1:6])
         assert (spec.dir / "done.json").exists()
-    with pytest.raises(RunError, match="config"):  # a fast run is not a float32 run
+    with pytest.raises(RunError, match="other settings \\(fast_path"):  # a fast run is not a float32 run
         train_batched(_specs(store, tmp_path))
 
 
@@ -109,7 +113,7 @@ def test_a_non_finite_loss_on_the_fast_path_stops_at_the_epochs_end(store, tmp_p
     with pytest.raises(RunError, match="not finite at epoch 1"):
         train_batched(_specs(store, tmp_path), fast=FastPath(bf16=False))
     for spec in _specs(store, tmp_path):
-        assert sorted(p.name for p in spec.dir.iterdir()) == ["config.json"]
+        assert sorted(p.name for p in spec.dir.iterdir() if not p.name.startswith(".")) == ["config.json"]
 
 
 def test_fast_path_settings_are_checked():
