@@ -4,7 +4,7 @@ reference of the same run shape measured beforehand. Each step prints `key = val
 
     python bench/gpu_study.py store     --data .gpu --work DIR [--se dfn3] [--device cuda] [--utterances N]
     python bench/gpu_study.py reference --store STORE --work DIR [--width 16] [--epochs 8]   # here, on the CPU
-    python bench/gpu_study.py study     --store STORE --work DIR --reference .gpu/cpu-reference.txt
+    python bench/gpu_study.py study     --store STORE --work DIR [--reference .gpu/cpu-reference-w16.txt]
                                         [--device cuda] [--width 16] [--epochs 8] [--seeds 4] [--compile MODE]
 
 The grid (GRID): Baseline-c (also the teachers), Baseline-n and TRNet, every LOSO fold of the
@@ -18,10 +18,10 @@ condition of the store, stacked on the device (eval_seconds); the fast path's lo
 float32 on real batches (`trnet.training.fast.logit_drift`, `--drift-steps` steps of 4 TRNet runs);
 runs per hour against the reference's.
 
-reference: cpu_runs_per_hour of the same run shape on this machine's CPU: one TRNet run (its
-teacher cached) timed over `--measure-epochs` epochs with one thread, validation included,
-scaled to `--epochs` and to the machine's cores (one single-thread run per core, the CPU's
-better path in docs/benchmarks.md). A short measurement on a shared machine: an estimate.
+reference: cpu_runs_per_hour of the same run shape on this machine's CPU: one run of each system
+timed over `--measure-epochs` (2) epochs with one thread (CPU time; validation and start-up
+included), scaled to `--epochs` and to the machine's cores (one single-thread run per core, the
+CPU's better path in docs/benchmarks.md). A short measurement on a shared machine: an estimate.
 """
 
 from __future__ import annotations
@@ -100,29 +100,37 @@ def build_store(data: Path, work: Path, se: str, device: str, utterances: int | 
 
 
 def reference(store: Path, work: Path, width: int, epochs: int, measure_epochs: int) -> None:
-    """One TRNet run of the grid's shape on the CPU, one thread, `measure_epochs` epochs after its
-    teacher (untimed): seconds per epoch -> runs per hour of the whole run, per core."""
+    """One run of each system of the grid, of the grid's shape, on the CPU with one thread,
+    `measure_epochs` epochs each (TRNet after its teacher): the process's CPU seconds per epoch,
+    averaged over the systems as the grid mixes them (on a shared machine CPU time is closer to
+    an idle core than wall time; both are printed) -> runs per hour, one run per core."""
     from trnet.training.trainer import train
 
     torch.set_num_threads(1)
-    teacher, run = (
-        replace(spec, training=replace(spec.training, epochs=measure_epochs, patience=measure_epochs))
-        for spec in (
-            specs(store, work / "reference", s, width, epochs, 1, 1, "cpu")[0] for s in ("baseline-c", "trnet")
-        )
-    )
-    train(teacher, quiet=True)
-    t0 = time.perf_counter()
-    train(run, quiet=True)
-    per_epoch = (time.perf_counter() - t0) / measure_epochs
+    cpu, wall = [], []
+    for system in SYSTEMS:  # Baseline-c first: TRNet's teacher
+        spec = specs(store, work / "reference", system, width, epochs, 1, 1, "cpu")[0]
+        spec = replace(spec, training=replace(spec.training, epochs=measure_epochs, patience=measure_epochs))
+        t0, c0 = time.perf_counter(), time.process_time()
+        train(spec, quiet=True)
+        wall.append((time.perf_counter() - t0) / measure_epochs)
+        cpu.append((time.process_time() - c0) / measure_epochs)  # this process's CPU time
+        emit(f"cpu_seconds_per_epoch_{system.replace('-', '_')}", f"{cpu[-1]:.2f}")
     cores = os.cpu_count() or 1
-    emit("cpu_seconds_per_epoch", f"{per_epoch:.2f}")
+    emit("cpu_wall_seconds_per_epoch", f"{np.mean(wall):.2f}")
+    emit("cpu_seconds_per_epoch", f"{np.mean(cpu):.2f}")
     emit("cpu_cores", cores)
-    emit("cpu_runs_per_hour", f"{cores * 3600 / (per_epoch * epochs):.1f}")
-    emit("cpu_reference_shape", f"trnet width {width} batch {BATCH} epochs {epochs} recipe {sorted(RECIPE)}")
+    emit("cpu_runs_per_hour", f"{cores * 3600 / (np.mean(cpu) * epochs):.1f}")
+    emit("cpu_reference_width", width)
+    emit("cpu_reference_epochs", epochs)
+    emit(
+        "cpu_reference_shape",
+        f"{', '.join(SYSTEMS)}; width {width}, batch {BATCH}, {epochs} epochs, recipe {sorted(RECIPE)}",
+    )
     emit(
         "cpu_reference_note",
-        f"{measure_epochs} epoch(s) of one run, 1 thread, nice'd on a shared machine, x {cores} cores",
+        f"{measure_epochs} epochs of one run per system (start-up included), 1 thread, process CPU time, nice'd "
+        f"on a shared machine, x {cores} cores",
     )
 
 
@@ -240,6 +248,8 @@ def study(args) -> None:
     diff = drift(args.store, args.width, device, args.drift_steps)
     gpu_rph = n_runs * 3600 / (train_seconds + eval_seconds)
     cpu_rph = float(ref["cpu_runs_per_hour"])
+    shape = (ref.get("cpu_reference_width"), ref.get("cpu_reference_epochs"))
+    emit("cpu_reference_matches", shape == (str(args.width), str(args.epochs)))  # else the ratio compares other shapes
     emit("train_seconds", f"{train_seconds:.1f}")
     emit("eval_seconds", f"{eval_seconds:.1f}")
     emit("gpu_runs_per_hour", f"{gpu_rph:.1f}")
@@ -262,17 +272,18 @@ def main() -> None:
     ap.add_argument("--store", type=Path)
     ap.add_argument("--se", default="dfn3")
     ap.add_argument("--utterances", type=int)
-    ap.add_argument("--reference", type=Path, default=Path(".gpu/cpu-reference.txt"))
+    ap.add_argument("--reference", type=Path, help="default: .gpu/cpu-reference-w<width>.txt")
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--folds", type=int, help="at most this many LOSO folds (default: all)")
-    ap.add_argument("--measure-epochs", type=int, default=1)
+    ap.add_argument("--measure-epochs", type=int, default=2)
     ap.add_argument("--compile", help="torch.compile mode of the stacked step (default: eager)")
     ap.add_argument("--no-bf16", action="store_true")
     ap.add_argument("--drift-steps", type=int, default=20)
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
+    args.reference = args.reference or Path(f".gpu/cpu-reference-w{args.width}.txt")
     if args.step == "store":
         build_store(args.data, args.work, args.se, args.device, args.utterances)
     elif args.step == "reference":

@@ -3,7 +3,7 @@
 # and TRNet x every EmoDB fold x 4 seeds = 120 runs, the study's recipe, width 16, 8 epochs) trained
 # and evaluated on the stacked trainer's fast path; at most 9 minutes on one H100/H200. Run it in
 # the repository root, with .gpu/ filled by bench/gpu_pack.sh (which also measures the CPU
-# reference, .gpu/cpu-reference.txt):
+# references of width 16 and 32, .gpu/cpu-reference-w16.txt and -w32.txt):
 #
 #   bash bench/gpu_study.sh                        # -> $OUT/gpu-study.txt (default ./gpu-study/)
 #   WIDTH=32 bash bench/gpu_study.sh               # the study's other width
@@ -22,7 +22,7 @@ OUT=${OUT:-./gpu-study}
 DEVICE=${TRNET_GPU_CHECK_DEVICE:-cuda}
 SITE=${TRNET_GPU_CHECK_SITE:-/tmp/site}
 PY=${PYTHON:-python3}
-REFERENCE=${TRNET_GPU_STUDY_REFERENCE:-.gpu/cpu-reference.txt}
+REFERENCE=${TRNET_GPU_STUDY_REFERENCE:-.gpu/cpu-reference-w${WIDTH:-16}.txt}
 mkdir -p "$OUT"
 RESULTS="$OUT/gpu-study.txt"
 : > "$RESULTS"

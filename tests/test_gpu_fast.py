@@ -120,3 +120,22 @@ def test_fast_path_settings_are_checked():
     with pytest.raises(ValueError, match="compile"):
         FastPath(compile="fastest")
     assert FastPath(compile="reduce-overhead").record() == {"bf16": True, "compile": "reduce-overhead"}
+
+
+def test_the_compile_mode_reaches_torch_compile(monkeypatch):
+    """The stacked step goes through torch.compile with the mode asked for (compiled once per
+    signature); here the compiler is replaced by a recorder, so the step itself runs eagerly."""
+    calls = []
+
+    def recorder(fn, **kw):
+        calls.append(kw)
+        return fn
+
+    monkeypatch.setattr(stacked.torch, "compile", recorder)
+    cfg = replace(load_config("baseline-n"), width=4)
+    model = stacked.StackedSystem(cfg, [SERSystem(cfg) for _ in range(2)], None, 1e-3, compile_mode="reduce-overhead")
+    x = torch.randn(2, 3, 32, 80) + 8
+    frames, y, snr = torch.full((2, 3), 32), torch.zeros(2, 3, dtype=torch.long), torch.full((2, 3), 10.0)
+    for _ in range(2):
+        model.train_step([0, 1], x, x, x, frames, y, snr)
+    assert calls == [{"mode": "reduce-overhead", "dynamic": True}]

@@ -58,6 +58,7 @@ def test_the_study_script_runs_on_the_cpu_and_writes_every_key(store, tmp_path):
         assert math.isfinite(float(values[key])), key
     assert int(values["runs"]) == 3 * 2  # three systems x two folds x one seed
     assert float(values["max_abs_logit_diff_vs_fp32"]) > 0  # bf16 was on
+    assert values["cpu_reference_matches"] == "True"
     assert float(values["ratio"]) == pytest.approx(
         float(values["gpu_runs_per_hour"]) / float(values["cpu_runs_per_hour"]), rel=1e-2
     )
