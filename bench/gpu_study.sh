@@ -43,11 +43,11 @@ if [ "$DEVICE" = cpu ]; then SIZE="--width 4 --epochs 2 --folds 2 --seeds 1 --dr
 else SIZE="--width ${WIDTH:-16} --epochs ${EPOCHS:-8} --seeds ${SEEDS:-4}"; fi
 STORE=${TRNET_GPU_STUDY_STORE:-}
 if [ -z "$STORE" ]; then  # EmoDB + DEMAND at the five SNRs, DFN3 (torch) on the device
-    timeout 150 $PY bench/gpu_study.py store --device "$DEVICE" --data .gpu --work "$OUT/work" \
+    timeout 120 $PY bench/gpu_study.py store --device "$DEVICE" --data .gpu --work "$OUT/work" \
         | tee -a "$RESULTS" || { echo "store_status = FAILED" >> "$RESULTS"; exit 1; }
     STORE="$OUT/work/store"
 fi
-timeout ${STUDY_LIMIT:-420} $PY bench/gpu_study.py study --device "$DEVICE" --store "$STORE" --work "$OUT/work" \
+timeout ${STUDY_LIMIT:-380} $PY bench/gpu_study.py study --device "$DEVICE" --store "$STORE" --work "$OUT/work" \
     --reference "$REFERENCE" $SIZE ${COMPILE:+--compile $COMPILE} 2> "$OUT/study.err" | tee -a "$RESULTS"
 rc=${PIPESTATUS[0]}
 [ $rc -eq 0 ] || echo "study_status = FAILED rc=$rc: $(tail -1 "$OUT/study.err")" | tee -a "$RESULTS"

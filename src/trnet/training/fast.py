@@ -16,6 +16,7 @@ config.json (`fast_path`), so that it is never resumed or taken as a float32 run
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -25,6 +26,7 @@ import torch
 from trnet.batches import CROP_MULTIPLE, Batch
 from trnet.store import ConditionStore, condition_name
 from trnet.store.layout import SHAPE
+from trnet.training.stacked import StackedSystem
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 RESIDENT_SHARE = 0.6  # of the free device memory a resident store may take
@@ -132,10 +134,6 @@ def logit_drift(
     both stacks started from copies of `models` and trained on the same `steps` (x, xe, xs,
     frames, y, snr_db: [R, B, ...] each), then run on `probe` (x, xe, frames) with the weight
     average when the levers keep one. TF32 is off for the reference, so that it is float32."""
-    import copy
-
-    from trnet.training.stacked import StackedSystem
-
     rows = list(range(len(models)))
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     logits = []
