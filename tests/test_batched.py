@@ -175,3 +175,158 @@ def test_a_killed_stack_resumes_to_the_same_weights_here_or_alone(store, tmp_pat
         assert _max_delta(a, b) <= 3e-2  # float32 rounding, as above
         assert len((spec.dir / "log.csv").read_text().splitlines()) == 4
         assert not (spec.dir / "last.safetensors").exists()
+
+
+# the levers of docs/design.md §7 as the study's recipe sets them (crops of 0.5 s: the test
+# corpus's utterances are ~1 s), trained per run inside a stack
+LEVERS = {
+    "warmup_epochs": 1.0,
+    "lr_schedule": "cosine",
+    "weight_decay": 0.05,
+    "label_smoothing": 0.1,
+    "freq_masks": 2,
+    "time_masks": 2,
+    "crop_s": 0.5,
+    "ema_decay": 0.9,
+    "teacher_cache": True,
+}
+
+
+def _lever_specs(store: Path, runs: Path, system: str = "trnet", epochs: int = 3, **levers) -> list:
+    return [
+        spec_from_names(
+            system,
+            fold,
+            seed,
+            store,
+            runs,
+            system_overrides={**TINY, "input_norm": "utterance"},
+            training_overrides={"epochs": epochs, "batch_size": 8, "patience": 100, **(levers or LEVERS)},
+        )
+        for fold in (0, 1)
+        for seed in (1, 2)
+    ]
+
+
+@pytest.mark.slow
+def test_stacked_levers_step_equals_alone_float64():
+    """Label smoothing, AdamW and the weight average inside a stack: 8 float64 steps of 3 runs
+    (one skipping steps) give each run's weights and average what torch.optim.AdamW and
+    WeightAverage give the run alone, to <= 1e-5 (the tolerance of the stacked tests above)."""
+    from trnet.training.averaging import WeightAverage
+
+    torch.manual_seed(0)
+    cfg = replace(load_config("baseline-n"), width=4, input_norm="utterance")
+    models = [SERSystem(cfg).double() for _ in range(3)]
+    alone = [copy.deepcopy(m) for m in models]
+    opts = [torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.05) for m in alone]
+    avgs = [WeightAverage(m, 0.9) for m in alone]
+    stack = StackedSystem(cfg, models, None, 1e-3, weight_decay=0.05, label_smoothing=0.1, ema_decay=0.9)
+    gen = torch.Generator().manual_seed(1)
+    for step in range(8):
+        rows = [r for r in range(3) if not (r == 1 and step % 3 == 2)]
+        x = torch.randn(len(rows), 6, 64, 80, generator=gen, dtype=torch.float64) * 3 + 8
+        lengths = torch.randint(20, 65, (len(rows), 6), generator=gen)
+        y = torch.randint(0, 4, (len(rows), 6), generator=gen)
+        snr = torch.full((len(rows), 6), 10.0, dtype=torch.float64)
+        lrs = [1e-3 * (step + 1) / 8] * len(rows)  # a warm-up
+        stack.train_step(rows, x, x, x, lengths, y, snr, lrs=lrs)
+        for j, r in enumerate(rows):
+            out = alone[r](x[j], x[j], lengths[j])
+            loss = compute_losses(out, y[j], x[j], lengths[j], None, cfg, label_smoothing=0.1)["total"]
+            for g in opts[r].param_groups:
+                g["lr"] = lrs[j]
+            opts[r].zero_grad()
+            loss.backward()
+            opts[r].step()
+            avgs[r].update(alone[r])
+    for r in range(3):
+        assert _max_delta(alone[r].state_dict(), stack.stack.state_dict(r)) <= 1e-5
+        assert _max_delta(avgs[r].state_dict(), stack.average.state_dict(r)) <= 1e-5
+    plain = StackedSystem(cfg, [copy.deepcopy(m) for m in models], None, 1e-3)  # the levers do change a step
+    assert plain.adam.weight_decay == 0 and plain.average is None and plain.label_smoothing == 0
+
+
+def test_stacked_teachers_apply_the_input_norm():
+    """The teachers are stacked as bare encoders: their h_s must still see SERSystem.embed's
+    per-utterance normalisation."""
+    torch.manual_seed(0)
+    cfg = replace(load_config("trnet"), width=4, input_norm="utterance")
+    tcfg = teacher_config(cfg)
+    teachers = [build_teacher(SERSystem(tcfg).state_dict(), tcfg) for _ in range(2)]
+    stack = StackedSystem(cfg, [SERSystem(cfg) for _ in range(2)], teachers, 1e-3)
+    xs = torch.randn(2, 3, 48, 80) * 3 + 8
+    frames = torch.tensor([[48, 30, 20], [40, 48, 33]])
+    h = stack.teacher_h([0, 1], xs, frames)
+    for r in range(2):
+        assert torch.allclose(h[r], teachers[r].embed(xs[r], frames[r]), atol=1e-5)
+
+
+def _record_augment(monkeypatch) -> list:
+    """Every augmented batch the trainers draw: (rows, sum of X, frames), order-free."""
+    from trnet.training import augment as augment_module
+    from trnet.training import trainer as trainer_module
+
+    seen = []
+
+    def recording(batch, training, rng):
+        out = augment_module.augment(batch, training, rng)
+        seen.append((tuple(batch.index.tolist()), round(float(out.x.double().sum()), 3), tuple(out.frames.tolist())))
+        return out
+
+    monkeypatch.setattr(trainer_module, "augment", recording)
+    monkeypatch.setattr(batched, "augment", recording)
+    return seen
+
+
+@pytest.mark.slow
+def test_a_stack_with_the_levers_trains_each_run_as_alone(store, tmp_path, monkeypatch):  # noqa: F811
+    """TRNet with every lever on and the utterance normalisation (its teachers too), 2 folds x 2
+    seeds: each run draws the very augmentations it draws alone, and its kept weights (the
+    average) agree with the run trained alone by trainer.train within the float32 tolerance of
+    the stacked grid test above."""
+    seen = _record_augment(monkeypatch)
+    for spec in _lever_specs(store, tmp_path / "alone"):
+        train(spec, quiet=True)
+    alone, seen[:] = sorted(seen), []
+    train_batched(_lever_specs(store, tmp_path / "stacked"))
+    assert alone and sorted(seen) == alone
+    for system in ("baseline-c", "trnet"):
+        for spec in _lever_specs(store, tmp_path / "alone", system):
+            a, b = spec.dir, tmp_path / "stacked" / system / spec.dir.name
+            assert json.loads((a / "config.json").read_text()) == json.loads((b / "config.json").read_text())
+            wa, wb = load_file(str(a / "best.safetensors")), load_file(str(b / "best.safetensors"))
+            assert list(wa) == list(wb) and _max_delta(wa, wb) <= 3e-2
+            log_a, log_b = ((d / "log.csv").read_text().splitlines() for d in (a, b))
+            assert len(log_a) == len(log_b) == 4
+
+
+@pytest.mark.slow
+def test_a_killed_stack_with_the_levers_resumes_to_the_same_weights(store, tmp_path, monkeypatch):  # noqa: F811
+    """The weight average and AdamW's moments are in last.safetensors: a stack killed after its
+    first epoch resumes, here or alone, to the weights of an uninterrupted stack."""
+    levers = {k: v for k, v in LEVERS.items() if k != "teacher_cache"}
+    train_batched(_lever_specs(store, tmp_path / "ref", "baseline-n", **levers))
+    calls = {"n": 0}
+    original = batched._validate
+
+    def crash_on_second_epoch(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("simulated crash")
+        return original(*a, **kw)
+
+    monkeypatch.setattr(batched, "_validate", crash_on_second_epoch)
+    with pytest.raises(RuntimeError, match="simulated"):
+        train_batched(_lever_specs(store, tmp_path / "crash", "baseline-n", **levers))
+    monkeypatch.setattr(batched, "_validate", original)
+    specs = _lever_specs(store, tmp_path / "crash", "baseline-n", **levers)
+    with safe_open(str(specs[0].dir / "last.safetensors"), "pt") as f:
+        assert any(k.startswith("average.") for k in f.keys())
+    train(specs[0], quiet=True)
+    train_batched(specs[1:])
+    for spec in specs:
+        a = load_file(str(tmp_path / "ref" / "baseline-n" / spec.dir.name / "best.safetensors"))
+        b = load_file(str(spec.dir / "best.safetensors"))
+        assert _max_delta(a, b) <= 3e-2
+        assert not (spec.dir / "last.safetensors").exists()

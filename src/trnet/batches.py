@@ -119,6 +119,21 @@ def train_batches(
     is cropped to its longest utterance, so on a corpus of varied lengths (nEMO: 0.9-5.5 s)
     this computes ~1.4x fewer frames; it changes which examples meet in a batch, so it is a
     training setting of its own (off by default, as in the paper)."""
+    for idx, conds_of in train_order(store, rows, conds, batch_size, seed, epoch, bucket):
+        yield make_batch(store, labels, idx, conds_of)
+
+
+def train_order(
+    store: ConditionStore,
+    rows: np.ndarray,
+    conds: list[Condition],
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    bucket: bool = False,
+) -> Iterator[tuple[np.ndarray, list[Condition]]]:
+    """The (store rows, conditions) of each batch of `train_batches`, without reading features:
+    what a copy of the store in GPU memory gathers from (trnet.training.fast)."""
     rng = np.random.default_rng([seed, epoch, 0x7E7])
     order = rng.permutation(rows)
     draws = rng.integers(0, len(conds), size=len(order))
@@ -133,7 +148,7 @@ def train_batches(
         idx = order[start : start + batch_size]
         if len(idx) < 2:  # BatchNorm needs 2+ examples; a single leftover waits for next epoch
             continue
-        yield make_batch(store, labels, idx, [conds[d] for d in draws[start : start + batch_size]])
+        yield idx, [conds[d] for d in draws[start : start + batch_size]]
 
 
 def eval_batches(
