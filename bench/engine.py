@@ -203,7 +203,7 @@ def main() -> int:
             runs[name].append({**timed_run(recipe, args.cpus, how["jobs"]), "work": str(work)})
 
     median = {name: statistics.median(r["total_s"] for r in rs) for name, rs in runs.items()}
-    ratios = [r["total_s"] / loc["total_s"] for r, loc in zip(runs["ray"], runs["local"])]
+    ratios = [r["total_s"] / loc["total_s"] for r, loc in zip(runs["ray"], runs["local"], strict=False)]
     result = {
         "recipe": "demo-quick" if args.quick else "demo",
         "se": se,

@@ -137,9 +137,9 @@ def compare_dfn3(args: argparse.Namespace) -> None:
         for key in keys:
             if key.startswith("libdf"):
                 rows = [(r * libdf_per_round + i) % len(batch) for i in range(libdf_per_round)]
-                w, c = zip(*[_timed(ref.enhance, batch[i : i + 1]) for i in rows])
+                w, c = zip(*[_timed(ref.enhance, batch[i : i + 1]) for i in rows], strict=False)
             elif key.startswith("dfn3, 1"):
-                w, c = zip(*[_timed(new.enhance, batch[i : i + 1]) for i in range(len(batch))])
+                w, c = zip(*[_timed(new.enhance, batch[i : i + 1]) for i in range(len(batch))], strict=False)
             else:
                 w, c = _timed(port.enhance if "torch" in key else new.enhance, batch)
                 w, c = [w / len(batch)], [c / len(batch)]

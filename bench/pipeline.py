@@ -100,7 +100,7 @@ def main() -> None:
             f"{side}: RTF {min(t) / audio:.4f} "
             f"(best of {len(t)}: {min(t):.2f} s for {audio:.0f} s of audio, one thread)"
         )
-    ratios = sorted(b / a for a, b in zip(times["trnet predict"], times["onnx pipeline"]))
+    ratios = sorted(b / a for a, b in zip(times["trnet predict"], times["onnx pipeline"], strict=False))
     print(
         f"pipeline / predict: best {min(times['onnx pipeline']) / min(times['trnet predict']):.2f}x the time; "
         f"per alternation {', '.join(f'{r:.2f}' for r in ratios)}"

@@ -47,8 +47,8 @@ def main() -> int:
     print(f"{len(files)} utterances, {seconds:.1f} s, {args.data}")
     print(f"{'system':<26} {'PESQ-WB':>8} {'SI-SDR dB':>10}")
     for name, outs in systems.items():
-        pq = np.mean([pesq(16_000, c, o, "wb") for c, o in zip(clean, outs)])
-        sd = np.mean([si_sdr(o, c) for c, o in zip(clean, outs)])
+        pq = np.mean([pesq(16_000, c, o, "wb") for c, o in zip(clean, outs, strict=False)])
+        sd = np.mean([si_sdr(o, c) for c, o in zip(clean, outs, strict=False)])
         print(f"{name:<26} {pq:>8.2f} {sd:>10.2f}")
     return 0
 

@@ -68,7 +68,7 @@ def batches(store: ConditionStore, cond, batch: int = 64):
     for s in range(0, len(store), batch):
         idx = np.arange(s, min(len(store), s + batch))
         t = int(store.frames[idx].max())
-        get = lambda a: torch.from_numpy(np.asarray(a[idx, :t], np.float32))  # noqa: E731
+        get = lambda a, idx=idx, t=t: torch.from_numpy(np.asarray(a[idx, :t], np.float32))  # noqa: E731
         yield get(store.noisy(cond)), get(store.enhanced(cond)), get(store.clean()), frames[idx]
 
 

@@ -62,7 +62,7 @@ def main() -> None:
             teacher = build_teacher(SERSystem(tcfg).state_dict(), tcfg)
         opt = torch.optim.Adam(model.parameters(), 1e-3)
 
-        def step() -> None:
+        def step(model=model, teacher=teacher, cfg=cfg, opt=opt) -> None:  # bound now: called at once
             out = model(x, xe, lengths)
             h_s = teacher.embed(xs, lengths) if teacher is not None else None
             loss = compute_losses(out, y, xs, lengths, h_s, cfg, x=x, xe=xe, snr_db=snr_db)["total"]

@@ -93,7 +93,7 @@ def figure(curves: list[dict], chosen: str, path: Path) -> None:
             for c in curves:
                 if c["setting"] == setting and c["system"] == system:
                     runs[(c["fold"], c["seed"])].append((int(c["epoch"]), float(c["val_uar"]) * 100))
-            for k, (key, pts) in enumerate(sorted(runs.items())):
+            for k, (_key, pts) in enumerate(sorted(runs.items())):
                 pts.sort()
                 ax.plot(*zip(*pts, strict=True), color=colour, alpha=0.7, lw=1.2, label=setting if k == 0 else None)
         ax.set_title(f"{system}: validation UAR per epoch (nEMO, folds 0/3/6 x seeds)")

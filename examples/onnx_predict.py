@@ -34,4 +34,4 @@ length = np.minimum(n, np.arange(len(probs)) * hop + win) - np.arange(len(probs)
 voiced = speech >= meta["trnet.speech"]["min_speech_fraction"]
 mean = (length * voiced) @ probs / (length * voiced).sum() if voiced.any() else length @ probs / length.sum()
 label = meta["trnet.labels"][int(mean.argmax())] if voiced.any() else "no speech"
-print(f"{sys.argv[2]}: {label}  " + "  ".join(f"{k} {p:.3f}" for k, p in zip(meta["trnet.labels"], mean)))
+print(f"{sys.argv[2]}: {label}  " + "  ".join(f"{k} {p:.3f}" for k, p in zip(meta["trnet.labels"], mean, strict=False)))

@@ -135,7 +135,7 @@ def test_a_stacked_grid_writes_the_runs_alone_would(store, tmp_path):  # noqa: F
             assert (done_a["epoch"], done_a["epochs_run"]) == (done_b["epoch"], done_b["epochs_run"])
             log_a, log_b = ((d / "log.csv").read_text().splitlines() for d in (a, b))
             assert log_a[0] == log_b[0] and len(log_a) == len(log_b)
-            for ra, rb in zip(log_a[1:], log_b[1:]):
+            for ra, rb in zip(log_a[1:], log_b[1:], strict=False):
                 va, vb = ([float(v) for v in r.split(",")] for r in (ra, rb))
                 assert va[6:8] == vb[6:8]  # val_uar, val_war
                 assert va[:4] + va[5:6] == pytest.approx(vb[:4] + vb[5:6], rel=1e-3)  # epoch, losses

@@ -146,7 +146,7 @@ def mixtures() -> tuple[list[np.ndarray], list[np.ndarray], list[Path]]:
     noise_files = sorted(shared_path("esc50", "audio").glob("*.wav"))
     picks = np.random.default_rng(0).choice(len(noise_files), N_MIXTURES, replace=False)
     clean = [load_audio(f) for f in speech_files]
-    noisy = [mix_at_snr(s, load_audio(noise_files[i]), 5.0) for s, i in zip(clean, picks)]
+    noisy = [mix_at_snr(s, load_audio(noise_files[i]), 5.0) for s, i in zip(clean, picks, strict=False)]
     return clean, noisy, speech_files
 
 
@@ -167,7 +167,10 @@ def dfn3_outputs(enhancers: dict, mixtures: tuple) -> torch.Tensor:
 @dfn3_only
 def test_dfn3_raises_si_sdr_on_esc50_noise_at_5db(mixtures: tuple, dfn3_outputs: torch.Tensor) -> None:
     clean, noisy, _ = mixtures
-    gains = [si_sdr(dfn3_outputs[i, : len(s)].numpy(), s) - si_sdr(x, s) for i, (s, x) in enumerate(zip(clean, noisy))]
+    gains = [
+        si_sdr(dfn3_outputs[i, : len(s)].numpy(), s) - si_sdr(x, s)
+        for i, (s, x) in enumerate(zip(clean, noisy, strict=False))
+    ]
     mean = float(np.mean(gains))
     print(f"dfn3 SI-SDR gain at 5 dB (ESC-50, {len(gains)} EmoDB utterances): {mean:.2f} dB")
     assert mean >= 3.0, f"mean SI-SDR gain {mean:.2f} dB < 3 dB; per utterance: {np.round(gains, 1)}"

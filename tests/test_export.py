@@ -34,7 +34,7 @@ def real_features() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     for seconds in ((0.03, 1.3), (5.0,), (2.0, 0.7, 3.1)):
         n = [int(s * 16_000) for s in seconds]
         wave = torch.zeros(len(n), max(n))
-        for b, (k, s) in enumerate(zip(n, seconds)):
+        for b, (k, s) in enumerate(zip(n, seconds, strict=False)):
             clean = torch.from_numpy(speech_like(s, seed=b))
             wave[b, :k] = clean + 0.1 * torch.randn(k, generator=torch.Generator().manual_seed(b))
         lengths = torch.tensor(n)

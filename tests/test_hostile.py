@@ -791,7 +791,7 @@ def test_a_c_that_barely_moves_is_called_flat_not_monotone():
                 "c_std": 0.1,
                 "n": 10,
             }
-            for (n, snr), c in zip(conds, cs)
+            for (n, snr), c in zip(conds, cs, strict=False)
         ]
 
     res = Results(

@@ -1,5 +1,5 @@
 """The code is clean under the project's ruff configuration (pyproject.toml: line length 120,
-pyflakes, isort-style imports, and ruff's formatter), so style never reaches review."""
+pyflakes, isort-style imports, bugbear (B) and pyupgrade (UP), and ruff's formatter), so style never reaches review."""
 
 from __future__ import annotations
 

@@ -199,7 +199,7 @@ def test_the_example_on_the_exported_bundle_without_torch(exported: Path, tmp_pa
     assert done.returncode == 0, done.stderr
     pins = json.loads((ROOT / "examples" / "pins.json").read_text())["clips"][clip.name]
     assert done.stdout.split()[1] == pins["label"]
-    probs = dict(zip(done.stdout.split()[2::2], map(float, done.stdout.split()[3::2])))
+    probs = dict(zip(done.stdout.split()[2::2], map(float, done.stdout.split()[3::2]), strict=False))
     assert max(abs(probs[k] - v) for k, v in pins["probabilities"].items()) <= 1e-3
 
 

@@ -203,9 +203,11 @@ def test_bucketing_keeps_every_example_once_and_crops_less(monkeypatch):
     plain = list(batches.train_batches(store, None, rows, conds, 8, 1, 3))
     bucketed = list(batches.train_batches(store, None, rows, conds, 8, 1, 3, bucket=True))
     again = list(batches.train_batches(store, None, rows, conds, 8, 1, 3, bucket=True))
-    assert all(np.array_equal(a[0], b[0]) and a[1] == b[1] for a, b in zip(bucketed, again))
+    assert all(np.array_equal(a[0], b[0]) and a[1] == b[1] for a, b in zip(bucketed, again, strict=False))
     assert len(plain) == len(bucketed) == batches.n_train_batches(len(rows), 8)
-    pairs = {(int(i), c) for idx, cs in plain for i, c in zip(idx, cs)}
-    assert pairs == {(int(i), c) for idx, cs in bucketed for i, c in zip(idx, cs)}  # same draws, once each
+    pairs = {(int(i), c) for idx, cs in plain for i, c in zip(idx, cs, strict=False)}
+    assert pairs == {
+        (int(i), c) for idx, cs in bucketed for i, c in zip(idx, cs, strict=False)
+    }  # same draws, once each
     longest = [np.mean([store.frames[idx].max() for idx, _ in bs]) for bs in (plain, bucketed)]
     assert longest[1] < 0.85 * longest[0]

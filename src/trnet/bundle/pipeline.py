@@ -23,7 +23,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import as_completed
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ def logger(work: Path, echo: Log = print) -> Log:
     def log(line: str) -> None:
         echo(line)
         with open(work / "bundle.log", "a") as f:
-            f.write(f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} {line}\n")
+            f.write(f"{datetime.now(UTC).isoformat(timespec='seconds')} {line}\n")
 
     return log
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -92,7 +92,7 @@ def manifest(recipe: BundleRecipe, folder: Path, final: Path, summary: dict[str,
         "commit": git_commit(Path(recipe.origin).parent),
         "trnet": version("trnet"),
         "torch": torch.__version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "metrics": {
             "validation": {k: summary["final"][k] for k in ("val_uar", "best_epoch", "epochs_run", "val_speakers")},
             "leave_one_corpus_out": [

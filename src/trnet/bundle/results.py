@@ -71,7 +71,7 @@ def loco_summary(loco: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rs = [r for r in loco if (r["train"], r["test"], r["system"]) == (train, test, system)]
         conds = [(c["noise"], c["snr"]) for c in rs[0]["conditions"]]
 
-        def cond_stat(noise: str, snr: int | None, metric: str) -> dict[str, float | None]:
+        def cond_stat(noise: str, snr: int | None, metric: str, rs=rs) -> dict[str, float | None]:
             return _stat(
                 [next(c[metric] for c in r["conditions"] if (c["noise"], c["snr"]) == (noise, snr)) for r in rs]
             )

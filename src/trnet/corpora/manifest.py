@@ -153,7 +153,7 @@ def _read_manifest(path: Path, want: ManifestKind | None = None) -> list[dict[st
                 continue
             if len(values) != len(header):
                 raise CorpusError(f"{path}:{line}: {len(values)} fields, expected {len(header)}")
-            row: dict[str, Any] = dict(zip(header, values))
+            row: dict[str, Any] = dict(zip(header, values, strict=False))
             if not row["id"] or row["id"] in seen:
                 raise CorpusError(f"{path}:{line}: empty or duplicate id {row['id']!r}")
             seen.add(row["id"])

@@ -254,7 +254,7 @@ def synthesise(rng: np.random.Generator, voice: Voice, style: Style, n: int) -> 
     st = style.slope_st * (frame_t / n - 0.5)
     accented = rng.random(len(bounds)) < style.accent_prob
     heights = span * np.where(accented, rng.uniform(0.5, 1.0, len(bounds)), rng.uniform(0.0, 0.25, len(bounds)))
-    for (s, e), h in zip(bounds, heights):
+    for (s, e), h in zip(bounds, heights, strict=False):
         pos = np.clip((frame_t - s) / (e - s), 0, 1)
         st += h * 0.5 * (1 - np.cos(2 * np.pi * pos))
     s, e = bounds[-1]

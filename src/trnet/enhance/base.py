@@ -47,7 +47,7 @@ class Enhancer(ABC):
     def version(self) -> str:
         """Changes when outputs would change: code/package version, model checksum, options."""
 
-    @classmethod
+    @classmethod  # noqa: B027 - an optional hook, not abstract: most back-ends can always run
     def check(cls) -> None:
         """Raise (ImportError, OSError, RuntimeError...) if this back-end cannot run here.
 

@@ -42,7 +42,7 @@ def complexity_table(encoder: str = "resnet", width: int = 32) -> list[dict]:
         for name in configs.names(paper_only=True):
             cfg = replace(load_config(name), encoder=encoder, width=width, n_mels=N_MELS)
             model = SERSystem(cfg).eval()
-            params, macs = _params(model), _macs(lambda: model(feats, feats, lengths))
+            params, macs = _params(model), _macs(lambda model=model: model(feats, feats, lengths))
             row = {
                 "system": name,
                 "train_params": params,
@@ -53,7 +53,7 @@ def complexity_table(encoder: str = "resnet", width: int = 32) -> list[dict]:
             if cfg.teacher:
                 teacher = SERSystem(teacher_config(cfg)).eval()
                 row["train_params"] += _params(teacher)
-                row["train_macs"] += _macs(lambda: teacher.embed(feats, lengths))
+                row["train_macs"] += _macs(lambda teacher=teacher: teacher.embed(feats, lengths))
             rows.append(row)
     return rows
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +163,7 @@ def _run(
     meta = {
         "recipe": {"name": recipe.name, "origin": recipe.origin, "table": recipe.table},
         "commit": git_commit(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "se": {
             "name": recipe.se,
             "options": recipe.se_options,

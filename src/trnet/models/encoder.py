@@ -81,7 +81,7 @@ class ResNetEncoder(nn.Module):
         super().__init__()
         channels = [width * k for k in (1, 2, 4, 8)]
         self.norm = InputNorm(1, n_mels)
-        self.blocks = nn.ModuleList(ResidualBlock(a, b) for a, b in zip([1, *channels], channels))
+        self.blocks = nn.ModuleList(ResidualBlock(a, b) for a, b in zip([1, *channels], channels, strict=False))
         self.pool = AttentionPooling(channels[-1], channels[-1])
         self.out_dim = channels[-1]
 
@@ -138,7 +138,7 @@ class CNN6Encoder(nn.Module):
         super().__init__()
         channels = [2 * width * k for k in (1, 2, 4, 8)]
         self.norm = InputNorm(3, n_mels)
-        self.blocks = nn.ModuleList(ConvBlock(a, b) for a, b in zip([3, *channels], channels))
+        self.blocks = nn.ModuleList(ConvBlock(a, b) for a, b in zip([3, *channels], channels, strict=False))
         self.pool = AttentionPooling(channels[-1], channels[-1] // 2, per_dim=True)
         self.out_dim = channels[-1] // 2
 

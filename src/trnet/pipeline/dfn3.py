@@ -61,7 +61,7 @@ class DFN3Utterance(nn.Module):
         a, b = idft_matrices(p.fft_size)
         self.register_buffer("synthesis", torch.cat([a, b], 0) * window[None, :])
         bands = np.zeros((p.n_freqs, p.nb_erb), np.float32)
-        for band, (start, width) in enumerate(zip(sp.band_starts, sp.widths)):
+        for band, (start, width) in enumerate(zip(sp.band_starts, sp.widths, strict=False)):
             bands[start : start + width, band] = 1.0 / np.float32(width)
         self.register_buffer("bands", torch.from_numpy(bands))
         self.register_buffer("spread", torch.from_numpy((bands > 0).astype(np.float32).T.copy()))

@@ -215,7 +215,7 @@ class Predictor:
                 speech=speech[k],
                 reliable=voiced[k] and not silent[k],
             )  # fmt: skip
-            for k, ((start, stop), p) in enumerate(zip(spans, prob))
+            for k, ((start, stop), p) in enumerate(zip(spans, prob, strict=False))
         ]
         return Prediction(
             *self._label(mean, any(voiced)),
@@ -321,7 +321,7 @@ class Predictor:
 
     def _label(self, probs: np.ndarray, speech: bool = True) -> tuple[str, dict[str, float]]:
         label = self.labels[int(np.argmax(probs))] if speech else vad.NO_SPEECH
-        return label, {k: float(v) for k, v in zip(self.labels, probs)}
+        return label, {k: float(v) for k, v in zip(self.labels, probs, strict=False)}
 
     def close(self) -> None:
         """Release the SE back-end's resources (threads, native states) now."""

@@ -55,7 +55,7 @@ def assign_noise(utterances: Sequence[Row], noise_rows: Sequence[Row], seed: int
     SNR."""
     sessions = sorted({str(u["session"]) for u in utterances}, key=natural_key)
     pools = noise_pools(noise_rows, n_pools=len(sessions), seed=seed)
-    pool_of = dict(zip(sessions, pools))
+    pool_of = dict(zip(sessions, pools, strict=False))
     out: dict[str, Row] = {}
     for u in utterances:
         pool = pool_of[str(u["session"])]

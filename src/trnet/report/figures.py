@@ -55,7 +55,7 @@ def figure_uar(res: Results, path: Path) -> None:
         return
     plt = _plt()
     fig, axes = plt.subplots(1, len(res.noises), figsize=(5 * len(res.noises), 4), squeeze=False)
-    for ax, noise in zip(axes[0], res.noises):
+    for ax, noise in zip(axes[0], res.noises, strict=False):
         xs = _snr_axis(ax, res.snrs)
         for system in res.systems:
             cells = [res.scores(system, "uar", "clean")] + [res.scores(system, "uar", noise, s) for s in res.snrs]
@@ -104,7 +104,7 @@ def figure2(res: Results, path: Path) -> list[str]:
         tag = system.partition("@")[2]
         if tag not in oracles:
             oracles[tag] = pooled(res, system, "oracle")
-    for ax, noise in zip(axes[0], res.noises):
+    for ax, noise in zip(axes[0], res.noises, strict=False):
         xs = _snr_axis(ax, res.snrs)
         conds = ["clean"] + [condition_name((noise, s)) for s in res.snrs]
         for k, system in enumerate(systems):
@@ -172,7 +172,7 @@ def figure3(res: Results, path: Path) -> tuple[str, list[dict[str, Any]]]:
     markers = {20: "o", 10: "^", 0: "s", 15: "v", 5: "D"}
     fig, axes = plt.subplots(1, len(systems), figsize=(5.5 * len(systems), 5), squeeze=False)
     distances = []
-    for ax, system in zip(axes[0], systems):
+    for ax, system in zip(axes[0], systems, strict=False):
         d = data[system]
         snrs = [s for s in TSNE_SNRS if str(s) in d]
         rng = np.random.default_rng(0)
@@ -269,8 +269,8 @@ def confusion_figure(res: Results, path: Path) -> list[str]:
         return []
     plt = _plt()
     fig, axes = plt.subplots(len(mats), 2, figsize=(7, 3.4 * len(mats)), squeeze=False)
-    for row, (system, pair) in zip(axes, mats.items()):
-        for ax, m, title in zip(row, pair, ("clean", "noisy, pooled")):
+    for row, (system, pair) in zip(axes, mats.items(), strict=False):
+        for ax, m, title in zip(row, pair, ("clean", "noisy, pooled"), strict=False):
             norm = m / np.maximum(m.sum(1, keepdims=True), 1)
             ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
             for i in range(len(LABELS)):

@@ -42,7 +42,7 @@ def _table(header: list[str], rows: list[list[str]], means: list[list[float]]) -
     cols = len(header) - 1
     best = [np.nanmax([m[j] for m in means]) if any(not np.isnan(m[j]) for m in means) else np.nan for j in range(cols)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row, m in zip(rows, means):
+    for row, m in zip(rows, means, strict=False):
         cells = [row[0]] + [
             f"**{c}**" if not np.isnan(m[j]) and np.isclose(m[j], best[j]) else c for j, c in enumerate(row[1:])
         ]

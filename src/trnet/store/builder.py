@@ -259,7 +259,7 @@ def _build(spec: BuildSpec, root: Path, key: dict, workers: int, quiet: bool, ma
     bar = tqdm(total=len(utts), initial=done_before * CHUNK, unit="utt", desc=f"conditions ({spec.se})", disable=quiet)
     if jobs:
         mapper = map_chunks or local_map(workers)
-        for job, res in zip(jobs, mapper(jobs)):
+        for job, res in zip(jobs, mapper(jobs), strict=False):
             _commit_chunk(root, arrays, noises, spec, job, res)
             bar.update(len(job["index"]))
     bar.close()
@@ -286,7 +286,7 @@ def _commit_chunk(root: Path, arrays: dict, noises: list[str], spec: BuildSpec, 
     for arr in arrays.values():
         arr.flush()
     for utt_id, waves in res["audio"].items():
-        for cond, wave in zip(conditions(noises, spec.snrs), waves):
+        for cond, wave in zip(conditions(noises, spec.snrs), waves, strict=False):
             save_audio(store_path(root, f"{AUDIO}/{condition_name(cond)}/{utt_id}.wav"), wave)
     marker = {
         "key": job["key"],
@@ -319,7 +319,7 @@ def _finish(root: Path, utts: list[dict], noises: list[str], spec: BuildSpec, ke
         frames[m["index"]] = m["frames"]
         t_se += m["t_se"]
         for row in m["snr"]:
-            for cond, value in zip(snr_sum, row):
+            for cond, value in zip(snr_sum, row, strict=False):
                 snr_sum[cond].append(value)
     with atomic_path(store_path(root, FRAMES)) as tmp:
         with open(tmp, "wb") as f:

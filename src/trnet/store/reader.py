@@ -91,7 +91,7 @@ class ConditionStore:
         """(X, X_e, X_s) float32 [len(index), 500, 80] with a per-example condition."""
         x = np.empty((len(index), *SHAPE), np.float32)
         xe = np.empty_like(x)
-        for j, (i, c) in enumerate(zip(index, conds)):
+        for j, (i, c) in enumerate(zip(index, conds, strict=False)):
             x[j] = self.noisy(c)[i]
             xe[j] = self.enhanced(c)[i]
         return x, xe, self.clean()[index].astype(np.float32)

@@ -306,7 +306,7 @@ def _step(
     h_s = None
     if rs[group[0]].h_s is not None:
         h_s = torch.stack(
-            [rs[i].h_s[torch.from_numpy(b.index).to(rs[i].h_s.device)] for i, b in zip(group, batches)]
+            [rs[i].h_s[torch.from_numpy(b.index).to(rs[i].h_s.device)] for i, b in zip(group, batches, strict=False)]
         ).to(model.device)
     try:
         return model.train_step(group, x, xe, xs, lengths, y, snr, h_s, lrs, check_finite=sync)
@@ -327,7 +327,7 @@ def check_sums(rs: list[StackRun], sums: dict[int, torch.Tensor]) -> None:
     a RunError before anything of the epoch is saved."""
     keys = list(sums)
     finite = torch.isfinite(torch.stack([sums[i] for i in keys])).all(1).tolist()
-    for i, ok in zip(keys, finite):
+    for i, ok in zip(keys, finite, strict=False):
         if not ok:
             raise _not_finite(rs[i])
 
@@ -344,7 +344,12 @@ def _end_epoch(
             f"stopped, the run is not finished. Look for NaN/Inf in the store {r.spec.store}"
         )
     mean = (sums.to("cpu", torch.float64) / max(steps, 1)).tolist()
-    row = {"epoch": epoch, **dict(zip(("loss", "ce", "low", "high", "coef"), mean)), **val, "seconds": seconds}
+    row = {
+        "epoch": epoch,
+        **dict(zip(("loss", "ce", "low", "high", "coef"), mean, strict=False)),
+        **val,
+        "seconds": seconds,
+    }
     r.history.append(row)
     model.adam.store(i, r.model, r.optimizer)  # the run's weights and moments, as the single trainer holds them
     if r.average is not None:

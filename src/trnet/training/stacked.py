@@ -68,7 +68,7 @@ class Stack:
     def params(self, flat: Tensor) -> dict[str, Tensor]:
         """Views of `flat` [R', P] as the named parameters, [R', *shape] each."""
         pieces = flat.split(self.numels, dim=1)
-        return {n: t.view(flat.shape[0], *s) for n, t, s in zip(self.names, pieces, self.shapes)}
+        return {n: t.view(flat.shape[0], *s) for n, t, s in zip(self.names, pieces, self.shapes, strict=False)}
 
     def state_dict(self, r: int, flat: Tensor | None = None, buffers: dict[str, Tensor] | None = None) -> dict:
         """Run r's weights and buffers under the single model's names (of `flat` and `buffers`
@@ -128,7 +128,7 @@ class StackedAdam:
     def load(self, r: int, optimizer: torch.optim.Optimizer) -> None:
         """Take run r's moments and step count from a single-run Adam (e.g. a resumed run's)."""
         m, v = self.stack.params(self.exp_avg), self.stack.params(self.exp_avg_sq)
-        for name, p in zip(self.stack.names, optimizer.param_groups[0]["params"]):
+        for name, p in zip(self.stack.names, optimizer.param_groups[0]["params"], strict=False):
             state = optimizer.state.get(p)
             if state:
                 m[name][r].copy_(state["exp_avg"])
@@ -141,7 +141,7 @@ class StackedAdam:
         m, v = self.stack.params(self.exp_avg), self.stack.params(self.exp_avg_sq)
         if self.steps[r] == 0:
             return
-        for name, p in zip(self.stack.names, optimizer.param_groups[0]["params"]):
+        for name, p in zip(self.stack.names, optimizer.param_groups[0]["params"], strict=False):
             optimizer.state[p] = {
                 "step": torch.tensor(float(self.steps[r])),
                 "exp_avg": m[name][r].clone(),

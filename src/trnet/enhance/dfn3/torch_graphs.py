@@ -147,7 +147,7 @@ class Encoder(nn.Module):
         """Features with HISTORY frames of context in front (zeros at the start)."""
         e0 = F.relu(F.conv2d(feat_erb, *self.erb0, padding=(0, 1)))
         x, skips = e0, []
-        for dw, (pw, pb), stride in zip(self.erb_dw, self.erb_pw, (2, 2, 1)):
+        for dw, (pw, pb), stride in zip(self.erb_dw, self.erb_pw, (2, 2, 1), strict=False):
             x = F.conv2d(x, dw, stride=(1, stride), padding=(0, 1), groups=64)
             x = F.relu(F.conv2d(x, pw, pb))
             skips.append(x)
@@ -188,10 +188,12 @@ class ErbDecoder(nn.Module):
         b, _, t, f8 = e3.shape
         x, h = self.gru(F.relu(self.lin_in(emb)), h0)
         x = F.relu(self.lin_out(x)).view(b, t, f8, -1).permute(0, 3, 1, 2)
-        skip = [F.relu(F.conv2d(e, wt, bs, groups=64)) for e, (wt, bs) in zip((e3, e2, e1, e0), self.skip)]
+        skip = [
+            F.relu(F.conv2d(e, wt, bs, groups=64)) for e, (wt, bs) in zip((e3, e2, e1, e0), self.skip, strict=False)
+        ]
         dw, pw, pb = self.convt3
         x = F.relu(F.conv2d(F.conv2d(skip[0] + x, dw, padding=(0, 1), groups=64), pw, pb))
-        for (dw, pw, pb), s in zip((self.convt2, self.convt1), skip[1:3]):
+        for (dw, pw, pb), s in zip((self.convt2, self.convt1), skip[1:3], strict=False):
             x = F.conv_transpose2d(s + x, dw, stride=(1, 2), padding=(0, 1), output_padding=(0, 1), groups=64)
             x = F.relu(F.conv2d(x, pw, pb))
         return torch.sigmoid(F.conv2d(skip[3] + x, *self.out, padding=(0, 1))), h
