@@ -7,9 +7,11 @@ Per (setting, system): runs; mean validation UAR; the within-speaker seed sd (th
 of validation UAR per fold, ddof 1, pooled as the root of the mean variance over folds with
 2+ seeds); the share of runs whose selected epoch lies in the first 20 % of their epochs
 (epoch <= max(1, floor(0.2 x epochs)): epoch 1 of 4 or of 8 counts); the epoch-to-epoch sd of
-validation UAR after that first 20 % (per run, ddof 1, averaged over runs); core-minutes per
-run (the trainer's per-epoch seconds, one thread each). Prints a Markdown table and writes
-curves.png (the current setting beside the chosen one).
+validation UAR after that first 20 % (per run, ddof 1, averaged over runs), and beside it the
+same without the trend (the rms of successive differences / sqrt 2: a curve still rising has a
+large sd and a small jitter); core-minutes per run (the trainer's per-epoch wall seconds, one
+thread each, on a machine shared with other work: the mean, and the least as the idle estimate).
+Prints a Markdown table and writes curves.png (the current setting beside the chosen one).
 """
 
 from __future__ import annotations
@@ -45,12 +47,14 @@ def summarise(pilot: list[dict], curves: list[dict]) -> list[dict]:
             per_fold[int(r["fold"])].append(float(r["val_uar"]) * 100)
         variances = [np.var(v, ddof=1) for v in per_fold.values() if len(v) >= 2]
         early = [int(r["best_epoch"]) <= early_cut(int(r["epochs"])) for r in rs]
-        swings = []
+        swings, jitters = [], []
         for r in rs:
             pts = sorted(curve[(setting, system, int(r["fold"]), int(r["seed"]))])
             later = [u * 100 for e, u in pts if e > early_cut(int(r["epochs"]))]
             if len(later) >= 2:
                 swings.append(np.std(later, ddof=1))
+                # the same spread without the trend: successive differences' rms / sqrt 2 (von Neumann)
+                jitters.append(float(np.sqrt(np.mean(np.square(np.diff(later))) / 2)))
         out.append(
             {
                 "setting": setting,
@@ -61,6 +65,8 @@ def summarise(pilot: list[dict], curves: list[dict]) -> list[dict]:
                 "seed_sd": float(np.sqrt(np.mean(variances))) if variances else float("nan"),
                 "early_share": float(np.mean(early)),
                 "epoch_sd": float(np.mean(swings)) if swings else float("nan"),
+                "epoch_jitter": float(np.mean(jitters)) if jitters else float("nan"),
+                "core_min_min": float(min(float(r["core_seconds"]) for r in rs) / 60),
                 "core_min": float(np.mean([float(r["core_seconds"]) for r in rs]) / 60),
             }
         )
@@ -70,11 +76,12 @@ def summarise(pilot: list[dict], curves: list[dict]) -> list[dict]:
 def markdown(rows: list[dict]) -> str:
     head = (
         "| setting | system | runs (folds) | mean val UAR % | within-speaker seed sd | runs choosing the first 20 % "
-        "| epoch-to-epoch sd after 20 % | core-min / run |\n|---|---|---|---|---|---|---|---|\n"
+        "| epoch-to-epoch sd after 20 % (without trend) | core-min / run (least) |\n|---|---|---|---|---|---|---|---|\n"
     )
     return head + "".join(
         f"| {r['setting']} | {r['system']} | {r['runs']} ({r['folds']}) | {r['mean_val_uar']:.1f} | {r['seed_sd']:.2f} "
-        f"| {r['early_share'] * 100:.0f} % | {r['epoch_sd']:.2f} | {r['core_min']:.2f} |\n"
+        f"| {r['early_share'] * 100:.0f} % | {r['epoch_sd']:.2f} ({r['epoch_jitter']:.2f}) "
+        f"| {r['core_min']:.2f} ({r['core_min_min']:.2f}) |\n"
         for r in rows
     )
 

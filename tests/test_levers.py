@@ -35,6 +35,7 @@ ALL_LEVERS = {
     "ema_decay": 0.9,
     "teacher_cache": True,
 }
+RESUMED = {**ALL_LEVERS, "ema_warmup": True}  # every lever at once, the average's ramp too
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,7 @@ def test_input_norm_is_recorded_refused_on_a_mismatch_and_reaches_the_teacher(st
 
 @pytest.mark.slow
 def test_a_crashed_run_with_every_lever_resumes_to_the_uninterrupted_weights(store, tmp_path, monkeypatch):
-    kw = {"system": "trnet-std-snr", "epochs": 4, "norm": "utterance", **ALL_LEVERS}
+    kw = {"system": "trnet-std-snr", "epochs": 4, "norm": "utterance", **RESUMED}
     reference = weights(run(store, tmp_path / "ref", **kw))
     calls = {"n": 0}
     original = trainer.validate
@@ -192,7 +193,9 @@ def test_crop_and_masks(store):
         f = int(b.frames[i])
         fill = b.x[i, :f].mean(0).expand(f, -1)
         assert torch.equal(masked.x[i, :f][changed_x[i, :f]], fill[changed_x[i, :f]])
-    assert all(torch.count_nonzero(masked.x[i, int(b.frames[i]) :]) == 0 for i in range(8))  # padding stays 0
+    assert all(
+        torch.equal(masked.x[i, int(b.frames[i]) :], b.x[i, int(b.frames[i]) :]) for i in range(8)
+    )  # padding untouched
 
 
 def test_utterance_norm_removes_the_mean_and_ignores_padding():
@@ -233,3 +236,18 @@ def test_eval_batches_cover_every_row_once(store):
     rows = split(s.rows, 0).train
     seen = np.concatenate([b.index for b in eval_batches(s, label_indices(s), rows, "clean", 64)])
     assert sorted(seen.tolist()) == sorted(rows.tolist())
+
+
+def test_the_average_ramps_up_with_warmup_and_not_without(store, tmp_path):
+    from trnet.training.averaging import WeightAverage
+
+    model = torch.nn.Linear(2, 2)
+    ramp, flat = WeightAverage(model, 0.998, warmup=True), WeightAverage(model, 0.998)
+    assert ramp.decay_at(0) == pytest.approx(0.1) and ramp.decay_at(8) == pytest.approx(0.5)
+    assert ramp.decay_at(10**6) == 0.998 and flat.decay_at(0) == 0.998
+    with pytest.raises(ValueError, match="ema_warmup"):
+        TrainingConfig(ema_warmup=True)  # a ramp of no average
+    out = run(store, tmp_path, epochs=1, ema_decay=0.99, ema_warmup=True)
+    assert json.loads((out / "config.json").read_text())["training"]["ema_warmup"] is True
+    with pytest.raises(RunError, match="ema_warmup"):
+        run(store, tmp_path, epochs=1, ema_decay=0.99)

@@ -109,6 +109,7 @@ class TrainingConfig:
     time_mask_frames: int = 20
     crop_s: float = 0.0  # random crop of each training example to at most this many seconds; 0: whole
     ema_decay: float = 0.0  # exponential moving average of the weights, validated and kept; 0: none
+    ema_warmup: bool = False  # the average's decay ramps up, min(ema_decay, (1 + t) / (10 + t)) at update t
     teacher_cache: bool = False  # the frozen teacher's h_s computed once per utterance, on the whole clean input
 
     def __post_init__(self) -> None:
@@ -169,6 +170,7 @@ class TrainingConfig:
             "time_mask_frames": "tf",
             "crop_s": "crop",
             "ema_decay": "ema",
+            "ema_warmup": "emawu",
             "teacher_cache": "tc",
         }
         return "".join(f"-{short[k]}" + ("" if v is True else f"{v:g}") for k, v in self.levers().items())
@@ -184,6 +186,7 @@ LEVERS = (
     "time_mask_frames",
     "crop_s",
     "ema_decay",
+    "ema_warmup",
     "teacher_cache",
 )
 
@@ -217,6 +220,8 @@ def _lever_problems(t: TrainingConfig) -> list[str]:
         ),
         "ema_decay must be 0 (none) or a number in (0, 1)": not (number(t.ema_decay) and 0 <= t.ema_decay < 1),
         "teacher_cache must be true or false": not isinstance(t.teacher_cache, bool),
+        "ema_warmup must be true or false, and needs ema_decay > 0": not isinstance(t.ema_warmup, bool)
+        or (t.ema_warmup and not t.ema_decay),
     }
     return [
         f"{message}, got {', '.join(f'{k}={getattr(t, k)!r}' for k in LEVERS if k in message)}"

@@ -72,6 +72,10 @@ def train_batched(
     out: dict[Path, float | None] = {}
     groups: dict[tuple, list[RunSpec]] = {}
     for spec in specs:
+        if spec.training.ema_warmup:  # one decay per stack today: the ramp is the single trainer's
+            raise RunError(
+                f"{spec.dir}: ema_warmup is trained one run per model only (docs/design.md §7); set batch_runs = 1"
+            )
         groups.setdefault((spec.system, spec.training, spec.device), []).append(spec)
     for group in groups.values():
         out.update(_train_group(group, quiet, wait, max_runs, fast))

@@ -197,7 +197,7 @@ def _loop(
         if training.weight_decay
         else torch.optim.Adam(model.parameters(), lr=training.lr)
     )
-    average = WeightAverage(model, training.ema_decay) if training.ema_decay else None
+    average = WeightAverage(model, training.ema_decay, training.ema_warmup) if training.ema_decay else None
     h_cache = (
         teacher_outputs(teacher, store, labels, train_rows, device) if teacher and training.teacher_cache else None
     )
@@ -274,7 +274,7 @@ def _loop(
             losses["total"].backward()
             optimizer.step()
             if average is not None:
-                average.update(model)
+                average.update(model, epoch * per_epoch + steps)
             steps += 1
             for k_out, k_in in (("loss", "total"), ("ce", "ce"), ("low", "low"), ("high", "high"), ("coef", "coef")):
                 sums[k_out] += losses[k_in].item()
