@@ -119,8 +119,14 @@ def main() -> int:
     args = ap.parse_args()
     pilot = list(csv.DictReader((args.folder / "pilot.csv").open()))
     curves = list(csv.DictReader((args.folder / "curves.csv").open()))
-    print(markdown(summarise(pilot, curves)))
+    table = markdown(summarise(pilot, curves))
+    print(table)
     figure(curves, args.chosen, args.folder / "curves.png")
+    readme = args.folder / "README.md"
+    begin, end = "<!-- pilot-table: begin -->", "<!-- pilot-table: end -->"
+    if readme.exists() and begin in (text := readme.read_text()):
+        head, rest = text.split(begin, 1)
+        readme.write_text(f"{head}{begin}\n{table}{end}{rest.split(end, 1)[1]}")
     return 0
 
 
