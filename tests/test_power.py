@@ -52,6 +52,24 @@ def test_projection_is_anchored_to_the_measured_se_when_sigma_u_is_clipped() -> 
     assert not r2.sigma_u_clipped
 
 
+def test_the_headline_mde_is_the_conservative_one() -> None:
+    """design §10: the larger of the observed-SE MDE and the variance components' leads. Clipped
+    sigma_u: the components (sigma_e alone) give more than the lucky observed SE; unclipped and
+    balanced, the two agree; projections to more seeds start from the larger."""
+    d = {s: [10.0 * (-1) ** i, -10.0 * (-1) ** i] for i, s in enumerate("abcdefghi")}
+    d["a"] = [11.0, -9.0]
+    r = clustered_difference(d)
+    components = mde_factor(8) * np.sqrt(r.sigma_e**2 / (9 * 2))  # sigma_u = 0
+    assert r.mde_components() == pytest.approx(components) and components > r.mde
+    assert r.mde_conservative == pytest.approx(components)
+    assert r.mde_conservative_with(8) == pytest.approx(components / 2)
+    r2 = clustered_difference({s: [s_i, s_i + 2.0 + 0.5 * s_i] for s_i, s in enumerate("abcdefghi")})
+    assert not r2.sigma_u_clipped
+    assert r2.mde_components() == pytest.approx(r2.mde, rel=1e-9) == r2.mde_conservative
+    one_seed = clustered_difference({s: [float(i)] for i, s in enumerate("abcd")})
+    assert np.isnan(one_seed.mde_components()) and one_seed.mde_conservative == one_seed.mde
+
+
 def test_coverage_and_power_by_simulation() -> None:
     """Under the random-effects model (9 speakers x 2 seeds), the interval covers mu ~95 % of
     the time, and a true effect equal to the expected MDE is detected ~80 % of the time."""

@@ -47,6 +47,9 @@ def test_report_computes_the_declared_comparison(tmp_path: Path) -> None:
     text = (results / "report.md").read_text()
     assert "## The declared comparison" in text and "TRNet (chosen)" in text
     assert "Minimum detectable effect at 80 % power" in text and "target ≤ 2.5" in text
+    # the headline is the larger of the two MDEs, the other shown beside it (design §10)
+    assert numbers["mde_conservative"] == pytest.approx(max(numbers["mde_observed"], numbers["mde_components"]))
+    assert f"**{numbers['mde_conservative']:.2f}** UAR points (the larger of the observed-SE MDE" in text
     assert set(numbers["per_condition"]) == {"clean", *(f"{n}@{s}" for n in NOISES for s in SNRS)}
 
 

@@ -60,6 +60,31 @@ class ClusteredDifference:
         scale = float(np.sqrt(then / now)) if now > 0 else 1.0
         return mde_factor(self.n_speakers - 1, alpha, power) * self.se * scale
 
+    def mde_components(self, seeds: float | None = None, alpha: float = 0.05, power: float = 0.8) -> float:
+        """The MDE the variance components imply for `seeds` seeds (default today's):
+        factor x sqrt(sigma_u^2 / S + sigma_e^2 / (S K)); nan with one seed (no sigma_e). With
+        sigma_u^2 clipped to 0 this is larger than the observed-SE MDE: the speaker means spread
+        less than their seeds predict, which with few speakers is luck, not a smaller noise."""
+        if np.isnan(self.sigma_e):
+            return float("nan")
+        k = self.seeds if seeds is None else seeds
+        var = self.sigma_u**2 / self.n_speakers + self.sigma_e**2 / (self.n_speakers * k)
+        return mde_factor(self.n_speakers - 1, alpha, power) * float(np.sqrt(var))
+
+    @property
+    def mde_conservative(self) -> float:
+        """The headline MDE (docs/design.md §10): the larger of the observed-SE MDE and the
+        variance components' one, so that a lucky spread of speaker means never makes the design
+        look more sensitive than its seed noise allows."""
+        components = self.mde_components()
+        return self.mde if np.isnan(components) else max(self.mde, components)
+
+    def mde_conservative_with(self, seeds: int) -> float:
+        """Projections to more seeds from the conservative figure: the larger of the two
+        projections at `seeds` seeds."""
+        components = self.mde_components(seeds)
+        return self.mde_with(seeds) if np.isnan(components) else max(self.mde_with(seeds), components)
+
 
 def mde_factor(df: int, alpha: float = 0.05, power: float = 0.8) -> float:
     """(t_{1 - alpha/2} + t_{power}) on `df` degrees of freedom: the MDE in standard errors."""

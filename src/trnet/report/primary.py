@@ -206,8 +206,15 @@ def primary_section(res: Results, analysis: Mapping[str, Any], tags: Sequence[st
     out["secondary"] = {k: as_dict(v) for k, v in secondary.items()}
     if d is not None:
         seeds = max(1, round(d.seeds))
-        mde = f"Minimum detectable effect at 80 % power: **{d.mde:.2f}** UAR points" + (
-            f" (target ≤ {target}: {'met' if d.mde <= target else 'not met'})" if target else ""
+        headline = d.mde_conservative  # design §10: the larger of the two MDEs leads, the other beside it
+        other = (
+            ""
+            if np.isnan(d.sigma_e)
+            else f" (the larger of the observed-SE MDE {d.mde:.2f} and the variance components' "
+            f"{d.mde_components():.2f})"
+        )
+        mde = f"Minimum detectable effect at 80 % power: **{headline:.2f}** UAR points{other}" + (
+            f"; target ≤ {target}: {'met' if headline <= target else 'not met'}" if target else ""
         )
         if np.isnan(d.sigma_e):  # one seed per speaker: speaker and seed variance are not separable
             design = (
@@ -216,16 +223,17 @@ def primary_section(res: Results, analysis: Mapping[str, Any], tags: Sequence[st
                 f"σ_e cannot be separated). {mde}; more seeds would lower it by an amount one seed cannot tell."
             )
         else:
-            more = ", ".join(f"{k} seeds would give {d.mde_with(k):.2f}" for k in (seeds + 1, seeds + 2, 10))
+            more = ", ".join(
+                f"{k} seeds would give {d.mde_conservative_with(k):.2f}" for k in (seeds + 1, seeds + 2, 10)
+            )
             floor = (
-                f"; no number of seeds can bring it below {d.mde_with(10**9):.2f} (the σ_u term)."
+                f"; no number of seeds can bring it below {d.mde_conservative_with(10**9):.2f} (the σ_u term)."
                 if not d.sigma_u_clipped
                 else (
                     f" if σ_u is truly about 0. σ_u's estimate was negative and is reported as 0: the speakers' "
                     f"mean differences spread less (sd {d.se * np.sqrt(d.n_speakers):.2f}) than seeds of sd "
                     f"σ_e predict (σ_e / √{seeds} = {d.sigma_e / np.sqrt(seeds):.2f}), a chance outcome with "
-                    f"{d.n_speakers} speakers, so the floor σ_u sets is unknown, and these projections are "
-                    "the optimistic end."
+                    f"{d.n_speakers} speakers, so the floor σ_u sets is unknown."
                 )
             )
             design = (
@@ -233,7 +241,9 @@ def primary_section(res: Results, analysis: Mapping[str, Any], tags: Sequence[st
                 f"of the difference σ_u = {d.sigma_u:.2f}, within-speaker (seed) sd σ_e = {d.sigma_e:.2f}. {mde}; "
                 f"with the same speakers, {more}{floor}"
             )
-            out["mde_with_seeds"] = {k: d.mde_with(k) for k in (seeds, seeds + 1, seeds + 2, 10)}
+            out["mde_with_seeds"] = {k: d.mde_conservative_with(k) for k in (seeds, seeds + 1, seeds + 2, 10)}
+            out["mde_observed"], out["mde_components"] = d.mde, d.mde_components()
+        out["mde_conservative"] = headline
         md += ["", _verdict(display_name(chosen), display_name(base), d), "", design]
     md += [
         "",
