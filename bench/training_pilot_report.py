@@ -103,7 +103,7 @@ def figure(curves: list[dict], chosen: str, path: Path) -> None:
             for k, (_key, pts) in enumerate(sorted(runs.items())):
                 pts.sort()
                 ax.plot(*zip(*pts, strict=True), color=colour, alpha=0.7, lw=1.2, label=setting if k == 0 else None)
-        ax.set_title(f"{system}: validation UAR per epoch (nEMO, folds 0/3/6 x seeds)")
+        ax.set_title(f"{system} (nEMO folds 0, 3, 6 x 3 seeds)")
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation UAR %")
         ax.legend()
