@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from tests.test_levers import ALL_LEVERS
 from tests.test_training import TINY
 from tests.test_training import store as store  # noqa: F401 - the module fixture
 from trnet.models import SERSystem, build_teacher, load_config, teacher_config
@@ -179,17 +180,7 @@ def test_a_killed_stack_resumes_to_the_same_weights_here_or_alone(store, tmp_pat
 
 # the levers of docs/design.md §7 as the study's recipe sets them (crops of 0.5 s: the test
 # corpus's utterances are ~1 s), trained per run inside a stack
-LEVERS = {
-    "warmup_epochs": 1.0,
-    "lr_schedule": "cosine",
-    "weight_decay": 0.05,
-    "label_smoothing": 0.1,
-    "freq_masks": 2,
-    "time_masks": 2,
-    "crop_s": 0.5,
-    "ema_decay": 0.9,
-    "teacher_cache": True,
-}
+LEVERS = {**ALL_LEVERS, "lr_schedule": "cosine"}
 
 
 def _lever_specs(store: Path, runs: Path, system: str = "trnet", epochs: int = 3, **levers) -> list:

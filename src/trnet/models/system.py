@@ -160,35 +160,24 @@ class TrainingConfig:
     def tag(self) -> str:
         """A runs-folder suffix naming every lever that is on ('' when none is: the folders of
         earlier runs keep their names)."""
-        short = {
-            "warmup_epochs": "wu",
-            "weight_decay": "wd",
-            "label_smoothing": "ls",
-            "freq_masks": "fm",
-            "freq_mask_bins": "fb",
-            "time_masks": "tm",
-            "time_mask_frames": "tf",
-            "crop_s": "crop",
-            "ema_decay": "ema",
-            "ema_warmup": "emawu",
-            "teacher_cache": "tc",
-        }
-        return "".join(f"-{short[k]}" + ("" if v is True else f"{v:g}") for k, v in self.levers().items())
+        return "".join(f"-{LEVER_TAGS[k]}" + ("" if v is True else f"{v:g}") for k, v in self.levers().items())
 
 
-LEVERS = (
-    "warmup_epochs",
-    "weight_decay",
-    "label_smoothing",
-    "freq_masks",
-    "freq_mask_bins",
-    "time_masks",
-    "time_mask_frames",
-    "crop_s",
-    "ema_decay",
-    "ema_warmup",
-    "teacher_cache",
-)
+# the training levers and the short names a runs-folder tag gives them (TrainingConfig.tag)
+LEVER_TAGS = {
+    "warmup_epochs": "wu",
+    "weight_decay": "wd",
+    "label_smoothing": "ls",
+    "freq_masks": "fm",
+    "freq_mask_bins": "fb",
+    "time_masks": "tm",
+    "time_mask_frames": "tf",
+    "crop_s": "crop",
+    "ema_decay": "ema",
+    "ema_warmup": "emawu",
+    "teacher_cache": "tc",
+}
+LEVERS = tuple(LEVER_TAGS)
 
 
 def _lever_problems(t: TrainingConfig) -> list[str]:

@@ -13,10 +13,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from trnet.audio import SAMPLE_RATE
 from trnet.batches import CROP_MULTIPLE, Batch
+from trnet.features import FRAME_SHIFT
 from trnet.models import TrainingConfig
 
-FRAMES_PER_SECOND = 100  # LMFB frame shift 10 ms (trnet.features)
+FRAMES_PER_SECOND = SAMPLE_RATE // FRAME_SHIFT  # LMFB frames per second (10 ms shift)
 
 
 def batch_rng(seed: int, epoch: int, step: int) -> np.random.Generator:
