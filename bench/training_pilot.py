@@ -73,6 +73,16 @@ SETTINGS: dict[str, dict] = {
     "levers-no-wd-warmup": _without("weight_decay", "warmup_epochs"),
     # round 2, declared after round 1's seed 1 (validation only; see plan): the average with a ramp
     "levers-emawu": {**LEVERS, "ema_warmup": True},
+    # round 3, declared after round 2 (validation only; see plan): train to the end, or lighter
+    "emawu-16": {**LEVERS, "ema_warmup": True, "epochs": 16, "patience": 16},
+    "ema-light": {
+        "epochs": 8,
+        "patience": 8,
+        "crop_s": 3.0,
+        "ema_decay": 0.998,
+        "ema_warmup": True,
+        "teacher_cache": True,
+    },
 }
 FOLDS = (0, 3, 6)
 SEEDS = (1, 2, 3)
@@ -102,10 +112,17 @@ def plan() -> list[tuple[str, str, int, int]]:
     round2 = [("levers-emawu", "baseline-e", f, seed) for seed in SEEDS for f in FOLDS]
     round2 += [("levers-no-ema", "baseline-e", f, seed) for seed in SEEDS[1:] for f in FOLDS]
     trnet = [(s, "trnet-std-snr", f, seed) for s in ("levers-emawu", "current") for seed in SEEDS for f in FOLDS]
+    round3 = [
+        (s, system, f, seed)
+        for seed in SEEDS
+        for s in ("ema-light", "emawu-16")
+        for system in ("baseline-e", "trnet-std-snr")
+        for f in FOLDS
+    ]
     rest = [(s, "baseline-e", f, seed) for seed in SEEDS[1:] for s in round1 for f in FOLDS]
     rest += [("levers", "trnet-std-snr", f, seed) for seed in SEEDS for f in FOLDS]
     seen: set = set()
-    return [w for w in base_e + seed1 + round2 + trnet + rest if not (w in seen or seen.add(w))]
+    return [w for w in base_e + seed1 + round2 + trnet + round3 + rest if not (w in seen or seen.add(w))]
 
 
 def _spec(store: Path, out: Path, setting: str, system: str, fold: int, seed: int):
