@@ -23,6 +23,17 @@ DECLARED BEFORE ANY RUN (2026-12-07), and not changed after seeing a number:
   whose within-speaker seed sd is the smallest within 0.5 points; ties go to the cheaper one.
 - Second check: the EmoDB refinement setting (recipes/emodb-refinement.toml) with the chosen
   levers, validation UAR no worse than today's minus 1 point (`--corpus emodb`).
+  Made concrete before it ran (after round 2, budget): the chosen setting's levers with the
+  refinement recipe's own sizing (31 epochs, patience 31, batch 8, its constant learning rate
+  and random batches, width 8), Baseline-e and TRNet-std-snr (its teacher under the same
+  levers), all 10 folds, seed 1, on a store built with the recipe's settings (EmoDB, ESC-50 and
+  DEMAND, DFN3, 20-0 dB, noise seed 1); "today's" is the same systems' seed-1 validation UAR in
+  docs/emodb-refinement/runs.csv, same folds, compared as the mean paired difference.
+      trnet prepare emodb --root EMODB --out E; trnet prepare esc50 --root ESC50 --out E
+      trnet prepare noise --root DEMAND --out E
+      trnet conditions --corpus E/emodb.csv --noise esc50=E/esc50.csv --noise demand=E/noise.csv \
+          --se dfn3 --seed 1 --snrs 20,15,10,5,0 --out EMODB_STORE
+      python bench/training_pilot.py --corpus emodb --setting NAME --store EMODB_STORE --out RUNS
 
     python bench/training_pilot.py --store STORE --out /work/runs/pilot/runs [--jobs 2]
     python bench/training_pilot.py --store STORE --out ... --summary docs/training-recipe
@@ -84,6 +95,7 @@ SETTINGS: dict[str, dict] = {
         "teacher_cache": True,
     },
 }
+EMODB_BASE = {"epochs": 31, "patience": 31, "batch_size": 8}  # recipes/emodb-refinement.toml
 FOLDS = (0, 3, 6)
 SEEDS = (1, 2, 3)
 WIDTH = 8
@@ -125,30 +137,41 @@ def plan() -> list[tuple[str, str, int, int]]:
     return [w for w in base_e + seed1 + round2 + trnet + round3 + rest if not (w in seen or seen.add(w))]
 
 
-def _spec(store: Path, out: Path, setting: str, system: str, fold: int, seed: int):
+def emodb_plan(setting: str) -> list[tuple[str, str, int, int]]:
+    """The EmoDB check's runs (module docstring): the chosen setting, both systems, 10 folds, seed 1."""
+    return [(setting, system, f, 1) for system in ("baseline-e", "trnet-std-snr") for f in range(10)]
+
+
+def _spec(store: Path, out: Path, corpus: str, setting: str, system: str, fold: int, seed: int):
     from trnet.training.trainer import spec_from_names
 
     levers = dict(SETTINGS[setting])
     norm = levers.pop("input_norm", "none")
+    if corpus == "emodb":  # the refinement recipe's own sizing, the setting's levers
+        levers = {**{k: v for k, v in levers.items() if k not in ("epochs", "patience")}, **EMODB_BASE}
+        base, runs = {}, out / "emodb" / setting
+    else:
+        base, runs = BASE, out / setting
     return spec_from_names(
         system,
         fold,
         seed,
         store,
-        out / setting,
+        runs,
         system_overrides={"width": WIDTH, **({"input_norm": norm} if norm != "none" else {})},
-        training_overrides={**BASE, **levers},
+        training_overrides={**base, **levers},
         train_noise="esc50",
     )
 
 
-def _train(store: str, out: str, setting: str, system: str, fold: int, seed: int) -> str:
+def _train(store: str, out: str, corpus: str, setting: str, system: str, fold: int, seed: int) -> str:
     import torch
 
     torch.set_num_threads(1)
     from trnet.training.trainer import train
 
-    return str(train(_spec(Path(store), Path(out), setting, system, fold, seed), quiet=True, wait=True))
+    spec = _spec(Path(store), Path(out), corpus, setting, system, fold, seed)
+    return str(train(spec, quiet=True, wait=True))
 
 
 def _n_train_rows(store: str, fold: int, _cache: dict = {}) -> int:  # noqa: B006 - a memo
@@ -165,8 +188,9 @@ def rows(out: Path) -> tuple[list[dict], list[dict]]:
     from trnet.batches import n_train_batches
 
     table, curves = [], []
-    for setting in SETTINGS:
-        for done in sorted((out / setting).glob("*/fold*-seed*/done.json")):
+    places = [(s, "nemo", out / s) for s in SETTINGS] + [(s, "emodb", out / "emodb" / s) for s in SETTINGS]
+    for setting, corpus, where in places:
+        for done in sorted(where.glob("*/fold*-seed*/done.json")):
             run = done.parent
             config = json.loads((run / "config.json").read_text())
             result = json.loads(done.read_text())
@@ -177,7 +201,7 @@ def rows(out: Path) -> tuple[list[dict], list[dict]]:
                 {
                     "setting": setting,
                     "system": config["system"]["name"],
-                    "corpus": "nemo",
+                    "corpus": corpus,
                     "fold": fold,
                     "seed": seed,
                     "val_speaker": config["val_speaker"],
@@ -193,6 +217,7 @@ def rows(out: Path) -> tuple[list[dict], list[dict]]:
                     {
                         "setting": setting,
                         "system": config["system"]["name"],
+                        "corpus": corpus,
                         "fold": fold,
                         "seed": seed,
                         "epoch": int(r["epoch"]),
@@ -218,6 +243,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True, help="runs folder of the pilot")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--only", default="", help="comma-separated settings to run (default: the whole plan)")
+    ap.add_argument("--corpus", choices=("nemo", "emodb"), default="nemo", help="emodb: the second check")
+    ap.add_argument("--setting", choices=tuple(SETTINGS), help="the setting the EmoDB check runs")
     ap.add_argument("--summary", type=Path, help="write pilot.csv and curves.csv here and stop")
     args = ap.parse_args()
     if args.summary:
@@ -227,10 +254,12 @@ def main() -> int:
         print(f"{len(table)} runs -> {args.summary}")
         return 0
     only = {s for s in args.only.split(",") if s}
-    work = [w for w in plan() if not only or w[0] in only]
+    if args.corpus == "emodb" and not args.setting:
+        ap.error("--corpus emodb needs --setting (the chosen one)")
+    work = emodb_plan(args.setting) if args.corpus == "emodb" else [w for w in plan() if not only or w[0] in only]
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with ProcessPoolExecutor(args.jobs) as pool:
-        futures = {pool.submit(_train, str(args.store), str(args.out), *w): w for w in work}
+        futures = {pool.submit(_train, str(args.store), str(args.out), args.corpus, *w): w for w in work}
         for n, fut in enumerate(as_completed(futures), 1):
             w = futures[fut]
             try:

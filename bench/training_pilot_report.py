@@ -12,6 +12,9 @@ same without the trend (the rms of successive differences / sqrt 2: a curve stil
 large sd and a small jitter); core-minutes per run (the trainer's per-epoch wall seconds, one
 thread each, on a machine shared with other work: the mean, and the least as the idle estimate).
 Prints a Markdown table and writes curves.png (the current setting beside the chosen one).
+The declared choice rule (bench/training_pilot.py) is applied to the settings run on both
+systems, and the EmoDB check (rows with corpus = emodb) is compared, fold by fold, with the
+same systems' seed-1 validation UAR in docs/emodb-refinement/runs.csv.
 """
 
 from __future__ import annotations
@@ -73,6 +76,80 @@ def summarise(pilot: list[dict], curves: list[dict]) -> list[dict]:
     return out
 
 
+SYSTEMS = ("baseline-e", "trnet-std-snr")
+
+
+def choose(rows: list[dict]) -> tuple[str | None, str]:
+    """The declared rule: among settings run on both systems (every fold and seed of each),
+    the highest mean validation UAR over both systems among those whose mean within-speaker
+    seed sd is the smallest within 0.5 points; ties to the cheaper. Returns (setting, table)."""
+    by: dict[str, dict[str, dict]] = defaultdict(dict)
+    for r in rows:
+        if r["system"] in SYSTEMS:
+            by[r["setting"]][r["system"]] = r
+    full = {k: v for k, v in by.items() if len(v) == len(SYSTEMS) and all(x["runs"] >= 9 for x in v.values())}
+    if not full:
+        return None, ""
+    stats = {
+        k: (
+            float(np.mean([v[x]["mean_val_uar"] for x in SYSTEMS])),
+            float(np.mean([v[x]["seed_sd"] for x in SYSTEMS])),
+            float(np.mean([v[x]["core_min_min"] for x in SYSTEMS])),
+        )
+        for k, v in full.items()
+    }
+    least = min(sd for _, sd, _ in stats.values())
+    eligible = [k for k, (_, sd, _) in stats.items() if sd <= least + 0.5]
+    chosen = max(eligible, key=lambda k: (round(stats[k][0], 6), -stats[k][2]))
+    table = (
+        "| setting (both systems, 3 folds x 3 seeds) | mean val UAR % | mean seed sd | least core-min | eligible |\n"
+    )
+    table += "|---|---|---|---|---|\n" + "".join(
+        f"| {k}{' (chosen)' if k == chosen else ''} | {u:.1f} | {sd:.2f} | {c:.2f} "
+        f"| {'yes' if k in eligible else 'no'} |\n"
+        for k, (u, sd, c) in stats.items()
+    )
+    return chosen, table
+
+
+def emodb_check(pilot: list[dict], reference: list[dict]) -> str:
+    """Per system: the check's mean validation UAR, today's (seed 1, same folds), and the mean
+    paired difference with its 95 % t interval (the target: no worse than -1 point)."""
+    from scipy import stats
+
+    today = {(r["system"], int(r["fold"])): float(r["val_uar"]) * 100 for r in reference if int(r["seed"]) == 1}
+    lines = []
+    for setting in sorted({r["setting"] for r in pilot}):
+        for system in SYSTEMS:
+            pairs = [
+                (float(r["val_uar"]) * 100, today[(system, int(r["fold"]))])
+                for r in pilot
+                if r["setting"] == setting and r["system"] == system and (system, int(r["fold"])) in today
+            ]
+            if len(pairs) < 2:
+                continue
+            d = np.array([a - b for a, b in pairs])
+            half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+            low, high = d.mean() - half, d.mean() + half
+            lines.append(
+                f"| {setting} | {system} | {len(d)} | {np.mean([a for a, _ in pairs]):.1f} "
+                f"| {np.mean([b for _, b in pairs]):.1f} | {d.mean():+.1f} [{low:+.1f}, {high:+.1f}] |\n"
+            )
+    if not lines:
+        return ""
+    return (
+        "| setting | system | folds | val UAR % | today's (seed 1) | paired difference [95 % CI] |\n"
+        "|---|---|---|---|---|---|\n" + "".join(lines)
+    )
+
+
+def _fill(readme: Path, marker: str, table: str) -> None:
+    begin, end = f"<!-- {marker}: begin -->", f"<!-- {marker}: end -->"
+    if readme.exists() and begin in (text := readme.read_text()):
+        head, rest = text.split(begin, 1)
+        readme.write_text(f"{head}{begin}\n{table}{end}{rest.split(end, 1)[1]}")
+
+
 def markdown(rows: list[dict]) -> str:
     head = (
         "| setting | system | runs (folds) | mean val UAR % | within-speaker seed sd | runs choosing the first 20 % "
@@ -116,17 +193,22 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path, help="holds pilot.csv and curves.csv")
     ap.add_argument("--chosen", default="levers")
+    ap.add_argument("--reference", type=Path, default=Path("docs/emodb-refinement/runs.csv"))
     args = ap.parse_args()
     pilot = list(csv.DictReader((args.folder / "pilot.csv").open()))
     curves = list(csv.DictReader((args.folder / "curves.csv").open()))
-    table = markdown(summarise(pilot, curves))
-    print(table)
-    figure(curves, args.chosen, args.folder / "curves.png")
+    nemo = [r for r in pilot if r["corpus"] == "nemo"]
+    nemo_curves = [c for c in curves if c.get("corpus", "nemo") == "nemo"]
+    rows = summarise(nemo, nemo_curves)
+    table = markdown(rows)
+    chosen, rule = choose(rows)
+    check = emodb_check([r for r in pilot if r["corpus"] == "emodb"], list(csv.DictReader(args.reference.open())))
+    print(table, rule, f"the rule chooses: {chosen}\n", check, sep="\n")
+    figure(nemo_curves, args.chosen, args.folder / "curves.png")
     readme = args.folder / "README.md"
-    begin, end = "<!-- pilot-table: begin -->", "<!-- pilot-table: end -->"
-    if readme.exists() and begin in (text := readme.read_text()):
-        head, rest = text.split(begin, 1)
-        readme.write_text(f"{head}{begin}\n{table}{end}{rest.split(end, 1)[1]}")
+    _fill(readme, "pilot-table", table)
+    _fill(readme, "choice-table", rule)
+    _fill(readme, "emodb-check", check)
     return 0
 
 
