@@ -165,3 +165,23 @@ def test_the_selection_file_drives_the_recommended_name(tmp_path: Path, monkeypa
     assert configs.resolve("trnet-robust") == "trnet-std"
     assert main(["select", str(tmp_path / "none.csv"), "--alias", "x"]) == 2
     assert main(["select", str(ROOT / "docs" / "emodb-refinement" / "runs.csv"), "--alias", "trnet"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("among", "chosen", "rule"),
+    [("candidates", "trnet", "the candidate"), ("all", "baseline-e", "Baseline-e and the ablations included")],
+)
+def test_select_among_all_lets_baseline_e_win_but_never_a_clean_trained_system(
+    tmp_path: Path, capsys, among: str, chosen: str, rule: str
+) -> None:
+    """A recommendation for noise must beat Baseline-e: `--among all` lets every system trained
+    in noise compete. Baseline-c's higher number is on clean validation speech: it never enters."""
+    results = fake_results(tmp_path / "r", {"baseline-c": 0.99, "baseline-e": 0.92, "trnet": 0.80, "trnet-std": 0.70})
+    out = tmp_path / "selection.json"
+    assert main(["select", str(results / "runs.csv"), "--alias", "pick", "--among", among, "--out", str(out)]) == 0
+    entry = json.loads(out.read_text())["aliases"]["pick"]
+    assert entry["system"] == chosen and rule in entry["rule"]
+    assert "baseline-c" not in entry["validation_uar"]
+    assert ("baseline-e" in entry["validation_uar"]) == (among == "all")
+    assert entry.get("among", "candidates") == among
+    assert f"pick = {chosen}" in capsys.readouterr().out

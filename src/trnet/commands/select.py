@@ -20,6 +20,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a results directory, its selection.json (written by trnet report) or its runs.csv; "
         "TAG=SOURCE: a study at another SE setting, its systems named <system>@TAG",
     )
+    p.add_argument(
+        "--among",
+        choices=("candidates", "all"),
+        default="candidates",
+        help="who competes: TRNet and its variants (candidate = true in their configs; the default), or "
+        "every system trained in noise, Baseline-e included (a recommendation for noise that must beat it)",
+    )
     p.add_argument("--alias", required=True, help="the name to give the chosen system, e.g. trnet-robust")
     p.add_argument(
         "--out",
@@ -33,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from trnet.report.aliases import select, write_selection
 
-    entry = select(args.sources, args.alias)
+    entry = select(args.sources, args.alias, args.among)
     if args.out is None:
         print(json.dumps({args.alias: entry}, indent=2))
         return 0

@@ -37,6 +37,28 @@ RULE = (
     "run in fewer studies, e.g. an SE setting tried on one corpus only, is listed but not comparable); ties go "
     "to the earlier system in table order. A chosen <system>@<tag> names <system>; its SE setting is the study's."
 )
+RULE_ALL = (
+    "the system (every system that trains in noise, Baseline-e and the ablations included; a system trained on "
+    "clean speech only is validated on clean speech, so its number is not comparable) with the highest mean "
+    "validation UAR over its runs in the studies below, among the systems run on every (test speaker, fold, seed) "
+    "that any of them was run on; ties go to the earlier system in table order. A chosen <system>@<tag> names "
+    "<system>; its SE setting is the study's."
+)
+AMONG = {"candidates": RULE, "all": RULE_ALL}  # `trnet select --among`: who competes, and the rule it writes
+
+
+def in_noise(system: str) -> bool:
+    """Whether a system trains (and so validates) in noise, at any SE setting ("<system>@<tag>"):
+    who competes under `--among all`. Validation uses the training conditions, so a clean-trained
+    system's validation UAR is on clean speech and would win for that reason alone."""
+    from trnet.models.system import load_config
+
+    name = system.split("@")[0]
+    return name in configs.systems() and load_config(name).train_conditions != "clean"
+
+
+def competes(system: str, among: str) -> bool:
+    return is_candidate(system) if among == "candidates" else in_noise(system)
 
 
 def is_candidate(system: str) -> bool:
@@ -173,16 +195,17 @@ def cell(run: dict[str, Any]) -> tuple[str, int, int]:
     return (str(run.get("test_speaker") or ""), int(run["fold"]), int(run["seed"]))
 
 
-def pool(studies: list[tuple[str, list[dict[str, Any]]]]) -> dict[str, dict[str, Any]]:
-    """Candidate -> mean, std and number of its validation UARs over every study, and whether it
-    was run on every cell (test speaker, fold, seed) that any candidate was run on; table order.
+def pool(studies: list[tuple[str, list[dict[str, Any]]]], among: str = "candidates") -> dict[str, dict[str, Any]]:
+    """Competitor (a candidate, or with among="all" every system trained in noise) -> mean, std
+    and number of its validation UARs over every study, and whether it was run on every cell
+    (test speaker, fold, seed) that any competitor was run on; table order.
     Means over different cells are not comparable: validation UAR depends on the corpus and the
     speaker far more than on the system (EmoDB ~83 %, nEMO ~52 %)."""
     values: dict[str, list[float]] = {}
     cells: dict[str, set[tuple[str, int, int]]] = {}
     for _, runs in studies:
         for r in runs:
-            if is_candidate(r["system"]) and r.get("val_uar") is not None:
+            if competes(r["system"], among) and r.get("val_uar") is not None:
                 values.setdefault(r["system"], []).append(float(r["val_uar"]))
                 cells.setdefault(r["system"], set()).add(cell(r))
     every = set().union(*cells.values()) if cells else set()
@@ -206,8 +229,11 @@ def choose(pooled: dict[str, dict[str, Any]]) -> str | None:
     return max(comparable, key=lambda s: pooled[s]["mean"], default=None)
 
 
-def select(sources: list[str], alias: str) -> dict[str, Any]:
-    """The package file's entry for `alias`, pooled over `sources`."""
+def select(sources: list[str], alias: str, among: str = "candidates") -> dict[str, Any]:
+    """The package file's entry for `alias`, pooled over `sources`; `among`: who competes
+    ("candidates": TRNet and its variants; "all": every system trained in noise, AMONG)."""
+    if among not in AMONG:
+        raise UserError(f"--among {among!r}: expected one of {', '.join(AMONG)}")
     if alias in configs.systems():
         raise UserError(f"--alias {alias!r} is a system's own name; an alias must be a new name")
     if not alias or not all(ch.isalnum() or ch in "-_." for ch in alias) or not alias[0].isalnum():
@@ -220,17 +246,19 @@ def select(sources: list[str], alias: str) -> dict[str, Any]:
     for tag, runs, path in read:
         studies.append((tag, runs))
         provenance.append({"source": str(path), "tag": tag or None, "runs": len(runs), "sha256": sha256_file(path)})
-    pooled = pool(studies)
+    pooled = pool(studies, among)
     chosen = choose(pooled)
     if chosen is None:
+        who = "candidate system" if among == "candidates" else "system trained in noise"
         raise UserError(
-            "no candidate system has a validation UAR on every (test speaker, fold, seed) of these sources; "
-            "give studies that ran the same candidates"
+            f"no {who} has a validation UAR on every (test speaker, fold, seed) of these sources; "
+            "give studies that ran the same systems"
         )
     return {
         "system": chosen.split("@")[0],
         "chosen": chosen,
-        "rule": RULE,
+        "rule": AMONG[among],
+        **({"among": among} if among != "candidates" else {}),
         "validation_uar": pooled,
         "studies": provenance,
     }
