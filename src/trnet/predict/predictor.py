@@ -78,8 +78,9 @@ class Window:
 
 @dataclass
 class Prediction:
-    """One input's result. `c` is the SNR coefficient (1 = clean, 0 = noisy) of systems with an
-    SNR-aware module, else None. `windows` is empty for inputs no longer than one window."""
+    """One input's result. `c` is the SNR coefficient of systems with an SNR-aware
+    module (eq. (1): the weight of the unenhanced input; not calibrated), else None.
+    `windows` is empty for inputs no longer than one window."""
 
     label: str
     probabilities: dict[str, float]

@@ -227,4 +227,7 @@ def c_note(path: str | Path) -> str | None:
     if not rows:
         return None
     parts = ", ".join(f"{r['train']}->{r['test']} {r['rho']['mean']:.2f}" for r in rows)
-    return f"c (1 = clean, 0 = noisy) tracks the SNR with Spearman rho {parts} on held-out corpora (model card)"
+    return (
+        "c (eq. (1): the weight on the unenhanced input; not calibrated, higher tends to mean cleaner) "
+        f"has Spearman rho {parts} with the SNR on held-out corpora (model card)"
+    )
