@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from trnet import configs
+from trnet.models.system import load_config
 from trnet.options import Number
 from trnet.report.results import Results
 from trnet.utils import UserError, sha256_file, write_json_atomic
@@ -51,8 +52,6 @@ def in_noise(system: str) -> bool:
     """Whether a system trains (and so validates) in noise, at any SE setting ("<system>@<tag>"):
     who competes under `--among all`. Validation uses the training conditions, so a clean-trained
     system's validation UAR is on clean speech and would win for that reason alone."""
-    from trnet.models.system import load_config
-
     name = system.split("@")[0]
     return name in configs.systems() and load_config(name).train_conditions != "clean"
 
