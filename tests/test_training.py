@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from tests.conftest import kill_when
 from tests.test_store import make_corpus
+from trnet.enhance import Spec
 from trnet.models import TrainingConfig
 from trnet.protocol.folds import split
 from trnet.runs import RunError, load_run
@@ -29,7 +30,7 @@ TINY = {"width": 4}
 def store(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("train")
     corpus, noise = make_corpus(root, n_speakers=4, per_speaker=8)
-    spec = BuildSpec(corpus=corpus, noise={"esc50": noise}, se="identity", se_options={}, seed=1, snrs=(10, 0))
+    spec = BuildSpec(corpus=corpus, noise={"esc50": noise}, se=Spec("identity"), seed=1, snrs=(10, 0))
     return build(spec, root / "store", quiet=True)
 
 
