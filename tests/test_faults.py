@@ -900,7 +900,7 @@ def test_1_a_recipe_does_not_rebuild_its_store_with_other_settings(corpus, tmp_p
     }
     recipe = recipe_from_dict(table, base=tmp_path, origin="test")
     store = tmp_path / "work" / "stores" / "seed1"
-    build(BuildSpec(corpus[0], {"esc50": corpus[1]}, "identity", {}, seed=2, snrs=(10, 0)), store, quiet=True)
+    build(BuildSpec(corpus[0], {"esc50": corpus[1]}, Spec("identity"), seed=2, snrs=(10, 0)), store, quiet=True)
     before = sha256_file(store / "clean" / "xs.f16")
     with pytest.raises(RecipeError, match="seed 2 -> 1.*another --work"):
         build_stores(recipe, corpus[0], {"esc50": corpus[1]}, workers=1, quiet=True)

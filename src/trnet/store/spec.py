@@ -22,6 +22,10 @@ class BuildSpec:
     snrs: tuple[int, ...] = SNRS
     keep_audio: bool = False
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.se, Spec):  # a caller's bug (the name alone, say), not a user's
+            raise TypeError(f"BuildSpec.se: expected a trnet.enhance.Spec (from enhance.spec()), got {self.se!r}")
+
     def key(self, se_version: str) -> dict:
         return store_key(self.corpus, self.noise, self.se, se_version, self.seed, self.snrs)
 
