@@ -65,7 +65,7 @@ def parity(device: str) -> None:
 
 
 def store(device: str, data: Path, work: Path, utterances: int | None) -> None:
-    from trnet import corpora
+    from trnet import corpora, enhance
     from trnet.corpora import write_manifest
     from trnet.store import BuildSpec, build
 
@@ -78,8 +78,7 @@ def store(device: str, data: Path, work: Path, utterances: int | None) -> None:
     spec = BuildSpec(
         corpus=work / "emodb.csv",
         noise={"demand": work / "demand.csv"},
-        se="dfn3",
-        se_options={"runtime": "torch", "device": device},
+        se=enhance.spec("dfn3", {"runtime": "torch", "device": device}),
         seed=1,
     )
     t0 = time.perf_counter()

@@ -79,7 +79,7 @@ def specs(store: Path, runs: Path, system: str, width: int, epochs: int, seeds: 
 
 
 def build_store(data: Path, work: Path, se: str, device: str, utterances: int | None) -> None:
-    from trnet import corpora
+    from trnet import corpora, enhance
     from trnet.corpora import write_manifest
     from trnet.store import BuildSpec, build
 
@@ -91,7 +91,7 @@ def build_store(data: Path, work: Path, se: str, device: str, utterances: int | 
     write_manifest(work / "demand.csv", noise, "noise")
     options = {"runtime": "torch", "device": device} if se == "dfn3" else {}
     spec = BuildSpec(
-        corpus=work / "emodb.csv", noise={"demand": work / "demand.csv"}, se=se, se_options=options, seed=1
+        corpus=work / "emodb.csv", noise={"demand": work / "demand.csv"}, se=enhance.spec(se, options), seed=1
     )
     t0 = time.perf_counter()
     build(spec, work / "store", workers=1, quiet=True)

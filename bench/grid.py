@@ -42,6 +42,7 @@ import torch
 
 from trnet.audio import save_audio
 from trnet.corpora import LABELS, write_manifest
+from trnet.enhance import Spec
 from trnet.experiments.engine import split_even
 from trnet.models import load_config
 from trnet.store import BuildSpec, build
@@ -95,9 +96,7 @@ def make_store(root: Path, setting: str, workers: int, n_speakers: int = 10, per
         )
     write_manifest(root / "corpus.csv", utts, "utterances")
     write_manifest(root / "noise.csv", noise, "noise")
-    spec = BuildSpec(
-        corpus=root / "corpus.csv", noise={"esc50": root / "noise.csv"}, se="identity", se_options={}, seed=1
-    )
+    spec = BuildSpec(corpus=root / "corpus.csv", noise={"esc50": root / "noise.csv"}, se=Spec("identity"), seed=1)
     return build(spec, root / "store", workers=workers, quiet=True)
 
 

@@ -54,7 +54,7 @@ def random_run(root: Path, se: str, width: int, encoder: str) -> Path:
     torch.manual_seed(0)
     out = root / f"trnet-{se}"
     save_weights(out / "best.safetensors", SERSystem(cfg))
-    config = {"system": asdict(cfg), "labels": list(LABELS), "se": se, "se_options": SE_OPTIONS.get(se, {})}
+    config = {"system": asdict(cfg), "labels": list(LABELS), **enhance.spec(se, SE_OPTIONS.get(se, {})).to_fields()}
     write_config(out, config)
     write_finished(out, {"epoch": 0, "epochs_run": 0, "val_uar": 0.0, "note": "random weights (bench/predict.py)"})
     return out

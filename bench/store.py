@@ -64,7 +64,7 @@ def main() -> None:
         tmp = Path(tmp)
         write_manifest(tmp / "c.csv", utts, "utterances")
         write_manifest(tmp / "n.csv", noise_rows, "noise")
-        spec = BuildSpec(corpus=tmp / "c.csv", noise={"esc50": tmp / "n.csv"}, se=args.se, se_options={}, seed=1)
+        spec = BuildSpec(corpus=tmp / "c.csv", noise={"esc50": tmp / "n.csv"}, se=enhance.spec(args.se), seed=1)
         t0 = time.perf_counter()
         store = ConditionStore(build(spec, tmp / "store", workers=args.workers, quiet=True))
         t_build = time.perf_counter() - t0

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from trnet.corpora import LABELS, emodb, esc50, noisefolder, write_manifest
+from trnet.enhance import Spec
 from trnet.store import BuildSpec, ConditionStore, build, checksum
 from trnet.store.layout import CHUNK, DTYPE, SHAPE, array_path, array_paths, conditions, store_key
 from trnet.training.trainer import spec_from_names, train
@@ -60,7 +61,7 @@ def emodb_store(work: Path, workers: int) -> Path:
         "esc50": write_manifest(work / "esc50.csv", esc50.load(DATA / "esc50").rows, "noise"),
         "demand": write_manifest(work / "demand.csv", noisefolder.load(DATA / "noise" / "demand-vbd").rows, "noise"),
     }
-    spec = BuildSpec(corpus.resolve(), {k: v.resolve() for k, v in noise.items()}, "identity", {}, 1, SNRS)
+    spec = BuildSpec(corpus.resolve(), {k: v.resolve() for k, v in noise.items()}, Spec("identity"), 1, SNRS)
     return build(spec, work / "store-emodb", workers=workers, quiet=True)
 
 
@@ -88,7 +89,7 @@ def simulated_store(work: Path, n: int) -> Path:
         for j in range(4)
     ]
     noise = {name: write_manifest(work / f"{name}.csv", noise_rows, "noise") for name in ("esc50", "musan")}
-    key = store_key(corpus, noise, "identity", {}, "simulated", 1, SNRS)
+    key = store_key(corpus, noise, Spec("identity"), "simulated", 1, SNRS)
     root.mkdir(parents=True, exist_ok=True)
     (root / "key.json").write_text(json.dumps(key))
     write_manifest(root / "utterances.csv", rows, "utterances")

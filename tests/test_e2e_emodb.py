@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import shared_path
 from trnet.batches import label_indices
 from trnet.corpora import emodb, write_manifest
+from trnet.enhance import Spec
 from trnet.evaluation.evaluate import predict_condition
 from trnet.protocol.folds import split
 from trnet.runs import load_run
@@ -23,7 +24,7 @@ def test_tiny_baseline_learns_emodb_above_chance_on_held_out_speaker(tmp_path: P
     result = emodb.load(shared_path("emodb"))
     assert len(result.rows) == 339
     write_manifest(tmp_path / "emodb.csv", result.rows, "utterances")
-    spec = BuildSpec(corpus=tmp_path / "emodb.csv", noise={}, se="identity", se_options={}, seed=1)
+    spec = BuildSpec(corpus=tmp_path / "emodb.csv", noise={}, se=Spec("identity"), seed=1)
     store = ConditionStore(build(spec, tmp_path / "store", quiet=True, workers=2))
     run = spec_from_names(
         "baseline-c",

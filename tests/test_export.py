@@ -89,7 +89,7 @@ def test_onnx_signature_and_metadata_are_the_same_for_every_system(tmp_path):
         assert [i.name for i in proto.graph.input] == ["x", "xe", "frames"]
         assert [o.name for o in proto.graph.output] == ["logits", "c"]
         meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
-        assert meta["trnet.system"]["name"] == system and meta["trnet.se"]["name"] == "identity"
+        assert meta["trnet.system"]["name"] == system and meta["trnet.se"] == {"se": "identity", "se_options": {}}
         x, xe, frames = example_inputs(batch=2, t=50)
         logits, _ = run_onnx(out, x, xe, frames)
         model, _ = load_run(make_run(tmp_path, system))

@@ -25,6 +25,7 @@ from tests.conftest import kill_when, wait_for
 from tests.test_predict import make_run, speech_like
 from tests.test_store import make_corpus
 from trnet.cli import main
+from trnet.enhance import Spec
 from trnet.runs import write_finished
 from trnet.store import BuildSpec, ConditionStore, build
 from trnet.utils import sha256_file
@@ -129,13 +130,13 @@ def corpus(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def store(corpus, tmp_path_factory) -> Path:
-    spec = BuildSpec(corpus=corpus[0], noise={"esc50": corpus[1]}, se="identity", se_options={}, seed=1, snrs=(10, 0))
+    spec = BuildSpec(corpus=corpus[0], noise={"esc50": corpus[1]}, se=Spec("identity"), seed=1, snrs=(10, 0))
     return build(spec, tmp_path_factory.mktemp("store") / "store", quiet=True)
 
 
 @pytest.fixture(scope="module")
 def other_store(corpus, tmp_path_factory) -> Path:
-    spec = BuildSpec(corpus=corpus[0], noise={"esc50": corpus[1]}, se="identity", se_options={}, seed=2, snrs=(10, 0))
+    spec = BuildSpec(corpus=corpus[0], noise={"esc50": corpus[1]}, se=Spec("identity"), seed=2, snrs=(10, 0))
     return build(spec, tmp_path_factory.mktemp("store2") / "store", quiet=True)
 
 
@@ -246,7 +247,7 @@ def test_2_a_second_build_waits_for_nothing_and_breaks_nothing(corpus, tmp_path)
 
 
 def test_2_complete_means_every_chunk_was_written_under_the_current_key(corpus, tmp_path):
-    spec = BuildSpec(corpus=corpus[0], noise={"esc50": corpus[1]}, se="identity", se_options={}, seed=1, snrs=(10, 0))
+    spec = BuildSpec(corpus=corpus[0], noise={"esc50": corpus[1]}, se=Spec("identity"), seed=1, snrs=(10, 0))
     root = build(spec, tmp_path / "store", quiet=True)
     key = json.loads((root / "key.json").read_text())["hash"]
     marker = root / "chunks" / "1.json"
@@ -899,7 +900,7 @@ def test_1_a_recipe_does_not_rebuild_its_store_with_other_settings(corpus, tmp_p
     }
     recipe = recipe_from_dict(table, base=tmp_path, origin="test")
     store = tmp_path / "work" / "stores" / "seed1"
-    build(BuildSpec(corpus[0], {"esc50": corpus[1]}, "identity", {}, seed=2, snrs=(10, 0)), store, quiet=True)
+    build(BuildSpec(corpus[0], {"esc50": corpus[1]}, Spec("identity"), seed=2, snrs=(10, 0)), store, quiet=True)
     before = sha256_file(store / "clean" / "xs.f16")
     with pytest.raises(RecipeError, match="seed 2 -> 1.*another --work"):
         build_stores(recipe, corpus[0], {"esc50": corpus[1]}, workers=1, quiet=True)

@@ -40,6 +40,7 @@ from tests.test_faults import (
 from tests.test_predict import speech_like
 from tests.test_store import make_corpus
 from trnet.corpora import read_manifest, write_manifest
+from trnet.enhance import Spec
 from trnet.runs import read_log, save_training_state, write_log
 from trnet.store import BuildSpec, ConditionStore, build
 from trnet.utils import sha256_file
@@ -137,7 +138,7 @@ def corpus(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def store(corpus, tmp_path_factory) -> Path:
-    spec = BuildSpec(corpus=corpus[0], noise={"esc50": corpus[1]}, se="identity", se_options={}, seed=1, snrs=(10, 0))
+    spec = BuildSpec(corpus=corpus[0], noise={"esc50": corpus[1]}, se=Spec("identity"), seed=1, snrs=(10, 0))
     return build(spec, tmp_path_factory.mktemp("store") / "store", quiet=True)
 
 

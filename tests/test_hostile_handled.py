@@ -22,6 +22,7 @@ from tests.bundle_fixtures import random_bundle
 from tests.test_faults import ENV, conditions_args, one_line_error, run_main
 from tests.test_hostile import Snapshot
 from tests.test_hostile_audit import STUDY, corpus, edit_json, one_noise_recording, runs_csv, wav  # noqa: F401
+from trnet.enhance import Spec
 from trnet.store import BuildSpec, ConditionStore, build
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -171,7 +172,7 @@ def test_a_corrected_conditions_rerun_after_a_failed_build(corpus, tmp_path, cap
 
 @pytest.fixture
 def store_and_run(corpus, tmp_path) -> tuple[ConditionStore, Path]:  # noqa: F811
-    spec = BuildSpec(corpus=corpus[0], noise={"esc50": corpus[1]}, se="identity", se_options={}, seed=1, snrs=(10,))
+    spec = BuildSpec(corpus=corpus[0], noise={"esc50": corpus[1]}, se=Spec("identity"), seed=1, snrs=(10,))
     store = ConditionStore(build(spec, tmp_path / "store", quiet=True))
     run = random_bundle(tmp_path / "runs", name="run")
     (run / "manifest.json").unlink()

@@ -15,6 +15,7 @@ import torch
 from tests.test_store import make_corpus
 from tests.test_training import assert_same, weights
 from trnet.batches import eval_batches, label_indices, make_batch
+from trnet.enhance import Spec
 from trnet.experiments.recipe import RecipeError, recipe_from_dict
 from trnet.models import SERSystem, TrainingConfig, load_config
 from trnet.models.system import utterance_mean_norm
@@ -42,7 +43,7 @@ RESUMED = {**ALL_LEVERS, "ema_warmup": True}  # every lever at once, the average
 def store(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("levers")
     corpus, noise = make_corpus(root, n_speakers=4, per_speaker=8)
-    spec = BuildSpec(corpus=corpus, noise={"esc50": noise}, se="identity", se_options={}, seed=1, snrs=(10, 0))
+    spec = BuildSpec(corpus=corpus, noise={"esc50": noise}, se=Spec("identity"), seed=1, snrs=(10, 0))
     return build(spec, root / "store", quiet=True)
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from trnet.audio import save_audio
 from trnet.cli import main
+from trnet.enhance import Spec
 from trnet.experiments.recipe import RecipeError, load_recipe, recipe_from_dict
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -121,7 +122,7 @@ def test_results_are_complete_and_tidy(grid) -> None:
     }
 
     meta = json.loads((results / "meta.json").read_text())
-    assert meta["se"]["name"] == "identity" and meta["train_noise"] == "hum" and meta["width"] == 2
+    assert meta["se"] == "identity" and meta["se_options"] == {} and meta["train_noise"] == "hum" and meta["width"] == 2
     assert [(r["system"], r["fold"], r["seed"]) for r in meta["runs"]] == [("baseline-c", 0, 1), ("trnet", 0, 1)]
     runs = read_csv(results / "runs.csv")  # one row per run; rho of c vs SNR for the TRNet family
     assert [r["system"] for r in runs] == ["baseline-c", "trnet"]
@@ -288,7 +289,7 @@ def test_command_line_subsets_override_the_recipe(tmp_path) -> None:
 @pytest.mark.parametrize("name", ["iemocap", "emodb"])
 def test_shipped_recipes_parse(name: str) -> None:
     r = load_recipe(RECIPES / f"{name}.toml")
-    assert r.se == "dfn3" and len(r.systems) == 7 and r.train_noise == "esc50"
+    assert r.se == Spec("dfn3") and len(r.systems) == 7 and r.train_noise == "esc50"
     assert r.corpus.kind == name and len(r.noise) == 2
     if name == "emodb":  # its roots are the shared data, relative to the recipe file
         assert r.corpus.root == (RECIPES.parent.parent / "shared" / "data" / "emodb").resolve()

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from tests.test_models import LENGTHS, batch, close, garbage, lmfb, pad, system
 from trnet import configs
 from trnet.batches import condition_snr_db, fit_snr_input_stats, snr_input_stats
+from trnet.enhance import Spec
 from trnet.models import SERSystem, load_config, load_training_config
 from trnet.models.diagnostics import c_snr_spearman, oracle_c
 from trnet.models.losses import compute_losses, low_level_loss
@@ -315,7 +316,7 @@ def test_trainer_saves_training_statistics_and_export_uses_them(tmp_path):
 
     corpus, noise = make_corpus(tmp_path, n_speakers=4, per_speaker=4)
     root = build(
-        BuildSpec(corpus=corpus, noise={"esc50": noise}, se="identity", se_options={}, seed=1, snrs=(10, 0)),
+        BuildSpec(corpus=corpus, noise={"esc50": noise}, se=Spec("identity"), seed=1, snrs=(10, 0)),
         tmp_path / "store",
         quiet=True,
     )

@@ -14,6 +14,7 @@ import torch
 from tests.conftest import kill_when
 from trnet.audio import load_audio, pad_or_trim, save_audio
 from trnet.corpora import write_manifest
+from trnet.enhance import Spec
 from trnet.features import fbank, pad_frames
 from trnet.store import BuildSpec, ConditionStore, SettingsChanged, StoreError, build
 
@@ -58,7 +59,7 @@ def corpus(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def spec(corpus, seed: int = 1, se: str = "identity") -> BuildSpec:
-    return BuildSpec(corpus=corpus[0], noise={"white": corpus[1]}, se=se, se_options={}, seed=seed, snrs=(20, 5, 0))
+    return BuildSpec(corpus=corpus[0], noise={"white": corpus[1]}, se=Spec(se), seed=seed, snrs=(20, 5, 0))
 
 
 def arrays(store: ConditionStore) -> dict[str, np.ndarray]:

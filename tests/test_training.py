@@ -15,9 +15,10 @@ from safetensors.torch import load_file
 
 from tests.conftest import kill_when
 from tests.test_store import make_corpus
+from trnet.enhance import Spec
 from trnet.models import TrainingConfig
 from trnet.protocol.folds import split
-from trnet.runs import RunError, load_run
+from trnet.runs import RunError, check_config, load_run
 from trnet.store import BuildSpec, ConditionStore, build
 from trnet.training import trainer
 from trnet.training.trainer import spec_from_names, train
@@ -29,7 +30,7 @@ TINY = {"width": 4}
 def store(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("train")
     corpus, noise = make_corpus(root, n_speakers=4, per_speaker=8)
-    spec = BuildSpec(corpus=corpus, noise={"esc50": noise}, se="identity", se_options={}, seed=1, snrs=(10, 0))
+    spec = BuildSpec(corpus=corpus, noise={"esc50": noise}, se=Spec("identity"), seed=1, snrs=(10, 0))
     return build(spec, root / "store", quiet=True)
 
 
@@ -77,6 +78,24 @@ def test_run_directory_and_log(store, tmp_path):
     assert len((out / "log.csv").read_text().strip().splitlines()) == 3
     model, cfg = load_run(out)
     assert cfg["system"]["width"] == 4 and not model.training
+
+
+def test_config_records_the_se_setting_as_existing_runs_do(store, tmp_path):
+    """config.json holds the store's SE setting as the two keys the existing runs' configs hold
+    ("se", "se_options", side by side), so those runs still resume; another setting is refused."""
+    out = run(store, tmp_path, epochs=1)
+    config = json.loads((out / "config.json").read_text())
+    keys = list(config)
+    assert config["se"] == "identity" and config["se_options"] == {}
+    assert keys.index("se_options") == keys.index("se") + 1
+    assert Spec.from_fields(config) == ConditionStore(store).se == Spec("identity")
+    requested = trainer.prepare(spec_from_names("baseline-n", 0, 1, store, tmp_path, system_overrides=TINY)).config
+    older = {k: v for k, v in config.items() if k not in ("se", "se_options")}
+    (out / "config.json").write_text(json.dumps({**older, "se_options": {}, "se": "identity"}))  # another key order
+    check_config(out, {**requested, "training": config["training"]})
+    (out / "config.json").write_text(json.dumps({**config, "se_options": {"gain_floor_db": -20}}))
+    with pytest.raises(RunError, match=r"se_options\.gain_floor_db"):
+        check_config(out, {**requested, "training": config["training"]})
 
 
 def test_test_speaker_is_never_evaluated_during_training(store, tmp_path, monkeypatch):

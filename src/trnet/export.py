@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from trnet.enhance import Spec
 from trnet.models import SERSystem
 from trnet.pretrained import is_bundle
 from trnet.runs import run_of
@@ -170,11 +171,13 @@ def run_onnx(path: str | Path, x: Tensor, xe: Tensor, frames: Tensor) -> tuple[T
 
 
 def run_metadata(config: dict) -> dict[str, str]:
-    """What a consumer of the file needs to use it: labels, system, SE front-end."""
+    """What a consumer of the file needs to use it: labels, system, SE front-end (`trnet.se`:
+    {"se": name, "se_options": {...}}, the shape of config.json; null for a run that names none)."""
+    se = Spec.from_fields(config)
     return {
         "trnet.labels": json.dumps(config["labels"]),
         "trnet.system": json.dumps(config["system"]),
-        "trnet.se": json.dumps({"name": config.get("se"), "options": config.get("se_options")}),
+        "trnet.se": json.dumps(None if se is None else se.to_fields()),
     }
 
 

@@ -102,6 +102,7 @@ def read_config(path: Path) -> dict[str, Any]:
         raise RunError(f"{file}: expected a JSON object")
     for key, kind, what in (
         ("system", dict, "an object"),
+        ("se", str, "a string"),
         ("se_options", dict, "an object"),
         ("labels", list, "a list"),
     ):

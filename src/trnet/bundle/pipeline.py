@@ -100,7 +100,6 @@ def build_stores(recipe: BundleRecipe, workers: int, log: Log) -> None:
             corpus=plan.manifest_path(recipe, sp.corpus).resolve(),
             noise={n: plan.noise_path(recipe, n).resolve() for n in sp.noises},
             se=recipe.se,
-            se_options=recipe.se_options,
             seed=recipe.noise_seed,
             snrs=sp.snrs,
         )

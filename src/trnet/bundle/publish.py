@@ -79,8 +79,7 @@ def manifest(recipe: BundleRecipe, folder: Path, final: Path, summary: dict[str,
         "encoder": recipe.encoder,
         "width": recipe.width,
         "labels": config["labels"],
-        "se": config["se"],
-        "se_options": config.get("se_options") or {},
+        **store.se.to_fields(),  # the setting its features were made with, as config.json holds it
         "se_version": store.key["se_version"],
         "files": {
             name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size} for name in FILES

@@ -43,12 +43,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trnet import configs, pretrained
+from trnet import configs, enhance, pretrained
 from trnet.corpora import CorpusError, ManifestKind, Source, read_source
 from trnet.corpora.combined import check_name
 from trnet.models import load_config
 from trnet.models.encoder import ENCODERS
 from trnet.models.system import MAX_WIDTH, RECIPE_TRAINING, TrainingConfig
+from trnet.options import OptionError
 from trnet.utils import UserError
 
 KEYS = (
@@ -126,8 +127,7 @@ class BundleRecipe:
     bucket: bool
     min_updates: int  # a run's epochs rise until it makes this many optimiser updates (0: off)
     loco_seeds: tuple[int, ...]
-    se: str
-    se_options: dict[str, Any]
+    se: enhance.Spec  # `se` and `se_options`, checked against the back-end's Options
     noise_seed: int
     train_snrs: tuple[int, ...]
     test_snrs: tuple[int, ...]
@@ -263,6 +263,10 @@ def from_table(
     notes = [t["notes"]] if isinstance(t["notes"], str) else list(t["notes"])
     if not isinstance(t["se_options"], Mapping) or not isinstance(t["placeholder"], bool):
         raise BundleRecipeError("se_options: expected a table; placeholder: expected true or false")
+    try:  # checked against the back-end's Options without building it, before any work
+        se = enhance.spec(str(t["se"]), t["se_options"])
+    except OptionError as err:
+        raise BundleRecipeError(str(err)) from None
     return BundleRecipe(
         name=_checked_name(t["name"]),
         work=(work or base / str(t["work"])).resolve(),
@@ -273,8 +277,7 @@ def from_table(
         **training,
         min_updates=min_updates,
         loco_seeds=_ints(t["loco_seeds"], "loco_seeds", positive=True),
-        se=str(t["se"]),
-        se_options=dict(t["se_options"]),
+        se=se,
         noise_seed=_ints(t["noise_seed"], "noise_seed")[0],
         train_snrs=_ints(t["train_snrs"], "train_snrs"),
         test_snrs=_ints(t["test_snrs"], "test_snrs"),

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from trnet.batches import label_indices
+from trnet.enhance import Spec
 from trnet.evaluation.evaluate import predict_condition
 from trnet.models.diagnostics import c_snr_spearman
 from trnet.report.selection import trend
@@ -35,13 +36,12 @@ VERSION = 1  # bump when the cached files would change
 
 def check_compatible(run: Path, store: ConditionStore) -> None:
     """RunError unless the run was trained on features of the store's SE back-end and options."""
-    config = read_config(run)
-    trained = (config.get("se"), config.get("se_options") or {})
-    here = (store.key["se"], store.key["se_options"] or {})
+    trained, here = Spec.from_fields(read_config(run)), store.se
     if trained != here:
+        was = "no SE" if trained is None else f"SE {trained.name} {trained.options}"
         raise RunError(
-            f"run {run} was trained with SE {trained[0]} {trained[1]}, the store {store.root} holds "
-            f"features of SE {here[0]} {here[1]}: build the test store with the run's SE"
+            f"run {run} was trained with {was}, the store {store.root} holds "
+            f"features of SE {here.name} {here.options}: build the test store with the run's SE"
         )
 
 

@@ -76,8 +76,7 @@ def spec_from_args(args: argparse.Namespace) -> BuildSpec:
     return BuildSpec(
         corpus=args.corpus.resolve(),
         noise=parse_noise(args.noise),
-        se=se.name,
-        se_options=se.options,
+        se=se,
         seed=args.seed,
         snrs=SNRS if args.snrs is None else parse_snrs(args.snrs),
         keep_audio=args.keep_audio,

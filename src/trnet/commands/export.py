@@ -58,16 +58,18 @@ def run(args: argparse.Namespace) -> int:
 
 def _pipeline(args: argparse.Namespace, model: object, config: dict) -> int:
     """`--pipeline`: trnet.pipeline's one-file graph of `trnet predict`."""
+    from trnet.enhance import Spec
     from trnet.export import run_metadata
     from trnet.pipeline.export import export_pipeline
     from trnet.utils import UserError
 
     if args.format != "onnx":
         raise UserError(f"--pipeline is an ONNX graph: use --format onnx, not {args.format!r}")
-    if config.get("se") not in ("dfn3", None) or config.get("se_options"):
+    se = Spec.from_fields(config)
+    if se not in (Spec("dfn3"), None):
         raise UserError(
             f"--pipeline holds DFN3 with its default options; this run was trained with SE "
-            f"{config.get('se')!r} {config.get('se_options') or ''}: export the model alone (without --pipeline)"
+            f"{se.name!r} {se.options or ''}: export the model alone (without --pipeline)"
         )
     delta = export_pipeline(model, config, args.out, run_metadata(config))
     print(f"wrote {args.out} (onnx pipeline, {model.cfg.name}); check vs PyTorch: max |delta| = {delta:.1e}")

@@ -14,6 +14,7 @@ dependency only disables its own back-end.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,10 +48,34 @@ __all__ = [
 @dataclass(frozen=True)
 class Spec:
     """A back-end and its options as the user gave them (checked against the back-end's
-    `Options`): what a recipe, `trnet conditions` and the store key carry, in one piece."""
+    `Options` by `spec()`): what a recipe, a bundle recipe, `trnet conditions`, the store key
+    and a run's config carry, in one piece, so that no two places can disagree on it."""
 
     name: str = DEFAULT
     options: dict[str, Any] = field(default_factory=dict)
+
+    def to_fields(self) -> dict[str, Any]:
+        """`{"se": name, "se_options": options}`: the one shape in which every file records the
+        setting (a store's key.json, a run's config.json, a bundle's manifest.json, results'
+        meta.json, ONNX metadata), as two keys of the enclosing object; the hundreds of
+        existing config.json files already hold it so."""
+        return {"se": self.name, "se_options": dict(self.options)}
+
+    @classmethod
+    def from_fields(cls, record: Mapping[str, Any]) -> Spec | None:
+        """The setting `record` holds (None if it names no back-end), as `to_fields` writes it
+        or in the nested `"se": {"name", "options"}` that results' meta.json and ONNX metadata
+        held before. Not checked: a file may name a back-end this machine cannot run."""
+        se = record.get("se")
+        if isinstance(se, Mapping):
+            se, options = se.get("name"), se.get("options")
+        else:
+            options = record.get("se_options")
+        if se is None:
+            return None
+        if not isinstance(se, str) or not isinstance(options, Mapping | None):
+            raise ValueError(f"SE setting: expected a back-end name and a table of options, got {se!r} {options!r}")
+        return cls(se, dict(options or {}))
 
 
 def _backend_class(name: str) -> type[Enhancer]:
@@ -72,9 +97,10 @@ def available() -> list[str]:
     return [name for name in BACKENDS if unavailable_reason(name) is None]
 
 
-def spec(name: str | None = None, options: dict[str, Any] | None = None) -> Spec:
+def spec(name: str | None = None, options: Mapping[str, Any] | None = None) -> Spec:
     """Back-end `name` (default: DEFAULT) with `options`, checked against its `Options`
-    dataclass without building it; OptionError names what is wrong."""
+    dataclass without building it; OptionError names what is wrong. The one check of an SE
+    setting: recipes, bundle recipes and `trnet conditions` all go through it."""
     name = name or DEFAULT
     options = dict(options or {})
     if name not in BACKENDS:

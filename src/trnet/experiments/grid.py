@@ -18,9 +18,10 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from trnet import enhance
 from trnet.experiments.recipe import PAPER_TRAINING, Recipe, RecipeError
 from trnet.models import TrainingConfig
-from trnet.store import BuildSpec, ChunkMap, ConditionStore, SettingsChanged, StoreError, build, load_enhancer
+from trnet.store import BuildSpec, ChunkMap, ConditionStore, SettingsChanged, build
 from trnet.training.trainer import RunSpec, recipe_run_spec
 from trnet.utils import LockedError, UserError, check_folder_path, exclusive_lock
 
@@ -49,14 +50,15 @@ def work_lock(work: Path) -> Iterator[None]:
 
 
 def check_se(recipe: Recipe) -> None:
-    """The recipe's SE back-end and options, checked by building it once, before any work."""
-    try:
-        se = load_enhancer(recipe.se, recipe.se_options)
-    except StoreError as err:
-        raise RecipeError(str(err)) from None
-    close = getattr(se, "close", None)
-    if close is not None:
-        close()
+    """Whether the recipe's SE back-end can run here, before any work, without building it
+    (its options were checked when the recipe was read). The back-end's own check looks at its
+    defaults (DFN3's model files, CMGAN's checkpoint from the environment), so a setting with
+    options (a checkpoint path, a device) is left to the store build, which loads it first."""
+    if recipe.se.options:
+        return
+    reason = enhance.unavailable_reason(recipe.se.name)
+    if reason is not None:
+        raise RecipeError(f"SE back-end {recipe.se.name!r} cannot run here: {reason}")
 
 
 def store_name(recipe: Recipe, seed: int) -> str:
@@ -75,7 +77,6 @@ def build_stores(
                 corpus=corpus.resolve(),
                 noise={k: v.resolve() for k, v in noise.items()},
                 se=recipe.se,
-                se_options=recipe.se_options,
                 seed=seed if recipe.noise_seed is None else recipe.noise_seed,
                 snrs=recipe.snrs,
             )

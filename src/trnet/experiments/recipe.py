@@ -83,7 +83,7 @@ from trnet.experiments.recipe_values import (
 from trnet.models import PAPER_TRAINING, PAPER_WIDTH
 from trnet.models.encoder import ENCODERS
 from trnet.models.system import MAX_WIDTH, RECIPE_TRAINING
-from trnet.options import Number
+from trnet.options import Number, OptionError
 from trnet.report.primary import check_analysis
 from trnet.store import SNRS, StoreError
 from trnet.store.layout import check_noise_name
@@ -171,8 +171,7 @@ class Recipe:
     corpus: Source
     noise: dict[str, Source]
     train_noise: str
-    se: str
-    se_options: dict[str, Any]
+    se: enhance.Spec  # `se` and `[se_options]`, checked against the back-end's Options
     seeds: tuple[int, ...]
     folds: tuple[int, ...] | None  # None: all folds of the corpus
     systems: tuple[str, ...]
@@ -240,6 +239,10 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
     se_options = table.get("se_options", {})
     if not isinstance(se_options, Mapping):
         raise RecipeError(f"se_options: expected a table ([se_options] with KEY = VALUE lines), got {se_options!r}")
+    try:  # checked against the back-end's Options without building it, before any work
+        se = enhance.spec(str(table.get("se", enhance.DEFAULT)), se_options)
+    except OptionError as err:
+        raise RecipeError(str(err)) from None
     try:  # the training keys, checked by the class that owns them
         training = replace(PAPER_TRAINING, **{key: table[key] for key in RECIPE_TRAINING if key in table})
     except ValueError as err:
@@ -269,8 +272,7 @@ def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recip
         corpus=_source(table["corpus"], "corpus", "utterances", base),
         noise=noise,
         train_noise=str(table["train_noise"]),
-        se=str(table.get("se", enhance.DEFAULT)),
-        se_options=dict(se_options),
+        se=se,
         seeds=valid_seeds(int_list(table.get("seed", [1]), "seed"), "seed"),
         folds=None if folds == "all" else folds,
         systems=systems,

@@ -164,11 +164,8 @@ def _run(
         "recipe": {"name": recipe.name, "origin": recipe.origin, "table": recipe.table},
         "commit": git_commit(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "se": {
-            "name": recipe.se,
-            "options": recipe.se_options,
-            "version": stores_meta[str(recipe.seeds[0])]["se_version"],
-        },
+        **recipe.se.to_fields(),
+        "se_version": stores_meta[str(recipe.seeds[0])]["se_version"],
         **info,
         "train_noise": recipe.train_noise,
         "encoder": recipe.encoder,

@@ -363,7 +363,8 @@ def load(
     device = str(torch_device(device))
     path = pretrained.resolve(path)
     model, config = load_run(path, device=device, allow_unfinished=allow_unfinished)
-    trained_se = config.get("se")
+    trained = enhance.Spec.from_fields(config)
+    trained_se = None if trained is None else trained.name
     notes = []
     if "unfinished" in config:
         notes.append(
@@ -385,7 +386,7 @@ def load(
                 "expect lower accuracy (the model learnt its own SE's artefacts)"
             )
         if se_options is None:
-            se_options = (config.get("se_options") or {}) if name == trained_se else {}
+            se_options = trained.options if trained is not None and name == trained.name else {}
         backend = enhance.load(name, **se_options)
     predictor = Predictor(model, config, backend, device, window, hop)
     for note in notes:

@@ -81,7 +81,7 @@ def study_evidence(res: Results, source: str) -> dict[str, Any]:
         "results": source,
         "recipe": recipe.get("name"),
         "commit": res.meta.get("commit"),
-        "se": res.meta.get("se", {}).get("name"),
+        "se": res.se_name,
     }
     return {"format": FORMAT, "study": study, "chosen": choose(pooled), "validation_uar": pooled, "runs": runs}
 

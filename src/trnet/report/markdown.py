@@ -47,7 +47,7 @@ def _setup(res: Results) -> list[str]:
     meta = res.meta
     if not meta:
         return ["- (no meta.json: provenance unknown)"]
-    corpus, se = meta.get("corpus", {}), meta.get("se", {})
+    corpus = meta.get("corpus", {})
     recipe = meta.get("recipe", {})
     table = recipe.get("table", {})
     commit = meta.get("commit", "?")
@@ -57,7 +57,7 @@ def _setup(res: Results) -> list[str]:
         "recipe writes them, relative to its folder",
         f"- Commit: `{commit}`{dirty}; written {meta.get('created', '?')}; device {meta.get('device', '?')}"
         + (f"; {meta['seconds']:.0f} s" if "seconds" in meta else ""),
-        f"- SE back-end: `{se.get('name', '?')}` ({se.get('version', '?')})",
+        f"- SE back-end: `{res.se_name or '?'}` ({res.se_version or '?'})",
         f"- Corpus: {corpus.get('kind', '?')} at `{_root(table.get('corpus'), corpus)}`: "
         f"{corpus.get('utterances', '?')} utterances, "
         f"{corpus.get('speakers', '?')} speakers, classes {corpus.get('classes', '?')}"
@@ -121,7 +121,7 @@ def _stand_ins(meta: dict[str, Any], res: Results) -> list[str]:
                 f"Stand-in: noise `{name}` ({what}) plays the role of the paper's "
                 f"{'ESC-50' if paper == 'esc50' else 'MUSAN'}."
             )
-    se = meta.get("se", {}).get("name")
+    se = res.se_name
     if se and se != "cmgan":
         out.append(f"Stand-in: SE front-end `{se}` instead of the paper's CMGAN.")
     smaller = []  # and other departures from the paper's training setting

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from trnet import configs
+from trnet.enhance import Spec
 from trnet.store import parse_condition
 from trnet.utils import UserError, atomic_path, write_json_atomic, write_text_atomic
 
@@ -99,6 +100,13 @@ class Results:
 
     def __init__(self, rows: list[dict[str, Any]], meta: dict[str, Any], root: Path | None = None) -> None:
         self.meta = meta
+        nested = meta.get("se")  # older results: "se": {"name", "options", "version"}
+        try:
+            se = Spec.from_fields(meta)
+        except ValueError:  # a meta.json edited by hand: the report says '?', as for a missing one
+            se = None
+        self.se_name: str | None = None if se is None else se.name
+        self.se_version: str | None = nested.get("version") if isinstance(nested, dict) else meta.get("se_version")
         self.root = root
         self.sources: dict[str, tuple[Path | None, str]] = {}  # system -> (results dir, name there)
         self.by_run: dict[Run, dict[tuple[str, int | None], dict[str, Any]]] = defaultdict(dict)

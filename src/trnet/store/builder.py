@@ -77,12 +77,12 @@ ChunkMap = Callable[[list[dict]], Iterable[dict]]  # jobs -> results, in job ord
 _worker_se: dict[str, enhance.Enhancer] = {}  # this process's back-end, by its spec (at most one)
 
 
-def load_enhancer(se: str, se_options: dict) -> enhance.Enhancer:
+def load_enhancer(se: enhance.Spec) -> enhance.Enhancer:
     """The SE back-end, or StoreError naming the back-end when the name or options are wrong."""
     try:
-        return enhance.load(se, **se_options)
+        return enhance.load(se.name, **se.options)
     except (ValueError, TypeError) as err:
-        raise StoreError(f"SE back-end {se!r} with options {se_options}: {err}") from None
+        raise StoreError(f"SE back-end {se.name!r} with options {se.options}: {err}") from None
 
 
 def init_worker(parent: int | None = None) -> None:
@@ -92,13 +92,13 @@ def init_worker(parent: int | None = None) -> None:
     torch.set_num_threads(1)
 
 
-def worker_enhancer(se: str, se_options: dict) -> enhance.Enhancer:
+def worker_enhancer(se: enhance.Spec) -> enhance.Enhancer:
     """The back-end a job names, built once per process: pool workers and Ray's reused
     worker processes compute many chunks with one back-end."""
-    key = json.dumps([se, se_options], sort_keys=True, default=str)
+    key = json.dumps(se.to_fields(), sort_keys=True, default=str)
     if key not in _worker_se:
         _worker_se.clear()
-        _worker_se[key] = load_enhancer(se, se_options)
+        _worker_se[key] = load_enhancer(se)
     return _worker_se[key]
 
 
@@ -106,7 +106,7 @@ def process_chunk(job: dict) -> dict:
     """All conditions of a few utterances: float16 features and achieved SNRs (no I/O but
     reading the audio, so that any engine can run it; the builder commits the result). The
     job carries everything, the SE back-end and its options included."""
-    se, snrs = worker_enhancer(job["se"], job["se_options"]), job["snrs"]
+    se, snrs = worker_enhancer(enhance.Spec.from_fields(job)), job["snrs"]
     out: dict[str, list] = {"xs": [], "xe_clean": [], "x": [], "xe": [], "snr": [], "frames": []}
     t_se = 0.0
     audio: dict[str, np.ndarray] = {}
@@ -196,7 +196,7 @@ def build(
     if workers < 1:
         raise StoreError(f"workers must be at least 1, got {workers}")
     check_spec(spec)
-    se = load_enhancer(spec.se, spec.se_options)
+    se = load_enhancer(spec.se)
     key = spec.key(se.version)
     del se
     root.mkdir(parents=True, exist_ok=True)
@@ -248,15 +248,16 @@ def _build(spec: BuildSpec, root: Path, key: dict, workers: int, quiet: bool, ma
                 "index": list(idx),
                 "utts": job_utts,
                 "snrs": list(spec.snrs),
-                "se": spec.se,
-                "se_options": spec.se_options,
+                **spec.se.to_fields(),
                 "keep_audio": spec.keep_audio,
                 "key": key["hash"],
             }
         )
     done_before = -(-len(utts) // CHUNK) - len(jobs)
 
-    bar = tqdm(total=len(utts), initial=done_before * CHUNK, unit="utt", desc=f"conditions ({spec.se})", disable=quiet)
+    bar = tqdm(
+        total=len(utts), initial=done_before * CHUNK, unit="utt", desc=f"conditions ({spec.se.name})", disable=quiet
+    )
     if jobs:
         mapper = map_chunks or local_map(workers)
         for job, res in zip(jobs, mapper(jobs), strict=False):

@@ -36,6 +36,7 @@ from pathlib import Path
 from trnet import features as feat
 from trnet.audio import SAMPLE_RATE, SEGMENT_SAMPLES
 from trnet.corpora import CorpusError, read_manifest
+from trnet.enhance import Spec
 from trnet.utils import UserError, inside, remove_temp_files, safe_component, sha256_file
 
 FORMAT_VERSION = 2  # 2: SNR powers over the valid samples (docs/design.md §2), not the padded 5 s
@@ -152,17 +153,15 @@ def array_paths(noises: Sequence[str], snrs: Sequence[int]) -> list[str]:
     return [array_path(c, w) for c in conditions(noises, snrs) for w in ("x", "xe")]
 
 
-def store_key(
-    corpus: Path, noise: dict[str, Path], se: str, se_options: dict, se_version: str, seed: int, snrs: Sequence[int]
-) -> dict:
-    """Everything that changes the store's content, and its hash."""
+def store_key(corpus: Path, noise: dict[str, Path], se: Spec, se_version: str, seed: int, snrs: Sequence[int]) -> dict:
+    """Everything that changes the store's content, and its hash (the SE setting as the two
+    keys `Spec.to_fields` writes, so that keys of existing stores stay what they were)."""
     settings = {
         "format": FORMAT_VERSION,
         "corpus": str(corpus),
         "corpus_sha256": sha256_file(corpus),
         "noise": {name: {"manifest": str(p), "sha256": sha256_file(p)} for name, p in sorted(noise.items())},
-        "se": se,
-        "se_options": se_options,
+        **se.to_fields(),
         "se_version": se_version,
         "seed": seed,
         "snrs": list(snrs),

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from trnet.corpora import read_manifest
+from trnet.enhance import Spec
 from trnet.features import T_MAX
 from trnet.store import checksum
 from trnet.store.layout import (
@@ -59,6 +60,14 @@ class ConditionStore:
     @property
     def conditions(self) -> list[Condition]:
         return conditions(self.noises, self.snrs)
+
+    @property
+    def se(self) -> Spec:
+        """The SE setting the store's x_e were made with, as its key records it."""
+        se = Spec.from_fields(self.key)
+        if se is None:
+            raise StoreError(f"{self.root}: its key names no SE back-end; build the store again")
+        return se
 
     def _array(self, rel: str) -> np.memmap:
         if rel not in self._maps:

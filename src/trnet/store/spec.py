@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trnet.corpora import LABELS, read_manifest
+from trnet.enhance import Spec
 from trnet.store.layout import SNRS, StoreError, check_noise_name, check_snrs, store_key
 from trnet.utils import UserError, check_seed, safe_component
 
@@ -16,14 +17,17 @@ from trnet.utils import UserError, check_seed, safe_component
 class BuildSpec:
     corpus: Path
     noise: dict[str, Path]
-    se: str
-    se_options: dict
+    se: Spec  # checked by trnet.enhance.spec() where it is made (recipe, `trnet conditions`)
     seed: int
     snrs: tuple[int, ...] = SNRS
     keep_audio: bool = False
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.se, Spec):  # a caller's bug (the name alone, say), not a user's
+            raise TypeError(f"BuildSpec.se: expected a trnet.enhance.Spec (from enhance.spec()), got {self.se!r}")
+
     def key(self, se_version: str) -> dict:
-        return store_key(self.corpus, self.noise, self.se, self.se_options, se_version, self.seed, self.snrs)
+        return store_key(self.corpus, self.noise, self.se, se_version, self.seed, self.snrs)
 
 
 def check_spec(spec: BuildSpec) -> None:

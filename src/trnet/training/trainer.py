@@ -128,8 +128,7 @@ def prepare(spec: RunSpec) -> Prepared:
         "train_conditions": [condition_name(c) for c in conds],
         "store": str(Path(spec.store).resolve()),
         "store_hash": store.key["hash"],
-        "se": store.key["se"],
-        "se_options": store.key["se_options"],
+        **store.se.to_fields(),  # the store's SE setting, as every config.json holds it
         **fold.speakers(),
     }
     return Prepared(spec.dir, store, labels, train_rows, val_rows, conds, config)
