@@ -130,3 +130,19 @@ def test_bench_script(trained, tmp_path, capsys) -> None:
     assert "no run directory matches" in capsys.readouterr().err
     assert bench.main([str(trained / "baseline-c" / "fold0-seed1"), "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_validation_rows_of_a_holdout_and_a_changed_store(store, tmp_path) -> None:  # noqa: F811
+    """A named split validates on its listed speakers; a store whose fold names another
+    validation speaker than the run recorded is refused."""
+    from trnet.experiments.validation_c import validation_rows
+
+    opened = ConditionStore(store)
+    holdout = {"fold": "Holdout", "val_speakers": ["spk1", "spk3"], "train_speakers": ["spk0", "spk2"]}
+    rows, name = validation_rows({**holdout, "test_speaker": None}, opened, tmp_path)
+    assert name == "spk1+spk3" and {opened.rows[i]["speaker"] for i in rows} == {"spk1", "spk3"}
+    assert len(rows) == 16  # 8 utterances per speaker
+    fold0 = split(opened.rows, 0).fold
+    assert validation_rows({"fold": 0, "val_speaker": fold0.val_speaker}, opened, tmp_path)[1] == fold0.val_speaker
+    with pytest.raises(UserError, match="validates on"):
+        validation_rows({"fold": 0, "val_speaker": fold0.test_speaker}, opened, tmp_path)
