@@ -321,3 +321,21 @@ def test_demo_takes_the_engine(tmp_path, monkeypatch) -> None:
     assert main(["demo", "--quick", "--se", "identity", "--out", str(tmp_path), "--engine", "ray"]) == 0
     assert seen["recipe"].engine == EngineSettings("ray")
     assert main(["demo", "--quick", "--se", "identity", "--out", str(tmp_path), "--address", "auto"]) == 2
+
+
+@pytest.mark.slow
+@needs_ray
+def test_ray_train_only_then_evaluation_equals_local(local_ray, local_results, tmp_path) -> None:
+    """--train-only on Ray trains every run and evaluates none; the rerun without it (here on
+    the local engine) evaluates them into the local engine's results, bit for bit."""
+    recipe = tree(tmp_path)
+    out = reproduce(recipe, "--engine", "ray", "--train-only")
+    work = recipe.parent / "work"
+    assert "(training only) as Ray tasks" in out and "nothing was evaluated" in out
+    assert all((run / "done.json").is_file() for run in run_dirs(recipe).values())
+    assert not list((work / "runs").rglob("eval")) and not (work / "results").exists()
+    out = reproduce(recipe, "--engine", "local")
+    assert out.count("trained before, evaluated ") == 4
+    assert (work / "results" / "results.csv").read_bytes() == (
+        local_results.parent / "work" / "results" / "results.csv"
+    ).read_bytes()

@@ -306,3 +306,41 @@ def test_one_run_per_work_directory(grid) -> None:
     with open(recipe.parent / "work" / ".lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         assert main(["reproduce", str(recipe), "--no-report"]) == 2
+
+
+def test_train_only_then_evaluate_equals_one_uninterrupted_run(tmp_path, monkeypatch) -> None:
+    """--train-only trains every run (done.json), evaluates nothing and writes no results; the
+    same command without it then evaluates them, ending with the results of one plain run."""
+    import contextlib
+    import io
+
+    import trnet.experiments.evalcache
+
+    args = ["--workers", "1", "--device", "cpu", "--threads", "1", "--no-report"]
+    plain, staged = make_tree(tmp_path / "plain"), make_tree(tmp_path / "staged")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["reproduce", str(plain), *args]) == 0
+
+    def forbidden(*a, **k):
+        raise AssertionError("--train-only must not evaluate")
+
+    with monkeypatch.context() as m:
+        m.setattr(trnet.experiments.evalcache, "predict_condition", forbidden)
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            assert main(["reproduce", str(staged), *args, "--train-only"]) == 0
+    work = staged.parent / "work"
+    done = sorted(p.parent.parts[-2:] for p in (work / "runs").rglob("done.json"))
+    assert done == [("baseline-c", "fold0-seed1"), ("trnet", "fold0-seed1")]
+    assert not list((work / "runs").rglob("eval")) and not (work / "results").exists()
+    assert "nothing was evaluated" in buf.getvalue() and "without --train-only" in buf.getvalue()
+    assert "test UAR" not in buf.getvalue()
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["reproduce", str(staged), *args]) == 0
+    progress = [line for line in buf.getvalue().splitlines() if line.startswith("[")]
+    assert len(progress) == 2 and all("trained before, evaluated " in line for line in progress)
+    assert "evaluated before" not in buf.getvalue()
+    mine, reference = (read_csv(r.parent / "work" / "results" / "results.csv") for r in (staged, plain))
+    assert len(mine) == 10 and mine == reference

@@ -67,6 +67,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="no line per training epoch (the default prints one, with the validation UAR)",
     )
     p.add_argument("--no-report", action="store_true", help="write the results but not the report")
+    p.add_argument(
+        "--train-only",
+        action="store_true",
+        help="train the grid's runs and stop: evaluate nothing, write no results (e.g. to check c on "
+        "validation speakers first: bench/c_check.py); rerun without it to evaluate",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,5 +103,6 @@ def run(args: argparse.Namespace) -> int:
         report=not args.no_report,
         threads=args.threads,
         jobs=args.jobs,
+        train_only=args.train_only,
     )
     return 0

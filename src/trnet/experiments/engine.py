@@ -60,6 +60,7 @@ class Grid:
     folds: tuple[int, ...]
     order: list[str]  # training order inside a (fold, seed) group: Baseline-c first
     device: str
+    evaluate: bool = True  # False (`--train-only`): train every run and evaluate none
 
     @property
     def groups(self) -> list[tuple[int, int]]:
@@ -157,20 +158,20 @@ def trained_lines(fold: int, seed: int, trained: list[tuple[str, float | None, d
 
 
 def train_group(
-    recipe: Recipe, systems: list[str], fold: int, seed: int, store: Path, device: str
+    recipe: Recipe, systems: list[str], fold: int, seed: int, store: Path, device: str, evaluate: bool = True
 ) -> tuple[list[str], dict[tuple[str, int, int], float]]:
     """Train one (fold, seed)'s systems in order (Baseline-c, the teacher, first), then evaluate
-    the recipe's systems among them (cached in each run directory, so the driver only reads
-    them): the evaluations run in parallel with other groups' training instead of one after the
-    other at the end. Returns a progress line per run trained, and the seconds of each
-    evaluation made here."""
+    the recipe's systems among them unless `evaluate` is False (cached in each run directory,
+    so the driver only reads them): the evaluations run in parallel with other groups'
+    training instead of one after the other at the end. Returns a progress line per run
+    trained, and the seconds of each evaluation made here."""
     torch.set_num_threads(1)  # the parallelism is across processes
-    grid = Grid(recipe, {seed: store}, (fold,), systems, device)
+    grid = Grid(recipe, {seed: store}, (fold,), systems, device, evaluate)
     lines = trained_lines(fold, seed, train_runs(grid, fold, seed))
     evaluated: dict[tuple[str, int, int], float] = {}
     opened = ConditionStore(store)
     for system in systems:
-        if system in recipe.systems:
+        if evaluate and system in recipe.systems:
             t0 = time.time()
             ev = evaluate_run(grid.spec(system, fold, seed).dir, opened, fold, system, recipe.train_noise, device)
             if not ev.cached:
@@ -186,14 +187,17 @@ def train_parallel(
     jobs: int,
     device: str,
     log: Callable[[str], None],
+    evaluate: bool = True,
 ) -> dict[tuple[str, int, int], float]:
-    """Train and evaluate every (fold, seed) group in `jobs` local processes, logging as groups
-    finish; the seconds of each evaluation made there."""
+    """Train (and unless `evaluate` is False, evaluate) every (fold, seed) group in `jobs` local
+    processes, logging as groups finish; the seconds of each evaluation made there."""
     groups = [(fold, seed) for seed in recipe.seeds for fold in folds]
     log(f"training {len(groups)} (fold, seed) groups in {jobs} parallel processes")
     evaluated: dict[tuple[str, int, int], float] = {}
     with spawned_pool(jobs) as pool:
-        futures = [pool.submit(train_group, recipe, order, fold, seed, stores[seed], device) for fold, seed in groups]
+        futures = [
+            pool.submit(train_group, recipe, order, fold, seed, stores[seed], device, evaluate) for fold, seed in groups
+        ]
         for future in as_completed(futures):
             lines, seconds = future.result()
             evaluated.update(seconds)
@@ -301,7 +305,8 @@ class Engine:
 
     def run_grid(self, grid: Grid, verbose: bool, log: Log) -> dict[tuple[str, int, int], RunResult]:
         """Train every run (teachers first) and evaluate every run of the recipe's systems,
-        logging a line per finished task; (system, fold, seed) -> result."""
+        logging a line per finished task; (system, fold, seed) -> result. With
+        `grid.evaluate` False, train only: a line per run, and no result."""
         raise NotImplementedError
 
 
@@ -325,7 +330,9 @@ class LocalEngine(Engine):
         if stack_size(grid) > 1:
             stacked = train_stacks(grid, self.jobs, log)
         elif self.jobs > 1:
-            evaluated = train_parallel(recipe, grid.stores, grid.folds, grid.order, self.jobs, grid.device, log)
+            evaluated = train_parallel(
+                recipe, grid.stores, grid.folds, grid.order, self.jobs, grid.device, log, grid.evaluate
+            )
         done, out = 0, {}
         for seed in recipe.seeds:
             store = ConditionStore(grid.stores[seed])
@@ -337,6 +344,10 @@ class LocalEngine(Engine):
                     best = runs.read_done(spec.dir)
                     if system not in recipe.systems:
                         log(f"[teacher]  {run_head(system, fold, seed, best)}  {trained_status(trained)}")
+                        continue
+                    if not grid.evaluate:
+                        done += 1
+                        log(f"[{done}/{grid.total}] {run_head(system, fold, seed, best)}  {trained_status(trained)}")
                         continue
                     t0 = time.time()
                     ev = evaluate_run(spec.dir, store, fold, system, recipe.train_noise, grid.device)

@@ -303,8 +303,9 @@ class RayEngine(Engine):
         evaluate = ray.remote(_evaluate_task).options(num_cpus=s.num_cpus, num_gpus=s.num_gpus, name="trnet-evaluate")
         threads = _threads(s.num_cpus)
         cpus, gpus = (ray.cluster_resources().get(k, 0) for k in ("CPU", "GPU"))
+        evaluating = f"and evaluating {grid.total} runs" if grid.evaluate else "(training only)"
         log(
-            f"training {len(grid.groups)} (fold, seed) groups and evaluating {grid.total} runs as Ray tasks "
+            f"training {len(grid.groups)} (fold, seed) groups {evaluating} as Ray tasks "
             f"({s.num_cpus:g} CPU, {s.num_gpus:g} GPU each) on {cpus:g} CPUs, {gpus:g} GPUs"
         )
         shared = ray.put(grid)
@@ -340,14 +341,14 @@ class RayEngine(Engine):
                         log(line)
                     for (name, f, sd), (seconds, best) in value.items():
                         trained[(name, f, sd)] = (seconds, best)
-                        if name in grid.recipe.systems:
+                        if grid.evaluate and name in grid.recipe.systems:
                             pending[evaluate.remote(shared, name, f, sd, threads)] = ("eval", f, sd, name)
                 elif kind == "train":
                     for line in trained_lines(fold, seed, value):
                         log(line)
                     for name, seconds, best in value:
                         trained[(name, fold, seed)] = (seconds, best)
-                        if name in grid.recipe.systems:  # a teacher-only run is not evaluated
+                        if grid.evaluate and name in grid.recipe.systems:  # a teacher-only run is not evaluated
                             pending[evaluate.remote(shared, name, fold, seed, threads)] = ("eval", fold, seed, name)
                 else:
                     ev, seconds = value

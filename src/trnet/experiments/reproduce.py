@@ -9,6 +9,11 @@ Steps, each of which skips what is already done, so that a killed run just conti
   4. evaluate every chosen run on its TEST speaker under every condition, cached (evalcache.py)
   5. results  WORK/results/ (results.py), then the report (report.py)
 
+`train_only` (`--train-only`) stops after step 3: the runs exist, nothing is evaluated and no
+results are written, so that a study can check its runs on validation speakers alone (e.g. that
+c moves with the SNR: `trnet.experiments.validation_c`) before any test result exists; the same
+command without the flag then evaluates the finished runs exactly as an uninterrupted grid.
+
 Where everything lives in WORK: grid.py. Who computes the store chunks, the training and the
 evaluations: the engine (engine.py: local processes, the default; engine_ray.py: Ray tasks).
 """
@@ -64,8 +69,10 @@ def reproduce(
     threads: int | None = None,
     jobs: int = 1,
     log: Callable[[str], None] = print,
-) -> Path:
-    """Run a recipe's whole grid on its engine; returns the results directory. `device`:
+    train_only: bool = False,
+) -> Path | None:
+    """Run a recipe's whole grid on its engine; returns the results directory (None with
+    `train_only`: the runs are trained, nothing is evaluated). `device`:
     default cuda if available (Ray: if tasks have GPUs), else cpu. `threads` caps torch's CPU
     threads (and OpenMP/BLAS pools, e.g. t-SNE's) for the run: on a shared machine, more OpenMP
     threads than free cores stall each other (measured: 3 epochs took 40-85 s with 2 threads,
@@ -77,7 +84,7 @@ def reproduce(
     torch.set_num_threads(threads or before)
     try:
         with work_lock(recipe.work), threadpool_limits(limits=threads):  # also t-SNE's OpenMP, BLAS
-            return _reproduce(recipe, workers, device, verbose, quiet, report, log, jobs)
+            return _reproduce(recipe, workers, device, verbose, quiet, report, log, jobs, train_only)
     finally:
         torch.set_num_threads(before)
 
@@ -91,13 +98,15 @@ def _reproduce(
     report: bool,
     log: Callable[[str], None],
     jobs: int = 1,
-) -> Path:
+    train_only: bool = False,
+) -> Path | None:
     started = time.time()
     log(f"recipe {recipe.name} ({recipe.origin}) -> {recipe.work}")
     check_se(recipe)  # before any work
     with make_engine(recipe, workers, jobs, verbose) as engine:
-        results_dir = _run(recipe, engine, workers, device or engine.default_device(), verbose, quiet, log, started)
-    if report:
+        device = device or engine.default_device()
+        results_dir = _run(recipe, engine, workers, device, verbose, quiet, log, started, train_only)
+    if report and results_dir is not None:
         log(f"report: {make_report(results_dir)}")
     return results_dir
 
@@ -111,7 +120,8 @@ def _run(
     quiet: bool,
     log: Callable[[str], None],
     started: float,
-) -> Path:
+    train_only: bool = False,
+) -> Path | None:
     corpus, noise, info = prepare(recipe, log)
     n_folds = len(loso_folds(read_manifest(corpus)))
     folds = recipe.folds if recipe.folds is not None else tuple(range(n_folds))
@@ -122,7 +132,14 @@ def _run(
     stores = build_stores(recipe, corpus, noise, workers, quiet, map_chunks=chunks)
 
     order = training_order(recipe.systems)
-    results = engine.run_grid(Grid(recipe, stores, folds, order, device), verbose, log)
+    grid = Grid(recipe, stores, folds, order, device, evaluate=not train_only)
+    results = engine.run_grid(grid, verbose, log)
+    if train_only:
+        log(
+            f"train only: {grid.total} runs trained under {recipe.work / 'runs'}; nothing was evaluated and "
+            "no results were written (rerun the same command without --train-only to evaluate them)"
+        )
+        return None
     rows: list[dict[str, Any]] = []
     runs_meta: list[dict[str, Any]] = []
     stores_meta: dict[str, Any] = {}
