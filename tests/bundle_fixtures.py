@@ -105,9 +105,11 @@ def random_bundle(
     placeholder: bool = True,
     system: str = "trnet-std-snr",
     width: int = 2,
+    **overrides,
 ) -> Path:
-    """A bundle (trnet.pretrained layout) of a randomly initialised system (width 2): what the
-    package-data code needs to be tested before the real model lands. Returns its folder."""
+    """A bundle (trnet.pretrained layout) of a randomly initialised system (width 2; `overrides`:
+    other SystemConfig fields): what the package-data code needs to be tested before the real
+    model lands. Returns its folder."""
     import json
     from dataclasses import asdict, replace
 
@@ -120,7 +122,7 @@ def random_bundle(
     from trnet.utils import sha256_file
 
     out = folder / name
-    cfg = replace(load_config(system), width=width)
+    cfg = replace(load_config(system), width=width, **overrides)
     torch.manual_seed(0)
     model = SERSystem(cfg)
     if model.snr is not None and model.snr.needs_stats:

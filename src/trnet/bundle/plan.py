@@ -9,7 +9,8 @@ Layout of WORK:
     stores/final/                  all.csv x train_noise at train_snrs
     stores/loco-train-<corpus>/    <corpus>.csv x loco_train_noise at train_snrs
     stores/loco-test-<corpus>/     <corpus>.csv x test_noise at test_snrs (all utterances tested)
-    runs/<store>/<tag>/<system>/holdout-seed<S>/    runs (trnet.runs), split: protocol.holdout
+    runs/<store>/<tag>/<system>/holdout-seed<S>/    runs (trnet.runs), split: protocol.holdout; the tag
+                                   names the training settings, levers and input_norm included
     results/                       loco.csv, summary.json, measure.json
     card/results.md                the model card's measured sections
     bundle/<name>/                 the bundle (trnet.pretrained), ready to install
@@ -27,6 +28,7 @@ from trnet.bundle.recipe import BundleRecipe
 from trnet.protocol.folds import split
 from trnet.protocol.holdout import corpus_holdout
 from trnet.store import ConditionStore
+from trnet.training.recipe import levers_tag
 from trnet.training.trainer import RunSpec, recipe_run_spec
 
 ALL = "all"  # the combined manifest's name
@@ -106,6 +108,7 @@ def noise_path(recipe: BundleRecipe, noise: str) -> Path:
 def runs_root(recipe: BundleRecipe, group: Group, store: ConditionStore) -> Path:
     extra = "" if recipe.lr_schedule == "constant" else f"-{recipe.lr_schedule}"
     extra += ("-bucket" if recipe.bucket else "") + (f"-u{recipe.min_updates}" if recipe.min_updates else "")
+    extra += levers_tag(recipe.epochs, recipe.levers, recipe.input_norm)  # '' without levers, as in the grid's
     tag = (
         f"{recipe.encoder}-w{recipe.width}-e{recipe.epochs}-b{recipe.batch_size}-p{recipe.patience}{extra}-"
         f"{'+'.join(group.train_noise)}-{store.key['hash'][:10]}"
@@ -125,7 +128,8 @@ def run_spec(recipe: BundleRecipe, group: Group, system: str, device: str) -> Ru
         group.seed,
         path,
         runs_root(recipe, group, store),
-        training_extra={"epochs": run_epochs(recipe, len(split(store.rows, holdout).train))},
+        system_extra={"input_norm": recipe.input_norm} if recipe.input_norm != "none" else None,
+        training_extra={**recipe.levers, "epochs": run_epochs(recipe, len(split(store.rows, holdout).train))},
         train_noise=group.train_noise,
         device=device,
     )

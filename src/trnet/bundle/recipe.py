@@ -10,6 +10,8 @@ model is built from, so that the shipped weights can be rebuilt by anyone who ha
     epochs = 31, batch_size = 8, patience = 31
     lr_schedule = "cosine", bucket = true   # as trnet.models.TrainingConfig (defaults: constant, false)
     min_updates = 1000                 # each run trains max(epochs, enough epochs for 1000 updates)
+    training_recipe = "training-recipe.toml"  # optional: epochs ... bucket and [training] from one file
+                                       # shared with the studies' recipes (trnet.training.recipe)
     seed = 1                           # the shipped model's seed
     loco_seeds = [1]                   # seeds of the leave-one-corpus-out runs (mean +- std)
     se = "dfn3"                        # and se_options = { ... }
@@ -31,7 +33,11 @@ model is built from, so that the shipped weights can be rebuilt by anyone who ha
     kind = "esc50"
     root = "../../shared/data/esc50"
 
-Provenance keys (title, language, licence, url) are copied into the bundle's manifest.
+    [training]                         # optional: training levers and input_norm (docs/design.md §7),
+    weight_decay = 0.05                # for every run the bundle trains
+
+Provenance keys (title, language, licence, url) are copied into the bundle's manifest. A
+`training_recipe` file's keys are written into the manifest's recipe table as if inline.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +56,7 @@ from trnet.models import load_config
 from trnet.models.encoder import ENCODERS
 from trnet.models.system import MAX_WIDTH, RECIPE_TRAINING, TrainingConfig
 from trnet.options import OptionError
+from trnet.training.recipe import TrainingRecipeError, training_levers, with_training_recipe
 from trnet.utils import UserError
 
 KEYS = (
@@ -80,6 +87,8 @@ KEYS = (
     "notes",
     "corpora",
     "noise",
+    "training",
+    "training_recipe",
 )
 REQUIRED = ("name", "work", "system", "corpora", "noise", "train_noise")
 DEFAULTS: dict[str, Any] = {
@@ -104,6 +113,7 @@ DEFAULTS: dict[str, Any] = {
     "weights_licence": "see the training data's licences",
     "placeholder": False,
     "notes": [],
+    "training": {},
 }
 
 
@@ -141,7 +151,9 @@ class BundleRecipe:
     noise: dict[str, Source]
     origin: str  # the recipe file
     sha256: str  # of the recipe file as written
-    table: dict[str, Any]  # as written (relative roots), for the manifest
+    table: dict[str, Any]  # as written (relative roots; a training_recipe file's keys inline), for the manifest
+    levers: dict[str, Any] = field(default_factory=dict)  # [training]: TrainingConfig levers (docs/design.md §7)
+    input_norm: str = "none"  # [training] input_norm: SystemConfig's
 
     @property
     def loco(self) -> list[tuple[str, str]]:
@@ -215,7 +227,12 @@ def from_table(
     work: Path | None = None,
     epochs: int | None = None,
 ) -> BundleRecipe:
-    """A checked BundleRecipe from a TOML table; relative paths are relative to `base`."""
+    """A checked BundleRecipe from a TOML table; relative paths are relative to `base`; a
+    `training_recipe` file's keys count as written in the table (trnet.training.recipe)."""
+    try:
+        table = with_training_recipe(table, base, origin)
+    except TrainingRecipeError as err:
+        raise BundleRecipeError(str(err)) from None
     unknown = sorted(set(table) - set(KEYS))
     if unknown:
         raise BundleRecipeError(f"unknown key(s) {unknown}; a bundle recipe has {', '.join(KEYS)}")
@@ -243,6 +260,10 @@ def from_table(
         raise BundleRecipeError(str(err)) from None
     if epochs is not None:
         training["epochs"] = _ints(epochs, "--epochs", positive=True)[0]
+    try:  # checked with the epochs the runs train at least (min_updates may raise them)
+        levers, input_norm = training_levers(t["training"], training["epochs"])
+    except TrainingRecipeError as err:
+        raise BundleRecipeError(str(err)) from None
     min_updates = _ints(t["min_updates"], "min_updates")[0]
     if min_updates < 0:
         raise BundleRecipeError(f"min_updates: expected an integer >= 0, got {min_updates}")
@@ -292,6 +313,8 @@ def from_table(
         origin=origin,
         sha256=sha256,
         table=dict(table),
+        levers=levers,
+        input_norm=input_norm,
     )
 
 

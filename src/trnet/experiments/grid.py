@@ -20,8 +20,8 @@ from pathlib import Path
 
 from trnet import enhance
 from trnet.experiments.recipe import PAPER_TRAINING, Recipe, RecipeError
-from trnet.models import TrainingConfig
 from trnet.store import BuildSpec, ChunkMap, ConditionStore, SettingsChanged, build
+from trnet.training.recipe import levers_tag
 from trnet.training.trainer import RunSpec, recipe_run_spec
 from trnet.utils import LockedError, UserError, check_folder_path, exclusive_lock
 
@@ -96,8 +96,7 @@ def runs_dir(recipe: Recipe, seed: int, store: ConditionStore) -> Path:
     patience = "" if recipe.patience == PAPER_TRAINING.patience else f"-p{recipe.patience}"
     patience += "" if recipe.lr_schedule == PAPER_TRAINING.lr_schedule else f"-{recipe.lr_schedule}"
     patience += "-bucket" if recipe.bucket else ""
-    patience += TrainingConfig(epochs=recipe.epochs, **recipe.levers).tag()  # '' without levers
-    patience += "" if recipe.input_norm == "none" else f"-norm-{recipe.input_norm}"
+    patience += levers_tag(recipe.epochs, recipe.levers, recipe.input_norm)  # '' without levers
     tag = (
         f"{recipe.encoder}-w{recipe.width}-e{recipe.epochs}-b{recipe.batch_size}{patience}-{recipe.train_noise}-"
         f"{store.key['hash'][:10]}"

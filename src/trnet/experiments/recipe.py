@@ -21,6 +21,8 @@ reproduction is a file anyone can read, edit and rerun, not a shell history.
     noise_seed = 1                    # optional: one noise assignment shared by all seeds
     notes = ["..."]                   # what is synthetic or a stand-in; shown in the report
     engine = "local"                  # or "ray", or an [engine] table (below)
+    training_recipe = "training-recipe.toml"   # optional: the training keys above and [training]
+                                      # from one file shared with the bundle recipe (trnet.training.recipe)
 
     [analysis]                        # optional: the comparison the report must make, declared
     baseline = "baseline-e"           # before running (trnet.report.primary): validation picks
@@ -76,6 +78,7 @@ from trnet.experiments.recipe_values import (
     strings,
     text,
     training_levers,
+    with_training_recipe,
 )
 from trnet.experiments.recipe_values import (
     seeds as valid_seeds,
@@ -112,6 +115,7 @@ KEYS = (
     "lr_schedule",
     "bucket",
     "training",
+    "training_recipe",
 )
 ENGINES = ("local", "ray")
 
@@ -214,7 +218,9 @@ def _source(table: Any, where: str, role: ManifestKind, base: Path) -> Source:
 
 
 def recipe_from_dict(table: Mapping[str, Any], base: Path, origin: str) -> Recipe:
-    """Validate a recipe table (TOML file or built-in dict) and resolve its paths against `base`."""
+    """Validate a recipe table (TOML file or built-in dict) and resolve its paths against `base`;
+    a `training_recipe` file's keys count as written in the table (trnet.training.recipe)."""
+    table = with_training_recipe(table, base, origin)
     unknown = sorted(set(table) - set(KEYS))
     if unknown:
         raise RecipeError(f"unknown key(s) {unknown}; a recipe has {', '.join(KEYS)}")

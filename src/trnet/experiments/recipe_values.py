@@ -8,10 +8,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from trnet.models.system import INPUT_NORMS, LEVERS, TrainingConfig
 from trnet.options import Number
 from trnet.store import StoreError
 from trnet.store.layout import check_snrs
+from trnet.training.recipe import TrainingRecipeError
+from trnet.training.recipe import training_levers as checked_levers
+from trnet.training.recipe import with_training_recipe as include
 from trnet.utils import UserError, check_seed
 
 
@@ -105,20 +107,17 @@ def parse_int_list(text: str, what: str) -> tuple[int, ...] | None:
 
 
 def training_levers(value: Any, epochs: int) -> tuple[dict[str, Any], str]:
-    """A recipe's `[training]` table: the training levers of docs/design.md §7 (TrainingConfig's
-    LEVERS, checked by building a TrainingConfig with the recipe's epochs) and `input_norm`, the
-    one lever that is part of the model (SystemConfig). Returns (levers, input_norm)."""
-    if not isinstance(value, Mapping):
-        raise RecipeError(f"[training]: expected a table of training levers, got {value!r}")
-    unknown = sorted(set(value) - set(LEVERS) - {"input_norm"})
-    if unknown:
-        raise RecipeError(f"[training]: unknown key(s) {unknown}; it has {', '.join((*LEVERS, 'input_norm'))}")
-    levers = {k: v for k, v in value.items() if k != "input_norm"}
+    """A recipe's `[training]` table as (levers, input_norm): `trnet.training.recipe` checks it
+    for both kinds of recipe; here its error becomes a RecipeError."""
     try:
-        TrainingConfig(epochs=epochs, **levers)
-    except ValueError as err:
-        raise RecipeError(f"[training]: {err}") from None
-    norm = value.get("input_norm", "none")
-    if norm not in INPUT_NORMS:
-        raise RecipeError(f"[training] input_norm {norm!r}: expected one of {', '.join(INPUT_NORMS)}")
-    return levers, norm
+        return checked_levers(value, epochs)
+    except TrainingRecipeError as err:
+        raise RecipeError(str(err)) from None
+
+
+def with_training_recipe(table: Mapping[str, Any], base: Path, where: str) -> dict[str, Any]:
+    """`table` with its `training_recipe` file's keys written in (`trnet.training.recipe`)."""
+    try:
+        return include(table, base, where)
+    except TrainingRecipeError as err:
+        raise RecipeError(str(err)) from None
