@@ -175,3 +175,19 @@ def test_a_changed_lever_is_refused_when_a_bundle_run_resumes(lever_run) -> None
         train(replace(lever_run, training=replace(lever_run.training, weight_decay=0.1)), quiet=True)
     with pytest.raises(RunError, match="input_norm"):
         train(replace(lever_run, system=replace(lever_run.system, input_norm="none")), quiet=True)
+
+
+def test_the_committed_training_recipe_is_the_pilots_chosen_setting(tmp_path: Path) -> None:
+    """recipes/training-recipe.toml carries the pilot's `ema-light` (bench/training_pilot.py:
+    its BASE with the setting's keys over it), so a study that names it trains as the pilot did."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("training_pilot", root / "bench" / "training_pilot.py")
+    pilot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pilot)
+    declared = {**pilot.BASE, **pilot.SETTINGS["ema-light"]}
+    (tmp_path / "training-recipe.toml").write_bytes((root / "recipes" / "training-recipe.toml").read_bytes())
+    recipe = load_recipe(study(tmp_path, "study.toml", 'training_recipe = "training-recipe.toml"'))
+    top = {k: getattr(recipe, k) for k in ("epochs", "batch_size", "patience", "lr_schedule", "bucket")}
+    assert {**top, **recipe.levers} == declared and recipe.input_norm == "none"
