@@ -64,7 +64,10 @@ def parity(device: str) -> None:
         print(f"parity_{mode}_max_logits: {dl:.3e}\nparity_{mode}_max_c: {dc:.3e}")
 
 
-def store(device: str, data: Path, work: Path, utterances: int | None) -> None:
+def build_store(data: Path, work: Path, se: str, device: str, utterances: int | None) -> tuple[int, float]:
+    """WORK/store from the packed EmoDB (every `len // utterances`-th file, so every speaker
+    stays) and DEMAND noise, DFN3 on `device` (or another back-end at its defaults); returns
+    (utterances, build seconds). bench/gpu_study.py builds its store with it too."""
     from trnet import corpora, enhance
     from trnet.corpora import write_manifest
     from trnet.store import BuildSpec, build
@@ -75,15 +78,18 @@ def store(device: str, data: Path, work: Path, utterances: int | None) -> None:
     noise = corpora.load("noise", data / "noise" / "demand-vbd", "noise").rows
     write_manifest(work / "emodb.csv", rows, "utterances")
     write_manifest(work / "demand.csv", noise, "noise")
+    options = {"runtime": "torch", "device": device} if se == "dfn3" else {}
     spec = BuildSpec(
-        corpus=work / "emodb.csv",
-        noise={"demand": work / "demand.csv"},
-        se=enhance.spec("dfn3", {"runtime": "torch", "device": device}),
-        seed=1,
+        corpus=work / "emodb.csv", noise={"demand": work / "demand.csv"}, se=enhance.spec(se, options), seed=1
     )
     t0 = time.perf_counter()
     build(spec, work / "store", workers=1, quiet=True)
-    print(f"store_utterances: {len(rows)}\nstore_seconds: {time.perf_counter() - t0:.1f}")
+    return len(rows), time.perf_counter() - t0
+
+
+def store(device: str, data: Path, work: Path, utterances: int | None) -> None:
+    n, seconds = build_store(data, work, "dfn3", device, utterances)
+    print(f"store_utterances: {n}\nstore_seconds: {seconds:.1f}")
 
 
 def train(device: str, work: Path, epochs: int) -> None:

@@ -79,24 +79,11 @@ def specs(store: Path, runs: Path, system: str, width: int, epochs: int, seeds: 
 
 
 def build_store(data: Path, work: Path, se: str, device: str, utterances: int | None) -> None:
-    from trnet import corpora, enhance
-    from trnet.corpora import write_manifest
-    from trnet.store import BuildSpec, build
+    from gpu_check import build_store as build_emodb_store  # bench/ is the script's folder
 
-    work.mkdir(parents=True, exist_ok=True)
-    rows = corpora.load("emodb", data / "emodb", "utterances").rows
-    rows = rows[:: max(1, len(rows) // utterances)][:utterances] if utterances else rows  # every speaker
-    noise = corpora.load("noise", data / "noise" / "demand-vbd", "noise").rows
-    write_manifest(work / "emodb.csv", rows, "utterances")
-    write_manifest(work / "demand.csv", noise, "noise")
-    options = {"runtime": "torch", "device": device} if se == "dfn3" else {}
-    spec = BuildSpec(
-        corpus=work / "emodb.csv", noise={"demand": work / "demand.csv"}, se=enhance.spec(se, options), seed=1
-    )
-    t0 = time.perf_counter()
-    build(spec, work / "store", workers=1, quiet=True)
-    emit("store_utterances", len(rows))
-    emit("store_seconds", f"{time.perf_counter() - t0:.1f}")
+    n, seconds = build_emodb_store(data, work, se, device, utterances)
+    emit("store_utterances", n)
+    emit("store_seconds", f"{seconds:.1f}")
 
 
 def reference(store: Path, work: Path, width: int, epochs: int, measure_epochs: int) -> None:
