@@ -149,10 +149,9 @@ def test_a_stacked_grid_writes_the_runs_alone_would(store, tmp_path):  # noqa: F
                 assert fa.metadata() == fb.metadata()
 
 
-@pytest.mark.slow
-def test_a_killed_stack_resumes_to_the_same_weights_here_or_alone(store, tmp_path, monkeypatch):  # noqa: F811
-    reference = tmp_path / "ref"
-    train_batched(_specs(store, reference, "baseline-n"))
+def _crash_in_second_epoch(monkeypatch, specs: list) -> None:
+    """Train `specs` as a stack that crashes at its second validation (after epoch 1's
+    checkpoint), then put validation back: what a kill leaves behind."""
     calls = {"n": 0}
     original = batched._validate
 
@@ -164,8 +163,15 @@ def test_a_killed_stack_resumes_to_the_same_weights_here_or_alone(store, tmp_pat
 
     monkeypatch.setattr(batched, "_validate", crash_on_second_epoch)
     with pytest.raises(RuntimeError, match="simulated"):
-        train_batched(_specs(store, tmp_path / "crash", "baseline-n"))
+        train_batched(specs)
     monkeypatch.setattr(batched, "_validate", original)
+
+
+@pytest.mark.slow
+def test_a_killed_stack_resumes_to_the_same_weights_here_or_alone(store, tmp_path, monkeypatch):  # noqa: F811
+    reference = tmp_path / "ref"
+    train_batched(_specs(store, reference, "baseline-n"))
+    _crash_in_second_epoch(monkeypatch, _specs(store, tmp_path / "crash", "baseline-n"))
     specs = _specs(store, tmp_path / "crash", "baseline-n")
     assert all((s.dir / "last.safetensors").exists() and not (s.dir / "done.json").exists() for s in specs)
     train(specs[0], quiet=True)  # one of them resumed alone: the checkpoint is the single trainer's
@@ -298,19 +304,7 @@ def test_a_killed_stack_with_the_levers_resumes_to_the_same_weights(store, tmp_p
     first epoch resumes, here or alone, to the weights of an uninterrupted stack."""
     levers = {k: v for k, v in LEVERS.items() if k != "teacher_cache"}
     train_batched(_lever_specs(store, tmp_path / "ref", "baseline-n", **levers))
-    calls = {"n": 0}
-    original = batched._validate
-
-    def crash_on_second_epoch(*a, **kw):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("simulated crash")
-        return original(*a, **kw)
-
-    monkeypatch.setattr(batched, "_validate", crash_on_second_epoch)
-    with pytest.raises(RuntimeError, match="simulated"):
-        train_batched(_lever_specs(store, tmp_path / "crash", "baseline-n", **levers))
-    monkeypatch.setattr(batched, "_validate", original)
+    _crash_in_second_epoch(monkeypatch, _lever_specs(store, tmp_path / "crash", "baseline-n", **levers))
     specs = _lever_specs(store, tmp_path / "crash", "baseline-n", **levers)
     with safe_open(str(specs[0].dir / "last.safetensors"), "pt") as f:
         assert any(k.startswith("average.") for k in f.keys())
