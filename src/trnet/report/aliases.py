@@ -202,9 +202,11 @@ def pool(studies: list[tuple[str, list[dict[str, Any]]]], among: str = "candidat
     speaker far more than on the system (EmoDB ~83 %, nEMO ~52 %)."""
     values: dict[str, list[float]] = {}
     cells: dict[str, set[tuple[str, int, int]]] = {}
+    systems = {r["system"] for _, runs in studies for r in runs}
+    competing = {s for s in systems if competes(s, among)}  # once per system, not per run: a config read
     for _, runs in studies:
         for r in runs:
-            if competes(r["system"], among) and r.get("val_uar") is not None:
+            if r["system"] in competing and r.get("val_uar") is not None:
                 values.setdefault(r["system"], []).append(float(r["val_uar"]))
                 cells.setdefault(r["system"], set()).add(cell(r))
     every = set().union(*cells.values()) if cells else set()
