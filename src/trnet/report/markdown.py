@@ -33,7 +33,7 @@ from trnet.models import PAPER_TRAINING, PAPER_WIDTH
 from trnet.report.aliases import study_evidence
 from trnet.report.figures import confusion_figure, figure2, figure3, figure_uar
 from trnet.report.primary import compared, primary_section
-from trnet.report.results import Results, load_results
+from trnet.report.results import Results, load_results, write_tables
 from trnet.report.selection import FLAT_SPREAD, c_table, selection
 from trnet.report.shares import shares_section
 from trnet.report.tables import paper_table1, significance, snr_table, table1, table2
@@ -167,6 +167,8 @@ def make_report(results_dir: str | Path, out: str | Path | None = None, also: di
     results_dir = Path(results_dir)
     out = Path(out) if out else results_dir
     res = load_results(results_dir, also)
+    for tag, source in [("", results_dir), *(also or {}).items()]:  # the folder alone recomputes primary.json
+        write_tables(load_results(source), out, f"{tag}-" if tag else "")
     meta = res.meta
     md = [f"# TRNet reproduction report: {meta.get('recipe', {}).get('name', results_dir.name)}", ""]
     partial = partial_note(meta)

@@ -15,15 +15,17 @@ interval, minimum detectable effect at 80 % power, and what more seeds could buy
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from trnet.configs import display_name
 from trnet.report.power import ClusteredDifference, clustered_difference
-from trnet.report.results import Results
+from trnet.report.results import Results, from_csv
 
 ANALYSIS_KEYS = ("baseline", "candidates", "mde_target")
 # the paper's comparison (§5), for a report whose recipe declares no [analysis]: TRNet against
@@ -187,6 +189,7 @@ def primary_section(res: Results, analysis: Mapping[str, Any], tags: Sequence[st
         "validation_uar": val,
         "chosen": chosen,
         "mde_target": target,
+        "tags": list(tags),
     }
     if chosen is None or base not in res.systems:
         return [*md, "", "Not computed: the baseline or every candidate is missing from the results."], out
@@ -294,3 +297,18 @@ def _gain_difference(res: Results, at: tuple[str, str], default: tuple[str, str]
     for fs in sorted(set.intersection(*(set(v) for v in vals))):
         groups[spk[fs]].append((vals[0][fs] - vals[1][fs]) - (vals[2][fs] - vals[3][fs]))
     return clustered_difference(groups) if len(groups) >= 2 else None
+
+
+def recompute(folder: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(stored, recomputed): a report folder's primary.json and the same numbers computed again
+    from its committed tables (results.csv, runs.csv, and <tag>-results.csv, <tag>-runs.csv for
+    each merged SE setting) with the analysis primary.json records, so that anyone can check
+    the headline without the run folders (a test does, for every committed study)."""
+    folder = Path(folder)
+    stored = json.loads((folder / "primary.json").read_text())
+    analysis = {k: stored.get(k) for k in ANALYSIS_KEYS}
+    tags = stored.get("tags", [k.removeprefix("at_") for k in stored if k.startswith("at_")])
+    res = from_csv(folder)
+    for tag in tags:
+        res.merge(from_csv(folder, f"{tag}-"), tag)
+    return stored, json.loads(json.dumps(primary_section(res, analysis, tags)[1]))  # JSON's keys and types

@@ -199,6 +199,59 @@ def load_results(results_dir: Path, also: dict[str, Path] | None = None) -> Resu
     return res
 
 
+def _cell(value: str, kind: type) -> Any:
+    return None if value == "" else kind(value)
+
+
+def from_csv(folder: Path, prefix: str = "") -> Results:
+    """The Results of a report folder's committed tables (`<prefix>results.csv` and
+    `<prefix>runs.csv`, as `trnet report --out` copies them): enough to recompute the declared
+    comparison (primary.json) without the run folders. The CSVs carry 6 decimals."""
+    folder = Path(folder)
+    tables = {}
+    for name in ("results", "runs"):
+        path = folder / f"{prefix}{name}.csv"
+        try:
+            tables[name] = list(csv.DictReader(io.StringIO(path.read_text())))
+        except OSError as err:
+            raise UserError(f"{path}: cannot read it ({err.strerror})") from None
+    floats = ("uar", "war", "mean_c", "c_std", "val_uar", "rho")
+    try:
+        rows = [
+            {
+                **r,
+                "fold": int(r["fold"]),
+                "seed": int(r["seed"]),
+                "snr": _cell(r["snr"], int),
+                "n": _cell(r["n"], int),
+                **{k: _cell(r[k], float) for k in floats if k in r},
+            }
+            for r in tables["results"]
+        ]
+        runs = [
+            {**r, "fold": int(r["fold"]), "seed": int(r["seed"]), **{k: _cell(r[k], float) for k in floats if k in r}}
+            for r in tables["runs"]
+        ]
+    except (KeyError, ValueError) as err:
+        raise UserError(f"{folder}: {prefix}results.csv or {prefix}runs.csv is not trnet's table ({err})") from None
+    check_rows(rows, folder / f"{prefix}results.csv")
+    return Results(rows, {"runs": runs}, None)
+
+
+def write_tables(res: Results, out: Path, prefix: str = "") -> None:
+    """The rows and runs a report read, as `<prefix>results.csv` and `<prefix>runs.csv` in its
+    folder, so that the folder alone recomputes its numbers (report.primary.recompute)."""
+    _write_csvs(
+        Path(out), [r for conds in res.by_run.values() for r in conds.values()], res.meta.get("runs", []), prefix
+    )
+
+
+def _write_csvs(folder: Path, rows: list[dict[str, Any]], runs: list[dict[str, Any]], prefix: str = "") -> None:
+    extra = tuple(sorted({k for r in runs for k in r if k.startswith("rho_")}))
+    write_text_atomic(folder / f"{prefix}results.csv", _csv(rows, RESULT_COLUMNS))
+    write_text_atomic(folder / f"{prefix}runs.csv", _csv(runs, RUN_COLUMNS + extra))
+
+
 def read_json(path: Path, kind: type) -> Any:
     """The JSON document in `path`, of type `kind`; UserError naming the file otherwise."""
     try:
@@ -258,9 +311,6 @@ def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
 def write_results(results: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     """results.csv and results.json (the same tidy rows), runs.csv (from meta["runs"]) and
     meta.json, atomically."""
-    write_text_atomic(results / "results.csv", _csv(rows, RESULT_COLUMNS))
+    _write_csvs(results, rows, meta.get("runs", []))
     write_json_atomic(results / "results.json", rows)
-    runs = meta.get("runs", [])
-    extra = tuple(sorted({k for r in runs for k in r if k.startswith("rho_")}))
-    write_text_atomic(results / "runs.csv", _csv(runs, RUN_COLUMNS + extra))
     write_json_atomic(results / "meta.json", meta)
