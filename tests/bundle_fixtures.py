@@ -24,7 +24,7 @@ epochs = 1
 batch_size = 8
 patience = 1
 seed = 1
-loco_seeds = [1]
+loco_seeds = [1, 2]
 se = "identity"
 noise_seed = 1
 train_snrs = [20, 0]
@@ -34,6 +34,10 @@ loco_train_noise = ["hum"]
 test_noise = "hiss"
 weights_licence = "test only"
 placeholder = true
+
+[loco_targets]
+"aa -> bb" = 1.0
+"bb->aa" = 99.0
 
 [corpora.aa]
 kind = "folder"
@@ -158,8 +162,15 @@ def random_bundle(
         "licence": {"weights": "test only", "code": "MIT"},
         "metrics": {
             "leave_one_corpus_out": [
-                {"train": "aa", "test": "bb", "system": system, "rho": {"mean": 0.42, "std": 0.0, "n": 1}}
-            ]
+                {
+                    "train": "aa",
+                    "test": "bb",
+                    "system": system,
+                    "rho": {"mean": 0.42, "std": 0.0, "n": 1},
+                    "nonspeech": {"silence": {"mean": 0.67, "std": 0.0, "n": 1}, "noise": {"mean": 0.31}},
+                }
+            ],
+            "c_training": "unsupervised",
         },
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2))

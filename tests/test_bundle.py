@@ -7,6 +7,7 @@ identity SE, width 2, 1 epoch."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -24,7 +25,7 @@ from trnet.bundle import card, plan, publish
 from trnet.bundle.recipe import BundleRecipeError, load_bundle_recipe
 from trnet.corpora import CorpusError
 from trnet.corpora.combined import combine, part_of, parts
-from trnet.pretrained import Bundle, read_manifest
+from trnet.pretrained import Bundle, c_note, read_manifest
 from trnet.protocol.folds import Holdout, split
 from trnet.protocol.holdout import corpus_holdout
 from trnet.runs import RunError
@@ -79,11 +80,15 @@ def test_recipe_errors_name_the_key(tmp_path: Path) -> None:
         ('system = "trnet-std-snr"', 'system = "baseline-c"', "clean speech only"),
         ("width = 2", "width = 0", "width"),
         ("seed = 1", "seeds = 1", "unknown key"),
+        ('"bb->aa" = 99.0', '"bb->cc" = 99.0', "two corpora of this recipe"),
+        ('"bb->aa" = 99.0', '"bb aa" = 99.0', "TRAIN -> TEST"),
+        ('"aa -> bb" = 1.0', '"aa -> bb" = 0', "a UAR in %"),
     ):
         path.write_text(RECIPE.replace(old, new))
         with pytest.raises(BundleRecipeError, match=message):
             load_bundle_recipe(path)
-    one = RECIPE.split("[corpora.bb]")[0] + "[noise.hum]" + RECIPE.split("[noise.hum]")[1]
+    one = RECIPE.split("[loco_targets]")[0] + "[corpora.aa]" + RECIPE.split("[corpora.aa]")[1]
+    one = one.split("[corpora.bb]")[0] + "[noise.hum]" + one.split("[noise.hum]")[1]
     path.write_text(one)
     assert load_bundle_recipe(path).loco == []  # a single corpus: nothing to hold out
 
@@ -148,6 +153,18 @@ def test_bundle_end_to_end(built: tuple[Path, str]) -> None:
     # the card fragment names both directions and the targets
     fragment = (work / "card" / "results.md").read_text()
     assert fragment.startswith(card.BEGIN) and "| aa → bb | baseline-e |" in fragment and "**Targets**" in fragment
+    assert "target ≥ 1.0: **met**" in fragment and "target ≥ 99.0: **NOT met**" in fragment
+    assert "**trnet-std-snr − baseline-e** (points, paired by seed" in fragment
+    assert "WAR disagrees with UAR" in fragment or "WAR and UAR agree in sign" in fragment
+    assert "| silence | white noise | hiss alone |" in fragment and "trained towards clip(SNR / 25 dB" in fragment
+    # two LOCO seeds: a 95 % interval over seeds, the paired difference, and c without speech
+    summary = json.loads((work / "results" / "summary.json").read_text())
+    mine = [r for r in summary["loco"] if r["system"] == "trnet-std-snr"]
+    assert all(r["seeds"] == [1, 2] and len(r["noisy_uar_0_20"]["ci"]) == 2 for r in mine)
+    assert all(set(r["nonspeech"]) == {"silence", "white", "noise"} for r in mine)
+    assert all(r["nonspeech"] is None for r in summary["loco"] if r["system"] == "baseline-e")
+    assert [d["seeds"] for d in summary["loco_differences"]] == [[1, 2], [1, 2]]
+    assert m["metrics"]["c_training"] == "snr" and "silence" in c_note(bundle.path)
     assert "PLACEHOLDER" in fragment and (work / "bundle.log").read_text().count("== 3/8 train") >= 2
 
 

@@ -96,7 +96,10 @@ def test_predict_without_model_from_outside_the_checkout(models_dir: Path, tmp_p
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["model"].startswith("test-model (bundled with trnet") and len(doc["results"]) == 1
-    assert "Spearman rho aa->bb 0.42" in doc["c_note"]  # what c is worth, from the manifest
+    # what c is worth, from the manifest, in the model card's words (pretrained.c_words)
+    assert doc["c_note"].startswith("c is eq. (1)'s weight on the unenhanced input, not a calibrated noise meter")
+    assert "has no target of its own" in doc["c_note"]
+    assert "aa->bb: rho 0.42, mean c on silence 0.67, noise 0.31" in doc["c_note"]
     assert "Spearman" not in done.stderr  # not on a first run's screen: nothing a newcomer can act on
 
 

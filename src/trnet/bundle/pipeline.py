@@ -8,7 +8,8 @@ run killed at any point (even kill -9) continues where it stopped when started a
                  (trnet.store resumes itself)
   3. train       the shipped model, then every direction x seed for the system and the
                  baseline; runs resume after their last epoch (trnet.training)
-  4. evaluate    every LOCO run on all of the held-out corpus, cached (transfer.py)
+  4. evaluate    every LOCO run on all of the held-out corpus, cached (transfer.py), and
+                 c on non-speech input: silence, white noise, the test noise alone (nonspeech.py)
   5. results     results/loco.csv, results/summary.json (results.py)
   6. bundle      WORK/bundle/<name>/: weights, config, manifest with SHA-256s (publish.py)
   7. measure     RTF and peak memory of `trnet predict` on 5 s and 60 s inputs (measure.py)
@@ -31,6 +32,7 @@ import torch
 
 from trnet import corpora, runs
 from trnet.bundle import card, measure, plan, publish, results
+from trnet.bundle.nonspeech import nonspeech_c
 from trnet.bundle.recipe import BundleRecipe, BundleRecipeError
 from trnet.bundle.transfer import evaluate_transfer
 from trnet.corpora import LoadResult, write_manifest
@@ -174,6 +176,7 @@ def evaluate_all(recipe: BundleRecipe, device: str, log: Log) -> list[dict[str, 
             t0 = time.time()
             spec = plan.run_spec(recipe, group, system, device)
             ev = evaluate_transfer(spec.dir, test, device)
+            has_c = any(c["mean_c"] is not None for c in ev["conditions"])
             out.append(
                 {
                     "train": group.train_corpus,
@@ -182,6 +185,7 @@ def evaluate_all(recipe: BundleRecipe, device: str, log: Log) -> list[dict[str, 
                     "seed": group.seed,
                     "run": str(spec.dir),
                     **ev,
+                    "nonspeech": nonspeech_c(spec.dir, plan.noise_path(recipe, recipe.test_noise)) if has_c else None,
                 }
             )
             status = "evaluated before" if ev["cached"] else f"evaluated {time.time() - t0:.0f} s"

@@ -95,9 +95,10 @@ def manifest(recipe: BundleRecipe, folder: Path, final: Path, summary: dict[str,
         "metrics": {
             "validation": {k: summary["final"][k] for k in ("val_uar", "best_epoch", "epochs_run", "val_speakers")},
             "leave_one_corpus_out": [
-                {k: r[k] for k in ("train", "test", "system", "noisy_uar_0_20", "rho", "monotone")}
+                {k: r.get(k) for k in ("train", "test", "system", "noisy_uar_0_20", "rho", "monotone", "nonspeech")}
                 for r in summary["loco"]
             ],
+            "c_training": summary.get("c_training"),
         },
         "training_seconds": {
             "model": summary["final"]["train_seconds"],

@@ -13,7 +13,7 @@ model is built from, so that the shipped weights can be rebuilt by anyone who ha
     training_recipe = "training-recipe.toml"  # optional: epochs ... bucket and [training] from one file
                                        # shared with the studies' recipes (trnet.training.recipe)
     seed = 1                           # the shipped model's seed
-    loco_seeds = [1]                   # seeds of the leave-one-corpus-out runs (mean +- std)
+    loco_seeds = [1]                   # seeds of the leave-one-corpus-out runs (mean, 95 % interval)
     se = "dfn3"                        # and se_options = { ... }
     noise_seed = 1                     # the noise assignment of every store
     train_snrs = [20, 15, 10, 5, 0]    # training conditions: clean + these, per training noise
@@ -33,6 +33,9 @@ model is built from, so that the shipped weights can be rebuilt by anyone who ha
     kind = "esc50"
     root = "../../shared/data/esc50"
 
+    [loco_targets]                     # optional: the noisy UAR (%, test_noise 0-20 dB, mean over
+    "emodb -> nemo" = 47.0             # loco_seeds) the system must reach per direction; the model
+                                       # card states each as met or not
     [training]                         # optional: training levers and input_norm (docs/design.md §7),
     weight_decay = 0.05                # for every run the bundle trains
 
@@ -89,6 +92,7 @@ KEYS = (
     "noise",
     "training",
     "training_recipe",
+    "loco_targets",
 )
 REQUIRED = ("name", "work", "system", "corpora", "noise", "train_noise")
 DEFAULTS: dict[str, Any] = {
@@ -114,6 +118,7 @@ DEFAULTS: dict[str, Any] = {
     "placeholder": False,
     "notes": [],
     "training": {},
+    "loco_targets": {},
 }
 
 
@@ -154,6 +159,7 @@ class BundleRecipe:
     table: dict[str, Any]  # as written (relative roots; a training_recipe file's keys inline), for the manifest
     levers: dict[str, Any] = field(default_factory=dict)  # [training]: TrainingConfig levers (docs/design.md §7)
     input_norm: str = "none"  # [training] input_norm: SystemConfig's
+    loco_targets: dict[tuple[str, str], float] = field(default_factory=dict)  # (train, test) -> noisy UAR %
 
     @property
     def loco(self) -> list[tuple[str, str]]:
@@ -315,7 +321,26 @@ def from_table(
         table=dict(table),
         levers=levers,
         input_norm=input_norm,
+        loco_targets=_targets(t["loco_targets"], corpora, test_noise),
     )
+
+
+def _targets(value: Any, corpora: Mapping[str, Any], test_noise: str | None) -> dict[tuple[str, str], float]:
+    """[loco_targets]: "TRAIN -> TEST" = noisy UAR in % for directions of this recipe."""
+    if not isinstance(value, Mapping):
+        raise BundleRecipeError(f'[loco_targets]: expected a table of "TRAIN -> TEST" = UAR %, got {value!r}')
+    out = {}
+    for key, target in value.items():
+        train, sep, test = (part.strip() for part in str(key).partition("->"))
+        if not sep or train not in corpora or test not in corpora or train == test or test_noise is None:
+            raise BundleRecipeError(
+                f'[loco_targets] {key!r}: expected "TRAIN -> TEST" with two corpora of this recipe '
+                f"({', '.join(corpora)}) and a test_noise"
+            )
+        if isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target <= 100:
+            raise BundleRecipeError(f"[loco_targets] {key!r}: expected a UAR in % (0 to 100], got {target!r}")
+        out[(train, test)] = float(target)
+    return out
 
 
 def _checked_name(name: Any) -> str:

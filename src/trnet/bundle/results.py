@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from trnet import configs, runs
 from trnet.bundle.recipe import BundleRecipe
 from trnet.bundle.transfer import noisy_mean
+from trnet.models import load_config
 from trnet.utils import write_json_atomic, write_text_atomic
 
 LOCO_COLUMNS = ("train", "test", "system", "seed", "noise", "snr", "uar", "war", "mean_c", "n")
@@ -56,11 +58,58 @@ def final_summary(final: Path) -> dict[str, Any]:
     }
 
 
-def _stat(values: list[float | None]) -> dict[str, float | None]:
+def c_training(system: str) -> str | None:
+    """How the system's c learns (for the model card's words on c): None (no c), "snr" (L_c
+    towards clip(SNR / 25 dB, 0, 1)), "oracle" (L_c towards the least-squares c of eq. (5)), or
+    "unsupervised" (only through the losses of the paper)."""
+    cfg = load_config(system)
+    if cfg.input != "trnet":
+        return None
+    return cfg.c_target if cfg.gamma > 0 else "unsupervised"
+
+
+def _stat(values: list[float | None]) -> dict[str, Any]:
+    """mean, sample std, n and the 95 % t interval of the mean over seeds (None below 2 seeds)."""
     v = [x for x in values if x is not None]
     if not v:
-        return {"mean": None, "std": None, "n": 0}
-    return {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+        return {"mean": None, "std": None, "n": 0, "ci": None}
+    mean, std = float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+    half = float(stats.t.ppf(0.975, len(v) - 1) * std / np.sqrt(len(v))) if len(v) > 1 else None
+    return {"mean": mean, "std": std, "n": len(v), "ci": None if half is None else [mean - half, mean + half]}
+
+
+OUTCOMES = ("noisy_uar_0_20", "noisy_war_0_20", "clean_uar", "clean_war")
+
+
+def outcome(conditions: list[dict[str, Any]], name: str) -> float:
+    """One of OUTCOMES for a run's conditions: the 0-20 dB mean, or the clean value."""
+    metric = name.split("_")[1]
+    if name.startswith("noisy_"):
+        return noisy_mean(conditions, metric)
+    return next(c[metric] for c in conditions if c["snr"] is None)
+
+
+def loco_differences(loco: list[dict[str, Any]], system: str, baseline: str) -> list[dict[str, Any]]:
+    """Per direction: system - baseline on noisy (0-20 dB) and clean UAR and WAR, paired by seed
+    (the seeds both ran), as _stat over the seeds' differences."""
+    out = []
+    for train, test in dict.fromkeys((r["train"], r["test"]) for r in loco):
+        by = {(r["system"], r["seed"]): r for r in loco if (r["train"], r["test"]) == (train, test)}
+        seeds = sorted(s for (name, s) in by if name == system and (baseline, s) in by)
+        if not seeds:
+            continue
+        a, b = ([by[(name, s)]["conditions"] for s in seeds] for name in (system, baseline))
+        out.append(
+            {
+                "train": train,
+                "test": test,
+                "system": system,
+                "baseline": baseline,
+                "seeds": seeds,
+                **{k: _stat([outcome(x, k) - outcome(y, k) for x, y in zip(a, b, strict=True)]) for k in OUTCOMES},
+            }
+        )
+    return out
 
 
 def loco_summary(loco: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -82,8 +131,7 @@ def loco_summary(loco: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "test": test,
                 "system": system,
                 "seeds": [r["seed"] for r in rs],
-                "noisy_uar_0_20": _stat([noisy_mean(r["conditions"]) for r in rs]),
-                "noisy_war_0_20": _stat([noisy_mean(r["conditions"], "war") for r in rs]),
+                **{k: _stat([outcome(r["conditions"], k) for r in rs]) for k in OUTCOMES},
                 "conditions": [
                     {
                         "noise": n,
@@ -98,6 +146,9 @@ def loco_summary(loco: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "monotone": [r.get("monotone") for r in rs],
                 "flat": [r.get("flat") for r in rs],
                 "clean_minus_0db": _stat([r.get("clean_minus_0db") for r in rs]),
+                "nonspeech": None
+                if any(r.get("nonspeech") is None for r in rs)
+                else {k: _stat([r["nonspeech"][k]["mean"] for r in rs]) for k in rs[0]["nonspeech"]},
             }
         )
     return out
@@ -138,6 +189,11 @@ def write(
         "placeholder": recipe.placeholder,
         "final": final_summary(final),
         "loco": loco_summary(loco),
+        "loco_differences": loco_differences(loco, recipe.system, recipe.baseline),
+        "loco_targets": [
+            {"train": a, "test": b, "noisy_uar_0_20": target / 100} for (a, b), target in recipe.loco_targets.items()
+        ],
+        "c_training": c_training(recipe.system),
         "loco_runs": [{k: r[k] for k in ("train", "test", "system", "seed", "run")} for r in loco],
         **info,
         "times": dict(times),

@@ -206,28 +206,56 @@ def describe(path: str | Path) -> str:
     return f"{manifest['name']} (bundled with trnet{'; PLACEHOLDER test build' if manifest.get('placeholder') else ''})"
 
 
+C_MEANING = {
+    "snr": "its c is trained towards clip(SNR / 25 dB, 0, 1) (clean: 1) by an auxiliary loss, so c following "
+    "the SNR is what training asked for, not a finding",
+    "oracle": "its c is trained towards the least-squares c of eq. (5) by an auxiliary loss",
+    "unsupervised": "its c has no target of its own: it learns only through the classification and "
+    "refinement losses, so any tracking of the SNR is a finding",
+}
+
+
+def c_words(c_training: str | None) -> str:
+    """What c is, in one set of words for the model card and `trnet predict` (c_training: how the
+    system's c learns, trnet.bundle.results.c_training)."""
+    base = "c is eq. (1)'s weight on the unenhanced input, not a calibrated noise meter"
+    return f"{base}; {C_MEANING[c_training]}." if c_training in C_MEANING else f"{base}."
+
+
+def _mean(stat: Any) -> float | None:
+    ok = isinstance(stat, dict) and isinstance(stat.get("mean"), int | float) and not isinstance(stat["mean"], bool)
+    return float(stat["mean"]) if ok else None
+
+
 def c_note(path: str | Path) -> str | None:
-    """What a bundled model's c is worth, measured: the Spearman rho between c and the SNR on
-    the held-out corpus of each leave-one-corpus-out run of its system (docs/model-card.md),
-    so that nobody reads c as a calibrated noise meter on the model's word alone."""
+    """What a bundled model's c is worth, measured on the held-out corpus of each leave-one-
+    corpus-out run of its system (docs/model-card.md): its words on c, the Spearman rho between c
+    and the SNR, and c on input without speech, so that nobody reads c as a calibrated noise
+    meter on the model's word alone."""
     if not is_bundle(path):
         return None
     manifest = read_manifest(Path(path))
     metrics = manifest.get("metrics")
-    loco = metrics.get("leave_one_corpus_out") if isinstance(metrics, dict) else None
+    metrics = metrics if isinstance(metrics, dict) else {}
+    loco = metrics.get("leave_one_corpus_out")
     rows = [
         r
         for r in (loco if isinstance(loco, list) else [])
-        if isinstance(r, dict)
-        and r.get("system") == manifest.get("system")
-        and isinstance(r.get("rho"), dict)
-        and isinstance(r["rho"].get("mean"), int | float)
-        and not isinstance(r["rho"]["mean"], bool)
+        if isinstance(r, dict) and r.get("system") == manifest.get("system") and _mean(r.get("rho")) is not None
     ]
     if not rows:
         return None
-    parts = ", ".join(f"{r['train']}->{r['test']} {r['rho']['mean']:.2f}" for r in rows)
+    parts = []
+    for r in rows:
+        ns = r.get("nonspeech") if isinstance(r.get("nonspeech"), dict) else {}
+        quiet = [f"{k} {_mean(ns.get(k)):.2f}" for k in ("silence", "noise") if _mean(ns.get(k)) is not None]
+        parts.append(
+            f"{r['train']}->{r['test']}: rho {_mean(r['rho']):.2f}"
+            + (f", mean c on {', '.join(quiet)}" if quiet else "")
+        )
+    c_training = metrics.get("c_training")
     return (
-        "c (eq. (1): the weight on the unenhanced input; not calibrated, higher tends to mean cleaner) "
-        f"has Spearman rho {parts} with the SNR on held-out corpora (model card)"
+        f"{c_words(c_training if isinstance(c_training, str) else None)} Measured on held-out corpora "
+        f"(Spearman rho of c with the SNR; mean c without speech: silence, the test noise alone; model card): "
+        + "; ".join(parts)
     )
