@@ -13,13 +13,14 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tests.bundle_fixtures import RECIPE, make_world
-from trnet import runs
+from trnet import configs, runs
 from trnet.batches import condition_set
 from trnet.bundle import card, plan, publish
 from trnet.bundle.recipe import BundleRecipeError, load_bundle_recipe
@@ -252,3 +253,19 @@ def test_training_keys_of_a_bundle_recipe_are_checked(tmp_path: Path, line: str,
     path.write_text(RECIPE.replace("width = 2", f"width = 2\n{line}"))
     with pytest.raises(BundleRecipeError, match=message):
         load_bundle_recipe(path)
+
+
+def test_the_shipped_recipe_names_no_system_but_the_selection_files_alias(monkeypatch: pytest.MonkeyPatch) -> None:
+    """recipes/pretrained.toml builds what validation selected (an alias of the selection file),
+    with the training recipe the studies use and three seeds per held-out direction."""
+    path = Path(__file__).resolve().parents[1] / "recipes" / "pretrained.toml"
+    alias = tomllib.loads(path.read_text())["system"]
+    assert alias not in configs.names()
+    if alias not in configs.aliases():
+        with pytest.raises(BundleRecipeError, match="--alias NAME"):
+            load_bundle_recipe(path)
+        monkeypatch.setattr(configs, "aliases", lambda: {alias: "trnet-std-snr"})
+    recipe = load_bundle_recipe(path)
+    assert recipe.system == configs.aliases()[alias] and recipe.loco_seeds == (1, 2, 3)
+    assert recipe.table["epochs"] == 8 and recipe.levers["ema_decay"] == 0.998  # recipes/training-recipe.toml
+    assert recipe.loco_targets == {("emodb", "nemo"): 47.0, ("nemo", "emodb"): 63.0}

@@ -252,7 +252,10 @@ def from_table(
     for key in ("system", "baseline"):
         systems[key] = configs.resolve(str(t[key]))  # an alias (trnet-robust) names the system it stands for
         if systems[key] not in configs.names():
-            raise BundleRecipeError(f"{key} {t[key]!r}: expected one of {configs.known()}")
+            raise BundleRecipeError(
+                f"{key} {t[key]!r}: no such system or alias (known: {configs.known()}); an alias is written by "
+                f"`trnet select STUDY --among all --alias NAME --out src/trnet/configs/selection.json`"
+            )
         if load_config(systems[key]).train_conditions == "clean" and key == "system":
             raise BundleRecipeError(f"system {t[key]!r} trains on clean speech only; the bundle is for noise")
     if t["encoder"] not in ENCODERS:
