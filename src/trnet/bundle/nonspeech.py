@@ -30,7 +30,7 @@ from trnet.audio import load_audio
 from trnet.corpora import read_manifest
 from trnet.features import SAMPLE_RATE
 from trnet.predict import load
-from trnet.runs import BEST
+from trnet.runs import BEST, RunError
 from trnet.utils import damaged_cache, sha256_file, write_json_atomic
 
 VERSION = 1
@@ -76,6 +76,8 @@ def nonspeech_c(run: Path, noise_manifest: Path) -> dict[str, Any] | None:
             predictor.close()
     if any(c is None for cs in measured.values() for c in cs):
         c = None
+    elif not all(np.isfinite(c) for cs in measured.values() for c in cs):
+        raise RunError(f"{run}: c is not finite on input without speech ({measured}); the model is broken")
     else:
         c = {
             kind: {"mean": float(np.mean(cs)), "std": float(np.std(cs, ddof=1)) if len(cs) > 1 else 0.0, "n": len(cs)}
