@@ -49,6 +49,27 @@ def test_a_user_error_is_one_line_and_exit_2(command: str, tmp_path: Path, capsy
         main([command, *args, "--debug"])
 
 
+# arguments argparse itself refuses -> the prefix of its one line
+ARGPARSE_BAD = {
+    "unknown command": (["bogus"], "trnet: error: argument COMMAND: invalid choice: 'bogus'"),
+    "invalid choice": (["select", "x", "--alias", "a", "--among", "bogus"], "trnet select: error: argument --among"),
+    "missing argument": (["predict"], "trnet predict: error: the following arguments are required: AUDIO"),
+    "unknown option": (["models", "--bogus"], "trnet: error: unrecognized arguments: --bogus"),
+    "not a number": (["complexity", "--width", "x"], "trnet complexity: error: argument --width: invalid int"),
+    "exclusive options": (["predict", "a.wav", "--json", "--csv"], "trnet predict: error: argument --csv"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ARGPARSE_BAD))
+def test_argparse_refusals_are_one_line_too(case: str, capsys) -> None:
+    args, start = ARGPARSE_BAD[case]
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and err.startswith(start), err
+    assert "usage:" not in err and err.rstrip().endswith("--help`)")
+
+
 @pytest.mark.parametrize("command", ["", *sorted(COMMANDS)])
 def test_help_loads_no_heavy_library(command: str) -> None:
     """`trnet <cmd> --help` stays fast (0.3-0.6 s measured; timings belong in benchmarks, not

@@ -15,6 +15,7 @@ import os
 import sys
 from importlib.metadata import version
 from types import ModuleType
+from typing import NoReturn
 
 from trnet.commands import (
     bundle,
@@ -58,13 +59,21 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
 DEBUG_HELP = "show the traceback of every error"
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors as every other user error: one line, exit 2 (argparse's own
+    prints the usage first; `--help` still shows it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trnet", description=__doc__.split("\n")[0])
+    parser = Parser(prog="trnet", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"trnet {version('trnet')}")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     # --debug after the command too (`trnet select ... --debug`): each command's parser takes it,
     # with no default of its own, so that it never resets a --debug given before the command
-    after = argparse.ArgumentParser(add_help=False)
+    after = Parser(add_help=False)
     after.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in COMMANDS.items():
