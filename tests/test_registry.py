@@ -185,3 +185,28 @@ def test_select_among_all_lets_baseline_e_win_but_never_a_clean_trained_system(
     assert ("baseline-e" in entry["validation_uar"]) == (among == "all")
     assert entry.get("among", "candidates") == among
     assert f"pick = {chosen}" in capsys.readouterr().out
+
+
+def test_select_seeds_keeps_systems_comparable_when_a_seed_rule_added_seeds_to_some(tmp_path: Path) -> None:
+    """A seed rule adds seeds to the baseline and the chosen candidate only; over every seed the
+    other systems miss cells and cannot be chosen, so `--seeds` names the seeds all of them ran."""
+    runs = tmp_path / "runs.csv"
+    rows = ["system,fold,seed,test_speaker,val_uar"]
+    rows += [f"trnet,{f},1,s{f},0.90" for f in (0, 1)]
+    rows += [
+        f"{s},{f},{k},s{f},{v}"
+        for s, v in (("baseline-e", 0.60), ("trnet-std-snr", 0.70))
+        for f in (0, 1)
+        for k in (1, 2)
+    ]
+    runs.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "selection.json"
+    assert main(["select", str(runs), "--alias", "pick", "--among", "all", "--out", str(out)]) == 0
+    entry = json.loads(out.read_text())["aliases"]["pick"]
+    assert entry["system"] == "trnet-std-snr" and not entry["validation_uar"]["trnet"]["comparable"]
+    assert main(["select", str(runs), "--alias", "pick", "--among", "all", "--seeds", "1", "--out", str(out)]) == 0
+    entry = json.loads(out.read_text())["aliases"]["pick"]
+    assert entry["system"] == "trnet" and entry["seeds"] == [1] and "Only the runs of seeds 1 count." in entry["rule"]
+    assert entry["validation_uar"]["baseline-e"]["runs"] == 2 and entry["studies"][0]["runs"] == 6
+    assert main(["select", str(runs), "--alias", "pick", "--seeds", "7", "--out", str(out)]) == 2
+    assert main(["select", str(runs), "--alias", "pick", "--seeds", "one", "--out", str(out)]) == 2

@@ -27,6 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="who competes: TRNet and its variants (candidate = true in their configs; the default), or "
         "every system trained in noise, Baseline-e included (a recommendation for noise that must beat it)",
     )
+    p.add_argument(
+        "--seeds",
+        help="comma-separated seeds: only their runs count (the seeds every system ran, when a seed rule "
+        "added seeds to some systems only)",
+    )
     p.add_argument("--alias", required=True, help="the name to give the chosen system, e.g. trnet-robust")
     p.add_argument(
         "--out",
@@ -39,8 +44,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from trnet.report.aliases import select, write_selection
+    from trnet.utils import UserError
 
-    entry = select(args.sources, args.alias, args.among)
+    try:
+        seeds = None if args.seeds is None else [int(x) for x in args.seeds.split(",")]
+    except ValueError:
+        raise UserError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 1,2,3") from None
+    entry = select(args.sources, args.alias, args.among, seeds)
     if args.out is None:
         print(json.dumps({args.alias: entry}, indent=2))
         return 0

@@ -230,9 +230,13 @@ def choose(pooled: dict[str, dict[str, Any]]) -> str | None:
     return max(comparable, key=lambda s: pooled[s]["mean"], default=None)
 
 
-def select(sources: list[str], alias: str, among: str = "candidates") -> dict[str, Any]:
+def select(sources: list[str], alias: str, among: str = "candidates", seeds: list[int] | None = None) -> dict[str, Any]:
     """The package file's entry for `alias`, pooled over `sources`; `among`: who competes
-    ("candidates": TRNet and its variants; "all": every system trained in noise, AMONG)."""
+    ("candidates": TRNet and its variants; "all": every system trained in noise, AMONG);
+    `seeds`: only runs of these seeds count (a study whose seed rule added seeds to some systems
+    keeps the others comparable on the seeds all of them ran)."""
+    if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
+        raise UserError(f"--seeds {seeds}: expected distinct seeds")
     if among not in AMONG:
         raise UserError(f"--among {among!r}: expected one of {', '.join(AMONG)}")
     if alias in configs.systems():
@@ -245,8 +249,11 @@ def select(sources: list[str], alias: str, among: str = "candidates") -> dict[st
     check_unique(read)
     studies, provenance = [], []
     for tag, runs, path in read:
-        studies.append((tag, runs))
-        provenance.append({"source": str(path), "tag": tag or None, "runs": len(runs), "sha256": sha256_file(path)})
+        kept = runs if seeds is None else [r for r in runs if r["seed"] in seeds]
+        if not kept:
+            raise UserError(f"{path}: no run of seed(s) {', '.join(map(str, seeds or []))}")
+        studies.append((tag, kept))
+        provenance.append({"source": str(path), "tag": tag or None, "runs": len(kept), "sha256": sha256_file(path)})
     pooled = pool(studies, among)
     chosen = choose(pooled)
     if chosen is None:
@@ -258,8 +265,10 @@ def select(sources: list[str], alias: str, among: str = "candidates") -> dict[st
     return {
         "system": chosen.split("@")[0],
         "chosen": chosen,
-        "rule": AMONG[among],
+        "rule": AMONG[among]
+        + ("" if seeds is None else f" Only the runs of seeds {', '.join(map(str, seeds))} count."),
         **({"among": among} if among != "candidates" else {}),
+        **({"seeds": list(seeds)} if seeds is not None else {}),
         "validation_uar": pooled,
         "studies": provenance,
     }
