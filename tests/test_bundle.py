@@ -22,7 +22,7 @@ import pytest
 from tests.bundle_fixtures import RECIPE, make_world
 from trnet import configs, runs
 from trnet.batches import condition_set
-from trnet.bundle import card, plan, publish
+from trnet.bundle import card, plan, publish, results
 from trnet.bundle.recipe import BundleRecipeError, load_bundle_recipe
 from trnet.corpora import CorpusError
 from trnet.corpora.combined import combine, part_of, parts
@@ -269,3 +269,15 @@ def test_the_shipped_recipe_names_no_system_but_the_selection_files_alias(monkey
     assert recipe.system == configs.aliases()[alias] and recipe.loco_seeds == (1, 2, 3)
     assert recipe.table["epochs"] == 8 and recipe.levers["ema_decay"] == 0.998  # recipes/training-recipe.toml
     assert recipe.loco_targets == {("emodb", "nemo"): 47.0, ("nemo", "emodb"): 63.0}
+
+
+def test_a_recipe_whose_system_is_the_baseline_trains_it_once_per_group(tmp_path: Path) -> None:
+    """Validation may choose Baseline-e itself: each held-out direction then trains it once, and
+    there is no system - baseline difference to report."""
+    path = make_world(tmp_path)
+    path.write_text(RECIPE.replace('system = "trnet-std-snr"', 'system = "baseline-e"'))
+    recipe = load_bundle_recipe(path)
+    assert all(g.systems == ("baseline-e",) for g in plan.groups(recipe))
+    assert results.loco_differences([], "baseline-e", "baseline-e") == []
+    summary = {"system": "baseline-e", "baseline": "baseline-e", "loco_differences": []}
+    assert card.differences(summary)[0].startswith("The shipped system is baseline-e itself")

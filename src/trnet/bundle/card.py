@@ -81,6 +81,8 @@ def loco_tables(summary: dict[str, Any]) -> list[str]:
 def differences(summary: dict[str, Any]) -> list[str]:
     """System - baseline, paired by seed, UAR and WAR; and where WAR disagrees with UAR."""
     rows = summary.get("loco_differences") or []
+    if summary["system"] == summary["baseline"]:
+        return [f"The shipped system is {summary['baseline']} itself: validation chose the baseline.", ""]
     if not rows:
         return []
     out = [

@@ -82,7 +82,7 @@ def groups(recipe: BundleRecipe) -> list[Group]:
             out.append(
                 Group(
                     f"loco-train-{train}",
-                    (recipe.system, recipe.baseline),
+                    tuple(dict.fromkeys((recipe.system, recipe.baseline))),  # once if validation chose the baseline
                     seed,
                     recipe.loco_train_noise,
                     f"loco-test-{test}",

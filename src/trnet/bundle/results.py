@@ -91,8 +91,11 @@ def outcome(conditions: list[dict[str, Any]], name: str) -> float:
 
 def loco_differences(loco: list[dict[str, Any]], system: str, baseline: str) -> list[dict[str, Any]]:
     """Per direction: system - baseline on noisy (0-20 dB) and clean UAR and WAR, paired by seed
-    (the seeds both ran), as _stat over the seeds' differences."""
-    out = []
+    (the seeds both ran), as _stat over the seeds' differences; none when the system is the
+    baseline itself."""
+    out: list[dict[str, Any]] = []
+    if system == baseline:
+        return out
     for train, test in dict.fromkeys((r["train"], r["test"]) for r in loco):
         by = {(r["system"], r["seed"]): r for r in loco if (r["train"], r["test"]) == (train, test)}
         seeds = sorted(s for (name, s) in by if name == system and (baseline, s) in by)
