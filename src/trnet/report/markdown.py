@@ -166,9 +166,13 @@ def make_report(results_dir: str | Path, out: str | Path | None = None, also: di
     with another SE setting, to the tables, figures and selection."""
     results_dir = Path(results_dir)
     out = Path(out) if out else results_dir
-    res = load_results(results_dir, also)
-    for tag, source in [("", results_dir), *(also or {}).items()]:  # the folder alone recomputes primary.json
-        write_tables(load_results(source), out, f"{tag}-" if tag else "")
+    res = load_results(results_dir)
+    if out.resolve() != results_dir.resolve():  # the folder alone recomputes primary.json; never rewrite inputs
+        write_tables(res, out)
+    for tag, other in (also or {}).items():  # each source read once: its tables written, then merged
+        more = load_results(other)
+        write_tables(more, out, f"{tag}-")
+        res.merge(more, tag)
     meta = res.meta
     md = [f"# TRNet reproduction report: {meta.get('recipe', {}).get('name', results_dir.name)}", ""]
     partial = partial_note(meta)
