@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--seeds",
         help="comma-separated seeds: only their runs count (the seeds every system ran, when a seed rule "
-        "added seeds to some systems only)",
+        "added seeds to some systems only); 'all' or absent: every seed",
     )
     p.add_argument("--alias", required=True, help="the name to give the chosen system, e.g. trnet-robust")
     p.add_argument(
@@ -43,14 +43,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from trnet.experiments.recipe_values import parse_int_list
     from trnet.report.aliases import select, write_selection
-    from trnet.utils import UserError
 
-    try:
-        seeds = None if args.seeds is None else [int(x) for x in args.seeds.split(",")]
-    except ValueError:
-        raise UserError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 1,2,3") from None
-    entry = select(args.sources, args.alias, args.among, seeds)
+    seeds = None if args.seeds is None else parse_int_list(args.seeds, "seeds")  # "all": every seed
+    entry = select(args.sources, args.alias, args.among, None if seeds is None else list(seeds))
     if args.out is None:
         print(json.dumps({args.alias: entry}, indent=2))
         return 0
