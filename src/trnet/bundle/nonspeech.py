@@ -5,8 +5,8 @@ the model card states it, measured:
 
     silence    digital silence
     white      white noise at -26 dBFS (RMS)
-    <noise>    each clip of the held-out test noise alone (DEMAND: never heard by the
-               leave-one-corpus-out runs), mean and sd over clips
+    noise      each clip of the held-out test noise alone (DEMAND: never heard by the
+               leave-one-corpus-out runs)
 
 Each input is SECONDS long (a clip shorter than that: whole) and goes through the run's full
 inference path (trnet.predict: its SE back-end with its training options, features, model),
@@ -22,7 +22,6 @@ import hashlib
 import json
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -33,7 +32,7 @@ from trnet.predict import load
 from trnet.runs import BEST, RunError
 from trnet.utils import damaged_cache, sha256_file, write_json_atomic
 
-VERSION = 1
+VERSION = 2  # 2: c per input, the statistics left to the summary (results.py)
 SECONDS = 4.0
 WHITE_DBFS = -26.0
 
@@ -49,9 +48,9 @@ def inputs(noise_manifest: Path) -> dict[str, list[np.ndarray]]:
     return {"silence": [np.zeros(n, np.float32)], "white": [white], "noise": clips}
 
 
-def nonspeech_c(run: Path, noise_manifest: Path) -> dict[str, Any] | None:
-    """{"silence", "white", "noise": {"mean", "std", "n"}} of c for one run; None for a system
-    without c. Cached (see the module's docstring)."""
+def nonspeech_c(run: Path, noise_manifest: Path) -> dict[str, list[float]] | None:
+    """{"silence", "white", "noise": c of each input} for one run; None for a system without c.
+    Cached (see the module's docstring)."""
     run = Path(run)
     ident = {"version": VERSION, "checkpoint": sha256_file(run / BEST), "noise": sha256_file(noise_manifest)}
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
@@ -74,14 +73,10 @@ def nonspeech_c(run: Path, noise_manifest: Path) -> dict[str, Any] | None:
             }
         finally:
             predictor.close()
-    if any(c is None for cs in measured.values() for c in cs):
+    c: dict[str, list[float]] | None = measured
+    if any(v is None for cs in measured.values() for v in cs):
         c = None
-    elif not all(np.isfinite(c) for cs in measured.values() for c in cs):
+    elif not all(np.isfinite(v) for cs in measured.values() for v in cs):
         raise RunError(f"{run}: c is not finite on input without speech ({measured}); the model is broken")
-    else:
-        c = {
-            kind: {"mean": float(np.mean(cs)), "std": float(np.std(cs, ddof=1)) if len(cs) > 1 else 0.0, "n": len(cs)}
-            for kind, cs in measured.items()
-        }
     write_json_atomic(path, {**ident, "run": str(run), "c": c})
     return c

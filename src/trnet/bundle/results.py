@@ -151,7 +151,7 @@ def loco_summary(loco: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "clean_minus_0db": _stat([r.get("clean_minus_0db") for r in rs]),
                 "nonspeech": None
                 if any(r.get("nonspeech") is None for r in rs)
-                else {k: _stat([r["nonspeech"][k]["mean"] for r in rs]) for k in rs[0]["nonspeech"]},
+                else {k: _stat([float(np.mean(r["nonspeech"][k])) for r in rs]) for k in rs[0]["nonspeech"]},
             }
         )
     return out
