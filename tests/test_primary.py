@@ -118,3 +118,27 @@ def test_the_significance_sections_compare_what_the_recipe_declares(tmp_path: Pa
     assert {t["system"] for t in tests if t["other"] == "baseline-n"} == {"trnet-wo-low", "trnet"}
     assert {t["system"] for t in tests if t["other"] != "baseline-n"} == {"trnet-wo-low"}
     assert compared(None) == ("trnet", "baseline-e")
+
+
+class _Runs:
+    """Just what validation_choice reads: each system's runs with their validation UAR."""
+
+    def __init__(self, val: dict[str, dict[tuple[int, int], float]]) -> None:
+        self.val = val
+
+    def run_info(self, system: str) -> dict[tuple[int, int], dict]:
+        return {fs: {"val_uar": v} for fs, v in self.val.get(system, {}).items()}
+
+
+def test_seeds_added_to_the_chosen_candidate_alone_do_not_change_the_choice() -> None:
+    from trnet.report.primary import validation_choice
+
+    common = {(f, s): 0.50 for f in range(3) for s in (1, 2, 3)}
+    val = {"a": dict(common), "b": {fs: v + 0.01 for fs, v in common.items()}}
+    assert validation_choice(_Runs(val), ["a", "b"])[0] == "b"
+    # the seed rule then adds seeds 4 and 5 to b alone, and they happen to validate lower
+    val["b"].update({(f, s): 0.30 for f in range(3) for s in (4, 5)})
+    chosen, means = validation_choice(_Runs(val), ["a", "b"])
+    assert chosen == "b" and means["b"] == pytest.approx(51.0) and means["a"] == pytest.approx(50.0)
+    # a candidate with no validated run is absent, not a zero
+    assert validation_choice(_Runs({"a": common, "b": {}}), ["a", "b"]) == ("a", {"a": pytest.approx(50.0)})

@@ -106,10 +106,15 @@ def paired(
 
 
 def validation_choice(res: Results, candidates: Sequence[str]) -> tuple[str | None, dict[str, float]]:
-    """The candidate with the highest mean validation UAR (%), and every candidate's mean."""
+    """The candidate with the highest mean validation UAR (%), and every candidate's mean, over the
+    (fold, seed) cells that every candidate present has: a seed rule that adds seeds to the chosen
+    candidate alone (design §10) must not change which candidate it was chosen as."""
+    info = {c: {fs: r["val_uar"] for fs, r in res.run_info(c).items() if r.get("val_uar") is not None} for c in candidates}
+    present = [c for c in candidates if info[c]]
+    shared = set.intersection(*(set(info[c]) for c in present)) if present else set()
     means = {}
-    for c in candidates:
-        values = [r["val_uar"] for r in res.run_info(c).values() if r.get("val_uar") is not None]
+    for c in present:
+        values = [info[c][fs] for fs in sorted(shared)]
         if values:
             means[c] = 100 * float(np.mean(values))
     chosen = max(means, key=lambda c: (means[c], -list(candidates).index(c))) if means else None
