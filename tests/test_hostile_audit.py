@@ -178,6 +178,14 @@ CASES: dict[str, tuple[Callable[[dict, Path], list], str]] = {
         lambda c, t: report(t, "--also", f"x={results(t, 'a')}", "--also", f"x={results(t, 'b')}"),
         "twice",
     ),
+    "B6 report --more A A (the same runs twice)": (
+        lambda c, t: report(t, "--more", str(results(t, "a")), "--more", str(t / "a")),
+        "a run counts once",
+    ),
+    "B6 report --more without --out": (
+        lambda c, t: ["report", results(t, "a"), "--more", results(t, "b")],
+        "give --out",
+    ),
     # C: hangs and tracebacks
     "C8 predict --hop 0.000001": (lambda c, t: ["predict", wav(t), "--model", bundle(t), "--hop", "0.000001"], "hop"),
     "C10 conditions: 1 noise recording, 2 sessions": (one_noise_recording, "noise"),

@@ -14,6 +14,7 @@ from tests.test_report import FOLDS, NOISES, SEEDS, SNRS, fabricate, true_uar
 from trnet.experiments.recipe import RecipeError, recipe_from_dict
 from trnet.report.markdown import make_report
 from trnet.report.primary import check_analysis, compared
+from trnet.utils import UserError
 
 pytestmark = pytest.mark.usefixtures("one_openmp_thread")
 ANALYSIS = {"baseline": "baseline-e", "candidates": ["trnet-wo-low", "trnet"], "mde_target": 2.5}
@@ -142,3 +143,24 @@ def test_seeds_added_to_the_chosen_candidate_alone_do_not_change_the_choice() ->
     assert chosen == "b" and means["b"] == pytest.approx(51.0) and means["a"] == pytest.approx(50.0)
     # a candidate with no validated run is absent, not a zero
     assert validation_choice(_Runs({"a": common, "b": {}}), ["a", "b"]) == ("a", {"a": pytest.approx(50.0)})
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda meta: meta.update(width=8), "width differ"),
+        (lambda meta: meta["recipe"].update(name="other"), "recipe name differ"),
+        (None, "a run counts once"),  # the same runs twice
+    ],
+)
+def test_more_refuses_what_is_not_more_of_the_same_study(tmp_path: Path, change, message: str) -> None:
+    first = fabricate(tmp_path / "a", systems=("baseline-e", "trnet"), folds=(0, 1), seeds=(1,))
+    more = fabricate(tmp_path / "b", systems=("baseline-e", "trnet"), folds=(0, 1), seeds=(1 if change is None else 2,))
+    if change is not None:
+        meta = json.loads((more / "meta.json").read_text())
+        change(meta)
+        (more / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=message):
+        make_report(first, tmp_path / "r", more=[more])
+    with pytest.raises(UserError, match="give --out"):
+        make_report(first, more=[more])

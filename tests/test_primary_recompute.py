@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.test_primary import with_analysis
-from tests.test_report import fabricate
+from tests.test_report import FOLDS, SEEDS, fabricate
 from trnet.report.markdown import make_report
 from trnet.report.primary import recompute
 
@@ -64,3 +64,20 @@ def test_a_report_folder_carries_what_recomputes_it_and_an_edit_is_caught(tmp_pa
     _, again = recompute(docs)
     found = differences(edited, again)
     assert any(d.startswith("/primary/mean") for d in found) and any(d.startswith("/chosen") for d in found)
+
+
+@pytest.mark.slow
+def test_more_runs_of_the_same_study_merge_into_one_report(tmp_path: Path) -> None:
+    """`trnet report A --more B --out R`: the runs of B (here seed 2) join A's (seed 1) under
+    their own names, and R's declared comparison and tables equal a report of both seeds at once."""
+    full = with_analysis(fabricate(tmp_path / "full"))
+    first = with_analysis(fabricate(tmp_path / "a", seeds=(1,)))
+    more = with_analysis(fabricate(tmp_path / "b", seeds=(2,)))
+    make_report(full, tmp_path / "r-full")
+    make_report(first, tmp_path / "r", more=[more])
+    merged = json.loads((tmp_path / "r" / "primary.json").read_text())
+    assert merged == json.loads((tmp_path / "r-full" / "primary.json").read_text())
+    assert merged["primary"]["runs"] == len(FOLDS) * len(SEEDS)
+    stored, recomputed = recompute(tmp_path / "r")  # the folder's merged tables alone recompute it
+    assert differences(stored, recomputed) == []
+    assert "More runs of this study" in (tmp_path / "r" / "report.md").read_text()

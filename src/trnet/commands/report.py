@@ -19,6 +19,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="TAG=RESULTS",
         help="add another results directory's runs as systems <system>@TAG (repeatable)",
     )
+    p.add_argument(
+        "--more",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="RESULTS",
+        help="add another results directory's runs of the same study under their own names, e.g. the seeds "
+        "a seed rule added to some systems (repeatable; needs --out)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,5 +42,5 @@ def run(args: argparse.Namespace) -> int:
         if check_tag(tag, "--also") in also:
             raise UserError(f"--also: tag {tag!r} given twice ({also[tag]} and {path}); give each its own tag")
         also[tag] = Path(path)
-    print(f"report: {make_report(args.results, args.out, also)}")
+    print(f"report: {make_report(args.results, args.out, also, args.more)}")
     return 0

@@ -23,6 +23,7 @@ note, never an error.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from trnet.report.results import Results, load_results, write_tables
 from trnet.report.selection import FLAT_SPREAD, c_table, selection
 from trnet.report.shares import shares_section
 from trnet.report.tables import paper_table1, significance, snr_table, table1, table2
-from trnet.utils import write_json_atomic, write_text_atomic
+from trnet.utils import UserError, write_json_atomic, write_text_atomic
 
 PAPER_SEEDS, PAPER_FOLDS = 3, 10  # docs/design.md §3: 10 leave-one-speaker-out folds x 3 seeds
 
@@ -80,6 +81,12 @@ def _setup(res: Results) -> list[str]:
             else ""
         )
     )
+    for extra in meta.get("more", []):  # Results.extend: runs of the same study from another results directory
+        lines.append(
+            f"- More runs of this study (another results directory, commit `{extra.get('commit', '?')}`): "
+            f"{', '.join(display_name(s) for s in extra.get('systems') or [])}, seeds {extra.get('seeds')}, "
+            f"folds {extra.get('folds')}"
+        )
     lines += [f"- {n}" for n in _stand_ins(meta, res)]
     return lines
 
@@ -160,13 +167,24 @@ def partial_note(meta: dict[str, Any]) -> str | None:
     return "**Partial:** this report covers " + "; ".join(short) + "." if short else None
 
 
-def make_report(results_dir: str | Path, out: str | Path | None = None, also: dict[str, Path] | None = None) -> Path:
+def make_report(
+    results_dir: str | Path,
+    out: str | Path | None = None,
+    also: dict[str, Path] | None = None,
+    more: Sequence[Path] = (),
+) -> Path:
     """Write report.md and its PNGs (into `out`, default the results directory). `also` (tag
     -> results directory) adds other runs as systems "<system>@<tag>", e.g. the same systems
-    with another SE setting, to the tables, figures and selection."""
+    with another SE setting, to the tables, figures and selection; `more` adds other results
+    directories' runs of the same study under their own names (Results.extend), e.g. the seeds
+    a seed rule adds to some systems."""
     results_dir = Path(results_dir)
     out = Path(out) if out else results_dir
     res = load_results(results_dir)
+    if more and out.resolve() == results_dir.resolve():
+        raise UserError(f"--more: give --out, a folder other than {results_dir}, for the merged tables")
+    for other in more:
+        res.extend(load_results(Path(other)))
     if out.resolve() != results_dir.resolve():  # the folder alone recomputes primary.json; never rewrite inputs
         write_tables(res, out)
     for tag, other in (also or {}).items():  # each source read once: its tables written, then merged

@@ -109,7 +109,9 @@ def validation_choice(res: Results, candidates: Sequence[str]) -> tuple[str | No
     """The candidate with the highest mean validation UAR (%), and every candidate's mean, over the
     (fold, seed) cells that every candidate present has: a seed rule that adds seeds to the chosen
     candidate alone (design §10) must not change which candidate it was chosen as."""
-    info = {c: {fs: r["val_uar"] for fs, r in res.run_info(c).items() if r.get("val_uar") is not None} for c in candidates}
+    info = {
+        c: {fs: r["val_uar"] for fs, r in res.run_info(c).items() if r.get("val_uar") is not None} for c in candidates
+    }
     present = [c for c in candidates if info[c]]
     shared = set.intersection(*(set(info[c]) for c in present)) if present else set()
     means = {}

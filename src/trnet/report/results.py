@@ -95,6 +95,23 @@ def predictions_path(results_dir: Path, system: str, fold: int, seed: int) -> Pa
 # --------------------------------------------------------------------------- tidy results
 
 
+# what two results directories must share for one to add runs to the other (Results.extend)
+SAME_STUDY = (
+    "se",
+    "se_options",
+    "se_version",
+    "noise_seed",
+    "snrs",
+    "noise",
+    "train_noise",
+    "corpus",
+    "encoder",
+    "width",
+    "epochs",
+    "batch_size",
+)
+
+
 class Results:
     """The tidy rows of results.json, indexed: (system, fold, seed) -> (noise, snr) -> row."""
 
@@ -109,6 +126,7 @@ class Results:
         self.se_version: str | None = nested.get("version") if isinstance(nested, dict) else meta.get("se_version")
         self.root = root
         self.sources: dict[str, tuple[Path | None, str]] = {}  # system -> (results dir, name there)
+        self.run_sources: dict[Run, Path | None] = {}  # runs added by extend(): their results dir
         self.by_run: dict[Run, dict[tuple[str, int | None], dict[str, Any]]] = defaultdict(dict)
         noises: list[str] = []
         snrs: set[int] = set()
@@ -143,8 +161,51 @@ class Results:
             *({**r, "system": f"{r['system']}@{tag}"} for r in other.meta.get("runs", [])),
         ]
 
+    def extend(self, other: Results) -> None:
+        """Add `other`'s runs under their own names: more runs of the same study from another
+        results directory (e.g. the seeds a seed rule adds to some systems, design §10). Refused
+        unless both hold the same recipe, SE, noise, SNRs and training setting, and no
+        (system, fold, seed) is in both."""
+        differ = [k for k in SAME_STUDY if self.meta.get(k) != other.meta.get(k)]
+        mine, theirs = self.meta.get("recipe", {}), other.meta.get("recipe", {})
+        differ += [f"recipe {k}" for k in ("name", "table") if mine.get(k) != theirs.get(k)]
+        if {v.get("hash") for v in self.meta.get("stores", {}).values()} != {
+            v.get("hash") for v in other.meta.get("stores", {}).values()
+        }:
+            differ.append("condition stores")
+        if differ:
+            raise UserError(f"{other.root}: not more runs of the same study as {self.root}: {', '.join(differ)} differ")
+        both = sorted(set(self.by_run) & set(other.by_run))
+        if both:
+            system, fold, seed = both[0]
+            raise UserError(
+                f"{other.root}: {system} fold {fold} seed {seed} is also in {self.root} (a run counts once)"
+            )
+        for run, conds in other.by_run.items():
+            self.by_run[run] = conds
+            self.run_sources[run] = other.root
+        self.systems += [s for s in other.systems if s not in self.systems]
+        order = configs.names()
+        self.systems.sort(key=lambda s: (order.index(s) if s in order else len(order), s))
+        meta = self.meta
+        meta["runs"] = [*meta.get("runs", []), *other.meta.get("runs", [])]
+        for key in ("seeds", "folds"):
+            meta[key] = sorted({*meta.get(key, []), *other.meta.get(key, [])})
+        meta["systems"] = list(self.systems)
+        meta.setdefault("more", []).append(
+            {
+                "path": str(other.root),
+                "systems": other.meta.get("systems"),
+                "seeds": other.meta.get("seeds"),
+                "folds": other.meta.get("folds"),
+                "commit": other.meta.get("commit"),
+            }
+        )
+
     def predictions(self, system: str, fold: int, seed: int) -> Path | None:
         """The predictions file of a run, wherever its results directory is (None if unknown)."""
+        if (system, fold, seed) in self.run_sources:
+            return predictions_path(self.run_sources[(system, fold, seed)], system, fold, seed)
         root, name = self.sources.get(system, (None, system))
         return None if root is None else predictions_path(root, name, fold, seed)
 
