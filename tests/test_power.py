@@ -94,3 +94,11 @@ def test_coverage_and_power_by_simulation() -> None:
 def test_refuses_too_little_or_non_finite(d) -> None:
     with pytest.raises(ValueError):
         clustered_difference(d)
+
+
+def test_a_tie_is_not_ahead_whatever_the_rounding() -> None:
+    # speaker "b" scores exactly alike in both systems; its mean differs from 0 only by float
+    # noise, whose sign must not decide "ahead" (a committed CSV's 6 decimals flip it)
+    r = clustered_difference({"a": [1.0, 2.0], "b": [0.1 + 0.2 - 0.3, 0.0], "c": [-1.0, -0.5]})
+    assert r.wins == 1
+    assert clustered_difference({"a": [0.01, 0.02], "b": [-1e-9, 1e-9], "c": [0.5, 0.4]}).wins == 2

@@ -25,6 +25,11 @@ import numpy as np
 from scipy import stats
 
 BOOTSTRAP_RESAMPLES = 10_000
+# A speaker counts as ahead when its mean difference exceeds this many points: below any real
+# UAR difference (one utterance of one class moves a test speaker's UAR by ~0.3 points on nEMO),
+# above float noise and the 6 decimals a committed CSV keeps, so that a tie (both systems
+# scoring exactly alike) is not counted as ahead by the sign of a rounding error.
+TIE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ class ClusteredDifference:
     sigma_u: float  # between-speaker sd of the effect (method of moments, >= 0)
     sigma_e: float  # within-speaker sd over seeds (nan with one seed per speaker)
     p_value: float  # two-sided t test of mu = 0 on the speaker means
-    wins: int  # speakers whose mean difference is > 0
+    wins: int  # speakers whose mean difference is > TIE (ahead; a tie is not)
     sigma_u_clipped: bool = False  # the moment estimate of sigma_u^2 was negative, reported as 0
 
     @property
@@ -126,6 +131,6 @@ def clustered_difference(
         sigma_u=float(np.sqrt(sigma_u2)),
         sigma_e=float(np.sqrt(sigma_e2)) if not np.isnan(sigma_e2) else float("nan"),
         p_value=p,
-        wins=int(np.sum(means > 0)),
+        wins=int(np.sum(means > TIE)),
         sigma_u_clipped=sigma_u2_moment < 0,
     )
