@@ -281,3 +281,34 @@ def test_a_recipe_whose_system_is_the_baseline_trains_it_once_per_group(tmp_path
     assert results.loco_differences([], "baseline-e", "baseline-e") == []
     summary = {"system": "baseline-e", "baseline": "baseline-e", "loco_differences": []}
     assert card.differences(summary)[0].startswith("The shipped system is baseline-e itself")
+
+
+@pytest.mark.slow
+def test_a_baseline_bundle_builds_ships_and_predicts_without_c(tmp_path: Path) -> None:
+    """Validation may recommend Baseline-e (recipes/pretrained.toml names the alias): the whole
+    bundle builds for a system without c, its card says there is no difference to report, and
+    `trnet predict` prints c as n/a and null, with no c note."""
+    path = make_world(tmp_path)
+    path.write_text(RECIPE.replace('system = "trnet-std-snr"', 'system = "baseline-e"'))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "trnet.cli", "bundle", str(path), "--workers", "1", "--threads", "1", "--no-measure"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    recipe = load_bundle_recipe(path)
+    fragment = (recipe.work / "card" / "results.md").read_text()
+    assert "The shipped system is baseline-e itself" in fragment and "| silence |" not in fragment
+    summary = json.loads((recipe.work / "results" / "summary.json").read_text())
+    assert {r["system"] for r in summary["loco"]} == {"baseline-e"} and summary["loco_differences"] == []
+    bundle = recipe.work / "bundle" / recipe.name
+    assert c_note(bundle) is None
+    clip = tmp_path / "aa" / sorted(p.name for p in (tmp_path / "aa").glob("*.wav"))[0]
+    out = subprocess.run(
+        [sys.executable, "-m", "trnet.cli", "predict", str(clip), "--model", str(bundle), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    doc = json.loads(out.stdout)
+    assert doc["system"] == "baseline-e" and doc["c_note"] is None and doc["results"][0]["c"] is None
