@@ -15,7 +15,7 @@ from trnet.report.markdown import make_report
 from trnet.report.primary import recompute
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-STUDIES = sorted(p.parent for p in DOCS.glob("*/primary.json"))
+STUDIES = sorted(p.parent for p in DOCS.rglob("primary.json"))  # seed-rule subfolders too
 # written by the MDE rule of design §10 (the conservative headline); an older primary.json kept
 # the observed-SE projection under these keys, so only they may differ from a recomputation
 RULE_KEYS = {"mde_with_seeds", "mde_observed", "mde_components", "mde_conservative", "tags"}
@@ -39,7 +39,7 @@ def test_there_are_committed_studies_to_check() -> None:
     assert any(s.name == "nemo-study" for s in STUDIES), STUDIES
 
 
-@pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.name)
+@pytest.mark.parametrize("study", STUDIES, ids=lambda p: str(p.relative_to(DOCS)))
 def test_a_committed_primary_json_recomputes_from_its_csvs(study: Path) -> None:
     stored, new = recompute(study)
     if "mde_conservative" not in stored:  # written before the conservative rule: all else must agree
