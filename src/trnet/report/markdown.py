@@ -188,9 +188,9 @@ def make_report(
     if out.resolve() != results_dir.resolve():  # the folder alone recomputes primary.json; never rewrite inputs
         write_tables(res, out)
     for tag, other in (also or {}).items():  # each source read once: its tables written, then merged
-        more = load_results(other)
-        write_tables(more, out, f"{tag}-")
-        res.merge(more, tag)
+        tagged = load_results(other)
+        write_tables(tagged, out, f"{tag}-")
+        res.merge(tagged, tag)
     meta = res.meta
     md = [f"# TRNet reproduction report: {meta.get('recipe', {}).get('name', results_dir.name)}", ""]
     partial = partial_note(meta)

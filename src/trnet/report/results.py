@@ -112,6 +112,12 @@ SAME_STUDY = (
 )
 
 
+def table_order(systems: set[str]) -> list[str]:
+    """Systems in the registry's table order, any it does not know after them by name."""
+    known = configs.names()
+    return [s for s in known if s in systems] + sorted(systems - set(known))
+
+
 class Results:
     """The tidy rows of results.json, indexed: (system, fold, seed) -> (noise, snr) -> row."""
 
@@ -138,8 +144,7 @@ class Results:
                     noises.append(r["noise"])
         present = {run[0] for run in self.by_run}
         self.sources = {s: (root, s) for s in present}
-        known = configs.names()
-        self.systems = [s for s in known if s in present] + sorted(present - set(known))
+        self.systems = table_order(present)
         self.noises = [n for n in meta.get("noise", {}) if n in noises] + [
             n for n in noises if n not in meta.get("noise", {})
         ]
@@ -184,9 +189,7 @@ class Results:
         for run, conds in other.by_run.items():
             self.by_run[run] = conds
             self.run_sources[run] = other.root
-        self.systems += [s for s in other.systems if s not in self.systems]
-        order = configs.names()
-        self.systems.sort(key=lambda s: (order.index(s) if s in order else len(order), s))
+        self.systems = table_order({*self.systems, *other.systems})
         meta = self.meta
         meta["runs"] = [*meta.get("runs", []), *other.meta.get("runs", [])]
         for key in ("seeds", "folds"):
