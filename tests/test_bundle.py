@@ -26,7 +26,7 @@ from trnet.bundle import card, plan, publish, results
 from trnet.bundle.recipe import BundleRecipeError, load_bundle_recipe
 from trnet.corpora import CorpusError
 from trnet.corpora.combined import combine, part_of, parts
-from trnet.pretrained import Bundle, c_note, read_manifest
+from trnet.pretrained import NO_C, Bundle, c_note, read_manifest
 from trnet.protocol.folds import Holdout, split
 from trnet.protocol.holdout import corpus_holdout
 from trnet.runs import RunError
@@ -281,13 +281,18 @@ def test_a_recipe_whose_system_is_the_baseline_trains_it_once_per_group(tmp_path
     assert results.loco_differences([], "baseline-e", "baseline-e") == []
     summary = {"system": "baseline-e", "baseline": "baseline-e", "loco_differences": []}
     assert card.differences(summary)[0].startswith("The shipped system is baseline-e itself")
+    row = {"conditions": [{"mean_c": {"mean": None}}]}
+    assert card.c_table({**summary, "test_noise": "demand", "loco": [row], "c_training": None}, [None]) == [
+        f"**c:** {NO_C}."
+    ]
+    assert card.c_table({**summary, "test_noise": "demand", "loco": [row]}, [None]) == []  # older summaries: silent
 
 
 @pytest.mark.slow
 def test_a_baseline_bundle_builds_ships_and_predicts_without_c(tmp_path: Path) -> None:
     """Validation may recommend Baseline-e (recipes/pretrained.toml names the alias): the whole
     bundle builds for a system without c, its card says there is no difference to report, and
-    `trnet predict` prints c as n/a and null, with no c note."""
+    `trnet predict` prints c as n/a and null, and both say in the same words that there is no c."""
     path = make_world(tmp_path)
     path.write_text(RECIPE.replace('system = "trnet-std-snr"', 'system = "baseline-e"'))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -297,10 +302,11 @@ def test_a_baseline_bundle_builds_ships_and_predicts_without_c(tmp_path: Path) -
     recipe = load_bundle_recipe(path)
     fragment = (recipe.work / "card" / "results.md").read_text()
     assert "The shipped system is baseline-e itself" in fragment and "| silence |" not in fragment
+    assert f"**c:** {NO_C}." in fragment  # the card and `trnet predict` in the same words
     summary = json.loads((recipe.work / "results" / "summary.json").read_text())
     assert {r["system"] for r in summary["loco"]} == {"baseline-e"} and summary["loco_differences"] == []
     bundle = recipe.work / "bundle" / recipe.name
-    assert c_note(bundle) is None
+    assert c_note(bundle) == f"{NO_C}."
     clip = tmp_path / "aa" / sorted(p.name for p in (tmp_path / "aa").glob("*.wav"))[0]
     out = subprocess.run(
         [sys.executable, "-m", "trnet.cli", "predict", str(clip), "--model", str(bundle), "--json"],
@@ -311,4 +317,4 @@ def test_a_baseline_bundle_builds_ships_and_predicts_without_c(tmp_path: Path) -
     )
     assert out.returncode == 0, out.stderr[-2000:]
     doc = json.loads(out.stdout)
-    assert doc["system"] == "baseline-e" and doc["c_note"] is None and doc["results"][0]["c"] is None
+    assert doc["system"] == "baseline-e" and doc["c_note"] == f"{NO_C}." and doc["results"][0]["c"] is None

@@ -215,6 +215,12 @@ C_MEANING = {
 }
 
 
+NO_C = (
+    "This model has no c: it does not weigh an enhanced against the unenhanced input (eq. (1)), so c is "
+    "left empty (n/a in tables, null in JSON)"
+)
+
+
 def c_words(c_training: str | None) -> str:
     """What c is, in one set of words for the model card and `trnet predict` (c_training: how the
     system's c learns, trnet.bundle.results.c_training)."""
@@ -237,6 +243,8 @@ def c_note(path: str | Path) -> str | None:
     manifest = read_manifest(Path(path))
     metrics = manifest.get("metrics")
     metrics = metrics if isinstance(metrics, dict) else {}
+    if "c_training" in metrics and metrics["c_training"] is None:  # a system without c (Baseline-e, -n)
+        return f"{NO_C}."
     loco = metrics.get("leave_one_corpus_out")
     rows = [
         r
