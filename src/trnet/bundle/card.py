@@ -11,7 +11,7 @@ from typing import Any
 
 from trnet.bundle.recipe import BundleRecipe, BundleRecipeError
 from trnet.bundle.results import read_summary
-from trnet.pretrained import NO_C, c_words
+from trnet.pretrained import NO_C, c_words, says_no_c
 from trnet.utils import write_text_atomic
 
 BEGIN = "<!-- trnet bundle: measured results begin -->"
@@ -117,8 +117,7 @@ def c_table(summary: dict[str, Any], snrs: list[int | None]) -> list[str]:
     noise = summary["test_noise"]
     with_c = [r for r in summary["loco"] if any(c["mean_c"]["mean"] is not None for c in r["conditions"])]
     if not with_c:  # `trnet predict` says the same (pretrained.c_note)
-        no_c = "c_training" in summary and summary["c_training"] is None
-        return [f"**c:** {NO_C}."] if no_c else []
+        return [f"**c:** {NO_C}."] if says_no_c(summary) else []
     out = [
         "**c on the held-out corpus** (mean c per condition, then on input without speech: digital silence, "
         f"white noise at −26 dBFS, each {noise} clip alone; ρ: Spearman between c and the SNR over utterances × "

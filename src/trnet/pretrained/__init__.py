@@ -221,6 +221,13 @@ NO_C = (
 )
 
 
+def says_no_c(record: dict[str, Any]) -> bool:
+    """Whether a bundle's record (results/summary.json, or the manifest's metrics copied from it)
+    states that its system has no c: `c_training` present and null (results.c_training). An
+    older record without the key says nothing either way."""
+    return "c_training" in record and record["c_training"] is None
+
+
 def c_words(c_training: str | None) -> str:
     """What c is, in one set of words for the model card and `trnet predict` (c_training: how the
     system's c learns, trnet.bundle.results.c_training)."""
@@ -243,7 +250,7 @@ def c_note(path: str | Path) -> str | None:
     manifest = read_manifest(Path(path))
     metrics = manifest.get("metrics")
     metrics = metrics if isinstance(metrics, dict) else {}
-    if "c_training" in metrics and metrics["c_training"] is None:  # a system without c (Baseline-e, -n)
+    if says_no_c(metrics):  # a system without c (Baseline-e, -n)
         return f"{NO_C}."
     loco = metrics.get("leave_one_corpus_out")
     rows = [
